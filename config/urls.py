@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from config.health import HealthView
+
+admin.site.site_header = "Experimentation Platform"
+admin.site.site_title = "Experimentation Platform"
+admin.site.index_title = "Experiments, metrics and feature flags"
+
+api_v1 = [
+    path("", include("metrics.urls")),
+    path("", include("experiments.urls")),
+    path("", include("features.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/health", HealthView.as_view(), name="health"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]

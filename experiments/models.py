@@ -1,0 +1,232 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+from taggit.managers import TaggableManager
+
+from metrics.models import Metric
+
+
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    STOPPED = "stopped", "Stopped"
+    ARCHIVED = "archived", "Archived"
+
+
+class Engine(models.TextChoices):
+    FREQUENTIST = "frequentist", "Frequentist (p-values and confidence intervals)"
+    BAYESIAN = "bayesian", "Bayesian (chance to win and risk)"
+
+
+class Correction(models.TextChoices):
+    NONE = "none", "None"
+    HOLM = "holm", "Holm-Bonferroni (controls the chance of any false positive)"
+    BH = "bh", "Benjamini-Hochberg (controls the share of false positives)"
+
+
+class MetricRole(models.TextChoices):
+    PRIMARY = "primary", "Primary (decides the experiment)"
+    SECONDARY = "secondary", "Secondary (to learn from)"
+    GUARDRAIL = "guardrail", "Guardrail (must not get worse)"
+
+
+def validate_positive(value: float) -> None:
+    if value is None or not value > 0:
+        raise ValidationError("Must be greater than 0.")
+
+
+# The lifecycle: action -> (statuses it may start from, status it leads to). Services consult this
+# table; nothing else decides which transition is allowed.
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({ExperimentStatus.DRAFT}), ExperimentStatus.RUNNING),
+    "pause": (frozenset({ExperimentStatus.RUNNING}), ExperimentStatus.PAUSED),
+    "resume": (frozenset({ExperimentStatus.PAUSED}), ExperimentStatus.RUNNING),
+    "stop": (frozenset({ExperimentStatus.RUNNING, ExperimentStatus.PAUSED}), ExperimentStatus.STOPPED),
+    "archive": (frozenset({ExperimentStatus.DRAFT, ExperimentStatus.STOPPED}), ExperimentStatus.ARCHIVED),
+}
+
+# Once an experiment has been started, these define who sees what; changing them would mix
+# incomparable data, so they are locked for good (the contract requires it while running).
+LOCKED_FIELDS = ("key", "variants", "targeting", "layer", "hash_seed")
+DELETABLE_STATUSES = frozenset({ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED})
+
+
+class Experiment(models.Model):
+    key = models.SlugField(
+        max_length=100, unique=True, help_text="Short name used by the API and SDKs, e.g. checkout_button."
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    hypothesis = models.TextField(
+        blank=True, help_text="What you expect and why, e.g. “A green button raises purchases by 3%”."
+    )
+    status = models.CharField(
+        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT, editable=False
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tags = TaggableManager(blank=True, help_text="Comma-separated labels to find things again.")
+
+    traffic_allocation = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of eligible users in the experiment, from 0 to 1. You can raise it while "
+        "running; users already in stay in their variant.",
+    )
+    targeting = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Who is eligible, e.g. {"country": {"$in": ["US", "CA"]}}. Empty: everyone.',
+    )
+    layer = models.SlugField(
+        max_length=100,
+        blank=True,
+        help_text="Experiments with the same layer never share a user. Leave empty if unsure.",
+    )
+    layer_slice_start = models.FloatField(null=True, blank=True, editable=False)
+    hash_seed = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Advanced: changes who gets which variant. Empty: the experiment's key.",
+    )
+
+    engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.FREQUENTIST)
+    alpha = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)],
+        help_text="Accepted false-positive rate; 0.05 means 95% confidence.",
+    )
+    sequential = models.BooleanField(
+        default=False, help_text="Lets you look at results every day without inflating false positives."
+    )
+    sequential_tuning = models.PositiveIntegerField(
+        default=5000,
+        validators=[MinValueValidator(1)],
+        help_text="Sequential testing: the sample size per variant where the intervals are tightest.",
+    )
+    correction = models.CharField(
+        max_length=8,
+        choices=Correction.choices,
+        default=Correction.NONE,
+        help_text="Adjusts p-values when you test several metrics or variants at once.",
+    )
+    srm_threshold = models.FloatField(
+        default=0.001,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Warn about a sample ratio mismatch when the check's p-value falls below this.",
+    )
+    prior_mean = models.FloatField(
+        null=True, blank=True, help_text="Bayesian only, optional: prior mean of the relative lift (0 = no lift)."
+    )
+    prior_stddev = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Bayesian only, optional: prior standard deviation of the relative lift (e.g. 0.3).",
+    )
+    minimum_detectable_effect = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0001)],
+        help_text="Smallest relative lift worth detecting (0.05 = 5%); used for the power estimate.",
+    )
+
+    scheduled_start_at = models.DateTimeField(null=True, blank=True, help_text="Start automatically then.")
+    scheduled_stop_at = models.DateTimeField(null=True, blank=True, help_text="Stop automatically then.")
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stopped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decision_variant = models.CharField(
+        max_length=100, blank=True, editable=False, help_text="The variant shipped when it was stopped."
+    )
+    decision_reason = models.TextField(blank=True, editable=False)
+
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(traffic_allocation__gte=0) & models.Q(traffic_allocation__lte=1),
+                name="experiment_traffic_allocation_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    @property
+    def seed(self) -> str:
+        return self.hash_seed or self.key
+
+    @property
+    def is_locked(self) -> bool:
+        return self.status != ExperimentStatus.DRAFT
+
+    def clean(self) -> None:
+        from experiments.conditions import ConditionError, validate_condition
+
+        errors: dict[str, str] = {}
+        try:
+            validate_condition(self.targeting)
+        except ConditionError as exc:
+            errors["targeting"] = str(exc)
+        if (
+            self.scheduled_start_at
+            and self.scheduled_stop_at
+            and self.scheduled_stop_at <= self.scheduled_start_at
+        ):
+            errors["scheduled_stop_at"] = "The scheduled stop must come after the scheduled start."
+        if (self.prior_mean is None) != (self.prior_stddev is None):
+            errors["prior_stddev"] = "Give both a prior mean and a prior standard deviation, or neither."
+        elif self.prior_stddev is not None and self.prior_stddev <= 0:
+            errors["prior_stddev"] = "The prior standard deviation must be greater than 0."
+        if errors:
+            raise ValidationError(errors)
+
+
+class Variant(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    key = models.SlugField(max_length=100, help_text="e.g. control, treatment. The first variant is the control.")
+    name = models.CharField(max_length=200, blank=True)
+    weight = models.FloatField(
+        default=1.0,
+        validators=[validate_positive],
+        help_text="Relative share of traffic: 1 and 1 split evenly; 2 and 1 gives two thirds to the first.",
+    )
+    payload = models.JSONField(null=True, blank=True, help_text="Optional JSON returned with the assignment.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="variant_unique_key_per_experiment"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ExperimentMetric(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="metric_links")
+    metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="experiment_links")
+    role = models.CharField(max_length=16, choices=MetricRole.choices, default=MetricRole.PRIMARY)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "metric"], name="experiment_metric_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric.key} ({self.role})"

@@ -1,0 +1,317 @@
+"""Writes to experiments. The admin and the API both call these, so a rule holds everywhere."""
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import transaction
+from django.utils import timezone
+
+from config.exceptions import Conflict, LockedWhileRunning, StaleVersion, TransitionNotAllowed
+from experiments import bucketing
+from experiments.models import (
+    LOCKED_FIELDS,
+    TRANSITIONS,
+    Experiment,
+    ExperimentMetric,
+    ExperimentStatus,
+    MetricRole,
+    Variant,
+)
+from metrics.models import Metric
+
+LAYER_HOLDING_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+
+
+# --- validation shared by the admin and the API -----------------------------------------------------
+
+
+def variants_validate(variants: Sequence[Mapping[str, Any]]) -> None:
+    """At least two variants, unique slug keys, positive finite weights."""
+    if len(variants) < 2:
+        raise ValidationError({"variants": "An experiment needs at least two variants: a control and a treatment."})
+    seen: set[str] = set()
+    for index, variant in enumerate(variants):
+        key = variant.get("key") or ""
+        try:
+            validate_slug(key)
+        except ValidationError:
+            raise ValidationError(
+                {"variants": f"Variant {index + 1}: the key “{key}” must be letters, digits, - or _."}
+            ) from None
+        if key in seen:
+            raise ValidationError({"variants": f"Variant keys must be unique; “{key}” appears twice."})
+        seen.add(key)
+        weight = variant.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
+            raise ValidationError({"variants": f"Variant “{key}”: the weight must be a number greater than 0."})
+
+
+def metric_links_validate(links: Sequence[Mapping[str, Any]]) -> None:
+    seen: set[int] = set()
+    for link in links:
+        metric = link["metric"]
+        if metric.pk in seen:
+            raise ValidationError({"metrics": f"The metric “{metric.key}” is attached twice."})
+        seen.add(metric.pk)
+        if link.get("role", MetricRole.PRIMARY) not in MetricRole.values:
+            raise ValidationError(
+                {"metrics": f"Role “{link.get('role')}” is not one of {', '.join(MetricRole.values)}."}
+            )
+
+
+def _variant_signature(variants: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, Any]]:
+    return [(v["key"], float(v.get("weight", 1.0)), v.get("payload")) for v in variants]
+
+
+def _current_variants(experiment: Experiment) -> list[dict[str, Any]]:
+    return [
+        {"key": v.key, "name": v.name, "weight": v.weight, "payload": v.payload} for v in experiment.variants.all()
+    ]
+
+
+def _replace_variants(experiment: Experiment, variants: Sequence[Mapping[str, Any]]) -> None:
+    experiment.variants.all().delete()
+    Variant.objects.bulk_create(
+        Variant(
+            experiment=experiment,
+            key=v["key"],
+            name=v.get("name") or v["key"],
+            weight=float(v.get("weight", 1.0)),
+            payload=v.get("payload"),
+            position=index,
+        )
+        for index, v in enumerate(variants)
+    )
+
+
+def _replace_metric_links(experiment: Experiment, links: Sequence[Mapping[str, Any]]) -> None:
+    experiment.metric_links.all().delete()
+    ExperimentMetric.objects.bulk_create(
+        ExperimentMetric(experiment=experiment, metric=link["metric"], role=link.get("role", MetricRole.PRIMARY))
+        for link in links
+    )
+
+
+def _save(experiment: Experiment, user: AbstractBaseUser | None) -> None:
+    if user is not None and user.is_authenticated:
+        experiment._history_user = user
+    experiment.save()
+
+
+def resolve_metrics(links: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Turn `[{"metric": key, "role": ...}]` into links holding Metric instances (400 for an unknown key)."""
+    keys = [link["metric"] for link in links if isinstance(link["metric"], str)]
+    found = {m.key: m for m in Metric.objects.filter(key__in=keys)}
+    resolved = []
+    for link in links:
+        metric = link["metric"]
+        if isinstance(metric, str):
+            if metric not in found:
+                raise ValidationError({"metrics": f"There is no metric “{metric}”."})
+            metric = found[metric]
+        resolved.append({"metric": metric, "role": link.get("role", MetricRole.PRIMARY)})
+    return resolved
+
+
+# --- create and update ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def experiment_create(
+    *,
+    user: AbstractBaseUser | None,
+    variants: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]] = (),
+    tags: Sequence[str] = (),
+    **fields: Any,
+) -> Experiment:
+    variants_validate(variants)
+    links = resolve_metrics(metrics)
+    metric_links_validate(links)
+    experiment = Experiment(**fields)
+    if experiment.owner_id is None and user is not None and user.is_authenticated:
+        experiment.owner = user
+    experiment.full_clean()
+    _save(experiment, user)
+    _replace_variants(experiment, variants)
+    _replace_metric_links(experiment, links)
+    if tags:
+        experiment.tags.set(list(tags))
+    return experiment
+
+
+def _layer_slices(layer: str, *, exclude_pk: int | None) -> list[tuple[float, float]]:
+    others = Experiment.objects.filter(layer=layer, status__in=LAYER_HOLDING_STATUSES, layer_slice_start__isnull=False)
+    if exclude_pk is not None:
+        others = others.exclude(pk=exclude_pk)
+    return [(e.layer_slice_start, e.traffic_allocation) for e in others]
+
+
+def traffic_allocation_validate(*, experiment: Experiment, traffic_allocation: float) -> None:
+    """A ramp-up of an experiment holding a layer slice must fit next to the other slices (409)."""
+    if not experiment.layer or experiment.status not in LAYER_HOLDING_STATUSES:
+        return
+    if experiment.layer_slice_start is None or traffic_allocation is None:
+        return
+    others = _layer_slices(experiment.layer, exclude_pk=experiment.pk)
+    if not bucketing.can_grow(others, experiment.layer_slice_start, traffic_allocation):
+        raise Conflict(
+            f"Traffic allocation {traffic_allocation:g} does not fit in layer “{experiment.layer}”: other "
+            "experiments hold that part of its traffic. Stop one of them or choose a smaller allocation.",
+            field="traffic_allocation",
+        )
+
+
+def _lock(experiment: Experiment, version: int | None) -> Experiment:
+    locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if version is not None and version != locked.version:
+        raise StaleVersion(
+            f"This experiment was changed by someone else (version {locked.version}, you sent {version}). "
+            "Reload it and apply your change again.",
+            field="version",
+        )
+    return locked
+
+
+@transaction.atomic
+def experiment_update(
+    *,
+    experiment: Experiment,
+    user: AbstractBaseUser | None,
+    version: int | None = None,
+    variants: Sequence[Mapping[str, Any]] | None = None,
+    metrics: Sequence[Mapping[str, Any]] | None = None,
+    tags: Sequence[str] | None = None,
+    **fields: Any,
+) -> Experiment:
+    """Apply a partial update. A stale `version` is a 409; so is touching a locked field after start."""
+    locked = _lock(experiment, version)
+    if locked.is_locked:
+        changed = [name for name in LOCKED_FIELDS if name in fields and fields[name] != getattr(locked, name)]
+        if variants is not None and _variant_signature(variants) != _variant_signature(_current_variants(locked)):
+            changed.append("variants")
+        if changed:
+            raise LockedWhileRunning(
+                f"{', '.join(sorted(set(changed)))} cannot change once the experiment has started "
+                f"(it is {locked.status}). Stop it and create a new experiment instead.",
+                field=changed[0],
+            )
+    if variants is not None:
+        variants_validate(variants)
+    links = None
+    if metrics is not None:
+        links = resolve_metrics(metrics)
+        metric_links_validate(links)
+    if "traffic_allocation" in fields:
+        traffic_allocation_validate(experiment=locked, traffic_allocation=fields["traffic_allocation"])
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.full_clean(exclude=["key"] if "key" not in fields else None)
+    locked.version += 1
+    _save(locked, user)
+    if variants is not None and not locked.is_locked:
+        _replace_variants(locked, variants)
+    if links is not None:
+        _replace_metric_links(locked, links)
+    if tags is not None:
+        locked.tags.set(list(tags))
+    return locked
+
+
+@transaction.atomic
+def experiment_delete(*, experiment: Experiment) -> None:
+    if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED):
+        raise TransitionNotAllowed(
+            f"Only draft or archived experiments can be deleted; this one is {experiment.status}. "
+            "Stop and archive it first."
+        )
+    experiment.delete()
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+def _transition(experiment: Experiment, action: str, version: int | None) -> Experiment:
+    allowed_from, target = TRANSITIONS[action]
+    locked = _lock(experiment, version)
+    if locked.status not in allowed_from:
+        raise TransitionNotAllowed(
+            f"Cannot {action} an experiment that is {locked.status}; "
+            f"{action} works from {' or '.join(sorted(allowed_from))}."
+        )
+    locked.status = target
+    locked.version += 1
+    return locked
+
+
+@transaction.atomic
+def experiment_start(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+    locked = _transition(experiment, "start", version)
+    variants_validate(_current_variants(locked))
+    if locked.layer:
+        start = bucketing.allocate_slice(_layer_slices(locked.layer, exclude_pk=locked.pk), locked.traffic_allocation)
+        if start is None:
+            raise Conflict(
+                f"Layer “{locked.layer}” has no free {locked.traffic_allocation:.0%} of traffic left; "
+                "lower the traffic allocation or stop another experiment in the layer.",
+                field="traffic_allocation",
+            )
+        locked.layer_slice_start = start
+    locked.started_at = timezone.now()
+    _save(locked, user)
+    return locked
+
+
+@transaction.atomic
+def experiment_pause(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+    locked = _transition(experiment, "pause", version)
+    _save(locked, user)
+    return locked
+
+
+@transaction.atomic
+def experiment_resume(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+    locked = _transition(experiment, "resume", version)
+    _save(locked, user)
+    return locked
+
+
+@transaction.atomic
+def experiment_stop(
+    *,
+    experiment: Experiment,
+    user: AbstractBaseUser | None,
+    decision_variant: str | None = None,
+    reason: str = "",
+    version: int | None = None,
+) -> Experiment:
+    """Stop for good, recording the decision: the variant shipped (or none) and why."""
+    locked = _transition(experiment, "stop", version)
+    if decision_variant and not locked.variants.filter(key=decision_variant).exists():
+        keys = ", ".join(locked.variants.values_list("key", flat=True))
+        raise ValidationError({"decision_variant": f"“{decision_variant}” is not a variant; choose one of {keys}, or none."})
+    locked.decision_variant = decision_variant or ""
+    locked.decision_reason = reason
+    locked.stopped_at = timezone.now()
+    _save(locked, user)
+    return locked
+
+
+@transaction.atomic
+def experiment_archive(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+    locked = _transition(experiment, "archive", version)
+    _save(locked, user)
+    return locked
+
+
+LIFECYCLE_SERVICES = {
+    "start": experiment_start,
+    "pause": experiment_pause,
+    "resume": experiment_resume,
+    "stop": experiment_stop,
+    "archive": experiment_archive,
+}

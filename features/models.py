@@ -1,0 +1,178 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+from taggit.managers import TaggableManager
+
+from experiments.models import Experiment
+
+
+def default_false() -> bool:
+    return False
+
+
+def default_true() -> bool:
+    return True
+
+
+class Environment(models.Model):
+    """Where flags are served: development, staging and production exist from the start."""
+
+    key = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["position", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FeatureType(models.TextChoices):
+    BOOLEAN = "boolean", "On/off (boolean)"
+    STRING = "string", "Text (string)"
+    NUMBER = "number", "Number"
+    JSON = "json", "JSON object"
+
+
+class RuleType(models.TextChoices):
+    FORCE = "force", "Force a value for matching users"
+    ROLLOUT = "rollout", "Roll out a value to a share of matching users"
+    EXPERIMENT = "experiment", "Serve an experiment's variants"
+
+
+class Feature(models.Model):
+    key = models.SlugField(max_length=100, unique=True, help_text="The flag key your code asks for, e.g. new_checkout.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=16, choices=FeatureType.choices, default=FeatureType.BOOLEAN)
+    default_value = models.JSONField(
+        default=default_false, blank=True, help_text="Served when no rule applies or the environment is off. JSON: false, 0.5, \"blue\"."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tags = TaggableManager(blank=True, help_text="Comma-separated labels to find things again.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+
+class FeatureEnvironment(models.Model):
+    """Whether a feature is on in one environment. Its rules are FeatureRule rows."""
+
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="environment_settings")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="feature_settings")
+    enabled = models.BooleanField(default=False, help_text="Off: everyone gets the default value.")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["environment__position"]
+        constraints = [
+            models.UniqueConstraint(fields=["feature", "environment"], name="feature_environment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature.key} in {self.environment.key}"
+
+
+class FeatureRule(models.Model):
+    """One rule of a feature in one environment; rules are tried in `position` order, first match wins."""
+
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="rules")
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="feature_rules")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Lower numbers are tried first.")
+    type = models.CharField(max_length=16, choices=RuleType.choices, default=RuleType.FORCE)
+    condition = models.JSONField(
+        default=dict, blank=True, help_text='Who the rule applies to, e.g. {"plan": "pro"}. Empty: everyone.'
+    )
+    value = models.JSONField(null=True, blank=True, help_text="Force and rollout rules: the value served.")
+    coverage = models.FloatField(
+        null=True, blank=True, help_text="Rollout rules: share of matching users who get the value, 0 to 1."
+    )
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="feature_rules"
+    )
+    variant_values = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Experiment rules: the value for each variant, e.g. {"control": false, "treatment": true}.',
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["environment__position", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.feature.key}/{self.environment.key} #{self.position} {self.type}"
+
+
+class FeaturePrerequisite(models.Model):
+    """The feature is served only when `prerequisite` evaluates to `value` for the same unit."""
+
+    feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="prerequisites")
+    prerequisite = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="dependents")
+    value = models.JSONField(default=default_true, help_text="The value the prerequisite flag must have, e.g. true.")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["feature", "prerequisite"], name="feature_prerequisite_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feature.key} requires {self.prerequisite.key}"
+
+
+SDK_KEY_PREFIX_LENGTH = 12
+
+
+def hash_sdk_key(raw_key: str) -> str:
+    # SDK keys are 192-bit random tokens, so a fast unsalted hash is enough to make a stolen table
+    # useless while keeping the lookup on the request path a single indexed equality.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def generate_sdk_key() -> str:
+    return "sdk_" + secrets.token_urlsafe(24)
+
+
+class SdkKey(models.Model):
+    """A credential for SDK endpoints, bound to one environment. Only its hash is stored."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
+    name = models.CharField(max_length=100, blank=True, help_text="Who uses it, e.g. “web app”.")
+    prefix = models.CharField(max_length=SDK_KEY_PREFIX_LENGTH, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    revoked = models.BooleanField(default=False, help_text="A revoked key is refused at once.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["environment__position", "-created_at"]
+        verbose_name = "SDK key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.environment.key})"

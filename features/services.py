@@ -1,0 +1,309 @@
+"""Writes to features, environments and SDK keys, shared by the admin and the API."""
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from config.exceptions import Conflict
+from experiments.conditions import ConditionError, validate_condition
+from experiments.models import Experiment
+from features.models import (
+    Environment,
+    Feature,
+    FeatureEnvironment,
+    FeaturePrerequisite,
+    FeatureRule,
+    FeatureType,
+    RuleType,
+    SdkKey,
+    generate_sdk_key,
+    hash_sdk_key,
+)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def value_matches_type(value: Any, feature_type: str) -> bool:
+    if feature_type == FeatureType.BOOLEAN:
+        return isinstance(value, bool)
+    if feature_type == FeatureType.STRING:
+        return isinstance(value, str)
+    if feature_type == FeatureType.NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if feature_type == FeatureType.JSON:
+        return isinstance(value, dict)
+    return False
+
+
+TYPE_HINTS = {
+    FeatureType.BOOLEAN: "true or false",
+    FeatureType.STRING: "a string",
+    FeatureType.NUMBER: "a finite number",
+    FeatureType.JSON: "a JSON object",
+}
+
+
+def feature_value_validate(value: Any, feature_type: str, *, field: str, where: str = "") -> None:
+    if not value_matches_type(value, feature_type):
+        raise ValidationError(
+            {field: f"{where}{value!r} is not {TYPE_HINTS[feature_type]}, as this {feature_type} feature needs."}
+        )
+
+
+def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> None:
+    """One rule as the contract shapes it; `where` prefixes messages (e.g. "production rule 2: ")."""
+    rule_type = rule.get("type")
+    if rule_type not in RuleType.values:
+        raise ValidationError({"environments": f"{where}type must be one of {', '.join(RuleType.values)}."})
+    try:
+        validate_condition(rule.get("condition") or {})
+    except ConditionError as exc:
+        raise ValidationError({"environments": f"{where}condition: {exc}"}) from None
+    if rule_type in (RuleType.FORCE, RuleType.ROLLOUT):
+        if "value" not in rule:
+            raise ValidationError({"environments": f"{where}a {rule_type} rule needs a value."})
+        feature_value_validate(rule["value"], feature_type, field="environments", where=where)
+    if rule_type == RuleType.ROLLOUT:
+        coverage = rule.get("coverage")
+        if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 <= coverage <= 1:
+            raise ValidationError({"environments": f"{where}coverage must be a number from 0 to 1."})
+    if rule_type == RuleType.EXPERIMENT:
+        experiment = rule.get("experiment")
+        if isinstance(experiment, str):
+            experiment = Experiment.objects.filter(key=experiment).first()
+        if experiment is None:
+            raise ValidationError({"environments": f"{where}there is no experiment “{rule.get('experiment')}”."})
+        values = rule.get("values")
+        if not isinstance(values, dict):
+            raise ValidationError({"environments": f"{where}values must map each variant key to a value."})
+        variant_keys = list(experiment.variants.values_list("key", flat=True))
+        missing = [key for key in variant_keys if key not in values]
+        unknown = [key for key in values if key not in variant_keys]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing a value for {', '.join(missing)}")
+            if unknown:
+                parts.append(f"{', '.join(unknown)} not a variant of {experiment.key}")
+            raise ValidationError({"environments": f"{where}values must cover every variant ({'; '.join(parts)})."})
+        for key, value in values.items():
+            feature_value_validate(value, feature_type, field="environments", where=f"{where}variant {key}: ")
+
+
+def prerequisites_validate(feature: Feature | None, prerequisites: Sequence[Mapping[str, Any]]) -> None:
+    """Prerequisites exist and form no cycle (a feature may not depend on itself, even indirectly)."""
+    targets = []
+    for item in prerequisites:
+        target = item["feature"]
+        if isinstance(target, str):
+            found = Feature.objects.filter(key=target).first()
+            if found is None:
+                raise ValidationError({"prerequisites": f"There is no feature “{target}”."})
+            target = found
+        if feature is not None and target.pk == feature.pk:
+            raise ValidationError({"prerequisites": "A feature cannot be its own prerequisite."})
+        feature_value_validate(item.get("value", True), target.type, field="prerequisites", where=f"{target.key}: ")
+        targets.append(target)
+    if feature is None or feature.pk is None:
+        return
+    edges: dict[int, list[int]] = {}
+    for src, dst in FeaturePrerequisite.objects.exclude(feature=feature).values_list("feature_id", "prerequisite_id"):
+        edges.setdefault(src, []).append(dst)
+    edges[feature.pk] = [t.pk for t in targets]
+    # Depth-first search from the edited feature: reaching it again is a cycle.
+    stack, seen = list(edges[feature.pk]), set()
+    while stack:
+        node = stack.pop()
+        if node == feature.pk:
+            raise ValidationError({"prerequisites": "These prerequisites would form a cycle back to this feature."})
+        if node not in seen:
+            seen.add(node)
+            stack.extend(edges.get(node, []))
+
+
+# --- writes --------------------------------------------------------------------------------------
+
+
+def _environment_map() -> dict[str, Environment]:
+    return {env.key: env for env in Environment.objects.all()}
+
+
+def _environments_validate(environments: Mapping[str, Any], feature_type: str) -> dict[str, Environment]:
+    known = _environment_map()
+    for env_key, settings in environments.items():
+        if env_key not in known:
+            raise ValidationError(
+                {"environments": f"There is no environment “{env_key}”; known: {', '.join(known)}."}
+            )
+        if not isinstance(settings, Mapping):
+            raise ValidationError({"environments": f"{env_key}: expected {{\"enabled\": bool, \"rules\": [...]}}."})
+        if "enabled" in settings and not isinstance(settings["enabled"], bool):
+            raise ValidationError({"environments": f"{env_key}: enabled must be true or false."})
+        rules = settings.get("rules", [])
+        if not isinstance(rules, list):
+            raise ValidationError({"environments": f"{env_key}: rules must be a list."})
+        for index, rule in enumerate(rules):
+            if not isinstance(rule, Mapping):
+                raise ValidationError({"environments": f"{env_key} rule {index + 1}: must be an object."})
+            rule_validate(rule, feature_type=feature_type, where=f"{env_key} rule {index + 1}: ")
+    return known
+
+
+def _write_environments(feature: Feature, environments: Mapping[str, Any], known: dict[str, Environment]) -> None:
+    for env_key, settings in environments.items():
+        env = known[env_key]
+        if "enabled" in settings:
+            FeatureEnvironment.objects.update_or_create(
+                feature=feature, environment=env, defaults={"enabled": settings["enabled"]}
+            )
+        else:
+            FeatureEnvironment.objects.get_or_create(feature=feature, environment=env)
+        if "rules" in settings:
+            FeatureRule.objects.filter(feature=feature, environment=env).delete()
+            for position, rule in enumerate(settings["rules"]):
+                experiment = rule.get("experiment")
+                if isinstance(experiment, str):
+                    experiment = Experiment.objects.get(key=experiment)
+                FeatureRule.objects.create(
+                    feature=feature,
+                    environment=env,
+                    position=position,
+                    type=rule["type"],
+                    condition=rule.get("condition") or {},
+                    value=rule.get("value"),
+                    coverage=rule.get("coverage"),
+                    experiment=experiment,
+                    variant_values=rule.get("values"),
+                )
+
+
+def _write_prerequisites(feature: Feature, prerequisites: Sequence[Mapping[str, Any]]) -> None:
+    feature.prerequisites.all().delete()
+    for item in prerequisites:
+        target = item["feature"]
+        if isinstance(target, str):
+            target = Feature.objects.get(key=target)
+        FeaturePrerequisite.objects.create(feature=feature, prerequisite=target, value=item.get("value", True))
+
+
+def _save(feature: Feature, user: AbstractBaseUser | None) -> None:
+    if user is not None and user.is_authenticated:
+        feature._history_user = user
+    feature.save()
+
+
+def feature_clean(feature: Feature) -> None:
+    feature.full_clean()
+    feature_value_validate(feature.default_value, feature.type, field="default_value")
+
+
+@transaction.atomic
+def feature_create(
+    *,
+    user: AbstractBaseUser | None,
+    environments: Mapping[str, Any] | None = None,
+    prerequisites: Sequence[Mapping[str, Any]] = (),
+    tags: Sequence[str] = (),
+    **fields: Any,
+) -> Feature:
+    feature = Feature(**fields)
+    if feature.owner_id is None and user is not None and user.is_authenticated:
+        feature.owner = user
+    feature_clean(feature)
+    known = _environments_validate(environments or {}, feature.type)
+    prerequisites_validate(None, prerequisites)
+    _save(feature, user)
+    for env in known.values():
+        FeatureEnvironment.objects.get_or_create(feature=feature, environment=env)
+    _write_environments(feature, environments or {}, known)
+    _write_prerequisites(feature, prerequisites)
+    if tags:
+        feature.tags.set(list(tags))
+    return feature
+
+
+@transaction.atomic
+def feature_update(
+    *,
+    feature: Feature,
+    user: AbstractBaseUser | None,
+    environments: Mapping[str, Any] | None = None,
+    prerequisites: Sequence[Mapping[str, Any]] | None = None,
+    tags: Sequence[str] | None = None,
+    **fields: Any,
+) -> Feature:
+    feature = Feature.objects.select_for_update().get(pk=feature.pk)
+    for name, value in fields.items():
+        setattr(feature, name, value)
+    feature_clean(feature)
+    known = _environments_validate(environments or {}, feature.type)
+    if "type" in fields and environments is None:
+        # A type change must still fit the rules already stored.
+        _environments_validate(feature_environments_as_dict(feature), feature.type)
+    if prerequisites is not None:
+        prerequisites_validate(feature, prerequisites)
+    _save(feature, user)
+    _write_environments(feature, environments or {}, known)
+    if prerequisites is not None:
+        _write_prerequisites(feature, prerequisites)
+    if tags is not None:
+        feature.tags.set(list(tags))
+    return feature
+
+
+def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
+    """The contract's `environments` shape: {env_key: {"enabled": bool, "rules": [...]}}."""
+    result: dict[str, dict[str, Any]] = {
+        fe.environment.key: {"enabled": fe.enabled, "rules": []}
+        for fe in feature.environment_settings.all()
+    }
+    for rule in feature.rules.all():
+        item: dict[str, Any] = {"type": rule.type, "condition": rule.condition or {}}
+        if rule.type in (RuleType.FORCE, RuleType.ROLLOUT):
+            item["value"] = rule.value
+        if rule.type == RuleType.ROLLOUT:
+            item["coverage"] = rule.coverage
+        if rule.type == RuleType.EXPERIMENT:
+            item["experiment"] = rule.experiment.key if rule.experiment else None
+            item["values"] = rule.variant_values
+        result.setdefault(rule.environment.key, {"enabled": False, "rules": []})["rules"].append(item)
+    return result
+
+
+# --- SDK keys ---------------------------------------------------------------------------------------
+
+
+def sdk_key_assign_secret(key: SdkKey, *, user: AbstractBaseUser | None = None) -> str:
+    """Give an unsaved key its secret: only the hash and a short prefix are kept; the raw key is returned."""
+    raw = generate_sdk_key()
+    key.prefix = raw[: SdkKey._meta.get_field("prefix").max_length]
+    key.hashed_key = hash_sdk_key(raw)
+    if user is not None and user.is_authenticated:
+        key.created_by = user
+    return raw
+
+
+@transaction.atomic
+def sdk_key_create(
+    *, environment: Environment, name: str = "", user: AbstractBaseUser | None = None
+) -> tuple[SdkKey, str]:
+    """Make a key; the raw key is returned once and never stored."""
+    key = SdkKey(environment=environment, name=name)
+    raw = sdk_key_assign_secret(key, user=user)
+    key.save()
+    return key, raw
+
+
+@transaction.atomic
+def environment_delete(*, environment: Environment) -> None:
+    if environment.sdk_keys.filter(revoked=False).exists():
+        raise Conflict(
+            f"The environment “{environment.key}” still has SDK keys; revoke or delete them first, "
+            "or clients would lose their flags."
+        )
+    environment.delete()

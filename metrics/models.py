@@ -1,0 +1,91 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+from taggit.managers import TaggableManager
+
+
+class MetricType(models.TextChoices):
+    BINOMIAL = "binomial", "Conversion (did the unit do it at least once?)"
+    COUNT = "count", "Count (how many times?)"
+    SUM = "sum", "Sum of values (e.g. revenue)"
+    RATIO = "ratio", "Ratio of two metrics (e.g. revenue per order)"
+
+
+class Metric(models.Model):
+    """What an experiment measures, computed per unit from raw events (CONTRACT, "Analysis semantics")."""
+
+    key = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="Short name used by the API and SDKs, e.g. purchase_rate. Letters, digits, - and _.",
+    )
+    name = models.CharField(max_length=200, help_text="What product managers call it, e.g. “Purchase rate”.")
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=16, choices=MetricType.choices, default=MetricType.BINOMIAL)
+    event = models.CharField(
+        max_length=200,
+        help_text="The event name your product sends, e.g. purchase. For a ratio, the numerator's event.",
+    )
+    denominator = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ratio_metrics",
+        help_text="Ratio metrics only: the metric divided by, e.g. “Orders” for revenue per order.",
+    )
+    window_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Count only events this many hours after a unit's first exposure. Empty: until the end.",
+    )
+    higher_is_better = models.BooleanField(
+        default=True, help_text="Untick for metrics you want to go down, such as errors or latency."
+    )
+    cap_value = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Cap each unit's value at this number so a few outliers cannot swing the result.",
+    )
+    cuped = models.BooleanField(
+        default=False,
+        verbose_name="CUPED variance reduction",
+        help_text="Use each unit's behaviour before the experiment to get significant results sooner.",
+    )
+    cuped_lookback_days = models.PositiveSmallIntegerField(
+        default=14,
+        validators=[MinValueValidator(1)],
+        help_text="How many days before a unit's first exposure CUPED looks back.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tags = TaggableManager(blank=True, help_text="Comma-separated labels to find things again.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.type == MetricType.RATIO:
+            if self.denominator_id is None:
+                errors["denominator"] = "A ratio metric needs a denominator metric."
+            elif self.pk is not None and self.denominator_id == self.pk:
+                errors["denominator"] = "A ratio metric cannot be its own denominator."
+            elif self.denominator.type == MetricType.RATIO:
+                errors["denominator"] = "The denominator must be a conversion, count or sum metric, not a ratio."
+        elif self.denominator_id is not None:
+            errors["denominator"] = "Only ratio metrics have a denominator; clear it or change the type to ratio."
+        if errors:
+            raise ValidationError(errors)

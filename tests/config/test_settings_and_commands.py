@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from features.models import SdkKey, hash_sdk_key
+
+
+def _settings_process(**env_overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_settings__debug_off_without_secret_key__improperly_configured():
+    result = _settings_process(DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_settings__debug_off_with_secret_key_and_hosts__loads():
+    result = _settings_process(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.com")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.django_db
+def test_create_sdk_key__environment__key_alone_on_last_line_and_authenticates(capsys, api_client):
+    call_command("create_sdk_key", "production", "--name", "web")
+    lines = capsys.readouterr().out.strip().splitlines()
+    raw = lines[-1]
+    key = SdkKey.objects.get(hashed_key=hash_sdk_key(raw))
+    assert key.environment.key == "production"
+    assert raw.startswith(key.prefix)
+    assert raw not in key.prefix
+
+
+@pytest.mark.django_db
+def test_create_sdk_key__unknown_environment__clear_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no environment 'moon'"):
+        call_command("create_sdk_key", "moon")
+
+
+@pytest.mark.django_db
+def test_health__all_up__200_ok(client):
+    response = client.get(reverse("health"))
+    body = response.json()
+    assert response.status_code == 200, body
+    assert set(body["checks"]) == {"database", "cache", "clickhouse"}
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["cache"]["status"] == "ok"

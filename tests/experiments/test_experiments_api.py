@@ -1,0 +1,284 @@
+import pytest
+from django.urls import reverse
+
+from experiments.models import Experiment, ExperimentStatus
+from tests.factories import ExperimentFactory, MetricFactory
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = reverse("experiment-list")
+
+
+def detail_url(key: str) -> str:
+    return reverse("experiment-detail", args=[key])
+
+
+def action_url(key: str, action: str) -> str:
+    return reverse(f"experiment-{action}", args=[key])
+
+
+def valid_payload(**overrides) -> dict:
+    payload = {
+        "key": "checkout_button",
+        "name": "Green checkout button",
+        "variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 1}],
+    }
+    payload.update(overrides)
+    return payload
+
+
+def test_experiment_create__valid_payload__201_as_draft(pm_client, product_manager):
+    # Given a metric to attach
+    MetricFactory(key="purchase_rate")
+    # When
+    response = pm_client.post(
+        LIST_URL,
+        valid_payload(metrics=[{"metric": "purchase_rate", "role": "primary"}], tags=["checkout"]),
+        format="json",
+    )
+    # Then
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "draft"
+    assert body["version"] == 1
+    assert body["owner"] == product_manager.username
+    assert [v["key"] for v in body["variants"]] == ["control", "treatment"]
+    assert body["metrics"] == [{"metric": "purchase_rate", "role": "primary"}]
+    assert body["tags"] == ["checkout"]
+    assert body["traffic_allocation"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        ({"variants": [{"key": "control"}]}, "variants", "at least two"),
+        ({"variants": [{"key": "a"}, {"key": "a"}]}, "variants", "unique"),
+        ({"variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": 0}]}, "variants", "greater than 0"),
+        ({"variants": [{"key": "a", "weight": 1}, {"key": "b", "weight": -2}]}, "variants", "greater than 0"),
+        ({"variants": [{"key": "a"}, {"key": "b c"}]}, "variants", "slug"),
+        ({"traffic_allocation": 1.5}, "traffic_allocation", "less than or equal to 1"),
+        ({"traffic_allocation": -0.1}, "traffic_allocation", "greater than or equal to 0"),
+        ({"targeting": {"country": {"$near": 1}}}, "targeting", "$near"),
+        ({"targeting": {"$or": {"a": 1}}}, "targeting", "$or"),
+        ({"targeting": ["not", "a", "dict"]}, "targeting", ""),
+        ({"key": "not a slug"}, "key", "slug"),
+        ({"metrics": [{"metric": "nope", "role": "primary"}]}, "metrics", "nope"),
+        ({"metrics": [{"metric": "m1", "role": "boss"}]}, "metrics", "boss"),
+        ({"alpha": 0}, "alpha", ""),
+        ({"engine": "magic"}, "engine", "magic"),
+        ({"prior_mean": 0.0}, "prior_stddev", "both"),
+        (
+            {"scheduled_start_at": "2030-01-02T00:00:00Z", "scheduled_stop_at": "2030-01-01T00:00:00Z"},
+            "scheduled_stop_at",
+            "after",
+        ),
+    ],
+)
+def test_experiment_create__invalid_field__400_names_field_and_reason(pm_client, overrides, field, fragment):
+    MetricFactory(key="m1")
+    response = pm_client.post(LIST_URL, valid_payload(**overrides), format="json")
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert field in body, body
+    assert fragment.lower() in str(body[field]).lower()
+    assert not Experiment.objects.exists()
+
+
+def test_experiment_create__duplicate_metric__400(pm_client):
+    MetricFactory(key="m1")
+    payload = valid_payload(metrics=[{"metric": "m1"}, {"metric": "m1", "role": "guardrail"}])
+    response = pm_client.post(LIST_URL, payload, format="json")
+    assert response.status_code == 400
+    assert "twice" in str(response.json()["metrics"])
+
+
+def test_experiment_create__duplicate_key__400(pm_client):
+    ExperimentFactory(key="checkout_button")
+    response = pm_client.post(LIST_URL, valid_payload(), format="json")
+    assert response.status_code == 400
+    assert "key" in response.json()
+
+
+def test_experiment_create__malformed_json__400(pm_client):
+    response = pm_client.post(LIST_URL, "{not json", content_type="application/json")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("action", "from_status", "to_status"),
+    [
+        ("start", "draft", "running"),
+        ("pause", "running", "paused"),
+        ("resume", "paused", "running"),
+        ("stop", "running", "stopped"),
+        ("stop", "paused", "stopped"),
+        ("archive", "draft", "archived"),
+        ("archive", "stopped", "archived"),
+    ],
+)
+def test_experiment_lifecycle__allowed_transition__200_and_new_status(pm_client, action, from_status, to_status):
+    experiment = ExperimentFactory(status=from_status)
+    response = pm_client.post(action_url(experiment.key, action), {}, format="json")
+    assert response.status_code == 200, response.json()
+    experiment.refresh_from_db()
+    assert experiment.status == to_status
+    assert response.json()["status"] == to_status
+    assert experiment.version == 2
+
+
+ALL_ACTIONS = ["start", "pause", "resume", "stop", "archive"]
+ALLOWED = {
+    "start": {"draft"},
+    "pause": {"running"},
+    "resume": {"paused"},
+    "stop": {"running", "paused"},
+    "archive": {"draft", "stopped"},
+}
+
+
+@pytest.mark.parametrize(
+    ("action", "from_status"),
+    [(a, s) for a in ALL_ACTIONS for s in ExperimentStatus.values if s not in ALLOWED[a]],
+)
+def test_experiment_lifecycle__refused_transition__409_and_unchanged(pm_client, action, from_status):
+    experiment = ExperimentFactory(status=from_status)
+    response = pm_client.post(action_url(experiment.key, action), {}, format="json")
+    assert response.status_code == 409, response.json()
+    assert f"cannot {action}" in response.json()["detail"].lower()
+    experiment.refresh_from_db()
+    assert experiment.status == from_status
+    assert experiment.version == 1
+
+
+def test_experiment_start__sets_started_at__and_stop_records_decision(pm_client):
+    experiment = ExperimentFactory()
+    assert pm_client.post(action_url(experiment.key, "start"), {}, format="json").status_code == 200
+    response = pm_client.post(
+        action_url(experiment.key, "stop"),
+        {"decision_variant": "treatment", "reason": "It won."},
+        format="json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["started_at"] is not None and body["stopped_at"] is not None
+    assert body["decision_variant"] == "treatment"
+    assert body["decision_reason"] == "It won."
+
+
+def test_experiment_stop__unknown_decision_variant__400_and_still_running(pm_client):
+    experiment = ExperimentFactory(status="running")
+    response = pm_client.post(action_url(experiment.key, "stop"), {"decision_variant": "nope"}, format="json")
+    assert response.status_code == 400
+    assert "decision_variant" in response.json()
+    experiment.refresh_from_db()
+    assert experiment.status == "running"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"variants": [{"key": "control", "weight": 1}, {"key": "treatment", "weight": 3}]}, "variants"),
+        ({"variants": [{"key": "control"}, {"key": "treatment"}, {"key": "third"}]}, "variants"),
+        ({"targeting": {"plan": "pro"}}, "targeting"),
+        ({"layer": "checkout"}, "layer"),
+        ({"hash_seed": "other"}, "hash_seed"),
+        ({"key": "renamed"}, "key"),
+    ],
+)
+@pytest.mark.parametrize("status", ["running", "paused"])
+def test_experiment_update__locked_field_while_running__409(pm_client, change, field, status):
+    experiment = ExperimentFactory(status=status)
+    response = pm_client.patch(detail_url(experiment.key), change, format="json")
+    assert response.status_code == 409, response.json()
+    assert field in response.json()["detail"]
+    experiment.refresh_from_db()
+    assert experiment.version == 1
+    assert experiment.targeting == {}
+    assert [v.weight for v in experiment.variants.all()] == [1.0, 1.0]
+
+
+def test_experiment_update__ramp_up_and_description_while_running__200(pm_client):
+    experiment = ExperimentFactory(status="running", traffic_allocation=0.2)
+    response = pm_client.patch(
+        detail_url(experiment.key),
+        {"traffic_allocation": 0.6, "description": "ramped", "variants": [{"key": "control"}, {"key": "treatment"}]},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["traffic_allocation"] == 0.6
+    assert response.json()["version"] == 2
+
+
+def test_experiment_update__draft_variants__replaced(pm_client):
+    experiment = ExperimentFactory()
+    response = pm_client.patch(
+        detail_url(experiment.key),
+        {"variants": [{"key": "a", "weight": 2}, {"key": "b"}, {"key": "c", "payload": {"x": 1}}]},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert [(v["key"], v["weight"]) for v in response.json()["variants"]] == [("a", 2.0), ("b", 1.0), ("c", 1.0)]
+
+
+def test_experiment_update__stale_version__409_and_nothing_written(pm_client):
+    experiment = ExperimentFactory()
+    first = pm_client.patch(detail_url(experiment.key), {"name": "First", "version": 1}, format="json")
+    assert first.status_code == 200 and first.json()["version"] == 2
+    stale = pm_client.patch(detail_url(experiment.key), {"name": "Second", "version": 1}, format="json")
+    assert stale.status_code == 409
+    assert "version" in stale.json()
+    experiment.refresh_from_db()
+    assert experiment.name == "First"
+
+
+def test_experiment_start__stale_version__409(pm_client):
+    experiment = ExperimentFactory(version=3)
+    response = pm_client.post(action_url(experiment.key, "start"), {"version": 2}, format="json")
+    assert response.status_code == 409
+    experiment.refresh_from_db()
+    assert experiment.status == "draft"
+
+
+@pytest.mark.parametrize(("status", "expected"), [("draft", 204), ("archived", 204), ("running", 409), ("stopped", 409)])
+def test_experiment_delete__by_status__only_drafts_and_archived(pm_client, status, expected):
+    experiment = ExperimentFactory(status=status)
+    response = pm_client.delete(detail_url(experiment.key))
+    assert response.status_code == expected
+    assert Experiment.objects.filter(pk=experiment.pk).exists() == (expected != 204)
+
+
+def test_experiment_list__filters_by_status_tag_and_search(pm_client):
+    running = ExperimentFactory(key="running_one", name="Checkout colour", status="running")
+    running.tags.add("checkout")
+    ExperimentFactory(key="draft_one", name="Search ranking")
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"status": "running"}).json()["results"]] == ["running_one"]
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"tag": "checkout"}).json()["results"]] == ["running_one"]
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"search": "ranking"}).json()["results"]] == ["draft_one"]
+    body = pm_client.get(LIST_URL).json()
+    assert body["count"] == 2 and "next" in body
+
+
+def test_experiment_layer__second_experiment_that_does_not_fit__409(pm_client):
+    first = ExperimentFactory(layer="checkout", traffic_allocation=0.6)
+    second = ExperimentFactory(layer="checkout", traffic_allocation=0.5)
+    assert pm_client.post(action_url(first.key, "start"), {}, format="json").status_code == 200
+    response = pm_client.post(action_url(second.key, "start"), {}, format="json")
+    assert response.status_code == 409
+    assert "checkout" in response.json()["detail"]
+    # Lowering the second to what is left lets it in, and the slices do not overlap.
+    assert pm_client.patch(detail_url(second.key), {"traffic_allocation": 0.4}, format="json").status_code == 200
+    assert pm_client.post(action_url(second.key, "start"), {}, format="json").status_code == 200
+    first.refresh_from_db()
+    second.refresh_from_db()
+    a, b = sorted([(first.layer_slice_start, 0.6), (second.layer_slice_start, 0.4)])
+    assert a[0] + a[1] <= b[0] + 1e-12
+
+
+def test_experiment_layer__ramp_up_into_a_neighbour__409(pm_client):
+    first = ExperimentFactory(layer="l", traffic_allocation=0.5)
+    second = ExperimentFactory(layer="l", traffic_allocation=0.5)
+    for experiment in (first, second):
+        assert pm_client.post(action_url(experiment.key, "start"), {}, format="json").status_code == 200
+    response = pm_client.patch(detail_url(first.key), {"traffic_allocation": 0.7}, format="json")
+    assert response.status_code == 409
+    assert "traffic_allocation" in response.json()
