@@ -1,0 +1,215 @@
+"""Effect moments of one comparison (baseline vs one variant): estimates and their variances.
+
+Both engines start here, as GrowthBook's do (gbstats ``EffectMoments``): the absolute effect is the
+difference of (CUPED-adjusted) means with variance Var_b/n_b + Var_a/n_a; the relative lift is
+(mean_b − mean_a) / unadjusted mean_a with its variance by the delta method:
+
+    Var(lift) ≈ Var_b / (n_b·μ_a²) + Var_a·μ_b² / (n_a·μ_a⁴)
+
+(gbstats ``frequentist_variance`` → ``variance_of_ratios`` with zero covariance between arms), or the
+CUPED / ratio-CUPED variants in :mod:`analytics.stats.cuped`.
+
+Degenerate input never raises: the moments carry ``error`` and None for what cannot be computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analytics.stats.cuped import (
+    RATIO_THETA_EPSILON,
+    cuped_mean,
+    cuped_relative_variance,
+    cuped_theta,
+    cuped_variance,
+    ratio_cuped_mean,
+    ratio_cuped_relative_variance,
+    ratio_cuped_theta,
+    ratio_cuped_variance,
+)
+from analytics.stats.statistics import (
+    CupedStats,
+    MetricStats,
+    RatioCupedStats,
+    RatioStats,
+    SampleStats,
+    mean,
+    ratio_mean,
+    ratio_variance,
+    unadjusted_mean,
+    variance,
+    variance_of_ratio,
+)
+
+# Reasons an effect (or part of it) cannot be computed; stable strings for the API and the UI.
+TOO_FEW_UNITS = "too_few_units"  # a variant has fewer than 2 units
+ZERO_VARIANCE = "zero_variance"  # a variant's metric does not vary (gbstats ZERO_NEGATIVE_VARIANCE)
+BASELINE_ZERO = "baseline_zero"  # the baseline mean is 0, so a relative lift is undefined
+
+
+@dataclass(frozen=True)
+class EffectMoments:
+    """Point estimates and estimator variances of one comparison.
+
+    ``absolute_variance`` and ``relative_variance`` are variances of the estimators (already divided
+    by the sample sizes). ``relative`` is None (with ``error`` = ``baseline_zero``) when the baseline
+    mean is 0; everything is None when a variant has < 2 units or no variance.
+    """
+
+    n_control: int
+    n_treatment: int
+    mean_control: float | None  # unadjusted, as reported
+    mean_treatment: float | None
+    variance_control: float | None  # per-unit (CUPED-adjusted when CUPED applies)
+    variance_treatment: float | None
+    absolute: float | None
+    absolute_variance: float | None
+    relative: float | None
+    relative_variance: float | None
+    dof: float | None  # Welch–Satterthwaite degrees of freedom
+    theta: float | None  # CUPED θ when the adjustment was applied
+    error: str | None
+
+
+@dataclass(frozen=True)
+class _Arm:
+    n: int
+    mean: float  # adjusted when CUPED applies
+    unadjusted_mean: float
+    variance: float  # per unit
+
+
+def welch_dof(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite degrees of freedom (gbstats ``TTest.dof``).
+
+    df = (v_b/n_b + v_a/n_a)² / (v_b²/(n_b²(n_b − 1)) + v_a²/(n_a²(n_a − 1)))
+    """
+    return (var_b / n_b + var_a / n_a) ** 2 / (
+        var_b**2 / (n_b**2 * (n_b - 1)) + var_a**2 / (n_a**2 * (n_a - 1))
+    )
+
+
+def _plain_arm(stats: SampleStats, binomial: bool) -> _Arm:
+    m = mean(stats.n, stats.sum)
+    return _Arm(stats.n, m, m, variance(stats, binomial=binomial))
+
+
+def _ratio_arm(stats: RatioStats) -> _Arm:
+    m = ratio_mean(stats)
+    return _Arm(stats.n, m, m, ratio_variance(stats))
+
+
+def _arms(
+    control: MetricStats, treatment: MetricStats, binomial: bool, cuped: bool
+) -> tuple[_Arm, _Arm, float | None, float | None]:
+    """Both arms' moments, θ (None without CUPED) and a special relative variance if any."""
+    if isinstance(control, RatioStats) != isinstance(treatment, RatioStats):
+        raise TypeError("A comparison needs the same kind of statistics for both variants.")
+    if cuped and isinstance(control, RatioCupedStats) and isinstance(treatment, RatioCupedStats):
+        theta = ratio_cuped_theta(control, treatment)
+        if abs(theta) >= RATIO_THETA_EPSILON:
+            arms = tuple(
+                _Arm(s.n, ratio_cuped_mean(s, theta), ratio_mean(s), ratio_cuped_variance(s, theta))
+                for s in (control, treatment)
+            )
+            return arms[0], arms[1], theta, ratio_cuped_relative_variance(control, treatment, theta)
+    if isinstance(control, RatioStats) and isinstance(treatment, RatioStats):
+        if cuped and not (isinstance(control, RatioCupedStats) and isinstance(treatment, RatioCupedStats)):
+            raise TypeError("CUPED on a ratio metric needs RatioCupedStats for every variant.")
+        return _ratio_arm(control), _ratio_arm(treatment), None, None
+    if cuped:
+        if not (isinstance(control, CupedStats) and isinstance(treatment, CupedStats)):
+            raise TypeError("CUPED needs CupedStats for every variant.")
+        theta = cuped_theta(control, treatment, binomial=binomial)
+        if theta != 0:
+            arms = tuple(
+                _Arm(
+                    s.n,
+                    cuped_mean(s, theta),
+                    mean(s.n, s.sum),
+                    cuped_variance(s, theta, binomial=binomial),
+                )
+                for s in (control, treatment)
+            )
+            rel_var = cuped_relative_variance(control, treatment, theta, binomial=binomial)
+            return arms[0], arms[1], theta, rel_var
+    plain_a = control.post if isinstance(control, CupedStats) else control
+    plain_b = treatment.post if isinstance(treatment, CupedStats) else treatment
+    return _plain_arm(plain_a, binomial), _plain_arm(plain_b, binomial), None, None
+
+
+def effect_moments(
+    control: MetricStats,
+    treatment: MetricStats,
+    *,
+    binomial: bool = False,
+    cuped: bool = False,
+) -> EffectMoments:
+    """Absolute and relative effect of ``treatment`` over ``control`` with estimator variances.
+
+    ``binomial``: the metric is 0/1 per unit; variances are p(1 − p) as in gbstats
+    ``ProportionStatistic``. ``cuped``: apply regression adjustment (needs ``CupedStats`` or
+    ``RatioCupedStats``); θ is estimated from these two variants pooled. When θ comes out 0 (no
+    variance in a period) the unadjusted analysis is used, as GrowthBook does.
+    """
+    arm_a, arm_b, theta, special_rel_var = _arms(control, treatment, binomial, cuped)
+
+    def degenerate(error: str) -> EffectMoments:
+        return EffectMoments(
+            n_control=control.n,
+            n_treatment=treatment.n,
+            mean_control=unadjusted_mean(control),
+            mean_treatment=unadjusted_mean(treatment),
+            variance_control=None,
+            variance_treatment=None,
+            absolute=None,
+            absolute_variance=None,
+            relative=None,
+            relative_variance=None,
+            dof=None,
+            theta=theta,
+            error=error,
+        )
+
+    if arm_a.n < 2 or arm_b.n < 2:
+        return degenerate(TOO_FEW_UNITS)
+    if not (arm_a.variance > 0 and arm_b.variance > 0):
+        return degenerate(ZERO_VARIANCE)
+
+    absolute = arm_b.mean - arm_a.mean
+    absolute_variance = arm_b.variance / arm_b.n + arm_a.variance / arm_a.n
+    relative: float | None = None
+    relative_variance: float | None = None
+    error: str | None = None
+    if arm_a.mean == 0 or arm_a.unadjusted_mean == 0:
+        error = BASELINE_ZERO
+    else:
+        relative = absolute / arm_a.unadjusted_mean
+        if special_rel_var is not None:
+            relative_variance = special_rel_var
+        else:
+            relative_variance = variance_of_ratio(
+                arm_b.unadjusted_mean,
+                arm_b.variance / arm_b.n,
+                arm_a.unadjusted_mean,
+                arm_a.variance / arm_a.n,
+                0.0,
+            )
+        if not relative_variance > 0:
+            relative, relative_variance, error = None, None, ZERO_VARIANCE
+
+    return EffectMoments(
+        n_control=arm_a.n,
+        n_treatment=arm_b.n,
+        mean_control=unadjusted_mean(control),
+        mean_treatment=unadjusted_mean(treatment),
+        variance_control=arm_a.variance,
+        variance_treatment=arm_b.variance,
+        absolute=absolute,
+        absolute_variance=absolute_variance,
+        relative=relative,
+        relative_variance=relative_variance,
+        dof=welch_dof(arm_a.variance, arm_a.n, arm_b.variance, arm_b.n),
+        theta=theta,
+        error=error,
+    )
