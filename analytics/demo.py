@@ -21,15 +21,41 @@ logger = logging.getLogger(__name__)
 DEMO_ADMIN_USERNAME = "admin"
 
 METRICS = [
-    {"key": "purchase_rate", "name": "Purchase rate", "type": "binomial", "event": "purchase", "window_hours": 168,
-     "cuped": True, "description": "Share of users who buy at least once within a week of first seeing the experiment."},
-    {"key": "revenue", "name": "Revenue per user", "type": "sum", "event": "purchase", "cap_value": 500.0,
-     "cuped": True, "description": "Money spent per user; single users are capped at 500 so whales cannot swing it."},
+    {
+        "key": "purchase_rate",
+        "name": "Purchase rate",
+        "type": "binomial",
+        "event": "purchase",
+        "window_hours": 168,
+        "cuped": True,
+        "description": "Share of users who buy at least once within a week of first seeing the experiment.",
+    },
+    {
+        "key": "revenue",
+        "name": "Revenue per user",
+        "type": "sum",
+        "event": "purchase",
+        "cap_value": 500.0,
+        "cuped": True,
+        "description": "Money spent per user; single users are capped at 500 so whales cannot swing it.",
+    },
     {"key": "orders", "name": "Orders per user", "type": "count", "event": "purchase"},
-    {"key": "average_order_value", "name": "Average order value", "type": "ratio", "event": "purchase",
-     "denominator": "orders", "description": "Revenue divided by orders."},
-    {"key": "errors", "name": "Errors per user", "type": "count", "event": "error", "higher_is_better": False,
-     "description": "Client errors seen; should never go up."},
+    {
+        "key": "average_order_value",
+        "name": "Average order value",
+        "type": "ratio",
+        "event": "purchase",
+        "denominator": "orders",
+        "description": "Revenue divided by orders.",
+    },
+    {
+        "key": "errors",
+        "name": "Errors per user",
+        "type": "count",
+        "event": "error",
+        "higher_is_better": False,
+        "description": "Client errors seen; should never go up.",
+    },
 ]
 
 EXPERIMENTS = [
@@ -58,7 +84,10 @@ EXPERIMENTS = [
         "hypothesis": "Both variants are identical; nothing should be significant.",
         "description": "Demo: an A/A test that checks the platform itself.",
         "variants": [{"key": "control", "name": "A"}, {"key": "treatment", "name": "A again"}],
-        "metrics": [{"metric": "purchase_rate", "role": "primary"}, {"metric": "orders", "role": "secondary"}],
+        "metrics": [
+            {"metric": "purchase_rate", "role": "primary"},
+            {"metric": "orders", "role": "secondary"},
+        ],
         "tags": ["platform"],
     },
     {
@@ -66,7 +95,10 @@ EXPERIMENTS = [
         "name": "Pricing banner",
         "hypothesis": "A discount banner raises revenue.",
         "description": "Demo: the treatment's logging drops users, so the sample ratio is off (SRM).",
-        "variants": [{"key": "control", "name": "No banner"}, {"key": "treatment", "name": "Discount banner"}],
+        "variants": [
+            {"key": "control", "name": "No banner"},
+            {"key": "treatment", "name": "Discount banner"},
+        ],
         "metrics": [{"metric": "revenue", "role": "primary"}, {"metric": "errors", "role": "guardrail"}],
         "engine": "bayesian",
         "tags": ["pricing"],
@@ -86,7 +118,11 @@ def _features() -> list[dict]:
                 env: {
                     "enabled": True,
                     "rules": [
-                        {"type": "force", "condition": {"email": {"$regex": "@example\\.com$"}}, "value": True},
+                        {
+                            "type": "force",
+                            "condition": {"email": {"$regex": "@example\\.com$"}},
+                            "value": True,
+                        },
                         {
                             "type": "experiment",
                             "experiment": "checkout_button",
@@ -103,7 +139,10 @@ def _features() -> list[dict]:
             "type": "boolean",
             "default_value": False,
             "environments": {
-                "production": {"enabled": True, "rules": [{"type": "rollout", "value": True, "coverage": 0.3}]},
+                "production": {
+                    "enabled": True,
+                    "rules": [{"type": "rollout", "value": True, "coverage": 0.3}],
+                },
                 "development": {"enabled": True, "rules": [{"type": "force", "value": True}]},
             },
         },
@@ -113,7 +152,10 @@ def _features() -> list[dict]:
             "type": "number",
             "default_value": 20,
             "environments": {
-                env: {"enabled": True, "rules": [{"type": "force", "condition": {"plan": "pro"}, "value": 50}]}
+                env: {
+                    "enabled": True,
+                    "rules": [{"type": "force", "condition": {"plan": "pro"}, "value": 50}],
+                }
                 for env in ("development", "production")
             },
         },
@@ -126,7 +168,11 @@ def _features() -> list[dict]:
                 env: {
                     "enabled": True,
                     "rules": [
-                        {"type": "force", "condition": {"country": {"$in": ["DE", "AT"]}}, "value": "Willkommen!"}
+                        {
+                            "type": "force",
+                            "condition": {"country": {"$in": ["DE", "AT"]}},
+                            "value": "Willkommen!",
+                        }
                     ],
                 }
                 for env in ("development", "production")
@@ -155,7 +201,8 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
     created: list[str] = []
     User = get_user_model()
     admin, made = User.objects.get_or_create(
-        username=DEMO_ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"}
+        username=DEMO_ADMIN_USERNAME,
+        defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
     )
     admin.set_password(admin_password)
     admin.save()

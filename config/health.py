@@ -66,10 +66,12 @@ class HealthView(APIView):
         "spooled, flags fall back to the database); 503 when the database is down.",
         responses={
             (200, "application/json"): inline_serializer(
-                "Health", {"status": serializers.ChoiceField(["ok", "degraded"]), "checks": serializers.DictField()}
+                "Health",
+                {"status": serializers.ChoiceField(["ok", "degraded"]), "checks": serializers.DictField()},
             ),
             (503, "application/json"): inline_serializer(
-                "HealthDown", {"status": serializers.ChoiceField(["degraded"]), "checks": serializers.DictField()}
+                "HealthDown",
+                {"status": serializers.ChoiceField(["degraded"]), "checks": serializers.DictField()},
             ),
         },
         examples=[OpenApiExample("All good", value=HEALTH_EXAMPLE, response_only=True)],

@@ -9,6 +9,7 @@ admin.site.site_title = "Experimentation Platform"
 admin.site.index_title = "Experiments, metrics and feature flags"
 
 api_v1 = [
+    path("", include("analytics.ingestion_urls")),
     path("", include("metrics.urls")),
     path("", include("experiments.urls")),
     path("", include("features.urls")),

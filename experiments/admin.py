@@ -83,10 +83,6 @@ class ExperimentForm(forms.ModelForm):
     # The version the editor loaded; a save over a newer version is refused, so no change is lost.
     loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
-    class Meta:
-        model = Experiment
-        fields = "__all__"
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
@@ -104,7 +100,9 @@ class ExperimentForm(forms.ModelForm):
                 )
             if "traffic_allocation" in cleaned:
                 try:
-                    traffic_allocation_validate(experiment=self.instance, traffic_allocation=cleaned["traffic_allocation"])
+                    traffic_allocation_validate(
+                        experiment=self.instance, traffic_allocation=cleaned["traffic_allocation"]
+                    )
                 except DomainError as exc:
                     self.add_error("traffic_allocation", exc.message)
         return cleaned
@@ -169,7 +167,21 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "key", "status", "owner", "tags", "hypothesis", "description", "loaded_version"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "key",
+                    "status",
+                    "owner",
+                    "tags",
+                    "hypothesis",
+                    "description",
+                    "loaded_version",
+                ]
+            },
+        ),
         ("Who takes part", {"fields": ["traffic_allocation", "targeting", "layer", "hash_seed"]}),
         (
             "How results are read",

@@ -120,7 +120,9 @@ class Experiment(models.Model):
         help_text="Warn about a sample ratio mismatch when the check's p-value falls below this.",
     )
     prior_mean = models.FloatField(
-        null=True, blank=True, help_text="Bayesian only, optional: prior mean of the relative lift (0 = no lift)."
+        null=True,
+        blank=True,
+        help_text="Bayesian only, optional: prior mean of the relative lift (0 = no lift).",
     )
     prior_stddev = models.FloatField(
         null=True,
@@ -193,7 +195,9 @@ class Experiment(models.Model):
 
 class Variant(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
-    key = models.SlugField(max_length=100, help_text="e.g. control, treatment. The first variant is the control.")
+    key = models.SlugField(
+        max_length=100, help_text="e.g. control, treatment. The first variant is the control."
+    )
     name = models.CharField(max_length=200, blank=True)
     weight = models.FloatField(
         default=1.0,

@@ -8,12 +8,18 @@ from metrics.models import Metric
 class VariantSerializer(serializers.Serializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    weight = serializers.FloatField(default=1.0, help_text="Relative share of traffic; must be greater than 0.")
-    payload = serializers.JSONField(required=False, allow_null=True, help_text="Returned with the assignment.")
+    weight = serializers.FloatField(
+        default=1.0, help_text="Relative share of traffic; must be greater than 0."
+    )
+    payload = serializers.JSONField(
+        required=False, allow_null=True, help_text="Returned with the assignment."
+    )
 
 
 class MetricLinkSerializer(serializers.Serializer):
-    metric = serializers.SlugRelatedField(slug_field="key", queryset=Metric.objects.all(), help_text="A metric's key.")
+    metric = serializers.SlugRelatedField(
+        slug_field="key", queryset=Metric.objects.all(), help_text="A metric's key."
+    )
     role = serializers.ChoiceField(choices=MetricRole.choices, default=MetricRole.PRIMARY)
 
 
@@ -75,11 +81,15 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
 
 class LifecycleSerializer(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Optional optimistic-lock check.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Optional optimistic-lock check."
+    )
 
 
 class StopSerializer(LifecycleSerializer):
     decision_variant = serializers.SlugField(
         required=False, allow_blank=True, allow_null=True, help_text="The variant shipped; empty for none."
     )
-    reason = serializers.CharField(required=False, allow_blank=True, default="", help_text="Why, for the record.")
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Why, for the record."
+    )

@@ -32,7 +32,9 @@ LAYER_HOLDING_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 def variants_validate(variants: Sequence[Mapping[str, Any]]) -> None:
     """At least two variants, unique slug keys, positive finite weights."""
     if len(variants) < 2:
-        raise ValidationError({"variants": "An experiment needs at least two variants: a control and a treatment."})
+        raise ValidationError(
+            {"variants": "An experiment needs at least two variants: a control and a treatment."}
+        )
     seen: set[str] = set()
     for index, variant in enumerate(variants):
         key = variant.get("key") or ""
@@ -46,8 +48,15 @@ def variants_validate(variants: Sequence[Mapping[str, Any]]) -> None:
             raise ValidationError({"variants": f"Variant keys must be unique; “{key}” appears twice."})
         seen.add(key)
         weight = variant.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
-            raise ValidationError({"variants": f"Variant “{key}”: the weight must be a number greater than 0."})
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+            or weight <= 0
+        ):
+            raise ValidationError(
+                {"variants": f"Variant “{key}”: the weight must be a number greater than 0."}
+            )
 
 
 def metric_links_validate(links: Sequence[Mapping[str, Any]]) -> None:
@@ -69,7 +78,8 @@ def _variant_signature(variants: Sequence[Mapping[str, Any]]) -> list[tuple[str,
 
 def _current_variants(experiment: Experiment) -> list[dict[str, Any]]:
     return [
-        {"key": v.key, "name": v.name, "weight": v.weight, "payload": v.payload} for v in experiment.variants.all()
+        {"key": v.key, "name": v.name, "weight": v.weight, "payload": v.payload}
+        for v in experiment.variants.all()
     ]
 
 
@@ -91,7 +101,9 @@ def _replace_variants(experiment: Experiment, variants: Sequence[Mapping[str, An
 def _replace_metric_links(experiment: Experiment, links: Sequence[Mapping[str, Any]]) -> None:
     experiment.metric_links.all().delete()
     ExperimentMetric.objects.bulk_create(
-        ExperimentMetric(experiment=experiment, metric=link["metric"], role=link.get("role", MetricRole.PRIMARY))
+        ExperimentMetric(
+            experiment=experiment, metric=link["metric"], role=link.get("role", MetricRole.PRIMARY)
+        )
         for link in links
     )
 
@@ -145,7 +157,9 @@ def experiment_create(
 
 
 def _layer_slices(layer: str, *, exclude_pk: int | None) -> list[tuple[float, float]]:
-    others = Experiment.objects.filter(layer=layer, status__in=LAYER_HOLDING_STATUSES, layer_slice_start__isnull=False)
+    others = Experiment.objects.filter(
+        layer=layer, status__in=LAYER_HOLDING_STATUSES, layer_slice_start__isnull=False
+    )
     if exclude_pk is not None:
         others = others.exclude(pk=exclude_pk)
     return [(e.layer_slice_start, e.traffic_allocation) for e in others]
@@ -192,7 +206,9 @@ def experiment_update(
     locked = _lock(experiment, version)
     if locked.is_locked:
         changed = [name for name in LOCKED_FIELDS if name in fields and fields[name] != getattr(locked, name)]
-        if variants is not None and _variant_signature(variants) != _variant_signature(_current_variants(locked)):
+        if variants is not None and _variant_signature(variants) != _variant_signature(
+            _current_variants(locked)
+        ):
             changed.append("variants")
         if changed:
             raise LockedWhileRunning(
@@ -249,11 +265,15 @@ def _transition(experiment: Experiment, action: str, version: int | None) -> Exp
 
 
 @transaction.atomic
-def experiment_start(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+def experiment_start(
+    *, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None
+) -> Experiment:
     locked = _transition(experiment, "start", version)
     variants_validate(_current_variants(locked))
     if locked.layer:
-        start = bucketing.allocate_slice(_layer_slices(locked.layer, exclude_pk=locked.pk), locked.traffic_allocation)
+        start = bucketing.allocate_slice(
+            _layer_slices(locked.layer, exclude_pk=locked.pk), locked.traffic_allocation
+        )
         if start is None:
             raise Conflict(
                 f"Layer “{locked.layer}” has no free {locked.traffic_allocation:.0%} of traffic left; "
@@ -267,14 +287,18 @@ def experiment_start(*, experiment: Experiment, user: AbstractBaseUser | None, v
 
 
 @transaction.atomic
-def experiment_pause(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+def experiment_pause(
+    *, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None
+) -> Experiment:
     locked = _transition(experiment, "pause", version)
     _save(locked, user)
     return locked
 
 
 @transaction.atomic
-def experiment_resume(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+def experiment_resume(
+    *, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None
+) -> Experiment:
     locked = _transition(experiment, "resume", version)
     _save(locked, user)
     return locked
@@ -293,7 +317,9 @@ def experiment_stop(
     locked = _transition(experiment, "stop", version)
     if decision_variant and not locked.variants.filter(key=decision_variant).exists():
         keys = ", ".join(locked.variants.values_list("key", flat=True))
-        raise ValidationError({"decision_variant": f"“{decision_variant}” is not a variant; choose one of {keys}, or none."})
+        raise ValidationError(
+            {"decision_variant": f"“{decision_variant}” is not a variant; choose one of {keys}, or none."}
+        )
     locked.decision_variant = decision_variant or ""
     locked.decision_reason = reason
     locked.stopped_at = timezone.now()
@@ -302,7 +328,9 @@ def experiment_stop(
 
 
 @transaction.atomic
-def experiment_archive(*, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None) -> Experiment:
+def experiment_archive(
+    *, experiment: Experiment, user: AbstractBaseUser | None, version: int | None = None
+) -> Experiment:
     locked = _transition(experiment, "archive", version)
     _save(locked, user)
     return locked

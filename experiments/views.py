@@ -26,7 +26,10 @@ EXPERIMENT_EXAMPLE = OpenApiExample(
         ],
         "traffic_allocation": 0.5,
         "targeting": {"country": {"$in": ["US", "CA"]}},
-        "metrics": [{"metric": "purchase_rate", "role": "primary"}, {"metric": "errors", "role": "guardrail"}],
+        "metrics": [
+            {"metric": "purchase_rate", "role": "primary"},
+            {"metric": "errors", "role": "guardrail"},
+        ],
         "engine": "frequentist",
         "alpha": 0.05,
         "sequential": True,
@@ -35,7 +38,11 @@ EXPERIMENT_EXAMPLE = OpenApiExample(
 )
 STOP_EXAMPLE = OpenApiExample(
     "Ship the treatment",
-    value={"decision_variant": "treatment", "reason": "Purchase rate +4.1%, no guardrail moved.", "version": 3},
+    value={
+        "decision_variant": "treatment",
+        "reason": "Purchase rate +4.1%, no guardrail moved.",
+        "version": 3,
+    },
     request_only=True,
 )
 VERSION_EXAMPLE = OpenApiExample("With a version check", value={"version": 2}, request_only=True)
@@ -88,7 +95,9 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
     ),
 )
 class ExperimentViewSet(viewsets.ModelViewSet):
-    queryset = Experiment.objects.select_related("owner").prefetch_related("variants", "metric_links__metric", "tags")
+    queryset = Experiment.objects.select_related("owner").prefetch_related(
+        "variants", "metric_links__metric", "tags"
+    )
     serializer_class = ExperimentSerializer
     lookup_field = "key"
     filterset_class = ExperimentFilter

@@ -27,10 +27,6 @@ def _first_message(exc: ValidationError) -> list[str]:
 
 
 class FeatureForm(forms.ModelForm):
-    class Meta:
-        model = Feature
-        fields = "__all__"
-
     def clean(self):
         cleaned = super().clean()
         if "type" in cleaned and "default_value" in cleaned:
@@ -60,7 +56,9 @@ class FeatureRuleFormSet(BaseInlineFormSet):
             }
             env = data.get("environment")
             try:
-                rule_validate(rule, feature_type=self.instance.type, where=f"{env.key if env else ''} row {index + 1}: ")
+                rule_validate(
+                    rule, feature_type=self.instance.type, where=f"{env.key if env else ''} row {index + 1}: "
+                )
             except ValidationError as exc:
                 form.add_error(None, _first_message(exc))
 
@@ -77,7 +75,16 @@ class FeatureRuleInline(admin.TabularInline):
     model = FeatureRule
     formset = FeatureRuleFormSet
     extra = 0
-    fields = ["environment", "position", "type", "condition", "value", "coverage", "experiment", "variant_values"]
+    fields = [
+        "environment",
+        "position",
+        "type",
+        "condition",
+        "value",
+        "coverage",
+        "experiment",
+        "variant_values",
+    ]
     autocomplete_fields = ["experiment"]
     verbose_name = "rule"
     verbose_name_plural = "Rules (tried in order per environment; the first that applies wins)"
@@ -91,7 +98,9 @@ class PrerequisiteFormSet(BaseInlineFormSet):
         items = [
             {"feature": form.cleaned_data["prerequisite"], "value": form.cleaned_data.get("value")}
             for form in self.forms
-            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("prerequisite")
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("prerequisite")
         ]
         try:
             prerequisites_validate(self.instance if self.instance.pk else None, items)

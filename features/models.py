@@ -49,12 +49,16 @@ class RuleType(models.TextChoices):
 
 
 class Feature(models.Model):
-    key = models.SlugField(max_length=100, unique=True, help_text="The flag key your code asks for, e.g. new_checkout.")
+    key = models.SlugField(
+        max_length=100, unique=True, help_text="The flag key your code asks for, e.g. new_checkout."
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     type = models.CharField(max_length=16, choices=FeatureType.choices, default=FeatureType.BOOLEAN)
     default_value = models.JSONField(
-        default=default_false, blank=True, help_text="Served when no rule applies or the environment is off. JSON: false, 0.5, \"blue\"."
+        default=default_false,
+        blank=True,
+        help_text='Served when no rule applies or the environment is off. JSON: false, 0.5, "blue".',
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -128,7 +132,9 @@ class FeaturePrerequisite(models.Model):
 
     feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="prerequisites")
     prerequisite = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="dependents")
-    value = models.JSONField(default=default_true, help_text="The value the prerequisite flag must have, e.g. true.")
+    value = models.JSONField(
+        default=default_true, help_text="The value the prerequisite flag must have, e.g. true."
+    )
 
     history = HistoricalRecords()
 

@@ -14,7 +14,9 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 
 
 class PrerequisiteSerializer(serializers.Serializer):
-    feature = serializers.SlugRelatedField(slug_field="key", queryset=Feature.objects.all(), source="prerequisite")
+    feature = serializers.SlugRelatedField(
+        slug_field="key", queryset=Feature.objects.all(), source="prerequisite"
+    )
     value = serializers.JSONField(help_text="The value the prerequisite flag must evaluate to, e.g. true.")
 
 

@@ -24,7 +24,6 @@ from features.models import (
     hash_sdk_key,
 )
 
-
 # --- validation ------------------------------------------------------------------------------------
 
 
@@ -51,7 +50,9 @@ TYPE_HINTS = {
 def feature_value_validate(value: Any, feature_type: str, *, field: str, where: str = "") -> None:
     if not value_matches_type(value, feature_type):
         raise ValidationError(
-            {field: f"{where}{value!r} is not {TYPE_HINTS[feature_type]}, as this {feature_type} feature needs."}
+            {
+                field: f"{where}{value!r} is not {TYPE_HINTS[feature_type]}, as this {feature_type} feature needs."
+            }
         )
 
 
@@ -77,7 +78,9 @@ def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> 
         if isinstance(experiment, str):
             experiment = Experiment.objects.filter(key=experiment).first()
         if experiment is None:
-            raise ValidationError({"environments": f"{where}there is no experiment “{rule.get('experiment')}”."})
+            raise ValidationError(
+                {"environments": f"{where}there is no experiment “{rule.get('experiment')}”."}
+            )
         values = rule.get("values")
         if not isinstance(values, dict):
             raise ValidationError({"environments": f"{where}values must map each variant key to a value."})
@@ -90,7 +93,9 @@ def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> 
                 parts.append(f"missing a value for {', '.join(missing)}")
             if unknown:
                 parts.append(f"{', '.join(unknown)} not a variant of {experiment.key}")
-            raise ValidationError({"environments": f"{where}values must cover every variant ({'; '.join(parts)})."})
+            raise ValidationError(
+                {"environments": f"{where}values must cover every variant ({'; '.join(parts)})."}
+            )
         for key, value in values.items():
             feature_value_validate(value, feature_type, field="environments", where=f"{where}variant {key}: ")
 
@@ -107,12 +112,16 @@ def prerequisites_validate(feature: Feature | None, prerequisites: Sequence[Mapp
             target = found
         if feature is not None and target.pk == feature.pk:
             raise ValidationError({"prerequisites": "A feature cannot be its own prerequisite."})
-        feature_value_validate(item.get("value", True), target.type, field="prerequisites", where=f"{target.key}: ")
+        feature_value_validate(
+            item.get("value", True), target.type, field="prerequisites", where=f"{target.key}: "
+        )
         targets.append(target)
     if feature is None or feature.pk is None:
         return
     edges: dict[int, list[int]] = {}
-    for src, dst in FeaturePrerequisite.objects.exclude(feature=feature).values_list("feature_id", "prerequisite_id"):
+    for src, dst in FeaturePrerequisite.objects.exclude(feature=feature).values_list(
+        "feature_id", "prerequisite_id"
+    ):
         edges.setdefault(src, []).append(dst)
     edges[feature.pk] = [t.pk for t in targets]
     # Depth-first search from the edited feature: reaching it again is a cycle.
@@ -120,7 +129,9 @@ def prerequisites_validate(feature: Feature | None, prerequisites: Sequence[Mapp
     while stack:
         node = stack.pop()
         if node == feature.pk:
-            raise ValidationError({"prerequisites": "These prerequisites would form a cycle back to this feature."})
+            raise ValidationError(
+                {"prerequisites": "These prerequisites would form a cycle back to this feature."}
+            )
         if node not in seen:
             seen.add(node)
             stack.extend(edges.get(node, []))
@@ -141,7 +152,9 @@ def _environments_validate(environments: Mapping[str, Any], feature_type: str) -
                 {"environments": f"There is no environment “{env_key}”; known: {', '.join(known)}."}
             )
         if not isinstance(settings, Mapping):
-            raise ValidationError({"environments": f"{env_key}: expected {{\"enabled\": bool, \"rules\": [...]}}."})
+            raise ValidationError(
+                {"environments": f'{env_key}: expected {{"enabled": bool, "rules": [...]}}.'}
+            )
         if "enabled" in settings and not isinstance(settings["enabled"], bool):
             raise ValidationError({"environments": f"{env_key}: enabled must be true or false."})
         rules = settings.get("rules", [])
@@ -154,7 +167,9 @@ def _environments_validate(environments: Mapping[str, Any], feature_type: str) -
     return known
 
 
-def _write_environments(feature: Feature, environments: Mapping[str, Any], known: dict[str, Environment]) -> None:
+def _write_environments(
+    feature: Feature, environments: Mapping[str, Any], known: dict[str, Environment]
+) -> None:
     for env_key, settings in environments.items():
         env = known[env_key]
         if "enabled" in settings:
@@ -188,7 +203,9 @@ def _write_prerequisites(feature: Feature, prerequisites: Sequence[Mapping[str, 
         target = item["feature"]
         if isinstance(target, str):
             target = Feature.objects.get(key=target)
-        FeaturePrerequisite.objects.create(feature=feature, prerequisite=target, value=item.get("value", True))
+        FeaturePrerequisite.objects.create(
+            feature=feature, prerequisite=target, value=item.get("value", True)
+        )
 
 
 def _save(feature: Feature, user: AbstractBaseUser | None) -> None:
@@ -259,8 +276,7 @@ def feature_update(
 def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
     """The contract's `environments` shape: {env_key: {"enabled": bool, "rules": [...]}}."""
     result: dict[str, dict[str, Any]] = {
-        fe.environment.key: {"enabled": fe.enabled, "rules": []}
-        for fe in feature.environment_settings.all()
+        fe.environment.key: {"enabled": fe.enabled, "rules": []} for fe in feature.environment_settings.all()
     }
     for rule in feature.rules.all():
         item: dict[str, Any] = {"type": rule.type, "condition": rule.condition or {}}

@@ -19,7 +19,12 @@ FEATURE_EXAMPLE = OpenApiExample(
                 "enabled": True,
                 "rules": [
                     {"type": "force", "condition": {"plan": "internal"}, "value": True},
-                    {"type": "rollout", "condition": {"country": {"$in": ["US"]}}, "value": True, "coverage": 0.2},
+                    {
+                        "type": "rollout",
+                        "condition": {"country": {"$in": ["US"]}},
+                        "value": True,
+                        "coverage": 0.2,
+                    },
                 ],
             },
             "staging": {"enabled": True, "rules": [{"type": "force", "condition": {}, "value": True}]},
@@ -57,7 +62,9 @@ def _service_fields(validated_data: dict) -> dict:
     partial_update=extend_schema(
         summary="Change a feature",
         description="Environments you send replace their rules; environments you leave out are kept.",
-        examples=[OpenApiExample("Turn on in staging", value={"environments": {"staging": {"enabled": True}}})],
+        examples=[
+            OpenApiExample("Turn on in staging", value={"environments": {"staging": {"enabled": True}}})
+        ],
     ),
     update=extend_schema(summary="Replace a feature", examples=[FEATURE_EXAMPLE]),
     destroy=extend_schema(summary="Delete a feature"),

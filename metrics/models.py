@@ -84,8 +84,12 @@ class Metric(models.Model):
             elif self.pk is not None and self.denominator_id == self.pk:
                 errors["denominator"] = "A ratio metric cannot be its own denominator."
             elif self.denominator.type == MetricType.RATIO:
-                errors["denominator"] = "The denominator must be a conversion, count or sum metric, not a ratio."
+                errors["denominator"] = (
+                    "The denominator must be a conversion, count or sum metric, not a ratio."
+                )
         elif self.denominator_id is not None:
-            errors["denominator"] = "Only ratio metrics have a denominator; clear it or change the type to ratio."
+            errors["denominator"] = (
+                "Only ratio metrics have a denominator; clear it or change the type to ratio."
+            )
         if errors:
             raise ValidationError(errors)

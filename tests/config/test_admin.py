@@ -51,9 +51,13 @@ def test_admin__every_changelist_add_and_change_page__renders(admin_client_su):
             assert add.status_code == 200, opts.label
         obj = objects.get(model) or model.objects.first()
         if obj is not None:
-            change = admin_client_su.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+            change = admin_client_su.get(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+            )
             assert change.status_code == 200, opts.label
-            history = admin_client_su.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[obj.pk]))
+            history = admin_client_su.get(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[obj.pk])
+            )
             assert history.status_code == 200, opts.label
 
 
@@ -127,7 +131,9 @@ def test_admin_experiment_add__valid__created_with_variants(admin_client_su, sup
     ],
 )
 def test_admin_experiment_add__invalid__form_explains(admin_client_su, overrides, fragment):
-    response = admin_client_su.post(reverse("admin:experiments_experiment_add"), _experiment_form(**overrides))
+    response = admin_client_su.post(
+        reverse("admin:experiments_experiment_add"), _experiment_form(**overrides)
+    )
     assert response.status_code == 200
     assert fragment in response.content.decode()
     assert not Experiment.objects.exists()
@@ -135,7 +141,9 @@ def test_admin_experiment_add__invalid__form_explains(admin_client_su, overrides
 
 def test_admin_experiment_change__running__locked_fields_read_only(admin_client_su):
     experiment = ExperimentFactory(status="running")
-    page = admin_client_su.get(reverse("admin:experiments_experiment_change", args=[experiment.pk])).content.decode()
+    page = admin_client_su.get(
+        reverse("admin:experiments_experiment_change", args=[experiment.pk])
+    ).content.decode()
     assert 'name="targeting"' not in page
     assert 'name="variants-0-weight"' not in page
     assert 'name="traffic_allocation"' in page
@@ -155,7 +163,9 @@ def test_admin_experiment_change__stale_loaded_version__refused(admin_client_su)
             "variants-1-experiment": str(experiment.pk),
         },
     )
-    response = admin_client_su.post(reverse("admin:experiments_experiment_change", args=[experiment.pk]), data)
+    response = admin_client_su.post(
+        reverse("admin:experiments_experiment_change", args=[experiment.pk]), data
+    )
     assert response.status_code == 200
     assert "Someone else changed this experiment" in response.content.decode()
     experiment.refresh_from_db()
@@ -179,7 +189,11 @@ def test_admin_stop_page__records_decision(admin_client_su):
     assert admin_client_su.get(url).status_code == 200
     admin_client_su.post(url, {"decision_variant": "treatment", "reason": "won"})
     experiment.refresh_from_db()
-    assert (experiment.status, experiment.decision_variant, experiment.decision_reason) == ("stopped", "treatment", "won")
+    assert (experiment.status, experiment.decision_variant, experiment.decision_reason) == (
+        "stopped",
+        "treatment",
+        "won",
+    )
 
 
 @pytest.mark.parametrize(

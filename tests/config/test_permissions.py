@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from features.services import sdk_key_create
 from features.models import Environment
+from features.services import sdk_key_create
 from tests.factories import ExperimentFactory, FeatureFactory, MetricFactory
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,9 @@ def test_management_api__user_without_permission__reads_but_403_on_write(api_cli
     assert api_client.get(reverse(f"{resource}-detail", args=[objects[resource].key])).status_code == 200
     assert api_client.post(reverse(f"{resource}-list"), CREATE[resource], format="json").status_code == 403
     assert (
-        api_client.patch(reverse(f"{resource}-detail", args=[objects[resource].key]), {"name": "x"}, format="json")
+        api_client.patch(
+            reverse(f"{resource}-detail", args=[objects[resource].key]), {"name": "x"}, format="json"
+        )
     ).status_code == 403
     assert api_client.delete(reverse(f"{resource}-detail", args=[objects[resource].key])).status_code == 403
 
@@ -55,7 +57,10 @@ def test_management_api__user_without_permission__reads_but_403_on_write(api_cli
 def test_experiment_lifecycle__user_without_change_permission__403(api_client, user):
     experiment = ExperimentFactory()
     api_client.force_authenticate(user)
-    assert api_client.post(reverse("experiment-start", args=[experiment.key]), {}, format="json").status_code == 403
+    assert (
+        api_client.post(reverse("experiment-start", args=[experiment.key]), {}, format="json").status_code
+        == 403
+    )
 
 
 @pytest.mark.parametrize("resource", ["metric", "experiment", "feature"])
@@ -74,12 +79,16 @@ def test_management_api__product_manager_token__can_create_and_change(api_client
 def test_environment__product_manager__read_only(api_client, product_manager):
     api_client.force_authenticate(product_manager)
     assert api_client.get(reverse("environment-list")).json()["count"] == 3
-    assert api_client.post(reverse("environment-list"), CREATE["environment"], format="json").status_code == 403
+    assert (
+        api_client.post(reverse("environment-list"), CREATE["environment"], format="json").status_code == 403
+    )
 
 
 def test_environment__superuser__creates_and_deletes(api_client, superuser):
     api_client.force_authenticate(superuser)
-    assert api_client.post(reverse("environment-list"), CREATE["environment"], format="json").status_code == 201
+    assert (
+        api_client.post(reverse("environment-list"), CREATE["environment"], format="json").status_code == 201
+    )
     assert api_client.delete(reverse("environment-detail", args=["qa"])).status_code == 204
 
 

@@ -8,7 +8,15 @@ from django.urls import reverse
 def test_openapi_schema__generates__no_warnings_and_valid(tmp_path):
     # A separate process, so drf-spectacular's warnings are not hidden by an already-warm cache.
     result = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "s.yml")],
+        [
+            sys.executable,
+            "manage.py",
+            "spectacular",
+            "--fail-on-warn",
+            "--validate",
+            "--file",
+            str(tmp_path / "s.yml"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -16,7 +24,12 @@ def test_openapi_schema__generates__no_warnings_and_valid(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr
     text = (tmp_path / "s.yml").read_text()
-    for path in ["/api/v1/experiments/{key}/start/", "/api/v1/metrics/", "/api/v1/features/", "/api/v1/environments/"]:
+    for path in [
+        "/api/v1/experiments/{key}/start/",
+        "/api/v1/metrics/",
+        "/api/v1/features/",
+        "/api/v1/environments/",
+    ]:
         assert path in text
 
 

@@ -13,7 +13,11 @@ def _settings_process(**env_overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(env_overrides)
     return subprocess.run(
-        [sys.executable, "-c", "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -28,7 +32,9 @@ def test_settings__debug_off_without_secret_key__improperly_configured():
 
 
 def test_settings__debug_off_with_secret_key_and_hosts__loads():
-    result = _settings_process(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.com")
+    result = _settings_process(
+        DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.com"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
 

@@ -116,7 +116,9 @@ def test_experiment_create__malformed_json__400(pm_client):
         ("archive", "stopped", "archived"),
     ],
 )
-def test_experiment_lifecycle__allowed_transition__200_and_new_status(pm_client, action, from_status, to_status):
+def test_experiment_lifecycle__allowed_transition__200_and_new_status(
+    pm_client, action, from_status, to_status
+):
     experiment = ExperimentFactory(status=from_status)
     response = pm_client.post(action_url(experiment.key, action), {}, format="json")
     assert response.status_code == 200, response.json()
@@ -201,7 +203,11 @@ def test_experiment_update__ramp_up_and_description_while_running__200(pm_client
     experiment = ExperimentFactory(status="running", traffic_allocation=0.2)
     response = pm_client.patch(
         detail_url(experiment.key),
-        {"traffic_allocation": 0.6, "description": "ramped", "variants": [{"key": "control"}, {"key": "treatment"}]},
+        {
+            "traffic_allocation": 0.6,
+            "description": "ramped",
+            "variants": [{"key": "control"}, {"key": "treatment"}],
+        },
         format="json",
     )
     assert response.status_code == 200, response.json()
@@ -217,7 +223,11 @@ def test_experiment_update__draft_variants__replaced(pm_client):
         format="json",
     )
     assert response.status_code == 200, response.json()
-    assert [(v["key"], v["weight"]) for v in response.json()["variants"]] == [("a", 2.0), ("b", 1.0), ("c", 1.0)]
+    assert [(v["key"], v["weight"]) for v in response.json()["variants"]] == [
+        ("a", 2.0),
+        ("b", 1.0),
+        ("c", 1.0),
+    ]
 
 
 def test_experiment_update__stale_version__409_and_nothing_written(pm_client):
@@ -239,7 +249,9 @@ def test_experiment_start__stale_version__409(pm_client):
     assert experiment.status == "draft"
 
 
-@pytest.mark.parametrize(("status", "expected"), [("draft", 204), ("archived", 204), ("running", 409), ("stopped", 409)])
+@pytest.mark.parametrize(
+    ("status", "expected"), [("draft", 204), ("archived", 204), ("running", 409), ("stopped", 409)]
+)
 def test_experiment_delete__by_status__only_drafts_and_archived(pm_client, status, expected):
     experiment = ExperimentFactory(status=status)
     response = pm_client.delete(detail_url(experiment.key))
@@ -251,9 +263,15 @@ def test_experiment_list__filters_by_status_tag_and_search(pm_client):
     running = ExperimentFactory(key="running_one", name="Checkout colour", status="running")
     running.tags.add("checkout")
     ExperimentFactory(key="draft_one", name="Search ranking")
-    assert [e["key"] for e in pm_client.get(LIST_URL, {"status": "running"}).json()["results"]] == ["running_one"]
-    assert [e["key"] for e in pm_client.get(LIST_URL, {"tag": "checkout"}).json()["results"]] == ["running_one"]
-    assert [e["key"] for e in pm_client.get(LIST_URL, {"search": "ranking"}).json()["results"]] == ["draft_one"]
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"status": "running"}).json()["results"]] == [
+        "running_one"
+    ]
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"tag": "checkout"}).json()["results"]] == [
+        "running_one"
+    ]
+    assert [e["key"] for e in pm_client.get(LIST_URL, {"search": "ranking"}).json()["results"]] == [
+        "draft_one"
+    ]
     body = pm_client.get(LIST_URL).json()
     assert body["count"] == 2 and "next" in body
 
@@ -266,7 +284,9 @@ def test_experiment_layer__second_experiment_that_does_not_fit__409(pm_client):
     assert response.status_code == 409
     assert "checkout" in response.json()["detail"]
     # Lowering the second to what is left lets it in, and the slices do not overlap.
-    assert pm_client.patch(detail_url(second.key), {"traffic_allocation": 0.4}, format="json").status_code == 200
+    assert (
+        pm_client.patch(detail_url(second.key), {"traffic_allocation": 0.4}, format="json").status_code == 200
+    )
     assert pm_client.post(action_url(second.key, "start"), {}, format="json").status_code == 200
     first.refresh_from_db()
     second.refresh_from_db()

@@ -49,7 +49,9 @@ def test_feature_update__one_environment__others_kept(pm_client):
         format="json",
     )
     response = pm_client.patch(
-        reverse("feature-detail", args=["new_checkout"]), {"environments": {"staging": {"enabled": True}}}, format="json"
+        reverse("feature-detail", args=["new_checkout"]),
+        {"environments": {"staging": {"enabled": True}}},
+        format="json",
     )
     assert response.status_code == 200, response.json()
     envs = response.json()["environments"]
@@ -71,14 +73,26 @@ def test_feature_update__one_environment__others_kept(pm_client):
         ({"environments": {"production": {"enabled": "yes"}}}, "environments", "true or false"),
         ({"environments": {"production": {"rules": [{"type": "magic"}]}}}, "environments", "type"),
         ({"environments": {"production": {"rules": [{"type": "force"}]}}}, "environments", "needs a value"),
-        ({"environments": {"production": {"rules": [{"type": "force", "value": "on"}]}}}, "environments", "true or false"),
         (
-            {"environments": {"production": {"rules": [{"type": "force", "value": True, "condition": {"$xor": 1}}]}}},
+            {"environments": {"production": {"rules": [{"type": "force", "value": "on"}]}}},
+            "environments",
+            "true or false",
+        ),
+        (
+            {
+                "environments": {
+                    "production": {"rules": [{"type": "force", "value": True, "condition": {"$xor": 1}}]}
+                }
+            },
             "environments",
             "$xor",
         ),
         (
-            {"environments": {"production": {"rules": [{"type": "rollout", "value": True, "coverage": 1.5}]}}},
+            {
+                "environments": {
+                    "production": {"rules": [{"type": "rollout", "value": True, "coverage": 1.5}]}
+                }
+            },
             "environments",
             "coverage",
         ),
@@ -88,14 +102,20 @@ def test_feature_update__one_environment__others_kept(pm_client):
             "coverage",
         ),
         (
-            {"environments": {"production": {"rules": [{"type": "experiment", "experiment": "ghost", "values": {}}]}}},
+            {
+                "environments": {
+                    "production": {"rules": [{"type": "experiment", "experiment": "ghost", "values": {}}]}
+                }
+            },
             "environments",
             "ghost",
         ),
         (
             {
                 "environments": {
-                    "production": {"rules": [{"type": "experiment", "experiment": "exp", "values": {"control": True}}]}
+                    "production": {
+                        "rules": [{"type": "experiment", "experiment": "exp", "values": {"control": True}}]
+                    }
                 }
             },
             "environments",
@@ -136,7 +156,9 @@ def test_feature_create__invalid__400_with_field(pm_client, overrides, field, fr
 def test_feature_prerequisites__self__400(pm_client):
     FeatureFactory(key="a")
     response = pm_client.patch(
-        reverse("feature-detail", args=["a"]), {"prerequisites": [{"feature": "a", "value": True}]}, format="json"
+        reverse("feature-detail", args=["a"]),
+        {"prerequisites": [{"feature": "a", "value": True}]},
+        format="json",
     )
     assert response.status_code == 400
     assert "own prerequisite" in str(response.json()["prerequisites"])
@@ -147,9 +169,21 @@ def test_feature_prerequisites__indirect_cycle__400(pm_client):
     FeatureFactory(key="b")
     FeatureFactory(key="c")
     detail = lambda key: reverse("feature-detail", args=[key])  # noqa: E731
-    assert pm_client.patch(detail("a"), {"prerequisites": [{"feature": "b", "value": True}]}, format="json").status_code == 200
-    assert pm_client.patch(detail("b"), {"prerequisites": [{"feature": "c", "value": True}]}, format="json").status_code == 200
-    response = pm_client.patch(detail("c"), {"prerequisites": [{"feature": "a", "value": True}]}, format="json")
+    assert (
+        pm_client.patch(
+            detail("a"), {"prerequisites": [{"feature": "b", "value": True}]}, format="json"
+        ).status_code
+        == 200
+    )
+    assert (
+        pm_client.patch(
+            detail("b"), {"prerequisites": [{"feature": "c", "value": True}]}, format="json"
+        ).status_code
+        == 200
+    )
+    response = pm_client.patch(
+        detail("c"), {"prerequisites": [{"feature": "a", "value": True}]}, format="json"
+    )
     assert response.status_code == 400
     assert "cycle" in str(response.json()["prerequisites"])
 
@@ -161,7 +195,9 @@ def test_feature_update__type_change_that_breaks_rules__400(pm_client):
         format="json",
     )
     response = pm_client.patch(
-        reverse("feature-detail", args=["new_checkout"]), {"type": "string", "default_value": "x"}, format="json"
+        reverse("feature-detail", args=["new_checkout"]),
+        {"type": "string", "default_value": "x"},
+        format="json",
     )
     assert response.status_code == 400
     assert Feature.objects.get(key="new_checkout").type == "boolean"
@@ -176,7 +212,9 @@ def test_feature_list__filter_and_search(pm_client):
 
 
 def test_feature_number__float_and_int_values__kept(pm_client):
-    response = pm_client.post(LIST_URL, payload(key="ratio", type="number", default_value=0.25), format="json")
+    response = pm_client.post(
+        LIST_URL, payload(key="ratio", type="number", default_value=0.25), format="json"
+    )
     assert response.json()["default_value"] == 0.25
     response = pm_client.post(LIST_URL, payload(key="limit", type="number", default_value=3), format="json")
     assert response.json()["default_value"] == 3

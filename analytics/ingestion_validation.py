@@ -1,0 +1,196 @@
+"""Validation of SDK-sent events and exposures, item by item.
+
+Hand-written rather than DRF serializers because it runs on every item of every batch (the
+ingestion goal is 20,000 events/s on two cores); the DRF serializers in
+``ingestion_serializers.py`` describe the same shapes for the OpenAPI document. Each rejected item
+is reported with its index and, per field, the reason; accepted items go on as storage rows.
+"""
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+MAX_ITEMS = 1000
+MAX_BODY_BYTES = 1024 * 1024
+MAX_NAME_LENGTH = 200
+MAX_UNIT_ID_LENGTH = 256
+MAX_PROPERTIES = 50
+MAX_PROPERTY_KEY_LENGTH = 100
+MAX_PROPERTY_VALUE_LENGTH = 1000
+
+
+@dataclass
+class Rejection:
+    index: int
+    errors: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "errors": self.errors}
+
+
+@dataclass
+class TimeBounds:
+    earliest: dt.datetime
+    latest: dt.datetime
+
+    @classmethod
+    def around(cls, now: dt.datetime) -> "TimeBounds":
+        return cls(
+            earliest=now - dt.timedelta(days=settings.EVENT_MAX_PAST_DAYS),
+            latest=now + dt.timedelta(hours=settings.EVENT_MAX_FUTURE_HOURS),
+        )
+
+
+def _text(item: Mapping[str, Any], field: str, limit: int, errors: dict[str, str]) -> str | None:
+    value = item.get(field)
+    if not isinstance(value, str) or not value.strip():
+        errors[field] = "Required: a non-empty string."
+        return None
+    if len(value) > limit:
+        errors[field] = f"At most {limit} characters (got {len(value)})."
+        return None
+    return value
+
+
+def _timestamp(item: Mapping[str, Any], bounds: TimeBounds, errors: dict[str, str]) -> dt.datetime | None:
+    raw = item.get("timestamp")
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        errors["timestamp"] = "An ISO 8601 string, e.g. 2026-11-27T10:00:00Z."
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        errors["timestamp"] = f"Not an ISO 8601 date and time: {raw[:40]!r}."
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    if value < bounds.earliest:
+        errors["timestamp"] = f"More than {settings.EVENT_MAX_PAST_DAYS} days in the past."
+        return None
+    if value > bounds.latest:
+        errors["timestamp"] = f"More than {settings.EVENT_MAX_FUTURE_HOURS} hour(s) in the future."
+        return None
+    return value
+
+
+def _string_map(item: Mapping[str, Any], field: str, errors: dict[str, str], *, scalars: bool) -> dict | None:
+    raw = item.get(field)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors[field] = "An object of string keys to string values."
+        return None
+    if len(raw) > MAX_PROPERTIES:
+        errors[field] = f"At most {MAX_PROPERTIES} entries."
+        return None
+    for key, value in raw.items():
+        if len(key) > MAX_PROPERTY_KEY_LENGTH:
+            errors[field] = f"Keys are at most {MAX_PROPERTY_KEY_LENGTH} characters."
+            return None
+        ok = isinstance(value, str) or (scalars and (value is None or isinstance(value, int | float | bool)))
+        if not ok:
+            kind = "strings, numbers or booleans" if scalars else "strings"
+            errors[field] = f"A flat map: the value of {key[:40]!r} must be one of {kind}."
+            return None
+        if isinstance(value, str) and len(value) > MAX_PROPERTY_VALUE_LENGTH:
+            errors[field] = f"Values are at most {MAX_PROPERTY_VALUE_LENGTH} characters."
+            return None
+    return raw
+
+
+def events_validate(
+    items: Sequence[Any], *, environment: str, now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Split a batch into storage rows and rejections (index + per-field reasons)."""
+    bounds = TimeBounds.around(now)
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append(Rejection(index, {"item": "Each event must be an object."}))
+            continue
+        errors: dict[str, str] = {}
+        name = _text(item, "name", MAX_NAME_LENGTH, errors)
+        unit_id = _text(item, "unit_id", MAX_UNIT_ID_LENGTH, errors)
+        value = item.get("value", 1)
+        if value is None:
+            value = 1
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            errors["value"] = "A finite number."
+        event_id = item.get("event_id")
+        if event_id is not None:
+            try:
+                event_id = uuid.UUID(event_id) if isinstance(event_id, str) else None
+            except ValueError:
+                event_id = None
+            if event_id is None:
+                errors["event_id"] = "A UUID, e.g. 5f0c6c2e-8c4b-4d6e-9f3a-2b1d0e7a9c11."
+        timestamp = _timestamp(item, bounds, errors)
+        properties = _string_map(item, "properties", errors, scalars=False)
+        if errors:
+            rejected.append(Rejection(index, errors))
+            continue
+        rows.append(
+            {
+                "event_id": event_id,
+                "name": name,
+                "unit_id": unit_id,
+                "value": float(value),
+                "timestamp": timestamp,
+                "environment": environment,
+                "properties": properties,
+            }
+        )
+    return rows, rejected
+
+
+def exposures_validate(
+    items: Sequence[Any],
+    *,
+    environment: str,
+    now: dt.datetime,
+    variants_by_experiment: Mapping[str, set[str]],
+) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """As `events_validate`; each exposure's experiment and variant must exist."""
+    bounds = TimeBounds.around(now)
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append(Rejection(index, {"item": "Each exposure must be an object."}))
+            continue
+        errors: dict[str, str] = {}
+        experiment = _text(item, "experiment", MAX_NAME_LENGTH, errors)
+        variant = _text(item, "variant", MAX_NAME_LENGTH, errors)
+        unit_id = _text(item, "unit_id", MAX_UNIT_ID_LENGTH, errors)
+        if experiment is not None:
+            known = variants_by_experiment.get(experiment)
+            if known is None:
+                errors["experiment"] = f"There is no experiment {experiment[:100]!r}."
+            elif variant is not None and variant not in known:
+                errors["variant"] = (
+                    f"{variant[:100]!r} is not a variant of {experiment}; known: {', '.join(sorted(known))}."
+                )
+        timestamp = _timestamp(item, bounds, errors)
+        attributes = _string_map(item, "attributes", errors, scalars=True)
+        if errors:
+            rejected.append(Rejection(index, errors))
+            continue
+        rows.append(
+            {
+                "experiment": experiment,
+                "variant": variant,
+                "unit_id": unit_id,
+                "timestamp": timestamp,
+                "environment": environment,
+                "attributes": attributes,
+            }
+        )
+    return rows, rejected

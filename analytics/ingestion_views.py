@@ -1,0 +1,193 @@
+"""`POST /api/v1/events` and `POST /api/v1/exposures`: SDKs send batches; 202 once stored."""
+
+import json
+import logging
+from collections import defaultdict
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analytics.clickhouse import ClickHouseError
+from analytics.ingestion import events_write, exposures_write
+from analytics.ingestion_serializers import (
+    EventBatchSerializer,
+    ExposureBatchSerializer,
+    IngestResultSerializer,
+)
+from analytics.ingestion_validation import (
+    MAX_BODY_BYTES,
+    MAX_ITEMS,
+    events_validate,
+    exposures_validate,
+)
+from experiments.models import Variant
+from features.authentication import SdkKeyAuthentication
+from features.permissions import IsSdkClient
+
+logger = logging.getLogger(__name__)
+
+
+class BatchIngestView(APIView):
+    """Shared by events and exposures: size limits, JSON, per-item validation, durable write."""
+
+    authentication_classes = [SdkKeyAuthentication]
+    permission_classes = [IsSdkClient]
+    field: str = ""
+
+    def _read_items(self, request) -> list | Response:
+        declared = request.META.get("CONTENT_LENGTH")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return Response(
+                {"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; split the batch."}, 413
+            )
+        body = request.body
+        if len(body) > MAX_BODY_BYTES:
+            return Response(
+                {"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; split the batch."}, 413
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Response({"detail": f"Malformed JSON: {exc}"}, status=400)
+        items = payload.get(self.field) if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items:
+            return Response({self.field: [f"Required: a list of 1 to {MAX_ITEMS} {self.field}."]}, status=400)
+        if len(items) > MAX_ITEMS:
+            return Response(
+                {
+                    "detail": f"At most {MAX_ITEMS} {self.field} a request (got {len(items)}); split the batch."
+                },
+                413,
+            )
+        return items
+
+    def _answer(self, accepted: int, rejected: list) -> Response:
+        body = {"accepted": accepted, "rejected": [r.as_dict() for r in rejected]}
+        return Response(body, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_400_BAD_REQUEST)
+
+    def _store(self, write, rows) -> int | Response:
+        try:
+            return write(rows=rows).accepted
+        except ClickHouseError as exc:
+            # Not a connection failure (those spool): ClickHouse refused the rows. Nothing is acknowledged.
+            logger.error("ClickHouse refused a %s batch: %s", self.field, exc)
+            return Response(
+                {"detail": "Storage refused the batch; nothing was stored. Try again later."}, 503
+            )
+
+
+INGEST_RESPONSES = {
+    202: OpenApiResponse(IngestResultSerializer, description="Accepted items are durably stored."),
+    400: OpenApiResponse(
+        IngestResultSerializer, description="Malformed JSON, no list, or every item rejected (with reasons)."
+    ),
+    401: OpenApiResponse(description="No or unknown SDK key."),
+    413: OpenApiResponse(description=f"More than {MAX_ITEMS} items or 1 MiB."),
+}
+
+
+class EventIngestView(BatchIngestView):
+    field = "events"
+
+    @extend_schema(
+        summary="Send metric events",
+        description="A batch of up to 1000 events (1 MiB). Each item is validated on its own: accepted items "
+        "are stored (202 only once they are durable, in ClickHouse or its spool), rejected ones are reported "
+        "with their index and reasons. Replays with the same `event_id` count once.",
+        request=EventBatchSerializer,
+        responses=INGEST_RESPONSES,
+        examples=[
+            OpenApiExample(
+                "Two purchases",
+                request_only=True,
+                value={
+                    "events": [
+                        {
+                            "event_id": "5f0c6c2e-8c4b-4d6e-9f3a-2b1d0e7a9c11",
+                            "name": "purchase",
+                            "unit_id": "user-42",
+                            "value": 49.9,
+                            "timestamp": "2026-11-27T10:00:00Z",
+                            "properties": {"currency": "EUR"},
+                        },
+                        {"name": "purchase", "unit_id": "user-43", "value": 12},
+                    ]
+                },
+            ),
+            OpenApiExample(
+                "One rejected",
+                response_only=True,
+                status_codes=["202"],
+                value={"accepted": 1, "rejected": [{"index": 1, "errors": {"value": "A finite number."}}]},
+            ),
+        ],
+        tags=["sdk"],
+    )
+    def post(self, request):
+        items = self._read_items(request)
+        if isinstance(items, Response):
+            return items
+        rows, rejected = events_validate(items, environment=request.user.environment.key, now=timezone.now())
+        accepted = self._store(events_write, rows) if rows else 0
+        if isinstance(accepted, Response):
+            return accepted
+        return self._answer(accepted, rejected)
+
+
+class ExposureIngestView(BatchIngestView):
+    field = "exposures"
+
+    @extend_schema(
+        summary="Send exposures",
+        description="Exposures from client-side evaluation: a unit saw a variant of an experiment. Up to 1000 "
+        "items (1 MiB); the experiment and variant must exist. Same answer as events.",
+        request=ExposureBatchSerializer,
+        responses=INGEST_RESPONSES,
+        examples=[
+            OpenApiExample(
+                "One exposure",
+                request_only=True,
+                value={
+                    "exposures": [
+                        {
+                            "experiment": "checkout_button",
+                            "variant": "treatment",
+                            "unit_id": "user-42",
+                            "timestamp": "2026-11-27T09:59:58Z",
+                        }
+                    ]
+                },
+            ),
+            OpenApiExample(
+                "Accepted",
+                response_only=True,
+                status_codes=["202"],
+                value={"accepted": 1, "rejected": []},
+            ),
+        ],
+        tags=["sdk"],
+    )
+    def post(self, request):
+        items = self._read_items(request)
+        if isinstance(items, Response):
+            return items
+        keys = {item.get("experiment") for item in items if isinstance(item, dict)}
+        keys = {key for key in keys if isinstance(key, str)}
+        variants: dict[str, set[str]] = defaultdict(set)
+        for experiment, variant in Variant.objects.filter(experiment__key__in=keys).values_list(
+            "experiment__key", "key"
+        ):
+            variants[experiment].add(variant)
+        rows, rejected = exposures_validate(
+            items,
+            environment=request.user.environment.key,
+            now=timezone.now(),
+            variants_by_experiment=variants,
+        )
+        accepted = self._store(exposures_write, rows) if rows else 0
+        if isinstance(accepted, Response):
+            return accepted
+        return self._answer(accepted, rejected)
