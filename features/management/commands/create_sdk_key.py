@@ -18,5 +18,7 @@ class Command(BaseCommand):
             known = ", ".join(Environment.objects.values_list("key", flat=True))
             raise CommandError(f"There is no environment '{environment}'. Known: {known}.") from None
         key, raw = sdk_key_create(environment=env, name=name)
-        self.stdout.write(f"SDK key {key.prefix}… for {env.key} created. It is shown only now; store it safely:")
+        self.stdout.write(
+            f"SDK key {key.prefix}… for {env.key} created. It is shown only now; store it safely:"
+        )
         self.stdout.write(raw)
