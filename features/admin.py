@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 from simple_history.admin import SimpleHistoryAdmin
@@ -73,6 +74,7 @@ class FeatureEnvironmentInline(admin.TabularInline):
 
 class FeatureRuleInline(admin.TabularInline):
     model = FeatureRule
+    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 28})}}
     formset = FeatureRuleFormSet
     extra = 0
     fields = [

@@ -1,0 +1,156 @@
+"""Versioned ClickHouse schema: numbered SQL files applied once, in order, recorded in ClickHouse.
+
+``migrations_sql/NNNN_name.sql`` holds one or more statements, each ending with ``;`` at the end of a
+line. ``{database}`` in a file stands for the configured database (validated as a plain identifier,
+because identifiers cannot be bound parameters); nothing else is substituted. Every statement is
+written to be safe to run again (``IF NOT EXISTS``), and applied versions are recorded in
+``<database>.schema_migrations``, so ``migrate()`` is idempotent and a half-applied file can simply be
+run again.
+"""
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from analytics.clickhouse import client
+from analytics.clickhouse.errors import ClickHouseError
+from analytics.clickhouse.params import IDENTIFIER_RE
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations_sql"
+_FILENAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_STATEMENT_END_RE = re.compile(r";[ \t]*$", re.MULTILINE)
+
+_BOOTSTRAP = (
+    "CREATE DATABASE IF NOT EXISTS {database}",
+    # Plain MergeTree: a version applied twice by racing runners shows up twice and is read with
+    # GROUP BY; there are a handful of rows, so nothing here needs to be fast.
+    """CREATE TABLE IF NOT EXISTS {database}.schema_migrations
+(
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY version""",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self, database: str) -> list[str]:
+        return split_statements(render(self.sql, database))
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    migration: Migration
+    applied_at: dt.datetime | None
+    changed: bool  # the file differs from the one that was applied
+
+    @property
+    def applied(self) -> bool:
+        return self.applied_at is not None
+
+
+def render(sql: str, database: str) -> str:
+    """``sql`` with ``{database}`` replaced by the validated database name."""
+    if not IDENTIFIER_RE.match(database):
+        raise ClickHouseError(f"The ClickHouse database name {database!r} is not a plain identifier.")
+    return sql.replace("{database}", database)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements separated by a ``;`` at the end of a line; comment-only chunks dropped."""
+    statements = []
+    for chunk in _STATEMENT_END_RE.split(sql):
+        code = "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--"))
+        if code.strip():
+            statements.append(chunk.strip())
+    return statements
+
+
+def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files, by version; two files with one version are refused."""
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILENAME_RE.match(path.name)
+        if not match:
+            raise ClickHouseError(f"ClickHouse migration {path.name} is not named NNNN_name.sql.")
+        version = int(match.group(1))
+        if version in migrations:
+            raise ClickHouseError(f"Two ClickHouse migrations have version {version:04d}.")
+        migrations[version] = Migration(version=version, name=match.group(2), path=path)
+    return [migrations[version] for version in sorted(migrations)]
+
+
+def _bootstrap(database: str) -> None:
+    for statement in _BOOTSTRAP:
+        client.command(render(statement, database), use_database=False)
+
+
+def _applied(database: str) -> dict[int, tuple[dt.datetime, str]]:
+    """Applied versions, with when they were first applied and the checksum of the file then."""
+    rows = client.query(
+        """
+        SELECT version, min(applied_at) AS first_applied_at, argMin(checksum, applied_at) AS first_checksum
+        FROM {db:Identifier}.schema_migrations
+        GROUP BY version
+        """,
+        {"db": database},
+        use_database=False,
+    )
+    return {row["version"]: (row["first_applied_at"], row["first_checksum"]) for row in rows}
+
+
+def status(directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
+    """Every migration file with whether (and when) it was applied."""
+    database = client.database_name()
+    _bootstrap(database)
+    applied = _applied(database)
+    states = []
+    for migration in discover(directory):
+        applied_at, checksum = applied.get(migration.version, (None, None))
+        states.append(
+            MigrationState(
+                migration=migration,
+                applied_at=applied_at,
+                changed=applied_at is not None and checksum != migration.checksum,
+            )
+        )
+    return states
+
+
+def migrate(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply the pending migrations in order; the ones applied now (none the second time)."""
+    database = client.database_name()
+    done = []
+    for state in status(directory):
+        if state.applied:
+            continue
+        migration = state.migration
+        for statement in migration.statements(database):
+            client.command(statement, use_database=False)
+        client.insert(
+            f"{database}.schema_migrations",
+            [(migration.version, migration.name, migration.checksum, dt.datetime.now(dt.UTC))],
+            ["version", "name", "checksum", "applied_at"],
+        )
+        done.append(migration)
+    if done:
+        client.forget_column_types()
+    return done
