@@ -1,9 +1,9 @@
 """`POST /api/v1/events` and `POST /api/v1/exposures`: SDKs send batches; 202 once stored."""
 
-import json
 import logging
 from collections import defaultdict
 
+import orjson
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -49,8 +49,8 @@ class BatchIngestView(APIView):
                 {"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; split the batch."}, 413
             )
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             return Response({"detail": f"Malformed JSON: {exc}"}, status=400)
         items = payload.get(self.field) if isinstance(payload, dict) else None
         if not isinstance(items, list) or not items:

@@ -120,11 +120,20 @@ def test_events__invalid_item__rejected_with_index_field_and_reason_others_store
     assert len(stored_events()) == 2
 
 
-def test_events__non_finite_value_in_raw_json__rejected(clickhouse, sdk):
+def test_events__nan_or_infinity_in_raw_json__400_not_json(clickhouse, sdk):
+    # JSON has no NaN or Infinity; a body that uses them is not JSON at all.
     raw = '{"events": [{"name": "e", "unit_id": "u", "value": NaN}, {"name": "e", "unit_id": "u", "value": Infinity}]}'
     response = sdk.post(EVENTS_URL, raw, content_type="application/json")
     assert response.status_code == 400
-    assert [r["index"] for r in response.json()["rejected"]] == [0, 1]
+    assert "JSON" in response.json()["detail"]
+    assert stored_events() == []
+
+
+def test_events__number_overflowing_a_double__400_and_nothing_stored(clickhouse, sdk):
+    raw = '{"events": [{"name": "e", "unit_id": "u", "value": 1e400}, {"name": "e", "unit_id": "u", "value": 2}]}'
+    response = sdk.post(EVENTS_URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert "infinity" in response.json()["detail"]
     assert stored_events() == []
 
 
