@@ -313,7 +313,7 @@ class _GroupCommit:
         combined = [row for participant in group for row in participant.rows]
         try:
             result = _write(self.table, combined)
-        except BaseException as exc:  # handed to every caller of the group, each re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the group, each re-raises it
             for participant in group:
                 participant.error, participant.finished = exc, True
             return
