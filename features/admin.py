@@ -2,8 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.forms.models import BaseInlineFormSet
 from simple_history.admin import SimpleHistoryAdmin
 
