@@ -121,7 +121,7 @@ def _direct_inserts(platform: BenchPlatform, batches: list[list[dict]]) -> tuple
 def run() -> list[Result]:
     batches = _batches(int(SECONDS * 120) + 20)
     bodies = [json.dumps({"events": batch}).encode() for batch in batches]
-    with BenchPlatform(threads=4) as platform:
+    with BenchPlatform(threads=int(os.environ.get("BENCH_INGEST_THREADS", "4"))) as platform:
         key = platform.manage("create_sdk_key", "production").strip().splitlines()[-1]
         platform.serve()
         acknowledged, api_seconds, errors = _api_load(platform, key, bodies)

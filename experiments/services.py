@@ -1,5 +1,7 @@
 """Writes to experiments. The admin and the API both call these, so a rule holds everywhere."""
 
+import datetime
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +12,7 @@ from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
 
-from config.exceptions import Conflict, LockedWhileRunning, StaleVersion, TransitionNotAllowed
+from config.exceptions import Conflict, DomainError, LockedWhileRunning, StaleVersion, TransitionNotAllowed
 from experiments import bucketing
 from experiments.models import (
     LOCKED_FIELDS,
@@ -22,6 +24,8 @@ from experiments.models import (
     Variant,
 )
 from metrics.models import Metric
+
+logger = logging.getLogger(__name__)
 
 LAYER_HOLDING_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 
@@ -343,3 +347,43 @@ LIFECYCLE_SERVICES = {
     "stop": experiment_stop,
     "archive": experiment_archive,
 }
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def experiments_apply_schedules(*, now: datetime.datetime) -> tuple[list[str], list[str]]:
+    """Start drafts whose ``scheduled_start_at`` has passed and stop running or paused experiments whose
+    ``scheduled_stop_at`` has passed (no decision, reason "scheduled stop"). Returns the keys
+    (started, stopped).
+
+    Each transition goes through its lifecycle service, so the same rules hold as for a person: a
+    start that does not fit in its layer is refused, logged and tried again at the next run. A draft
+    whose whole window has already passed is left alone. Running it twice is harmless: an experiment
+    already moved no longer matches, and a concurrent transition is refused by the lifecycle table.
+    """
+    started: list[str] = []
+    stopped: list[str] = []
+    due_start = Experiment.objects.filter(
+        status=ExperimentStatus.DRAFT, scheduled_start_at__isnull=False, scheduled_start_at__lte=now
+    ).order_by("scheduled_start_at", "pk")
+    for experiment in due_start:
+        if experiment.scheduled_stop_at is not None and experiment.scheduled_stop_at <= now:
+            continue  # its whole window has passed: starting it now would only stop it again
+        try:
+            experiment_start(experiment=experiment, user=None)
+        except (DomainError, ValidationError) as exc:
+            logger.warning("Scheduled start of %s refused: %s", experiment.key, exc)
+            continue
+        started.append(experiment.key)
+    due_stop = Experiment.objects.filter(
+        status__in=LAYER_HOLDING_STATUSES, scheduled_stop_at__isnull=False, scheduled_stop_at__lte=now
+    ).order_by("scheduled_stop_at", "pk")
+    for experiment in due_stop:
+        try:
+            experiment_stop(experiment=experiment, user=None, decision_variant=None, reason="scheduled stop")
+        except (DomainError, ValidationError) as exc:
+            logger.warning("Scheduled stop of %s refused: %s", experiment.key, exc)
+            continue
+        stopped.append(experiment.key)
+    return started, stopped

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class FeaturesConfig(AppConfig):
     name = "features"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Cache invalidation only (see features/signals.py): no business logic hangs on signals.
+        from features import signals
+
+        signals.connect()

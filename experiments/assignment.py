@@ -1,0 +1,156 @@
+"""Which variant of an experiment a unit gets: targeting, layer slice, traffic, weighted variant.
+
+Pure functions over plain data (no ORM, no I/O); they run on every ``/api/v1/assign`` call and on
+every evaluation of a flag with an experiment rule, so an experiment is compiled once per
+configuration load (``experiment_compile``) and ``assign`` only reads attributes.
+
+The steps, in order, each with the reason given when the unit stops there:
+
+1. the experiment must be running (``NOT_RUNNING``: draft, paused, stopped or archived -- a paused
+   experiment assigns nobody, and units come back to the same variant when it resumes);
+2. the unit's attributes must match the targeting condition (``TARGETING_MISS``);
+3. the unit must fall in the experiment's traffic: in a layer, its layer position in the
+   experiment's slice ``[layer_slice_start, layer_slice_start + traffic_allocation)``, else its bucket
+   under the experiment's coverage (``NOT_IN_TRAFFIC``);
+4. the weighted variant (``ASSIGNED``).
+
+Steps 3 and 4 are ``experiments.bucketing.assign_variant``: raising ``traffic_allocation`` never
+moves a unit that was in, and experiments sharing a layer never share a unit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.bucketing import assign_variant
+from experiments.conditions import Predicate, compile_condition
+
+__all__ = [
+    "Assignment",
+    "AssignmentReason",
+    "CompiledExperiment",
+    "assign",
+    "experiment_compile",
+    "not_found",
+]
+
+logger = logging.getLogger(__name__)
+
+RUNNING = "running"
+
+
+class AssignmentReason:
+    """Why a unit is, or is not, in an experiment (the ``reason`` of ``/api/v1/assign``)."""
+
+    ASSIGNED = "ASSIGNED"
+    NOT_FOUND = "NOT_FOUND"  # no experiment with that key (or it was deleted)
+    NOT_RUNNING = "NOT_RUNNING"
+    TARGETING_MISS = "TARGETING_MISS"
+    NOT_IN_TRAFFIC = "NOT_IN_TRAFFIC"  # outside the traffic allocation (or the layer slice)
+
+    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, NOT_IN_TRAFFIC)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """One unit's assignment to one experiment; ``variant`` and ``payload`` are None when not in it."""
+
+    experiment: str
+    variant: str | None
+    in_experiment: bool
+    reason: str
+    payload: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledExperiment:
+    """An experiment as the decision plane sees it; built by ``experiment_compile``."""
+
+    key: str
+    status: str
+    seed: str
+    variant_keys: tuple[str, ...]
+    weights: tuple[float, ...]
+    payloads: tuple[Any, ...]
+    traffic_allocation: float
+    targeting: Predicate | None  # None: everyone is eligible (the common ``{}``)
+    layer: str | None
+    layer_slice_start: float | None
+    # Precomputed answers for units that are not in: they are the same for every unit.
+    not_running: Assignment
+    targeting_miss: Assignment
+    not_in_traffic: Assignment
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+
+def experiment_compile(raw: Mapping[str, Any]) -> CompiledExperiment:
+    """Compile an experiment's plain data for ``assign``.
+
+    ``raw`` is ``{"key", "status", "seed", "variants": [{"key", "weight", "payload"}],
+    "traffic_allocation", "targeting", "layer", "layer_slice_start"}``; only ``key`` and ``status``
+    are required (an experiment that is not running needs nothing else). Raises ``ConditionError``
+    for malformed targeting, which saving already refuses.
+    """
+    key = raw["key"]
+    status = raw["status"]
+    variants = raw.get("variants") or ()
+    targeting = raw.get("targeting") or {}
+    layer = raw.get("layer") or None
+    layer_slice_start = raw.get("layer_slice_start")
+    if status == RUNNING and (len(variants) < 1 or (layer is not None and layer_slice_start is None)):
+        # Starting an experiment validates both, so this is damaged data: serve nobody rather than fail.
+        logger.error(
+            "Experiment %s is running without variants or without its layer slice; assigning nobody.", key
+        )
+        status = "invalid"
+    return CompiledExperiment(
+        key=key,
+        status=status,
+        seed=raw.get("seed") or key,
+        variant_keys=tuple(v["key"] for v in variants),
+        weights=tuple(float(v.get("weight", 1.0)) for v in variants),
+        payloads=tuple(v.get("payload") for v in variants),
+        traffic_allocation=float(raw.get("traffic_allocation", 1.0)),
+        targeting=compile_condition(targeting) if targeting else None,
+        layer=layer,
+        layer_slice_start=layer_slice_start if layer is not None else None,
+        not_running=Assignment(key, None, False, AssignmentReason.NOT_RUNNING),
+        targeting_miss=Assignment(key, None, False, AssignmentReason.TARGETING_MISS),
+        not_in_traffic=Assignment(key, None, False, AssignmentReason.NOT_IN_TRAFFIC),
+    )
+
+
+def assign(experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str, Any]) -> Assignment:
+    """The unit's assignment: deterministic for (experiment seed, unit id) and the attributes."""
+    if experiment.status != RUNNING:
+        return experiment.not_running
+    if experiment.targeting is not None and not experiment.targeting(attributes):
+        return experiment.targeting_miss
+    index = assign_variant(
+        seed=experiment.seed,
+        unit_id=unit_id,
+        weights=experiment.weights,
+        traffic_allocation=experiment.traffic_allocation,
+        layer=experiment.layer,
+        layer_slice_start=experiment.layer_slice_start,
+    )
+    if index is None:
+        return experiment.not_in_traffic
+    return Assignment(
+        experiment.key,
+        experiment.variant_keys[index],
+        True,
+        AssignmentReason.ASSIGNED,
+        experiment.payloads[index],
+    )
+
+
+def not_found(experiment_key: str) -> Assignment:
+    """The answer for a key that names no experiment: SDKs keep working after an experiment is deleted."""
+    return Assignment(experiment_key, None, False, AssignmentReason.NOT_FOUND)

@@ -1,0 +1,325 @@
+"""Flag evaluation: the value of a feature for one unit, and why. Pure: no ORM, no I/O.
+
+``features.config`` builds an environment's *snapshot* from the database (plain JSON-able data,
+shared through the cache); ``config_compile`` turns it into a ``CompiledConfig`` once per process
+and version (conditions compiled to predicates); ``evaluate_feature`` then answers in a few
+microseconds.
+
+Evaluation order (the contract's "Feature" and "OFREP" sections):
+
+1. The environment is off for the feature: ``default_value``, reason ``DISABLED``.
+2. Prerequisites: each prerequisite flag is evaluated for the same unit and attributes (its own
+   environment switch, prerequisites and rules apply); if any value differs from the required one,
+   ``default_value`` with reason ``PREREQUISITE_FAILED``. Saving refuses cycles; a depth limit
+   (``MAX_PREREQUISITE_DEPTH``) guards against one anyway and fails the prerequisite.
+   OpenFeature's reasons are a closed list, so OFREP answers ``DEFAULT`` for it (``ofrep_reason``);
+   ``/api/v1/evaluate`` keeps the precise reason.
+3. Rules in order, the first that applies wins:
+   ``force`` -- the condition matches: its value, ``TARGETING_MATCH``;
+   ``rollout`` -- the condition matches and the unit is in ``bucketing.in_rollout(feature_key,
+   unit_id, coverage)``: its value, ``SPLIT``;
+   ``experiment`` -- the condition matches and the experiment assigns the unit
+   (``experiments.assignment.assign``; only a running experiment assigns anyone): the variant's value,
+   ``SPLIT``, ``variant`` = the variant key. A unit outside the experiment falls through.
+4. No rules at all: ``default_value``, ``STATIC``. Rules, none applied: ``default_value``, ``DEFAULT``.
+
+``variant`` is always set: the experiment's variant key, else ``rule-N`` (N counts the
+environment's rules from 1, in order), ``default``, ``disabled`` or ``prerequisite-failed``.
+
+Values are served exactly as stored (JSON), so a number keeps its kind: ``0.25`` and ``1.0`` stay
+floats, ``3`` stays an integer. The number type does not record whether the author meant an
+integer or a float; what was saved is what is served, and an SDK should ask for the same kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.assignment import Assignment, CompiledExperiment, assign, experiment_compile, not_found
+from experiments.bucketing import in_rollout
+from experiments.conditions import Predicate, compile_condition
+
+__all__ = [
+    "MAX_PREREQUISITE_DEPTH",
+    "CompiledConfig",
+    "CompiledFeature",
+    "CompiledRule",
+    "assign_unit",
+    "Evaluation",
+    "Reason",
+    "config_compile",
+    "evaluate_all",
+    "evaluate_feature",
+    "ofrep_reason",
+    "snapshot_version",
+]
+
+MAX_PREREQUISITE_DEPTH = 10
+
+FORCE, ROLLOUT, EXPERIMENT = "force", "rollout", "experiment"
+
+
+class Reason:
+    STATIC = "STATIC"
+    TARGETING_MATCH = "TARGETING_MATCH"
+    SPLIT = "SPLIT"
+    DEFAULT = "DEFAULT"
+    DISABLED = "DISABLED"
+    PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
+
+    ALL = (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED)
+
+
+_OFREP_REASONS = {Reason.PREREQUISITE_FAILED: Reason.DEFAULT}
+
+
+def ofrep_reason(reason: str) -> str:
+    """The OpenFeature reason for ours: OpenFeature has no PREREQUISITE_FAILED, so it is DEFAULT."""
+    return _OFREP_REASONS.get(reason, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """A flag's value for one unit. ``experiment`` is set when an experiment rule served the value:
+    the unit was exposed to (``experiment``, ``variant``); ``exposures`` lists every exposure of the
+    evaluation, including those of prerequisite flags served by an experiment."""
+
+    key: str
+    value: Any
+    variant: str
+    reason: str
+    experiment: str | None = None
+    exposures: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    kind: str
+    label: str  # "rule-N"
+    condition: Predicate | None  # None: everyone
+    coverage: float = 0.0
+    experiment: str | None = None
+    # The answers, made once: ``hit`` for force and rollout rules, ``hits`` by variant key for experiments.
+    hit: Evaluation | None = None
+    hits: Mapping[str, Evaluation] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFeature:
+    key: str
+    type: str
+    default: Any
+    enabled: bool
+    rules: tuple[CompiledRule, ...]
+    prerequisites: tuple[tuple[str, Any], ...]
+    # The answers that do not depend on the unit, made once.
+    disabled: Evaluation
+    static: Evaluation
+    fallthrough: Evaluation
+    prerequisite_failed: Evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConfig:
+    """One environment's flags and experiments, ready to evaluate; ``version`` is the ETag."""
+
+    environment_id: int
+    environment: str
+    version: str
+    features: Mapping[str, CompiledFeature]
+    experiments: Mapping[str, CompiledExperiment]
+    built_at: float  # wall-clock time the snapshot was read from the database
+    generation: str | None = None  # the cache generation it was loaded under (features.config)
+
+
+def snapshot_version(snapshot: Mapping[str, Any]) -> str:
+    """A content hash of a snapshot's flags and experiments: equal content, equal version (ETag).
+
+    JSON keeps ``1`` and ``1.0`` apart, so a value changing kind changes the version too.
+    """
+    content = {
+        "environment": snapshot["environment"],
+        "features": snapshot["features"],
+        "experiments": snapshot["experiments"],
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _predicate(condition: Any) -> Predicate | None:
+    return compile_condition(condition) if condition else None
+
+
+def _compile_rule(feature_key: str, index: int, raw: Mapping[str, Any]) -> CompiledRule:
+    kind = raw["type"]
+    label = f"rule-{index + 1}"
+    condition = _predicate(raw.get("condition"))
+    if kind == FORCE:
+        return CompiledRule(
+            FORCE,
+            label,
+            condition,
+            hit=Evaluation(feature_key, raw.get("value"), label, Reason.TARGETING_MATCH),
+        )
+    if kind == ROLLOUT:
+        return CompiledRule(
+            ROLLOUT,
+            label,
+            condition,
+            coverage=float(raw.get("coverage") or 0.0),
+            hit=Evaluation(feature_key, raw.get("value"), label, Reason.SPLIT),
+        )
+    if kind == EXPERIMENT:
+        experiment = raw.get("experiment")
+        hits = {
+            variant: Evaluation(
+                feature_key, value, variant, Reason.SPLIT, experiment, ((experiment, variant),)
+            )
+            for variant, value in (raw.get("values") or {}).items()
+        }
+        return CompiledRule(EXPERIMENT, label, condition, experiment=experiment, hits=hits)
+    raise ValueError(f"unknown rule type {kind!r}")
+
+
+def _compile_feature(key: str, raw: Mapping[str, Any]) -> CompiledFeature:
+    default = raw.get("default")
+    rules = tuple(_compile_rule(key, i, rule) for i, rule in enumerate(raw.get("rules") or ()))
+    return CompiledFeature(
+        key=key,
+        type=raw["type"],
+        default=default,
+        enabled=bool(raw.get("enabled")),
+        rules=rules,
+        prerequisites=tuple((p["feature"], p["value"]) for p in raw.get("prerequisites") or ()),
+        disabled=Evaluation(key, default, "disabled", Reason.DISABLED),
+        static=Evaluation(key, default, "default", Reason.STATIC),
+        fallthrough=Evaluation(key, default, "default", Reason.DEFAULT),
+        prerequisite_failed=Evaluation(key, default, "prerequisite-failed", Reason.PREREQUISITE_FAILED),
+    )
+
+
+def config_compile(snapshot: Mapping[str, Any], *, generation: str | None = None) -> CompiledConfig:
+    """Compile a snapshot (``features.config.snapshot_build``'s plain data) for evaluation.
+
+    Regexes are compiled and predicates built here, once per process and version.
+    """
+    return CompiledConfig(
+        environment_id=snapshot["environment"]["id"],
+        environment=snapshot["environment"]["key"],
+        version=snapshot["version"],
+        features={key: _compile_feature(key, raw) for key, raw in snapshot["features"].items()},
+        experiments={
+            key: experiment_compile({"key": key, **raw}) for key, raw in snapshot["experiments"].items()
+        },
+        built_at=snapshot.get("built_at", time.time()),
+        generation=generation,
+    )
+
+
+def _same_value(actual: Any, required: Any) -> bool:
+    # JSON equality: True is not 1 (Python says it is), 1 equals 1.0.
+    return actual == required and (actual is True or actual is False) == (
+        required is True or required is False
+    )
+
+
+def _evaluate(
+    config: CompiledConfig, feature: CompiledFeature, unit_id: str, attributes: Mapping[str, Any], depth: int
+) -> Evaluation:
+    if not feature.enabled:
+        return feature.disabled
+    exposures: tuple[tuple[str, str], ...] = ()
+    if feature.prerequisites:
+        for prerequisite_key, required in feature.prerequisites:
+            prerequisite = config.features.get(prerequisite_key)
+            if prerequisite is None or depth >= MAX_PREREQUISITE_DEPTH:
+                return feature.prerequisite_failed
+            result = _evaluate(config, prerequisite, unit_id, attributes, depth + 1)
+            exposures += result.exposures
+            if not _same_value(result.value, required):
+                if exposures:
+                    return Evaluation(
+                        feature.key,
+                        feature.default,
+                        "prerequisite-failed",
+                        Reason.PREREQUISITE_FAILED,
+                        None,
+                        exposures,
+                    )
+                return feature.prerequisite_failed
+    rules = feature.rules
+    if not rules:
+        result = feature.static
+    else:
+        result = feature.fallthrough
+        for rule in rules:
+            if rule.condition is not None and not rule.condition(attributes):
+                continue
+            kind = rule.kind
+            if kind is FORCE:
+                result = rule.hit
+                break
+            if kind is ROLLOUT:
+                if in_rollout(feature.key, unit_id, rule.coverage):
+                    result = rule.hit
+                    break
+                continue
+            experiment = config.experiments.get(rule.experiment)
+            if experiment is None:
+                continue
+            assignment = assign(experiment, unit_id, attributes)
+            if assignment.in_experiment:
+                hit = rule.hits.get(assignment.variant)
+                if hit is not None:  # saving requires a value for every variant; a gap falls through
+                    result = hit
+                    break
+    if exposures:
+        return Evaluation(
+            result.key,
+            result.value,
+            result.variant,
+            result.reason,
+            result.experiment,
+            exposures + result.exposures,
+        )
+    return result
+
+
+def evaluate_feature(
+    config: CompiledConfig, feature_key: str, unit_id: str, attributes: Mapping[str, Any]
+) -> Evaluation | None:
+    """The value of ``feature_key`` for the unit, or None when the environment has no such flag."""
+    feature = config.features.get(feature_key)
+    if feature is None:
+        return None
+    return _evaluate(config, feature, unit_id, attributes, 0)
+
+
+def evaluate_all(config: CompiledConfig, unit_id: str, attributes: Mapping[str, Any]) -> list[Evaluation]:
+    """Every flag of the environment for the unit, in key order."""
+    return [_evaluate(config, feature, unit_id, attributes, 0) for feature in config.features.values()]
+
+
+def assign_unit(
+    config: CompiledConfig,
+    unit_id: str,
+    attributes: Mapping[str, Any],
+    experiment_keys: list[str] | None = None,
+) -> list[Assignment]:
+    """The unit's assignments to ``experiment_keys`` (in that order), or to every running experiment."""
+    experiments = config.experiments
+    if experiment_keys is None:
+        return [
+            assign(experiment, unit_id, attributes)
+            for experiment in experiments.values()
+            if experiment.running
+        ]
+    return [
+        assign(experiments[key], unit_id, attributes) if key in experiments else not_found(key)
+        for key in experiment_keys
+    ]

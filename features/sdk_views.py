@@ -1,0 +1,544 @@
+"""The decision plane over HTTP: assignments, flag values and OFREP, for SDK keys only.
+
+Every view reads the key's environment configuration from memory (``features.config``), evaluates
+with pure functions (``features.evaluation``, ``experiments.assignment``) and buffers exposures
+(``features.exposures``): a warm request reads no table and writes nothing synchronously.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from features.authentication import SdkClient, SdkKeyAuthentication, sdk_client_for_key, sdk_key_from_request
+from features.config import config_get
+from features.evaluation import (
+    CompiledConfig,
+    Evaluation,
+    assign_unit,
+    evaluate_all,
+    evaluate_feature,
+    ofrep_reason,
+)
+from features.exposures import exposure_log
+from features.permissions import IsSdkClient
+from features.sdk_serializers import (
+    UNIT_ID_MAX_LENGTH,
+    AssignRequestSerializer,
+    AssignResponseSerializer,
+    EvaluateRequestSerializer,
+    EvaluateResponseSerializer,
+    OfrepBulkFailureSerializer,
+    OfrepBulkSuccessSerializer,
+    OfrepContextSerializer,
+    OfrepEvaluationFailureSerializer,
+    OfrepEvaluationSuccessSerializer,
+    OfrepFlagNotFoundSerializer,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _config(request) -> CompiledConfig:
+    client: SdkClient = request.user
+    return config_get(client.environment.id, generation=client.generation)
+
+
+def _log_exposures(
+    evaluations: Iterable[Evaluation], *, unit_id: str, environment: str, attributes: Mapping[str, Any]
+) -> None:
+    for evaluation in evaluations:
+        for experiment, variant in evaluation.exposures:
+            exposure_log(
+                experiment=experiment,
+                variant=variant,
+                unit_id=unit_id,
+                environment=environment,
+                attributes=attributes,
+            )
+
+
+class SdkJSONParser(JSONParser):
+    """DRF's JSON parser, with absurdly deep nesting answered 400 like any other malformed JSON."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
+
+
+class SdkView(APIView):
+    """SDK key first (so a request without credentials gets 401 with `WWW-Authenticate: Bearer`),
+    then Token only to tell a user token apart: it authenticates, and is refused with 403."""
+
+    authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
+    permission_classes = [IsSdkClient]
+    parser_classes = [SdkJSONParser]
+    renderer_classes = [JSONRenderer]
+    throttle_classes: list = []
+
+
+# --- /api/v1/assign and /api/v1/evaluate --------------------------------------------------------------
+
+ASSIGN_EXAMPLE = OpenApiExample(
+    "Assign one user",
+    request_only=True,
+    value={
+        "unit_id": "user-42",
+        "attributes": {"country": "US", "plan": "pro"},
+        "experiments": ["checkout_button"],
+    },
+)
+ASSIGN_RESPONSE_EXAMPLE = OpenApiExample(
+    "Assignments",
+    response_only=True,
+    value={
+        "assignments": [
+            {
+                "experiment": "checkout_button",
+                "variant": "green",
+                "in_experiment": True,
+                "reason": "ASSIGNED",
+                "payload": {"color": "#0a0"},
+            },
+            {
+                "experiment": "pricing_page",
+                "variant": None,
+                "in_experiment": False,
+                "reason": "TARGETING_MISS",
+                "payload": None,
+            },
+        ]
+    },
+)
+EVALUATE_EXAMPLE = OpenApiExample(
+    "Evaluate for one user", request_only=True, value={"unit_id": "user-42", "attributes": {"country": "US"}}
+)
+EVALUATE_RESPONSE_EXAMPLE = OpenApiExample(
+    "Flag values",
+    response_only=True,
+    value={
+        "flags": {
+            "new_checkout": {"value": True, "variant": "rule-1", "reason": "TARGETING_MATCH"},
+            "button_color": {"value": "green", "variant": "treatment", "reason": "SPLIT"},
+            "discount": {"value": 0.25, "variant": "default", "reason": "STATIC"},
+        },
+        "version": "3f1c0d6a9b2e4f5a7c8d",
+    },
+)
+# Only the SDK key is accepted; a user Token is recognised only to be refused with 403.
+SDK_AUTH = [{"SdkKey": []}]
+AUTH_RESPONSES = {
+    401: OpenApiResponse(description="No SDK key, or an unknown or revoked one."),
+    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
+}
+
+
+class AssignView(SdkView):
+    @extend_schema(
+        operation_id="sdk_assign",
+        summary="Assign a unit to experiments",
+        description="The unit's variant in each experiment asked for (default: every running experiment). "
+        "Deterministic: the same unit id and attributes always get the same answer, on any server. An "
+        "exposure is recorded for each experiment the unit is in unless `log_exposure` is false.",
+        tags=["sdk"],
+        auth=SDK_AUTH,
+        request=AssignRequestSerializer,
+        responses={
+            200: AssignResponseSerializer,
+            400: OpenApiResponse(description="A field and why."),
+            **AUTH_RESPONSES,
+        },
+        examples=[ASSIGN_EXAMPLE, ASSIGN_RESPONSE_EXAMPLE],
+    )
+    def post(self, request):
+        serializer = AssignRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        config = _config(request)
+        unit_id, attributes = data["unit_id"], data["attributes"]
+        assignments = assign_unit(config, unit_id, attributes, data.get("experiments"))
+        if data["log_exposure"]:
+            for assignment in assignments:
+                if assignment.in_experiment:
+                    exposure_log(
+                        experiment=assignment.experiment,
+                        variant=assignment.variant,
+                        unit_id=unit_id,
+                        environment=config.environment,
+                        attributes=attributes,
+                    )
+        return Response(
+            {
+                "assignments": [
+                    {
+                        "experiment": a.experiment,
+                        "variant": a.variant,
+                        "in_experiment": a.in_experiment,
+                        "reason": a.reason,
+                        "payload": a.payload,
+                    }
+                    for a in assignments
+                ]
+            }
+        )
+
+
+class EvaluateView(SdkView):
+    @extend_schema(
+        operation_id="sdk_evaluate",
+        summary="Evaluate every flag for a unit",
+        description="Every feature of the SDK key's environment with its value, variant and reason "
+        "(STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED). Flags served by an "
+        "experiment record the unit's exposure.",
+        tags=["sdk"],
+        auth=SDK_AUTH,
+        request=EvaluateRequestSerializer,
+        responses={
+            200: EvaluateResponseSerializer,
+            400: OpenApiResponse(description="A field and why."),
+            **AUTH_RESPONSES,
+        },
+        examples=[EVALUATE_EXAMPLE, EVALUATE_RESPONSE_EXAMPLE],
+    )
+    def post(self, request):
+        serializer = EvaluateRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        unit_id, attributes = serializer.validated_data["unit_id"], serializer.validated_data["attributes"]
+        config = _config(request)
+        evaluations = evaluate_all(config, unit_id, attributes)
+        _log_exposures(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
+        return Response(
+            {
+                "flags": {
+                    e.key: {"value": e.value, "variant": e.variant, "reason": e.reason} for e in evaluations
+                },
+                "version": config.version,
+            }
+        )
+
+
+# --- OFREP ----------------------------------------------------------------------------------------
+
+
+class OfrepError(Exception):
+    """An OFREP evaluation error: 400 with ``{key, errorCode, errorDetails}``."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(unit id, attributes, context) from an OFREP request body, or ``OfrepError``.
+
+    An empty body or one without ``context`` lacks the targeting key. A body that is not a JSON
+    object is a PARSE_ERROR; a context that is not an object, or a targeting key that is not a
+    non-empty string of at most ``UNIT_ID_MAX_LENGTH`` characters, is INVALID_CONTEXT.
+    """
+    if body.strip():
+        try:
+            payload = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise OfrepError("PARSE_ERROR", f"The body is not valid JSON: {exc}") from None
+    else:
+        payload = {}
+    if type(payload) is not dict:
+        raise OfrepError("PARSE_ERROR", 'The body must be a JSON object: {"context": {"targetingKey": ...}}.')
+    context = payload.get("context")
+    if context is None:
+        context = {}
+    elif type(context) is not dict:
+        raise OfrepError("INVALID_CONTEXT", "context must be an object.")
+    unit_id = context.get("targetingKey")
+    if unit_id is None or unit_id == "":
+        raise OfrepError("TARGETING_KEY_MISSING", "context.targetingKey (the unit id) is required.")
+    if type(unit_id) is not str:
+        raise OfrepError("INVALID_CONTEXT", "context.targetingKey must be a string.")
+    if len(unit_id) > UNIT_ID_MAX_LENGTH:
+        raise OfrepError(
+            "INVALID_CONTEXT", f"context.targetingKey is longer than {UNIT_ID_MAX_LENGTH} characters."
+        )
+    attributes = {name: value for name, value in context.items() if name != "targetingKey"}
+    return unit_id, attributes, context
+
+
+def ofrep_success(evaluation: Evaluation, version: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"version": version}
+    if evaluation.experiment is not None:
+        metadata["experiment"] = evaluation.experiment
+    return {
+        "key": evaluation.key,
+        "value": evaluation.value,
+        "reason": ofrep_reason(evaluation.reason),
+        "variant": evaluation.variant,
+        "metadata": metadata,
+    }
+
+
+def bulk_etag(version: str, context: Mapping[str, Any]) -> str:
+    """The bulk answer's entity tag: the configuration version and the context, which decide it."""
+    text = json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f'"{version}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _json(payload: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> HttpResponse:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return HttpResponse(body, status=status, headers=headers, content_type="application/json")
+
+
+def _unauthorized() -> HttpResponse:
+    return HttpResponse(
+        status=401, headers={"WWW-Authenticate": SdkKeyAuthentication().authenticate_header(None)}
+    )
+
+
+def _is_user_token(request: HttpRequest) -> bool:
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "token" or not token.strip():
+        return False
+    try:
+        TokenAuthentication().authenticate_credentials(token.strip())
+    except exceptions.AuthenticationFailed:
+        return False
+    return True
+
+
+def ofrep_client(request: HttpRequest) -> SdkClient | HttpResponse:
+    """The SDK client of an OFREP request, or its refusal: 401 (no, unknown or revoked key) or 403
+    (a valid user token, which is not an SDK key), both without a body as OFREP specifies."""
+    raw = sdk_key_from_request(request)
+    client = sdk_client_for_key(raw) if raw is not None else None
+    if client is not None:
+        return client
+    if raw is None and _is_user_token(request):
+        return HttpResponse(status=403)
+    return _unauthorized()
+
+
+class OfrepView(APIView):
+    """OFREP is the hottest path of the platform and has one representation, so it is served by this
+    lean ``dispatch`` on Django's own request and response: the same SDK-key lookup as every SDK
+    endpoint (``sdk_client_for_key``), without DRF's request wrapper, content negotiation and
+    renderers, which cost more than the evaluation itself (``python -m bench evaluate``). DRF is kept
+    for what it does well here: the class and ``extend_schema`` below document it in the OpenAPI
+    schema. 401 and 403 have no body; evaluation errors are OFREP's ``errorCode`` objects."""
+
+    authentication_classes = [SdkKeyAuthentication]  # read by drf-spectacular for the security scheme
+    permission_classes = [IsSdkClient]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            client = ofrep_client(request)
+            if isinstance(client, HttpResponse):
+                return client
+            config = config_get(client.environment.id, generation=client.generation)
+        except DatabaseError:
+            logger.exception("OFREP: no flag configuration available.")
+            return _json(
+                {"errorDetails": "The flag configuration is unavailable; retry shortly."}, status=500
+            )
+        return self.post(request, config, **kwargs)
+
+
+OFREP_REQUEST_EXAMPLE = OpenApiExample(
+    "Context",
+    request_only=True,
+    value={"context": {"targetingKey": "user-42", "country": "US", "plan": "pro"}},
+)
+OFREP_AUTH_RESPONSES = {
+    401: OpenApiResponse(description="No SDK key, or an unknown or revoked one (no body)."),
+    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key (no body)."),
+}
+
+
+class OfrepFlagView(OfrepView):
+    @extend_schema(
+        operation_id="ofrep_evaluate_flag",
+        summary="OFREP: evaluate one flag",
+        description="OpenFeature Remote Evaluation Protocol, single flag (for server-side providers). "
+        "`context.targetingKey` is the unit id; the other context fields are attributes. Reasons: STATIC, "
+        "TARGETING_MATCH, SPLIT, DEFAULT (also when a prerequisite is not met), DISABLED. Numbers keep "
+        "their kind: a float flag answers `0.25` or `1.0`.",
+        tags=["ofrep"],
+        auth=SDK_AUTH,
+        request=OfrepContextSerializer,
+        responses={
+            200: OfrepEvaluationSuccessSerializer,
+            400: OfrepEvaluationFailureSerializer,
+            404: OfrepFlagNotFoundSerializer,
+            **OFREP_AUTH_RESPONSES,
+        },
+        examples=[
+            OFREP_REQUEST_EXAMPLE,
+            OpenApiExample(
+                "Served by an experiment",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "key": "button_color",
+                    "value": "green",
+                    "reason": "SPLIT",
+                    "variant": "treatment",
+                    "metadata": {"version": "3f1c0d6a9b2e4f5a7c8d", "experiment": "checkout_button"},
+                },
+            ),
+            OpenApiExample(
+                "No targeting key",
+                response_only=True,
+                status_codes=["400"],
+                value={
+                    "key": "button_color",
+                    "errorCode": "TARGETING_KEY_MISSING",
+                    "errorDetails": "context.targetingKey (the unit id) is required.",
+                },
+            ),
+            OpenApiExample(
+                "Unknown flag",
+                response_only=True,
+                status_codes=["404"],
+                value={
+                    "key": "no_such_flag",
+                    "errorCode": "FLAG_NOT_FOUND",
+                    "errorDetails": "There is no flag no_such_flag in production.",
+                },
+            ),
+        ],
+    )
+    def post(self, request: HttpRequest, config: CompiledConfig, key: str) -> HttpResponse:
+        try:
+            unit_id, attributes, _ = ofrep_context(request.body)
+        except OfrepError as error:
+            return _json({"key": key, "errorCode": error.code, "errorDetails": error.details}, status=400)
+        evaluation = evaluate_feature(config, key, unit_id, attributes)
+        if evaluation is None:
+            return _json(
+                {
+                    "key": key,
+                    "errorCode": "FLAG_NOT_FOUND",
+                    "errorDetails": f"There is no flag {key} in {config.environment}.",
+                },
+                status=404,
+            )
+        if evaluation.exposures:
+            _log_exposures(
+                (evaluation,), unit_id=unit_id, environment=config.environment, attributes=attributes
+            )
+        return _json(ofrep_success(evaluation, config.version))
+
+
+class OfrepBulkView(OfrepView):
+    @extend_schema(
+        operation_id="ofrep_evaluate_flags",
+        summary="OFREP: evaluate every flag",
+        description="OpenFeature Remote Evaluation Protocol, bulk (for client-side providers): every flag of "
+        "the SDK key's environment for the context. The answer carries an `ETag` (the configuration "
+        "version and the context); send it back as `If-None-Match` to get 304 while nothing changed.",
+        tags=["ofrep"],
+        auth=SDK_AUTH,
+        parameters=[
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="The ETag of the last answer: 304 Not Modified while it still holds.",
+            ),
+            OpenApiParameter(
+                "ETag",
+                str,
+                OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="The answer's entity tag: the configuration version and the context.",
+            ),
+        ],
+        request=OfrepContextSerializer,
+        responses={
+            200: OpenApiResponse(
+                response=OfrepBulkSuccessSerializer,
+                description="Every flag. Header `ETag`: the answer's entity tag.",
+            ),
+            304: OpenApiResponse(description="Not modified: the `If-None-Match` ETag still holds (no body)."),
+            400: OfrepBulkFailureSerializer,
+            **OFREP_AUTH_RESPONSES,
+        },
+        examples=[
+            OFREP_REQUEST_EXAMPLE,
+            OpenApiExample(
+                "Every flag",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "flags": [
+                        {
+                            "key": "discount",
+                            "value": 0.25,
+                            "reason": "STATIC",
+                            "variant": "default",
+                            "metadata": {"version": "3f1c0d6a9b2e4f5a7c8d"},
+                        },
+                        {
+                            "key": "new_checkout",
+                            "value": True,
+                            "reason": "TARGETING_MATCH",
+                            "variant": "rule-1",
+                            "metadata": {"version": "3f1c0d6a9b2e4f5a7c8d"},
+                        },
+                    ],
+                    "metadata": {"version": "3f1c0d6a9b2e4f5a7c8d"},
+                },
+            ),
+            OpenApiExample(
+                "Bad context",
+                response_only=True,
+                status_codes=["400"],
+                value={"errorCode": "INVALID_CONTEXT", "errorDetails": "context must be an object."},
+            ),
+        ],
+    )
+    def post(self, request: HttpRequest, config: CompiledConfig) -> HttpResponse:
+        try:
+            unit_id, attributes, context = ofrep_context(request.body)
+        except OfrepError as error:
+            return _json({"errorCode": error.code, "errorDetails": error.details}, status=400)
+        etag = bulk_etag(config.version, context)
+        if etag_matches(request.headers.get("If-None-Match", ""), etag):
+            return HttpResponse(status=304, headers={"ETag": etag})
+        evaluations = evaluate_all(config, unit_id, attributes)
+        _log_exposures(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
+        return _json(
+            {
+                "flags": [ofrep_success(e, config.version) for e in evaluations],
+                "metadata": {"version": config.version},
+            },
+            headers={"ETag": etag},
+        )
