@@ -164,6 +164,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- SDK endpoints --------------------------------------------------------------------------------
+# Flag configuration: a change made in another process is served here within this many seconds
+# (each process reads the shared generation token at most this often)...
+FLAGS_GENERATION_CHECK_SECONDS = env.float("FLAGS_GENERATION_CHECK_SECONDS", default=1.0)
+# ...and a write that bypassed the model layer (raw SQL, QuerySet.update) within this many.
+FLAGS_CONFIG_MAX_AGE = env.float("FLAGS_CONFIG_MAX_AGE", default=60.0)
 EVENT_MAX_PAST_DAYS = env.int("EVENT_MAX_PAST_DAYS", default=30)
 EVENT_MAX_FUTURE_HOURS = env.int("EVENT_MAX_FUTURE_HOURS", default=1)
 
