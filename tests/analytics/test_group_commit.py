@@ -76,8 +76,9 @@ def test_events_write__clickhouse_down_during_a_group__every_caller_spooled_then
     assert spool_depth().rows == 300
     outage.stop()
     ingestion.clickhouse_breaker.reset()
-    from analytics.models import SpoolBatch
     from django.utils import timezone
+
+    from analytics.models import SpoolBatch
 
     SpoolBatch.objects.update(next_attempt_at=timezone.now())
     ingestion.spool_drain()
