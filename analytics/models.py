@@ -36,3 +36,50 @@ class SpoolBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.row_count} {self.kind} from {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ResultStatus(models.TextChoices):
+    OK = "ok", "Up to date"
+    FAILED = "failed", "Last refresh failed"
+
+
+class ExperimentResult(models.Model):
+    """The latest results document of an experiment, replaced in place by every refresh.
+
+    A refresh that fails keeps the last good ``payload`` and records why (``last_error``) and when, so
+    readers always see the newest numbers that could be computed, with a note when they are stale.
+    """
+
+    experiment = models.OneToOneField(
+        "experiments.Experiment", on_delete=models.CASCADE, related_name="result", help_text="Whose results."
+    )
+    payload = models.JSONField(
+        null=True, blank=True, help_text="The results document of the last successful refresh (see the API)."
+    )
+    computed_at = models.DateTimeField(null=True, blank=True, help_text="When the payload was computed.")
+    status = models.CharField(
+        max_length=16,
+        choices=ResultStatus.choices,
+        default=ResultStatus.OK,
+        help_text="How the last refresh went.",
+    )
+    last_error = models.TextField(blank=True, default="", help_text="Why the last refresh failed, if it did.")
+    last_error_at = models.DateTimeField(null=True, blank=True, help_text="When the last refresh failed.")
+    duration_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long the last successful refresh took, in milliseconds."
+    )
+    refreshed_by = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        help_text="Who asked for the last refresh: a user, the schedule, a command.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "experiment result"
+        verbose_name_plural = "experiment results"
+
+    def __str__(self) -> str:
+        when = f"{self.computed_at:%Y-%m-%d %H:%M:%S}" if self.computed_at else "never computed"
+        return f"Results of {self.experiment_id} ({when})"

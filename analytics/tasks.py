@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import OperationalError as DatabaseUnavailable
 
 from analytics import ingestion
+from analytics.clickhouse import ClickHouseUnavailable
 
 
 @shared_task(
@@ -25,3 +26,46 @@ from analytics import ingestion
 def spool_drain() -> dict[str, int]:
     """Insert the spooled batches that are due into ClickHouse (scheduled every minute)."""
     return asdict(ingestion.spool_drain(time_budget_seconds=40.0))
+
+
+# --- experiment results ----------------------------------------------------------------------------------
+@shared_task(
+    name="analytics.tasks.experiment_results_refresh",
+    # Safe to run twice: a refresh recomputes everything from the raw data and replaces the snapshot.
+    acks_late=True,
+    # Only ClickHouse being unreachable is worth retrying; a failing query would fail the same way.
+    autoretry_for=(ClickHouseUnavailable,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=3,
+    soft_time_limit=10 * 60,
+    time_limit=11 * 60,
+)
+def experiment_results_refresh_task(experiment_id: int, refreshed_by: str = "") -> dict | None:
+    """Recompute the results of one experiment (by id; nothing to do if it was deleted meanwhile)."""
+    from analytics.services import experiment_results_refresh  # services enqueue this task: import late
+    from experiments.models import Experiment
+
+    try:
+        snapshot = experiment_results_refresh(experiment_id=experiment_id, refreshed_by=refreshed_by)
+    except Experiment.DoesNotExist:
+        return None
+    return {"experiment_id": experiment_id, "duration_ms": snapshot.duration_ms}
+
+
+@shared_task(
+    name="analytics.tasks.running_experiments_rollup", acks_late=True, soft_time_limit=50, time_limit=60
+)
+def running_experiments_rollup() -> int:
+    """Queue a results refresh for every running experiment (the 15-minute schedule); how many.
+
+    One task per experiment, so a slow or failing experiment does not hold the others back and
+    workers share the load. Safe to run twice: the refreshes are idempotent.
+    """
+    from analytics.selectors import running_experiment_ids
+    from analytics.services import experiment_results_enqueue
+
+    ids = running_experiment_ids()
+    for experiment_id in ids:
+        experiment_results_enqueue(experiment_id, refreshed_by="schedule")
+    return len(ids)

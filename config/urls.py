@@ -11,6 +11,7 @@ admin.site.index_title = "Experiments, metrics and feature flags"
 api_v1 = [
     path("", include("analytics.ingestion_urls")),
     path("", include("metrics.urls")),
+    path("", include("analytics.urls")),  # experiments/{key}/results/ before the experiments router
     path("", include("experiments.urls")),
     path("", include("features.urls")),
 ]

@@ -1,0 +1,22 @@
+"""The roll-up: raw events and exposures to per-variant sufficient statistics, inside ClickHouse.
+
+* :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.services``);
+* :mod:`.query`: the SQL builder (one statement per experiment, one block of columns per metric);
+* :mod:`.run`: runs it and reads the answer as ``analytics.stats`` dataclasses;
+* :mod:`.results`: the statistics engine over those sums, shaped as the contract's Results document.
+"""
+
+from analytics.rollup.query import RollupQuery, Statement
+from analytics.rollup.run import DailyStats, Rollup, rollup_run
+from analytics.rollup.spec import Measure, MetricSpec, RollupSpec
+
+__all__ = [
+    "DailyStats",
+    "Measure",
+    "MetricSpec",
+    "Rollup",
+    "RollupQuery",
+    "RollupSpec",
+    "Statement",
+    "rollup_run",
+]

@@ -1,0 +1,293 @@
+"""The analytics API: an experiment's results, their refresh, the power calculator.
+
+Same credentials as the management API (session or ``Authorization: Token``): reading needs a
+logged-in user, refreshing needs the ``experiments.change_experiment`` permission.
+"""
+
+import math
+import time
+
+from django.core.cache import cache
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from analytics.selectors import experiment_results_get
+from analytics.serializers import (
+    PowerRequestSerializer,
+    PowerResponseSerializer,
+    RefreshAcceptedSerializer,
+    ResultsSerializer,
+)
+from analytics.services import experiment_results_request_refresh, power_plan, refresh_interval_seconds
+from experiments.models import Experiment
+
+RESULTS_EXAMPLE = OpenApiExample(
+    "A frequentist experiment",
+    response_only=True,
+    value={
+        "experiment": "checkout_button",
+        "computed_at": "2025-03-14T09:30:00+00:00",
+        "srm": {
+            "p_value": 0.62,
+            "units": {"control": 10_112, "treatment": 10_045},
+            "ok": True,
+            "threshold": 0.001,
+            "weights": {"control": 1.0, "treatment": 1.0},
+        },  # fmt: skip
+        "metrics": [
+            {
+                "metric": "purchase_rate",
+                "name": "Purchase rate",
+                "type": "binomial",
+                "role": "primary",
+                "higher_is_better": True,
+                "cuped": False,
+                "variants": [
+                    {"variant": "control", "units": 10_112, "mean": 0.1012},
+                    {"variant": "treatment", "units": 10_045, "mean": 0.1113},
+                ],
+                "comparisons": [
+                    {
+                        "variant": "treatment",
+                        "baseline": "control",
+                        "relative": {"estimate": 0.0998, "ci": [0.0183, 0.1813]},
+                        "absolute": {"estimate": 0.0101, "ci": [0.0019, 0.0183]},
+                        "p_value": 0.0163,
+                        "p_value_adjusted": 0.0326,
+                        "significant": True,
+                        "direction": "improved",
+                        "chance_to_win": None,
+                        "risk": None,
+                        "guardrail_violated": None,
+                        "error": None,
+                    }
+                ],
+                "error": None,
+            }
+        ],
+        "timeseries": [
+            {
+                "metric": "purchase_rate",
+                "role": "primary",
+                "points": [
+                    {
+                        "date": "2025-03-13",
+                        "variants": [
+                            {"variant": "control", "units": 9_870, "mean": 0.0988},
+                            {"variant": "treatment", "units": 9_802, "mean": 0.1090},
+                        ],
+                        "comparisons": [
+                            {
+                                "variant": "treatment",
+                                "baseline": "control",
+                                "relative": {"estimate": 0.103, "ci": [0.019, 0.187]},
+                                "absolute": {"estimate": 0.0102, "ci": [0.0019, 0.0185]},
+                                "p_value": 0.016,
+                                "significant": True,
+                                "direction": "improved",
+                                "chance_to_win": None,
+                                "risk": None,
+                                "error": None,
+                            }  # fmt: skip
+                        ],
+                    }
+                ],
+            }
+        ],
+        "warnings": [],
+        "errors": [],
+        "multiple_exposures": 12,
+        "units": {
+            "total": 20_157,
+            "variants": {"control": 10_112, "treatment": 10_045},
+            "multiple_exposures": 12,
+            "unknown_variant": 0,
+        },  # fmt: skip
+        "analysis": {
+            "from": "2025-03-01T08:00:00+00:00",
+            "until": "2025-03-14T09:30:00+00:00",
+            "correction": "holm",
+            "alpha": 0.05,
+            "sequential": False,
+            "sequential_tuning": 5000,
+        },  # fmt: skip
+        "data": {
+            "first_exposure_at": "2025-03-01T08:00:00+00:00",
+            "last_exposure_at": "2025-03-14T09:29:58+00:00",
+            "last_event_at": "2025-03-14T09:29:59+00:00",
+        },  # fmt: skip
+        "engine": "frequentist",
+        "experiment_status": "running",
+        "refresh": {
+            "status": "ok",
+            "last_error": None,
+            "last_error_at": None,
+            "duration_ms": 840,
+            "refreshed_by": "schedule",
+            "updated_at": "2025-03-14T09:30:01+00:00",
+        },  # fmt: skip
+    },
+)
+
+
+class CanChangeExperiment(BasePermission):
+    """Refreshing results is an action on the experiment: it needs the experiment's change permission."""
+
+    message = "You need the permission to change experiments to refresh their results."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.has_perm("experiments.change_experiment"))
+
+
+class ResultsRefreshThrottle(BaseThrottle):
+    """One refresh per experiment per ``RESULTS_REFRESH_MIN_INTERVAL_SECONDS`` (default 30), whoever
+    asks; shared by every web process through the cache. Answers 429 with ``Retry-After``."""
+
+    def allow_request(self, request, view) -> bool:
+        interval = refresh_interval_seconds()
+        key = f"analytics:results-refresh:{view.kwargs.get('key')}"
+        now = time.time()
+        if cache.add(key, now + interval, timeout=interval):
+            return True
+        allowed_at = cache.get(key)
+        self.retry_after = max(1, math.ceil(allowed_at - now)) if allowed_at else interval
+        return False
+
+    def wait(self) -> float | None:
+        return getattr(self, "retry_after", None)
+
+
+class ExperimentResultsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="experiment_results_retrieve",
+        summary="Get an experiment's latest results",
+        description=(
+            "The latest results document: per metric and variant the units and unadjusted mean, and "
+            "per treatment the relative and absolute effect with intervals, p-values (raw and adjusted "
+            "across primary and secondary metrics), chance to win and risk (Bayesian), the sample ratio "
+            "check, violated guardrails, and a daily time series of the primary metrics. Computed every "
+            "15 minutes while the experiment runs, or on `POST .../results/refresh/`. Before the first "
+            "computation the answer has empty `metrics`, a null `computed_at` and "
+            "`refresh.status` `never_computed`; when the last refresh failed, the last good numbers with "
+            "`refresh.status` `failed` and the error. 404 when the experiment does not exist."
+        ),
+        responses={200: ResultsSerializer, 404: OpenApiResponse(description="No such experiment.")},
+        examples=[RESULTS_EXAMPLE],
+        tags=["experiments"],
+    )
+    def get(self, request, key: str) -> Response:
+        experiment = get_object_or_404(Experiment, key=key)
+        return Response(experiment_results_get(experiment=experiment))
+
+
+class ExperimentResultsRefreshView(APIView):
+    permission_classes = [IsAuthenticated, CanChangeExperiment]
+    throttle_classes = [ResultsRefreshThrottle]
+
+    @extend_schema(
+        operation_id="experiment_results_refresh",
+        summary="Recompute an experiment's results now",
+        description=(
+            "Queues a roll-up of the experiment's events and exposures and a new analysis; answers 202 "
+            "at once (where tasks run in the web process, as in the embedded default, after the work is "
+            "done). Read the outcome with `GET .../results/`. At most one refresh per experiment every "
+            "30 seconds: 429 with `Retry-After` otherwise. Needs the permission to change experiments."
+        ),
+        request=None,
+        responses={
+            202: RefreshAcceptedSerializer,
+            404: OpenApiResponse(description="No such experiment."),
+            429: OpenApiResponse(description="Refreshed too recently; see Retry-After."),
+        },
+        examples=[
+            OpenApiExample(
+                "Queued",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "experiment": "checkout_button",
+                    "status": "queued",
+                    "detail": "The results are being recomputed; GET .../results/ shows them when done.",
+                },  # fmt: skip
+            )
+        ],
+        tags=["experiments"],
+    )
+    def post(self, request, key: str) -> Response:
+        experiment = get_object_or_404(Experiment, key=key)
+        experiment_results_request_refresh(experiment=experiment, user=request.user)
+        body = {
+            "experiment": experiment.key,
+            "status": "queued",
+            "detail": "The results are being recomputed; GET .../results/ shows them when done.",
+        }
+        return Response(RefreshAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PowerView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="power_calculate",
+        summary="Plan an experiment: duration or detectable lift",
+        description=(
+            "Give the baseline (mean and per-unit variance, or a conversion rate as `baseline_mean` "
+            "alone), the units entering per day, the variant weights (control first), alpha and the "
+            "wanted power, and either `relative_lift` (answers the days needed to detect it) or `days` "
+            "(answers the smallest relative lift detectable in that time, `detectable` false when none "
+            "is). Two-sided tests; with several treatments, the weakest comparison decides. Sequential "
+            "testing widens the intervals and so needs more days. Invalid input: 400 naming the field."
+        ),
+        request=PowerRequestSerializer,
+        responses={200: PowerResponseSerializer},
+        examples=[
+            OpenApiExample(
+                "Days to detect +5% on a 10% conversion rate",
+                request_only=True,
+                value={
+                    "baseline_mean": 0.1,
+                    "daily_units": 2000,
+                    "weights": [1, 1],
+                    "alpha": 0.05,
+                    "power": 0.8,
+                    "relative_lift": 0.05,
+                },  # fmt: skip
+            ),
+            OpenApiExample(
+                "Lift detectable in 14 days on revenue per user",
+                request_only=True,
+                value={
+                    "baseline_mean": 12.5,
+                    "baseline_variance": 900.0,
+                    "daily_units": 5000,
+                    "weights": [1, 1, 1],
+                    "days": 14,
+                },  # fmt: skip
+            ),
+            OpenApiExample(
+                "Answer",
+                response_only=True,
+                value={
+                    "days": 28.6,
+                    "relative_lift": 0.05,
+                    "detectable": True,
+                    "units": 57_200.0,
+                    "power": 0.8,
+                    "inputs": {"baseline_mean": 0.1, "daily_units": 2000},
+                },  # fmt: skip
+            ),
+        ],
+        tags=["analysis"],
+    )
+    def post(self, request) -> Response:
+        serializer = PowerRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        plan = power_plan(**serializer.validated_data)
+        return Response(PowerResponseSerializer(plan).data)
