@@ -1,5 +1,6 @@
 """Celery entry points of the analytics app."""
 
+import datetime as dt
 from dataclasses import asdict
 
 from celery import shared_task
@@ -69,3 +70,25 @@ def running_experiments_rollup() -> int:
     for experiment_id in ids:
         experiment_results_enqueue(experiment_id, refreshed_by="schedule")
     return len(ids)
+
+
+# --- exposures from assignment and flag evaluation ------------------------------------------------------
+@shared_task(
+    name="analytics.tasks.exposures_record",
+    # Safe to run twice: identical exposures collapse in ClickHouse (exposures_dedup).
+    acks_late=True,
+    # The write path spools when ClickHouse is down, so only the spool's database can fail here.
+    autoretry_for=(DatabaseUnavailable,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def exposures_record(rows: list[dict]) -> int:
+    """Store exposures logged by assignment and flag evaluation (a batch from the in-process buffer).
+
+    Rows are `{experiment, variant, unit_id, timestamp (ISO 8601), environment, attributes}`; they
+    come from our own evaluation, so only their timestamps need parsing.
+    """
+    exposures = [{**row, "timestamp": dt.datetime.fromisoformat(row["timestamp"])} for row in rows]
+    return ingestion.exposures_write(rows=exposures).accepted
