@@ -90,6 +90,8 @@ class SpoolDepth:
 
 # --- rows ---------------------------------------------------------------------------------------------
 def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
@@ -110,6 +112,10 @@ def _attribute_text(value: Any) -> str:
 
 
 def _string_map(values: Mapping[Any, Any] | None) -> dict[str, str]:
+    if not values:
+        return {}
+    if all(type(key) is str and type(value) is str for key, value in values.items()):
+        return values if type(values) is dict else dict(values)
     return {str(key): _attribute_text(value) for key, value in (values or {}).items()}
 
 

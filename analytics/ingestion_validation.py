@@ -105,6 +105,68 @@ def _string_map(item: Mapping[str, Any], field: str, errors: dict[str, str], *, 
     return raw
 
 
+def _event_fast(item: Any, bounds: TimeBounds, environment: str) -> dict[str, Any] | None:
+    """The storage row of a well-formed event, or None to let the field-by-field path explain.
+
+    Most events are well-formed; checking them inline, without building error messages, is what
+    keeps validation a small share of the ingestion cost.
+    """
+    if type(item) is not dict:
+        return None
+    name, unit_id = item.get("name"), item.get("unit_id")
+    if not (type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH and not name.isspace()):
+        return None
+    if not (type(unit_id) is str and 0 < len(unit_id) <= MAX_UNIT_ID_LENGTH and not unit_id.isspace()):
+        return None
+    value = item.get("value", 1)
+    if value is None:
+        value = 1
+    if not (type(value) is float or type(value) is int) or not math.isfinite(value):
+        return None
+    event_id = item.get("event_id")
+    if event_id is not None:
+        if type(event_id) is not str:
+            return None
+        try:
+            event_id = uuid.UUID(event_id)
+        except ValueError:
+            return None
+    timestamp = item.get("timestamp")
+    if timestamp is not None:
+        if type(timestamp) is not str:
+            return None
+        try:
+            timestamp = dt.datetime.fromisoformat(timestamp)
+        except ValueError:
+            return None
+        if timestamp.tzinfo is None:
+            timestamp = timestamp.replace(tzinfo=dt.UTC)
+        if not bounds.earliest <= timestamp <= bounds.latest:
+            return None
+    properties = item.get("properties")
+    if properties is None:
+        properties = {}
+    elif type(properties) is not dict or len(properties) > MAX_PROPERTIES:
+        return None
+    else:
+        for key, text in properties.items():
+            if (
+                type(text) is not str
+                or len(text) > MAX_PROPERTY_VALUE_LENGTH
+                or len(key) > MAX_PROPERTY_KEY_LENGTH
+            ):
+                return None
+    return {
+        "event_id": event_id,
+        "name": name,
+        "unit_id": unit_id,
+        "value": float(value),
+        "timestamp": timestamp,
+        "environment": environment,
+        "properties": properties,
+    }
+
+
 def events_validate(
     items: Sequence[Any], *, environment: str, now: dt.datetime
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
@@ -113,6 +175,10 @@ def events_validate(
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(items):
+        row = _event_fast(item, bounds, environment)
+        if row is not None:
+            rows.append(row)
+            continue
         if not isinstance(item, dict):
             rejected.append(Rejection(index, {"item": "Each event must be an object."}))
             continue
