@@ -1,14 +1,50 @@
-"""The demo workspace: metrics, flags and experiments with known stories, made idempotently.
+"""The demo workspace: metrics, flags and experiments with known stories, and their simulated traffic.
 
-`manage.py demo` calls `demo_workspace_create`; running it again changes nothing that exists.
+`manage.py demo` calls, in order:
+
+1. ``demo_workspace_create``: the admin user, 5 metrics, 3 running experiments, 5 flags and an SDK key
+   (anything that exists is left alone);
+2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
+   three experiments, with their purchases and errors, inserted into the ingestion path's ClickHouse
+   tables (``analytics.ingestion.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
+   experiments already have exposures in ClickHouse, and every event has a deterministic ``event_id``,
+   so a replay collapses instead of doubling the traffic;
+3. ``demo_experiments_backdate``: each experiment's ``started_at`` set back to its first exposure, so the
+   admin says "running for 14 days";
+4. ``demo_results_refresh``: the results of the three experiments computed now.
+
+The stories, with the parameters below (so anyone can check that the platform finds them):
+
+* ``checkout_button``: the green button multiplies every user's chance to buy by 1 + ``CHECKOUT_LIFT``
+  (+15% purchase rate): significant at ~100k users (and at 50k), even under sequential testing with
+  Holm's correction; revenue rises with it; the "errors" guardrail is flat.
+* ``homepage_aa``: both variants are the same page, so nothing is significant (an A/A test).
+* ``pricing_banner``: the treatment's exposure logging loses ``PRICING_BANNER_LOGGING_LOSS`` of its users,
+  so units split about 45/55 against configured 50/50 weights and the sample-ratio check fails
+  (p far below 0.001); its small revenue effect cannot be trusted.
+
+Every user has a purchase propensity drawn from a Beta distribution (mean ``BASE_PURCHASE_RATE``) that
+also drives purchases in the 14 days before their first exposure, so CUPED has a correlated pre-period.
+A few checkout users (``MULTIPLE_EXPOSURE_SHARE``) saw both variants, to show the warning.
 """
 
+from __future__ import annotations
+
+import datetime as dt
 import logging
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
+from analytics import clickhouse
+from analytics.ingestion import EVENTS, EXPOSURES
+from analytics.services import experiment_results_refresh
+from experiments.bucketing import assign_variant
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start
 from features.models import Environment, Feature, SdkKey
@@ -63,7 +99,7 @@ EXPERIMENTS = [
         "key": "checkout_button",
         "name": "Green checkout button",
         "hypothesis": "A green, larger checkout button raises the purchase rate.",
-        "description": "Demo: the treatment has a real effect (+10% purchase rate).",
+        "description": "Demo: the treatment has a real effect (+15% purchase rate).",
         "variants": [
             {"key": "control", "name": "Blue button", "payload": {"color": "blue"}},
             {"key": "treatment", "name": "Green button", "payload": {"color": "green"}},
@@ -76,6 +112,7 @@ EXPERIMENTS = [
         ],
         "sequential": True,
         "correction": "holm",
+        "minimum_detectable_effect": 0.1,
         "tags": ["checkout"],
     },
     {
@@ -104,6 +141,26 @@ EXPERIMENTS = [
         "tags": ["pricing"],
     },
 ]
+EXPERIMENT_KEYS = tuple(spec["key"] for spec in EXPERIMENTS)
+
+# --- the simulation's parameters (the stories above) ------------------------------------------------
+DEFAULT_UNITS = 100_000
+DEFAULT_DAYS = 14
+DEFAULT_SEED = 20240601
+BASE_PURCHASE_RATE = 0.10  # mean of every user's purchase propensity (Beta(0.5, 4.5))
+PROPENSITY_BETA = (0.5, 4.5)  # heterogeneous users: what makes the pre-period predictive (CUPED)
+CHECKOUT_LIFT = 0.15  # green button: chance to buy × 1.15
+PRICING_BANNER_LOGGING_LOSS = 1 - 45 / 55  # 18% of the banner's exposures never arrive: 45/55 split
+PRICING_BANNER_VALUE_LIFT = 0.05  # the banner's users spend 5% more per order (untrustworthy: SRM)
+EXTRA_ORDERS_MEAN = 0.4  # a buyer places 1 + Poisson(0.4) orders
+ORDER_VALUE_GAMMA = (2.0, 30.0)  # order value: Gamma(shape 2, scale 30), mean 60
+ERRORS_PER_DAY = 0.05  # client errors per user per day after the first visit, the same in every variant
+MULTIPLE_EXPOSURE_SHARE = 0.002  # checkout users whose second visit logged the other variant
+PURCHASE_WINDOW = dt.timedelta(days=7)  # buyers buy within a week of their first visit
+PRE_PERIOD = dt.timedelta(days=14)  # the CUPED look-back before each user's first visit
+CHUNK_UNITS = 10_000  # users simulated and written per batch
+DEMO_ENVIRONMENT = "production"
+EVENT_NAMESPACE = uuid.UUID("8a4f2c1e-5d3b-4e7a-9c6f-0b1d2e3f4a5b")  # deterministic demo event ids
 
 
 def _features() -> list[dict]:
@@ -198,6 +255,7 @@ class DemoWorkspace:
 
 @transaction.atomic
 def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
+    """The demo's configuration; what exists already is left as it is (idempotent)."""
     created: list[str] = []
     User = get_user_model()
     admin, made = User.objects.get_or_create(
@@ -231,3 +289,185 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
         _, sdk_key = sdk_key_create(environment=development, name="demo", user=admin)
         created.append("SDK key for development")
     return DemoWorkspace(DEMO_ADMIN_USERNAME, admin_password, sdk_key, created)
+
+
+# --- traffic -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrafficResult:
+    """What ``demo_traffic_write`` did: the rows it wrote, or why it wrote none."""
+
+    units: int
+    exposures: int
+    events: int
+    skipped: bool  # the demo experiments already had exposures: nothing written
+
+
+def demo_exposure_counts() -> dict[str, dict]:
+    """Exposures already stored for each demo experiment: ``{key: {"n", "first"}}``."""
+    rows = clickhouse.query(
+        "SELECT experiment, count() AS n, min(timestamp) AS first FROM exposures "
+        "WHERE experiment IN {keys:Array(String)} GROUP BY experiment",
+        {"keys": list(EXPERIMENT_KEYS)},
+    )
+    return {row["experiment"]: {"n": row["n"], "first": row["first"]} for row in rows}
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """How the simulation assigns units of one experiment: the platform's own bucketing."""
+
+    key: str
+    seed: str
+    variants: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def variant_of(self, unit_id: str) -> str:
+        index = assign_variant(seed=self.seed, unit_id=unit_id, weights=self.weights, traffic_allocation=1.0)
+        return self.variants[index if index is not None else 0]
+
+
+def _arms() -> dict[str, _Arm]:
+    arms = {}
+    for experiment in Experiment.objects.filter(key__in=EXPERIMENT_KEYS).prefetch_related("variants"):
+        variants = list(experiment.variants.all())
+        arms[experiment.key] = _Arm(
+            key=experiment.key,
+            seed=experiment.seed,
+            variants=tuple(v.key for v in variants),
+            weights=tuple(v.weight for v in variants),
+        )
+    missing = set(EXPERIMENT_KEYS) - set(arms)
+    if missing:
+        raise ValueError(
+            f"Create the demo workspace first; missing experiments: {', '.join(sorted(missing))}."
+        )
+    return arms
+
+
+def _event_id(unit_id: str, name: str, phase: str, index: int) -> uuid.UUID:
+    return uuid.uuid5(EVENT_NAMESPACE, f"{unit_id}/{name}/{phase}/{index}")
+
+
+def _simulate_chunk(
+    *, first: int, count: int, seed: int, start: dt.datetime, now: dt.datetime, arms: dict[str, _Arm]
+) -> tuple[list[tuple], list[tuple]]:
+    """Exposure and event rows (the tables' column order) of users ``first`` .. ``first + count - 1``.
+
+    Deterministic for a seed: the same users get the same variants, purchases and event ids.
+    """
+    rng = np.random.default_rng([seed, first])
+    span = (now - start).total_seconds() - 600  # first visits stop 10 minutes before now
+    first_visit = rng.random(count) * span
+    since_t0 = span + 600 - first_visit
+    propensity = rng.beta(*PROPENSITY_BETA, count)
+    lost, seen_twice = rng.random(count), rng.random(count)
+    buys_before, buys_after = rng.random(count), rng.random(count)
+    errors = rng.poisson(ERRORS_PER_DAY * since_t0 / 86_400)
+    exposures: list[tuple] = []
+    events: list[tuple] = []
+    checkout, banner = arms["checkout_button"], arms["pricing_banner"]
+
+    def event(unit_id: str, name: str, phase: str, index: int, value: float, at: dt.datetime) -> tuple:
+        return (_event_id(unit_id, name, phase, index), name, unit_id, value, at, now, DEMO_ENVIRONMENT, {})
+
+    for offset in range(count):
+        unit_id = f"demo-user-{first + offset:06d}"
+        t0 = start + dt.timedelta(seconds=float(first_visit[offset]))
+        variants = {key: arm.variant_of(unit_id) for key, arm in arms.items()}
+        for key, variant in variants.items():
+            if (
+                key == banner.key
+                and variant != banner.variants[0]
+                and lost[offset] < PRICING_BANNER_LOGGING_LOSS
+            ):
+                continue  # the banner's logging lost this exposure: the SRM story
+            exposures.append((key, variant, unit_id, t0, now, DEMO_ENVIRONMENT, {}))
+        if seen_twice[offset] < MULTIPLE_EXPOSURE_SHARE:
+            other = next(v for v in checkout.variants if v != variants[checkout.key])
+            later = t0 + dt.timedelta(seconds=float(since_t0[offset]) / 2)
+            exposures.append((checkout.key, other, unit_id, later, now, DEMO_ENVIRONMENT, {}))
+        in_green = variants[checkout.key] != checkout.variants[0]
+        value_scale = 1.0 + (PRICING_BANNER_VALUE_LIFT if variants[banner.key] != banner.variants[0] else 0.0)
+
+        # The same propensity before and after the first visit: the pre-period predicts the metric.
+        after = min(PURCHASE_WINDOW.total_seconds(), float(since_t0[offset])) * 0.999
+        for phase, draw, chance, window_start, window in (
+            ("pre", buys_before[offset], propensity[offset], t0 - PRE_PERIOD, PRE_PERIOD.total_seconds()),
+            ("post", buys_after[offset], propensity[offset] * (1.0 + CHECKOUT_LIFT * in_green), t0, after),
+        ):
+            if draw >= chance:
+                continue
+            orders = 1 + int(rng.poisson(EXTRA_ORDERS_MEAN))
+            values = rng.gamma(*ORDER_VALUE_GAMMA, orders) * value_scale
+            moments = np.sort(rng.random(orders)) * window
+            for index in range(orders):
+                at = window_start + dt.timedelta(seconds=float(moments[index]))
+                events.append(event(unit_id, "purchase", phase, index, round(float(values[index]), 2), at))
+        for index, moment in enumerate(rng.random(int(errors[offset])) * since_t0[offset]):
+            events.append(
+                event(unit_id, "error", "post", index, 1.0, t0 + dt.timedelta(seconds=float(moment)))
+            )
+    return exposures, events
+
+
+def _chunks(units: int) -> Iterator[tuple[int, int]]:
+    for first in range(0, units, CHUNK_UNITS):
+        yield first, min(CHUNK_UNITS, units - first)
+
+
+def demo_traffic_write(
+    *,
+    units: int = DEFAULT_UNITS,
+    days: int = DEFAULT_DAYS,
+    seed: int = DEFAULT_SEED,
+    now: dt.datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrafficResult:
+    """Simulate ``units`` users over the last ``days`` days and store their exposures and events.
+
+    Idempotent: does nothing when a demo experiment already has exposures. ``progress(done, total)``
+    is called after each batch of users.
+    """
+    if demo_exposure_counts():
+        return TrafficResult(units=0, exposures=0, events=0, skipped=True)
+    arms = _arms()
+    now = now or timezone.now()
+    start = now - dt.timedelta(days=days)
+    written_exposures = written_events = done = 0
+    for first, count in _chunks(units):
+        exposures, events = _simulate_chunk(
+            first=first, count=count, seed=seed, start=start, now=now, arms=arms
+        )
+        # Straight into ClickHouse in large batches (the write path's tables and columns): the demo checked
+        # that ClickHouse answers, so the spool that protects acknowledged API writes is not needed.
+        written_exposures += clickhouse.insert(EXPOSURES.name, exposures, EXPOSURES.columns)
+        written_events += clickhouse.insert(EVENTS.name, events, EVENTS.columns)
+        done += count
+        if progress is not None:
+            progress(done, units)
+    return TrafficResult(units=units, exposures=written_exposures, events=written_events, skipped=False)
+
+
+def demo_experiments_backdate() -> dict[str, dt.datetime]:
+    """Set each demo experiment's ``started_at`` to its first exposure; the dates set.
+
+    The simulated traffic starts days ago, so the experiments "started" then. This is a plain
+    ``QuerySet.update``: it writes no history entry and bumps no version (nothing a person changed),
+    and ``started_at`` is not part of the flag configuration, so no cache needs to know.
+    """
+    backdated = {}
+    for key, counts in demo_exposure_counts().items():
+        Experiment.objects.filter(key=key, started_at__isnull=False).update(started_at=counts["first"])
+        backdated[key] = counts["first"]
+    return backdated
+
+
+def demo_results_refresh(*, progress: Callable[[str, float], None] | None = None) -> dict[str, dict]:
+    """Compute the demo experiments' results now; each experiment's results document."""
+    documents = {}
+    for experiment in Experiment.objects.filter(key__in=EXPERIMENT_KEYS).order_by("pk"):
+        snapshot = experiment_results_refresh(experiment_id=experiment.pk, refreshed_by="demo")
+        documents[experiment.key] = snapshot.payload
+        if progress is not None:
+            progress(experiment.key, snapshot.duration_ms or 0)
+    return documents

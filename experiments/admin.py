@@ -2,17 +2,25 @@
 
 Lifecycle buttons and bulk actions call the same services as the API, so a refusal reads the same
 everywhere; fields that define who sees what are read-only once the experiment has started.
+
+The results page and the pre-flight check before a start need analytics, which this app must not
+import: they live in ``analytics.admin`` and are linked here by URL name. The list reads each
+experiment's latest results document through the reverse one-to-one ``experiment.result`` (the
+``analytics.ExperimentResult`` row, when there is one) without importing its model.
 """
+
+import math
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
@@ -25,6 +33,10 @@ from experiments.services import (
     traffic_allocation_validate,
     variants_validate,
 )
+
+RESULTS_URL = "admin:analytics_experiment_results"
+PREFLIGHT_URL = "admin:analytics_experiment_preflight"
+GOOD, BAD, NEUTRAL = "#198754", "#dc3545", "#6c757d"
 
 STATUS_COLOURS = {
     ExperimentStatus.DRAFT: "#6c757d",
@@ -144,10 +156,20 @@ def _bulk_action(action_name: str, description: str):
 class ExperimentAdmin(SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline]
-    list_display = ["name", "key", "status_badge", "owner", "days_running", "traffic_share", "started_at"]
+    list_display = [
+        "name",
+        "key",
+        "status_badge",
+        "days_running",
+        "units_so_far",
+        "primary_lift",
+        "traffic_share",
+        "owner",
+        "results_link",
+    ]
     list_filter = ["status", "owner", "tags", "engine", "layer"]
     search_fields = ["key", "name", "description", "hypothesis"]
-    list_select_related = ["owner"]
+    list_select_related = ["owner", "result"]
     date_hierarchy = "created_at"
     actions = [
         _bulk_action("start", "Start selected experiments"),
@@ -232,6 +254,60 @@ class ExperimentAdmin(SimpleHistoryAdmin):
     def traffic_share(self, obj: Experiment) -> str:
         return f"{obj.traffic_allocation:.0%}"
 
+    @admin.display(description="users so far")
+    def units_so_far(self, obj: Experiment) -> str:
+        payload = _results_payload(obj)
+        if payload is None:
+            return "–"
+        total = (payload.get("units") or {}).get("total")
+        if total is None:
+            total = sum(((payload.get("srm") or {}).get("units") or {}).values())
+        srm = payload.get("srm") or {}
+        if srm.get("ok") is False:
+            return format_html(
+                '{} <span style="color:{};font-weight:600" title="{}">⚠ SRM</span>',
+                f"{total:,}",
+                BAD,
+                "Users per variant do not match the weights: the results cannot be trusted.",
+            )
+        return f"{total:,}"
+
+    @admin.display(description="primary metric")
+    def primary_lift(self, obj: Experiment) -> str:
+        """The first primary metric's relative lift of the first treatment, coloured when significant."""
+        payload = _results_payload(obj)
+        block = _primary_block(payload)
+        if block is None or not block.get("comparisons"):
+            return "–"
+        comparison = block["comparisons"][0]
+        relative = comparison.get("relative") or {}
+        estimate = relative.get("estimate")
+        if estimate is None:
+            return "–"
+        direction = comparison.get("direction")
+        colour = GOOD if direction == "improved" else BAD if direction == "regressed" else NEUTRAL
+        ci = relative.get("ci")
+        title = f"{block.get('name') or block.get('metric')}: {comparison.get('variant')} vs {comparison.get('baseline')}"
+        if ci:
+            title += f", interval {_signed_percent(ci[0])} to {_signed_percent(ci[1])}"
+        title += ", significant" if comparison.get("significant") else ", not significant"
+        return format_html(
+            '<span style="color:{};font-weight:{}" title="{}">{}</span> <span style="color:{}">{}</span>',
+            colour,
+            600 if comparison.get("significant") else 400,
+            title,
+            _signed_percent(estimate),
+            NEUTRAL,
+            block.get("name") or block.get("metric"),
+        )
+
+    @admin.display(description="")
+    def results_link(self, obj: Experiment) -> str:
+        if obj.status == ExperimentStatus.DRAFT:
+            return ""
+        url = _url_or_none(RESULTS_URL, obj.pk)
+        return format_html('<a href="{}">results</a>', url) if url else ""
+
     def save_model(self, request, obj, form, change):
         if not change and obj.owner_id is None:
             obj.owner = request.user
@@ -291,9 +367,48 @@ class ExperimentAdmin(SimpleHistoryAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context["lifecycle_buttons"] = [
-                (name, reverse("admin:experiments_experiment_lifecycle", args=[obj.pk, name]))
-                for name, (allowed_from, _) in TRANSITIONS.items()
-                if obj.status in allowed_from
-            ]
+            buttons = []
+            for name, (allowed_from, _) in TRANSITIONS.items():
+                if obj.status not in allowed_from:
+                    continue
+                url = reverse("admin:experiments_experiment_lifecycle", args=[obj.pk, name])
+                if name == "start":  # the pre-flight check first; it has the "Start now" button
+                    url = _url_or_none(PREFLIGHT_URL, obj.pk) or url
+                buttons.append((name, url))
+            context["lifecycle_buttons"] = buttons
+            if obj.status != ExperimentStatus.DRAFT:
+                context["results_url"] = _url_or_none(RESULTS_URL, obj.pk)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _url_or_none(name: str, pk: int) -> str | None:
+    """The URL of an analytics admin page (by name: this app does not import analytics), if installed."""
+    try:
+        return reverse(name, args=[pk])
+    except NoReverseMatch:
+        return None
+
+
+def _results_payload(experiment: Experiment) -> dict[str, Any] | None:
+    """The experiment's latest results document, or None when it has never been computed."""
+    try:
+        result = experiment.result  # analytics.ExperimentResult, through the reverse one-to-one
+    except (ObjectDoesNotExist, AttributeError):
+        return None
+    return result.payload or None
+
+
+def _primary_block(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    for block in (payload or {}).get("metrics") or []:
+        if block.get("role") == "primary":
+            return block
+    return None
+
+
+def _signed_percent(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    text = f"{abs(value) * 100:.1f}%"
+    if text == "0.0%":
+        return text
+    return ("+" if value > 0 else "\u2212") + text

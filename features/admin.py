@@ -1,12 +1,25 @@
-"""The feature-flag admin: flags with per-environment switches and rules as rows, and SDK keys."""
+"""The feature-flag admin: flags with per-environment switches and rules as rows, and SDK keys.
+
+The flag's page has a "try it" box: it evaluates the saved flag for a unit id and attributes in one
+environment, through the same compiled configuration and evaluator the SDK endpoints use
+(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
+"""
+
+import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.db import models
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
+from features.config import config_get
+from features.evaluation import Reason, evaluate_feature
 from features.models import (
     Environment,
     Feature,
@@ -64,7 +77,19 @@ class FeatureRuleFormSet(BaseInlineFormSet):
                 form.add_error(None, _first_message(exc))
 
 
-class FeatureEnvironmentInline(admin.TabularInline):
+class _PlainForeignKeys:
+    """Inline rows without the pencil / plus / eye links next to each select: they crowd the rows."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        widget = getattr(field, "widget", None)
+        if isinstance(widget, RelatedFieldWidgetWrapper):
+            widget.can_add_related = widget.can_change_related = False
+            widget.can_delete_related = widget.can_view_related = False
+        return field
+
+
+class FeatureEnvironmentInline(_PlainForeignKeys, admin.TabularInline):
     model = FeatureEnvironment
     extra = 0
     fields = ["environment", "enabled"]
@@ -72,11 +97,67 @@ class FeatureEnvironmentInline(admin.TabularInline):
     verbose_name_plural = "On or off per environment"
 
 
-class FeatureRuleInline(admin.TabularInline):
+def _json_area(placeholder: str, cols: int = 20) -> forms.Textarea:
+    return forms.Textarea(attrs={"rows": 2, "cols": cols, "placeholder": placeholder, "spellcheck": "false"})
+
+
+class OptionalJSONField(forms.JSONField):
+    """A JSON box that shows nothing (not ``null``) when there is no value, and reads an empty box as none."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+# Short names in the rule rows; the column's help text says what each does.
+RULE_TYPE_CHOICES = [("force", "Force"), ("rollout", "Rollout"), ("experiment", "Experiment")]
+
+
+class FeatureRuleForm(forms.ModelForm):
+    """A rule row with short type names and examples in the empty boxes, so each field says what it expects."""
+
+    type = forms.ChoiceField(
+        choices=RULE_TYPE_CHOICES,
+        help_text="Force: serve the value to everyone matching. Rollout: to a share of them. "
+        "Experiment: each variant gets its value.",
+    )
+
+    class Meta:
+        model = FeatureRule
+        fields = [
+            "environment",
+            "position",
+            "type",
+            "condition",
+            "value",
+            "coverage",
+            "experiment",
+            "variant_values",
+        ]
+        field_classes = {"value": OptionalJSONField, "variant_values": OptionalJSONField}
+        widgets = {
+            "condition": _json_area('{"plan": "pro"}  (empty: everyone)'),
+            "value": _json_area("true", cols=12),
+            "variant_values": _json_area('{"control": false, "treatment": true}'),
+            "coverage": forms.NumberInput(
+                attrs={"step": "0.01", "min": "0", "max": "1", "placeholder": "0.2", "style": "width:4.5em"}
+            ),
+            "position": forms.NumberInput(attrs={"style": "width:3em"}),
+        }
+        help_texts = {
+            "environment": "Where this rule applies.",
+            "position": "Order within the environment: lower first.",
+            "value": 'Force and rollout rules: the value served (JSON: true, 50, "blue").',
+            "coverage": "Rollout rules: the share of matching users, 0 to 1.",
+            "experiment": "Experiment rules: a running experiment decides.",
+        }
+
+
+class FeatureRuleInline(_PlainForeignKeys, admin.TabularInline):
     model = FeatureRule
-    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 28})}}
+    form = FeatureRuleForm
     formset = FeatureRuleFormSet
     extra = 0
+    # Where and in which order, then who it applies to, then what they get, then the rule in words.
     fields = [
         "environment",
         "position",
@@ -86,10 +167,33 @@ class FeatureRuleInline(admin.TabularInline):
         "coverage",
         "experiment",
         "variant_values",
+        "in_words",
     ]
+    readonly_fields = ["in_words"]
     autocomplete_fields = ["experiment"]
+    classes = ["feature-rules"]
     verbose_name = "rule"
-    verbose_name_plural = "Rules (tried in order per environment; the first that applies wins)"
+    verbose_name_plural = (
+        "Rules, per environment, tried in order: the first that applies wins; nobody matched gets the default"
+    )
+
+    @admin.display(description="reads as")
+    def in_words(self, rule: FeatureRule) -> str:
+        """The saved rule in a sentence, e.g. "Serve true to 30% of everyone"."""
+        if rule.pk is None:
+            return "–"
+        who = "everyone" if not rule.condition else f"users where {_compact(rule.condition)}"
+        if rule.type == "force":
+            return f"Serve {_compact(rule.value)} to {who}"
+        if rule.type == "rollout":
+            return f"Serve {_compact(rule.value)} to {(rule.coverage or 0):.0%} of {who}"
+        values = ", ".join(f"{k} → {_compact(v)}" for k, v in (rule.variant_values or {}).items())
+        experiment = rule.experiment.key if rule.experiment_id else "?"
+        return f"Experiment “{experiment}” decides for {who}: {values}"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": "), ensure_ascii=False)
 
 
 class PrerequisiteFormSet(BaseInlineFormSet):
@@ -119,6 +223,62 @@ class FeaturePrerequisiteInline(admin.TabularInline):
     verbose_name_plural = "Prerequisites (served only when these flags have these values)"
 
 
+# Why a flag answered what it did, in a product manager's words (reasons: features.evaluation.Reason).
+REASON_WORDS = {
+    Reason.STATIC: "The environment has no rules: everyone gets the default value.",
+    Reason.TARGETING_MATCH: "A force rule matched these attributes.",
+    Reason.DEFAULT: "Rules exist but none applied to this unit: the default value.",
+    Reason.DISABLED: "The flag is off in this environment: the default value.",
+    Reason.PREREQUISITE_FAILED: "A prerequisite flag did not have the required value: the default value.",
+}
+
+
+class TryItForm(forms.Form):
+    """The "try it" box: which environment, which unit, which attributes."""
+
+    environment = forms.ModelChoiceField(queryset=Environment.objects.all(), to_field_name="key")
+    unit_id = forms.CharField(max_length=200, initial="user-42", label="Unit id")
+    attributes = forms.CharField(required=False, initial="{}", label="Attributes (JSON)")
+
+    def clean_attributes(self) -> dict[str, Any]:
+        text = (self.cleaned_data.get("attributes") or "").strip() or "{}"
+        try:
+            attributes = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+            ) from None
+        if not isinstance(attributes, dict):
+            raise ValidationError('Attributes must be a JSON object, e.g. {"plan": "pro", "country": "DE"}.')
+        return attributes
+
+
+def feature_try(
+    *, feature: Feature, environment: Environment, unit_id: str, attributes: dict
+) -> dict[str, Any]:
+    """Evaluate the saved ``feature`` for a unit as the SDK endpoints would; the answer and why."""
+    evaluation = evaluate_feature(config_get(environment.pk), feature.key, unit_id, attributes)
+    if evaluation is None:  # saved after the configuration was read; it reloads within a second
+        return {"error": "This flag is not in the environment's configuration yet; try again in a moment."}
+    if evaluation.reason == Reason.SPLIT and evaluation.experiment:
+        explanation = f"An experiment rule: “{evaluation.experiment}” assigned this unit variant “{evaluation.variant}”."
+    elif evaluation.reason == Reason.SPLIT:
+        explanation = "A rollout rule: this unit is in the share that gets the value."
+    else:
+        explanation = REASON_WORDS.get(evaluation.reason, "")
+    if evaluation.variant.startswith("rule-"):
+        explanation += f" Rule {evaluation.variant.removeprefix('rule-')} of {environment.name}."
+    return {
+        "environment": environment.key,
+        "unit_id": unit_id,
+        "value": evaluation.value,
+        "value_json": json.dumps(evaluation.value, ensure_ascii=False),
+        "variant": evaluation.variant,
+        "reason": evaluation.reason,
+        "explanation": explanation.strip(),
+    }
+
+
 @admin.register(Feature)
 class FeatureAdmin(SimpleHistoryAdmin):
     form = FeatureForm
@@ -145,6 +305,49 @@ class FeatureAdmin(SimpleHistoryAdmin):
         if not change and obj.owner_id is None:
             obj.owner = request.user
         super().save_model(request, obj, form, change)
+
+    # --- the "try it" box ------------------------------------------------------------------------------
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/try/",
+                self.admin_site.admin_view(self.try_view),
+                name="features_feature_try",
+            ),
+            *super().get_urls(),
+        ]
+
+    def try_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """JSON for the "try it" box: ``{"value", "value_json", "variant", "reason", "explanation"}``,
+        or ``{"errors": {field: [messages]}}`` with status 400."""
+        feature = get_object_or_404(Feature, pk=object_id)
+        if not self.has_view_permission(request, feature):
+            raise PermissionDenied
+        form = TryItForm(request.GET)
+        if not form.is_valid():
+            return JsonResponse(
+                {"errors": {k: [str(m) for m in v] for k, v in form.errors.items()}}, status=400
+            )
+        return JsonResponse(
+            feature_try(
+                feature=feature,
+                environment=form.cleaned_data["environment"],
+                unit_id=form.cleaned_data["unit_id"],
+                attributes=form.cleaned_data["attributes"],
+            )
+        )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            enabled = [fe.environment.key for fe in obj.environment_settings.all() if fe.enabled]
+            initial = {
+                "environment": enabled[0] if enabled else None,
+                "unit_id": "user-42",
+                "attributes": "{}",
+            }
+            context["try_form"] = TryItForm(initial=initial, auto_id="try_%s")
+            context["try_url"] = reverse("admin:features_feature_try", args=[obj.pk])
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -9,7 +9,7 @@ from analytics import clickhouse as ch
 from analytics import ingestion
 from analytics.ingestion import spool_depth
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def _rows(writer: int, count: int) -> list[dict]:

@@ -1,0 +1,335 @@
+"""The pre-flight check shown before an experiment starts: metrics, split and how long it will take.
+
+The power estimate needs a baseline for the primary metric: its mean (a rate for conversions), its
+variance, and how many users a day could enter. ``metric_baseline`` reads them from the last
+``BASELINE_DAYS`` days of events in ClickHouse, deliberately simply:
+
+* the users are those who sent any event or were exposed to any experiment in those days ("users
+  seen");
+* each one's value is the metric's measure over the whole period (its conversion window is ignored),
+  capped like the metric: any event for a conversion, their number for a count, the sum of their
+  values for a sum;
+* users a day = users seen / days, as if each user arrived once; the experiment then takes its
+  traffic allocation of them (targeting is not applied, so a targeted experiment gets fewer).
+
+Ratio metrics, or no recent data, fall back to the form: the product manager types a baseline and a
+number of users a day. The estimate itself is ``analytics.services.power_plan`` (GrowthBook's power
+formulas, ``analytics.stats.power``) at 80% power.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+
+from analytics import clickhouse
+from analytics.admin.summary import confidence_level, mean_text, metric_label, percent
+from analytics.services import power_plan
+from experiments.models import Experiment, MetricRole
+from metrics.models import Metric, MetricType
+
+BASELINE_DAYS = 14
+TARGET_POWER = 0.8
+BASELINE_CACHE_SECONDS = 10 * 60  # the page may be reloaded while typing; the data barely moves
+
+BASELINE_SQL = """
+SELECT
+    count() AS units,
+    avg(c > 0) AS rate,
+    avg(cv) AS count_mean,
+    varSamp(cv) AS count_variance,
+    avg(sv) AS sum_mean,
+    varSamp(sv) AS sum_variance
+FROM (
+    SELECT
+        unit_id,
+        countIf(is_metric_event) AS c,
+        if({capped:UInt8} = 1, least(toFloat64(c), {cap:Float64}), toFloat64(c)) AS cv,
+        if({capped:UInt8} = 1, least(sumIf(value, is_metric_event), {cap:Float64}),
+           sumIf(value, is_metric_event)) AS sv
+    FROM (
+        SELECT unit_id, name = {event:String} AS is_metric_event, value
+        FROM events_dedup
+        WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
+        UNION ALL
+        SELECT unit_id, false AS is_metric_event, 0.0 AS value
+        FROM exposures_dedup
+        WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
+    )
+    GROUP BY unit_id
+)
+"""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the power estimate starts from; ``variance`` is None for a conversion rate (p(1 − p))."""
+
+    mean: float
+    variance: float | None
+    daily_units: float
+    units: int | None  # users seen (None when typed in)
+    days: int | None
+    source: str  # "data" or "form"
+
+
+def metric_baseline(*, metric: Metric, until: dt.datetime, days: int = BASELINE_DAYS) -> Baseline | None:
+    """The metric's baseline over the ``days`` days before ``until`` (see the module docstring).
+
+    None for ratio metrics and when nobody sent an event in that period. Raises ``ClickHouseError``.
+    """
+    if metric.type == MetricType.RATIO:
+        return None
+    key = (
+        f"analytics:preflight:baseline:{metric.pk}:{metric.event}:{metric.cap_value}:{until:%Y%m%d%H}:{days}"
+    )
+    row = cache.get(key)
+    if row is None:
+        rows = clickhouse.query(
+            BASELINE_SQL,
+            {
+                "event": metric.event,
+                "capped": int(metric.cap_value is not None),
+                "cap": float(metric.cap_value or 0.0),
+                "since": until - dt.timedelta(days=days),
+                "until": until,
+            },
+        )
+        row = rows[0] if rows else {"units": 0}
+        cache.set(key, row, BASELINE_CACHE_SECONDS)
+    units = int(row.get("units") or 0)
+    if not units:
+        return None
+    if metric.type == MetricType.BINOMIAL:
+        mean, variance = float(row["rate"]), None
+    elif metric.type == MetricType.COUNT:
+        mean, variance = float(row["count_mean"]), _finite(row["count_variance"])
+    else:
+        mean, variance = float(row["sum_mean"]), _finite(row["sum_variance"])
+    return Baseline(
+        mean=mean, variance=variance, daily_units=units / days, units=units, days=days, source="data"
+    )
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def primary_metric(experiment: Experiment) -> Metric | None:
+    """The experiment's first primary metric, or None."""
+    link = (
+        experiment.metric_links.select_related("metric")
+        .filter(role=MetricRole.PRIMARY)
+        .order_by("id")
+        .first()
+    )
+    return link.metric if link else None
+
+
+class BaselineForm(forms.Form):
+    """The baseline typed in by hand, when there is no recent data or the PM knows better."""
+
+    baseline_mean = forms.FloatField(
+        label="Baseline",
+        help_text="Today's value without the change: a rate from 0 to 1 for conversions (0.1 = 10%), "
+        "otherwise the average per user.",
+    )
+    baseline_stddev = forms.FloatField(
+        label="Standard deviation per user",
+        required=False,
+        min_value=0,
+        help_text="Not needed for conversion rates. Unsure? The average is a fair guess for counts.",
+    )
+    daily_units = forms.FloatField(
+        label="Users a day",
+        min_value=1,
+        help_text="How many new users a day could enter, before traffic allocation.",
+    )
+
+    def __init__(self, *args: Any, metric: Metric | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.metric = metric
+        if metric is not None and metric.type == MetricType.BINOMIAL:
+            del self.fields["baseline_stddev"]
+            self.fields["baseline_mean"].label = "Baseline rate"
+
+    def clean_baseline_mean(self) -> float:
+        value = self.cleaned_data["baseline_mean"]
+        if self.metric is not None and self.metric.type == MetricType.BINOMIAL and not 0 < value < 1:
+            raise ValidationError("A conversion rate is between 0 and 1, e.g. 0.1 for 10%.")
+        if value == 0:
+            raise ValidationError("The baseline must not be 0: a relative lift of 0 is still 0.")
+        return value
+
+    def baseline(self) -> Baseline:
+        data = self.cleaned_data
+        stddev = data.get("baseline_stddev")
+        if self.metric is not None and self.metric.type != MetricType.BINOMIAL and not stddev:
+            stddev = abs(data["baseline_mean"])  # the Poisson-like guess offered in the help text
+        return Baseline(
+            mean=data["baseline_mean"],
+            variance=stddev**2 if stddev else None,
+            daily_units=data["daily_units"],
+            units=None,
+            days=None,
+            source="form",
+        )
+
+
+@dataclass(frozen=True)
+class PowerEstimate:
+    """Days to detect the experiment's minimum detectable effect, and a few other lifts for context."""
+
+    relative_lift: float
+    days: float
+    daily_units: float  # entering the experiment (after traffic allocation)
+    alternatives: list[tuple[float, float]]  # (lift, days)
+
+
+def power_estimate(*, experiment: Experiment, metric: Metric, baseline: Baseline) -> PowerEstimate:
+    """Days until the experiment's ``minimum_detectable_effect`` on ``metric`` is detected with 80%
+    power. Raises ``ValidationError`` for a baseline the power formulas refuse."""
+    daily_units = baseline.daily_units * experiment.traffic_allocation
+    if not daily_units > 0:
+        raise ValidationError("No users would enter: raise the traffic allocation above 0.")
+    weights = [variant.weight for variant in experiment.variants.all()]
+    variance = None if metric.type == MetricType.BINOMIAL else baseline.variance
+    if metric.type != MetricType.BINOMIAL and not variance:
+        raise ValidationError("The metric does not vary between users in the data: type a baseline instead.")
+
+    def days_for(lift: float) -> float:
+        plan = power_plan(
+            baseline_mean=baseline.mean,
+            baseline_variance=variance,
+            daily_units=daily_units,
+            weights=weights,
+            alpha=experiment.alpha,
+            power=TARGET_POWER,
+            sequential=experiment.sequential,
+            sequential_tuning=float(experiment.sequential_tuning),
+            relative_lift=lift,
+        )
+        return float(plan["days"])
+
+    mde = experiment.minimum_detectable_effect
+    alternatives = [
+        (lift, days_for(lift)) for lift in sorted({mde / 2, mde * 2, 0.01, 0.02, 0.05, 0.1}) if lift != mde
+    ]
+    return PowerEstimate(
+        relative_lift=mde, days=days_for(mde), daily_units=daily_units, alternatives=alternatives
+    )
+
+
+# --- what the page says ---------------------------------------------------------------------------------
+def variant_split(experiment: Experiment) -> list[dict[str, Any]]:
+    """Each variant's share of the users, from the weights."""
+    variants = list(experiment.variants.all())
+    total = sum(v.weight for v in variants) or 1.0
+    return [
+        {
+            "name": v.name or v.key,
+            "key": v.key,
+            "share": v.weight / total,
+            "percent": percent(v.weight / total),
+        }
+        for v in variants
+    ]
+
+
+def preflight_checks(experiment: Experiment) -> list[dict[str, str]]:
+    """What to look at before starting, each ``{"level": ok|warning|error, "text"}``."""
+    checks: list[dict[str, str]] = []
+    links = list(experiment.metric_links.select_related("metric").order_by("id"))
+    by_role: dict[str, list[str]] = {}
+    for link in links:
+        by_role.setdefault(link.role, []).append(link.metric.name)
+    if not links:
+        checks.append({"level": "error", "text": "No metrics attached: the results would be empty. Add a primary "
+                       "metric (what success means) in the experiment's Metrics section."})  # fmt: skip
+    elif MetricRole.PRIMARY not in by_role:
+        checks.append({"level": "warning", "text": "No primary metric: decide what success means before you start, "
+                       "or every metric will be read as if it decided."})  # fmt: skip
+    for role, label in ((MetricRole.PRIMARY, "Primary"), (MetricRole.SECONDARY, "Secondary"),
+                        (MetricRole.GUARDRAIL, "Guardrails")):  # fmt: skip
+        if by_role.get(role):
+            checks.append({"level": "ok", "text": f"{label}: {', '.join(by_role[role])}."})
+    if MetricRole.GUARDRAIL not in by_role and links:
+        checks.append({"level": "warning", "text": "No guardrail: consider one that must not get worse "
+                       "(errors, latency, unsubscribes)."})  # fmt: skip
+    split = variant_split(experiment)
+    if len(split) < 2:
+        checks.append({"level": "error", "text": "An experiment needs at least two variants."})
+    else:
+        text = " · ".join(f"{v['name']} {v['percent']}" for v in split)
+        checks.append({"level": "ok", "text": f"Split: {text} (the first is the control)."})
+    allocation = experiment.traffic_allocation
+    if allocation <= 0:
+        checks.append({"level": "error", "text": "Traffic allocation is 0: nobody would take part."})
+    else:
+        if experiment.targeting:
+            text = f"{percent(allocation, decimals=0)} of the users matching the targeting take part"
+        elif allocation >= 1:
+            text = "Everyone takes part (traffic allocation 100%)"
+        else:
+            text = f"{percent(allocation, decimals=0)} of all users take part"
+        if experiment.layer:
+            text += f", in layer “{experiment.layer}”"
+        checks.append({"level": "ok" if allocation >= 0.1 else "warning", "text": text + "."})
+    if experiment.scheduled_stop_at:
+        checks.append(
+            {
+                "level": "ok",
+                "text": f"Stops automatically on {experiment.scheduled_stop_at:%Y-%m-%d %H:%M} UTC.",
+            }
+        )
+    if not experiment.hypothesis:
+        checks.append({"level": "warning", "text": "No hypothesis written down: say what you expect and why, so "
+                       "nobody reads the results into it afterwards."})  # fmt: skip
+    return checks
+
+
+def baseline_text(metric: Metric, baseline: Baseline) -> str:
+    """Where the baseline came from, in a sentence."""
+    if metric.type == "binomial":
+        value = f"{percent(baseline.mean)} {metric_label(metric.name)}"
+    else:
+        value = f"{mean_text(baseline.mean, metric.type)} {metric_label(metric.name)} on average"
+    if baseline.source == "data":
+        return (
+            f"Baseline from the last {baseline.days} days of events: {value}, over {baseline.units:,} users seen "
+            f"(about {baseline.daily_units:,.0f} a day)."
+        )
+    return f"Baseline you typed: {value}, {baseline.daily_units:,.0f} users a day."
+
+
+def days_text(days: float) -> str:
+    """``12.3`` → ``"13 days"`` (a planned duration rounds up)."""
+    if days < 1:
+        return "less than a day"
+    return f"{math.ceil(days):,} day{'s' if math.ceil(days) != 1 else ''}"
+
+
+def power_text(experiment: Experiment, metric: Metric, estimate: PowerEstimate) -> str:
+    """The pre-flight's answer, as HTML (values escaped)."""
+    how = "sequential testing" if experiment.sequential else "a fixed-horizon test"
+    return format_html(
+        "About <strong>{}</strong> to detect a {} lift in {} with 80% power ({} confidence, {}), "
+        "counting about {} new users a day in the experiment ({} traffic allocation).",
+        days_text(estimate.days),
+        percent(estimate.relative_lift),
+        metric_label(metric.name),
+        confidence_level(experiment.alpha),
+        how,
+        f"{estimate.daily_units:,.0f}",
+        percent(experiment.traffic_allocation, decimals=0),
+    )

@@ -1,0 +1,93 @@
+"""``manage.py demo``: the workspace, the simulated traffic with its stories, and idempotence."""
+
+import datetime as dt
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from analytics.demo import EXPERIMENT_KEYS
+from analytics.models import ExperimentResult
+from experiments.models import Experiment, ExperimentStatus
+from features.models import Feature
+from metrics.models import Metric
+
+pytestmark = pytest.mark.django_db
+
+UNITS = 20_000  # enough for the stories at test speed; the real demo writes 100,000
+
+
+def _demo(*args: str) -> str:
+    out = io.StringIO()
+    call_command("demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def _primary(payload: dict) -> dict:
+    block = next(b for b in payload["metrics"] if b["role"] == "primary")
+    return block["comparisons"][0]
+
+
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhouse):
+    # When
+    first = _demo("--units", str(UNITS))
+    exposures_after_first = clickhouse.count("exposures")
+    events_after_first = clickhouse.count("events")
+    second = _demo("--units", str(UNITS))
+
+    # Then: the workspace, once
+    assert Metric.objects.count() >= 5
+    assert Feature.objects.count() >= 4
+    experiments = {e.key: e for e in Experiment.objects.filter(key__in=EXPERIMENT_KEYS)}
+    assert set(experiments) == set(EXPERIMENT_KEYS)
+    assert all(e.status == ExperimentStatus.RUNNING for e in experiments.values())
+    assert "Log in at http://127.0.0.1:8000/admin/ as admin / admin" in first
+    assert f"{UNITS:,}/{UNITS:,} users" in first
+    # ... the traffic, once
+    assert "already stored; not written again" in second
+    assert "nothing to create" in second
+    assert clickhouse.count("exposures") == exposures_after_first
+    assert clickhouse.count("events") == events_after_first
+    assert exposures_after_first >= 2.8 * UNITS
+    # ... started when their traffic did, about 14 days ago, so the time series has points
+    for experiment in experiments.values():
+        assert timezone.now() - experiment.started_at > dt.timedelta(days=13, hours=23)
+
+    results = {r.experiment.key: r.payload for r in ExperimentResult.objects.select_related("experiment")}
+    assert set(results) == set(EXPERIMENT_KEYS)
+    # checkout_button: a real lift in purchase rate, measured near its +12%
+    checkout = _primary(results["checkout_button"])
+    assert 0.0 < checkout["relative"]["estimate"] < 0.3
+    assert results["checkout_button"]["srm"]["ok"] is True
+    assert results["checkout_button"]["multiple_exposures"] > 0
+    guardrail = next(b for b in results["checkout_button"]["metrics"] if b["metric"] == "errors")
+    assert guardrail["comparisons"][0]["guardrail_violated"] is False
+    assert len(results["checkout_button"]["timeseries"][0]["points"]) >= 14
+    # homepage_aa: nothing
+    assert _primary(results["homepage_aa"])["significant"] is False
+    assert results["homepage_aa"]["srm"]["ok"] is True
+    # pricing_banner: 45/55 users, sample ratio mismatch flagged
+    srm = results["pricing_banner"]["srm"]
+    assert srm["ok"] is False and srm["p_value"] < 0.001
+    share = srm["units"]["treatment"] / sum(srm["units"].values())
+    assert share == pytest.approx(0.45, abs=0.015)
+    assert results["pricing_banner"]["warnings"][0]["code"] == "sample_ratio_mismatch"
+
+
+def test_demo_command__no_traffic__configuration_only():
+    out = _demo("--no-traffic")
+    assert "created experiment checkout_button" in out
+    assert not ExperimentResult.objects.exists()
+
+
+def test_demo_command__clickhouse_owned_by_the_server__one_clear_line(monkeypatch):
+    from analytics.clickhouse import ClickHouseUnavailable, migrations
+
+    def locked():
+        raise ClickHouseUnavailable("The embedded ClickHouse data in var/chdb is in use by another process.")
+
+    monkeypatch.setattr(migrations, "migrate", locked)
+    with pytest.raises(CommandError, match="in use by another process"):
+        _demo("--units", "1000")
