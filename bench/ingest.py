@@ -18,7 +18,7 @@ from bench.server import BenchPlatform
 
 BATCH = 500
 SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "10"))
-CLIENT_THREADS = 4
+CLIENT_THREADS = int(os.environ.get("BENCH_INGEST_CLIENTS", "8"))
 
 
 def _batches(count: int) -> list[list[dict]]:
@@ -121,7 +121,7 @@ def _direct_inserts(platform: BenchPlatform, batches: list[list[dict]]) -> tuple
 def run() -> list[Result]:
     batches = _batches(int(SECONDS * 120) + 20)
     bodies = [json.dumps({"events": batch}).encode() for batch in batches]
-    with BenchPlatform(threads=int(os.environ.get("BENCH_INGEST_THREADS", "4"))) as platform:
+    with BenchPlatform(threads=int(os.environ.get("BENCH_INGEST_THREADS", "8"))) as platform:
         key = platform.manage("create_sdk_key", "production").strip().splitlines()[-1]
         platform.serve()
         acknowledged, api_seconds, errors = _api_load(platform, key, bodies)
@@ -140,7 +140,7 @@ def run() -> list[Result]:
     return [
         Result(
             entry="ingest",
-            measured=f"HTTP API, batches of {BATCH}, gunicorn 1 worker",
+            measured=f"HTTP API, batches of {BATCH}, gunicorn 1 worker, {CLIENT_THREADS} clients",
             value=api_rate,
             baseline=f"direct inserts, batches of {BATCH}",
             baseline_value=direct_rate,
