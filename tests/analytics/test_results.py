@@ -448,7 +448,13 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_and_exit_1(tmp_path):
     # Given a platform with a running experiment (its own var/), and another process owning its chDB data
-    env = {"PLATFORM_VAR_DIR": str(tmp_path), "CLICKHOUSE_DATA_DIR": str(tmp_path / "chdb")}
+    env = {
+        "PLATFORM_VAR_DIR": str(tmp_path),
+        "CLICKHOUSE_DATA_DIR": str(tmp_path / "chdb"),
+        # Its own database: never the DATABASE_URL the suite runs against (CI reuses that database).
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "",
+    }
     assert _manage("migrate", "-v", "0", **env).returncode == 0
     create = (
         "from experiments.models import Experiment, Variant; "
