@@ -7,6 +7,7 @@ import orjson
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,7 +34,10 @@ logger = logging.getLogger(__name__)
 class BatchIngestView(APIView):
     """Shared by events and exposures: size limits, JSON, per-item validation, durable write."""
 
-    authentication_classes = [SdkKeyAuthentication]
+    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
+    # SDK key first (401 with `WWW-Authenticate: Bearer` without credentials); Token only to tell a
+    # user token apart, which authenticates and is refused with 403, as on every SDK endpoint.
+    authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
     permission_classes = [IsSdkClient]
     field: str = ""
 
@@ -82,10 +86,19 @@ class BatchIngestView(APIView):
 INGEST_RESPONSES = {
     202: OpenApiResponse(IngestResultSerializer, description="Accepted items are durably stored."),
     400: OpenApiResponse(
-        IngestResultSerializer, description="Malformed JSON, no list, or every item rejected (with reasons)."
+        # Every item rejected: the usual answer, with each item's reasons. A body that is not JSON or
+        # has no list: `{"detail": ...}` or `{"events": [...]}`, the management API's error shape.
+        {"anyOf": [{"$ref": "#/components/schemas/IngestResult"}, {"$ref": "#/components/schemas/Error"}]},
+        description="Every item rejected (`accepted` 0, with each item's reasons); or malformed JSON "
+        "(`detail`) or no list (`events` / `exposures`: the reason).",
     ),
     401: OpenApiResponse(description="No or unknown SDK key."),
+    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
     413: OpenApiResponse(description=f"More than {MAX_ITEMS} items or 1 MiB."),
+    429: OpenApiResponse(
+        description="The SDK key sent more than `SDK_RATE_LIMIT_PER_MINUTE` requests this minute; "
+        "header `Retry-After`: seconds to wait."
+    ),
 }
 
 
@@ -174,8 +187,12 @@ class ExposureIngestView(BatchIngestView):
         items = self._read_items(request)
         if isinstance(items, Response):
             return items
-        keys = {item.get("experiment") for item in items if isinstance(item, dict)}
-        keys = {key for key in keys if isinstance(key, str)}
+        # Only string keys: an item's "experiment" may be any JSON (a list or an object is unhashable).
+        keys = {
+            item["experiment"]
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("experiment"), str)
+        }
         variants: dict[str, set[str]] = defaultdict(set)
         for experiment, variant in Variant.objects.filter(experiment__key__in=keys).values_list(
             "experiment__key", "key"
