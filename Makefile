@@ -40,6 +40,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Every benchmark in one table; BENCH="--quick" for a short smoke run, BENCH="ingest evaluate" for some.
 bench: install
 	$(BIN)/python -m bench $(BENCH)
 

@@ -22,6 +22,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
     SECRET_KEY = DEV_SECRET_KEY
+elif not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY is the public development key; set a secret one.")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_DEBUG is off.")
@@ -50,6 +52,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # SDK endpoints: CORS, body limits and per-key rate limits, before anything reads a session.
+    "config.middleware.SdkEdgeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,6 +87,11 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE",
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # A database that does not answer fails a request (and /api/health) in seconds, not minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis (cache and Celery broker) --------------------------------------------------------------
@@ -161,6 +170,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1|/ofrep/v1",
     "ENUM_NAME_OVERRIDES": {},
+    # Document the error answers of the management API too (config.exceptions).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.exceptions.document_error_responses",
+    ],
 }
 
 # --- SDK endpoints --------------------------------------------------------------------------------
@@ -171,6 +185,15 @@ FLAGS_GENERATION_CHECK_SECONDS = env.float("FLAGS_GENERATION_CHECK_SECONDS", def
 FLAGS_CONFIG_MAX_AGE = env.float("FLAGS_CONFIG_MAX_AGE", default=60.0)
 EVENT_MAX_PAST_DAYS = env.int("EVENT_MAX_PAST_DAYS", default=30)
 EVENT_MAX_FUTURE_HOURS = env.int("EVENT_MAX_FUTURE_HOURS", default=1)
+# Requests per minute per SDK key, counted in the cache and shared by every process (0: no limit).
+# Past it: 429 with Retry-After. Generous: an SDK evaluates locally or caches; this stops runaways.
+SDK_RATE_LIMIT_PER_MINUTE = env.int("SDK_RATE_LIMIT_PER_MINUTE", default=6000)
+# The largest body an SDK endpoint reads (assign, evaluate, OFREP, events, exposures): 413 past it.
+SDK_MAX_BODY_BYTES = env.int("SDK_MAX_BODY_BYTES", default=1024 * 1024)
+# The largest body any other endpoint reads (Django's forms, and the management API's JSON through
+# config.middleware): 413 past it. A feature with hundreds of rules is a few hundred KiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+# Browser origins allowed to call the SDK endpoints are set per environment (Environment.cors_allowed_origins).
 
 # --- Internationalisation, static files -----------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -25,3 +25,7 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
 ]
+
+# JSON error answers under /api/ and /ofrep/, Django's plain pages elsewhere (config.exceptions).
+handler404 = "config.exceptions.page_not_found"
+handler500 = "config.exceptions.server_error"

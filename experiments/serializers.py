@@ -26,7 +26,7 @@ class MetricLinkSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.ModelSerializer):
     variants = VariantSerializer(many=True, help_text="The first is the control; at least two.")
     metrics = MetricLinkSerializer(many=True, required=False, source="metric_links")
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = TagsField()
     version = serializers.IntegerField(
         required=False,

@@ -6,17 +6,27 @@ generation, which every change to an SDK key or an environment replaces. So a wa
 reads no table, and a revoked key is refused at once by the process that revoked it and within the
 generation check (a second) by every other. Unknown keys are
 cached too (as unknown), so guessing keys cannot load the database.
+
+While the database is down, a key this process has checked before is answered as it was last
+checked (like the flag configuration); a key it never saw cannot be checked and its request fails.
+
+The browser origins an environment allows (CORS) travel with the cached client, so answering a
+browser costs no query either (``config.middleware.SdkEdgeMiddleware``).
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
+from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from features import config
-from features.models import Environment, SdkKey, hash_sdk_key
+from features.models import Environment, SdkKey, cors_origins_parse, hash_sdk_key
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,11 @@ class SdkClient:
     environment: Environment
     # The configuration generation the key was checked under; ``config_get`` can reuse it.
     generation: str | None = field(default=None, compare=False)
+    # The environment's allowed browser origins (``Environment.cors_allowed_origins``, parsed).
+    cors_allowed_origins: tuple[str, ...] = ()
+    # The first 16 hex digits of the key's hash: names the key in rate-limit counters (ids of rows
+    # rolled back can come again on SQLite; a random key's hash does not).
+    key_tag: str = ""
 
     is_authenticated = True
     is_anonymous = False
@@ -57,7 +72,13 @@ config.on_invalidate(_memo.clear)
 def _lookup(hashed: str) -> dict | None:
     key = (
         SdkKey.objects.filter(hashed_key=hashed, revoked=False)
-        .values("pk", "environment_id", "environment__key", "environment__name")
+        .values(
+            "pk",
+            "environment_id",
+            "environment__key",
+            "environment__name",
+            "environment__cors_allowed_origins",
+        )
         .first()
     )
     if key is None:
@@ -67,6 +88,7 @@ def _lookup(hashed: str) -> dict | None:
         "environment_id": key["environment_id"],
         "environment_key": key["environment__key"],
         "environment_name": key["environment__name"],
+        "cors_allowed_origins": list(cors_origins_parse(key["environment__cors_allowed_origins"])),
     }
 
 
@@ -81,11 +103,25 @@ def sdk_client_for_key(raw_key: str) -> SdkClient | None:
         if hit[1] is None or hit[1].generation == generation:
             return hit[1]
         client = hit[1]
-        return SdkClient(sdk_key_id=client.sdk_key_id, environment=client.environment, generation=generation)
+        return SdkClient(
+            sdk_key_id=client.sdk_key_id,
+            environment=client.environment,
+            generation=generation,
+            cors_allowed_origins=client.cors_allowed_origins,
+            key_tag=client.key_tag,
+        )
     cache_key = f"flags:sdk-key:{generation}:{hashed}"
     entry = config.cache_call(cache.get, cache_key) if generation is not None else None
     if not isinstance(entry, dict):
-        found = _lookup(hashed)
+        try:
+            found = _lookup(hashed)
+        except DatabaseError:
+            if hit is None:
+                raise
+            # As the flag configuration does (``config_get``): better a key checked a minute ago than
+            # no answer while the database is down. The next request tries the database again.
+            logger.warning("Could not check an SDK key in the database; using the last answer.")
+            return hit[1]
         entry = {"found": found, "read_at": now}
         if generation is not None:
             config.cache_call(cache.set, cache_key, entry, limit)
@@ -95,11 +131,59 @@ def sdk_client_for_key(raw_key: str) -> SdkClient | None:
         environment = Environment(
             id=found["environment_id"], key=found["environment_key"], name=found["environment_name"]
         )
-        client = SdkClient(sdk_key_id=found["sdk_key_id"], environment=environment, generation=generation)
+        client = SdkClient(
+            sdk_key_id=found["sdk_key_id"],
+            environment=environment,
+            generation=generation,
+            # .get: an entry cached by an older release has no origins; it expires with its generation.
+            cors_allowed_origins=tuple(found.get("cors_allowed_origins", ())),
+            key_tag=hashed[:16],
+        )
     if len(_memo) >= MEMO_LIMIT:
         _memo.clear()
     _memo[hashed] = (generation, client, entry["read_at"])
     return client
+
+
+# generation -> (every environment's allowed origins, wall time of the database read)
+_any_origins: tuple[str | None, frozenset[str], float] = (None, frozenset(), 0.0)
+
+
+def cors_origins_any() -> frozenset[str]:
+    """The browser origins allowed by at least one environment.
+
+    A CORS preflight carries no credentials, so it cannot be matched with an environment: it is
+    answered for any origin some environment allows, and the actual request is then answered with
+    ``Access-Control-Allow-Origin`` only when its key's environment allows the origin. Cached in the
+    process under the configuration generation, like the SDK keys; when the database is down the
+    last answer (or none) is kept.
+    """
+    global _any_origins
+    generation = config.current_generation()
+    cached_generation, origins, read_at = _any_origins
+    now = time.time()
+    if (
+        read_at
+        and (generation is None or cached_generation == generation)
+        and now - read_at < config.max_age()
+    ):
+        return origins
+    try:
+        texts = Environment.objects.values_list("cors_allowed_origins", flat=True)
+        origins = frozenset(origin for text in texts for origin in cors_origins_parse(text))
+    except DatabaseError:
+        logger.warning("Could not read the allowed browser origins; keeping the last ones.")
+        return origins
+    _any_origins = (generation, origins, now)
+    return origins
+
+
+def _any_origins_clear() -> None:
+    global _any_origins
+    _any_origins = (None, frozenset(), 0.0)
+
+
+config.on_invalidate(_any_origins_clear)
 
 
 class SdkKeyAuthentication(authentication.BaseAuthentication):
@@ -109,7 +193,8 @@ class SdkKeyAuthentication(authentication.BaseAuthentication):
         raw = sdk_key_from_request(request)
         if raw is None:
             return None
-        client = sdk_client_for_key(raw)
+        # Looked up already by the SDK edge middleware (throttling, CORS) for this very request.
+        client = getattr(request, "sdk_client", None) or sdk_client_for_key(raw)
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked SDK key.")
         return client, client.sdk_key_id

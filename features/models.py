@@ -1,12 +1,39 @@
 import hashlib
 import secrets
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from simple_history.models import HistoricalRecords
 from taggit.managers import TaggableManager
 
 from experiments.models import Experiment
+
+
+def cors_origins_parse(text: str) -> tuple[str, ...]:
+    """The origins of a ``cors_allowed_origins`` text: one a line (commas and spaces also separate),
+    lower-cased, without a trailing slash; ``*`` stays ``*``."""
+    return tuple(
+        dict.fromkeys(origin.strip().lower().rstrip("/") for origin in text.replace(",", " ").split())
+    )
+
+
+def cors_origin_error(origin: str) -> str | None:
+    """Why ``origin`` (as parsed) is not a browser origin, or None. An origin is a scheme and a host
+    with an optional port, nothing else: ``https://app.example.com``, ``http://localhost:3000``."""
+    if origin == "*":
+        return None
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return f"{origin}: not a valid origin."
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{origin}: an origin starts with http:// or https:// and names a host."
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        return f"{origin}: an origin is only a scheme, a host and a port, without a path."
+    return None
 
 
 def default_false() -> bool:
@@ -24,6 +51,13 @@ class Environment(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     position = models.PositiveSmallIntegerField(default=0)
+    cors_allowed_origins = models.TextField(
+        "allowed browser origins",
+        blank=True,
+        help_text="Web pages that may call the SDK endpoints of this environment from the browser, one a "
+        "line, e.g. https://shop.example.com or http://localhost:3000. * allows every site. Empty: none "
+        "(server-side SDKs are not affected).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
@@ -33,6 +67,13 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors = [
+            error for error in map(cors_origin_error, cors_origins_parse(self.cors_allowed_origins)) if error
+        ]
+        if errors:
+            raise ValidationError({"cors_allowed_origins": errors})
 
 
 class FeatureType(models.TextChoices):

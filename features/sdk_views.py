@@ -3,6 +3,9 @@
 Every view reads the key's environment configuration from memory (``features.config``), evaluates
 with pure functions (``features.evaluation``, ``experiments.assignment``) and buffers exposures
 (``features.exposures``): a warm request reads no table and writes nothing synchronously.
+
+``sdk_endpoint = True`` puts a view behind ``config.middleware.SdkEdgeMiddleware``: CORS, the 1 MiB
+body limit and the per-key rate limit (413 and 429 before the view runs).
 """
 
 import hashlib
@@ -83,6 +86,7 @@ class SdkView(APIView):
     """SDK key first (so a request without credentials gets 401 with `WWW-Authenticate: Bearer`),
     then Token only to tell a user token apart: it authenticates, and is refused with 403."""
 
+    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
     authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
     permission_classes = [IsSdkClient]
     parser_classes = [SdkJSONParser]
@@ -144,6 +148,14 @@ AUTH_RESPONSES = {
     401: OpenApiResponse(description="No SDK key, or an unknown or revoked one."),
     403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
 }
+# Answered by config.middleware.SdkEdgeMiddleware before the view runs.
+EDGE_RESPONSES = {
+    413: OpenApiResponse(description="The body is larger than 1 MiB (`SDK_MAX_BODY_BYTES`)."),
+    429: OpenApiResponse(
+        description="The SDK key sent more than `SDK_RATE_LIMIT_PER_MINUTE` requests this minute; "
+        "header `Retry-After`: seconds to wait."
+    ),
+}
 
 
 class AssignView(SdkView):
@@ -160,6 +172,7 @@ class AssignView(SdkView):
             200: AssignResponseSerializer,
             400: OpenApiResponse(description="A field and why."),
             **AUTH_RESPONSES,
+            **EDGE_RESPONSES,
         },
         examples=[ASSIGN_EXAMPLE, ASSIGN_RESPONSE_EXAMPLE],
     )
@@ -210,6 +223,7 @@ class EvaluateView(SdkView):
             200: EvaluateResponseSerializer,
             400: OpenApiResponse(description="A field and why."),
             **AUTH_RESPONSES,
+            **EDGE_RESPONSES,
         },
         examples=[EVALUATE_EXAMPLE, EVALUATE_RESPONSE_EXAMPLE],
     )
@@ -334,6 +348,9 @@ def _is_user_token(request: HttpRequest) -> bool:
 def ofrep_client(request: HttpRequest) -> SdkClient | HttpResponse:
     """The SDK client of an OFREP request, or its refusal: 401 (no, unknown or revoked key) or 403
     (a valid user token, which is not an SDK key), both without a body as OFREP specifies."""
+    client = getattr(request, "sdk_client", None)  # looked up by the SDK edge middleware
+    if client is not None:
+        return client
     raw = sdk_key_from_request(request)
     client = sdk_client_for_key(raw) if raw is not None else None
     if client is not None:
@@ -353,6 +370,8 @@ class OfrepView(APIView):
 
     authentication_classes = [SdkKeyAuthentication]  # read by drf-spectacular for the security scheme
     permission_classes = [IsSdkClient]
+    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
+    ofrep = True  # the edge's 413 and 429 carry OFREP's ``errorDetails``
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":
@@ -378,6 +397,7 @@ OFREP_REQUEST_EXAMPLE = OpenApiExample(
 OFREP_AUTH_RESPONSES = {
     401: OpenApiResponse(description="No SDK key, or an unknown or revoked one (no body)."),
     403: OpenApiResponse(description="A user credential (Token) instead of an SDK key (no body)."),
+    **EDGE_RESPONSES,
 }
 
 

@@ -57,7 +57,7 @@ class FeatureSerializer(serializers.ModelSerializer):
     default_value = serializers.JSONField(help_text="Served when no rule applies or the environment is off.")
     environments = EnvironmentsField(required=False, help_text="Per environment: on/off and ordered rules.")
     prerequisites = PrerequisiteSerializer(many=True, required=False)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = TagsField()
 
     class Meta:

@@ -12,7 +12,7 @@ class MetricSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Ratio metrics only: the key of the metric divided by.",
     )
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     tags = TagsField()
 
     class Meta:

@@ -183,10 +183,11 @@ def test_events__no_key__401_with_www_authenticate(clickhouse, api_client):
     assert "Bearer" in response.headers["WWW-Authenticate"]
 
 
-def test_events__user_token__401(clickhouse, api_client, product_manager):
+def test_events__user_token__403(clickhouse, api_client, product_manager):
+    # A user token is a valid credential but not an SDK key: 403, as on every SDK endpoint (CONTRACT).
     token = Token.objects.create(user=product_manager)
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    assert api_client.post(EVENTS_URL, {"events": [event(0)]}, format="json").status_code == 401
+    assert api_client.post(EVENTS_URL, {"events": [event(0)]}, format="json").status_code == 403
 
 
 def test_events__x_api_key_header__accepted(clickhouse, api_client):

@@ -1,0 +1,306 @@
+"""Who may call what: every operation of the OpenAPI schema (and the pages outside it) against every
+kind of caller, with the status each must get.
+
+The rows are checked against the schema both ways: an operation the schema documents without a row
+fails ``test_auth_matrix__every_schema_operation__has_a_row`` (so a new endpoint cannot be
+forgotten), and a row whose operation left the schema fails it too.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.db import transaction
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from experiments.services import experiment_pause, experiment_start
+from features import config
+from features.models import Environment
+from tests.factories import (
+    ExperimentFactory,
+    ExperimentMetricFactory,
+    MetricFactory,
+    ProductManagerFactory,
+    UserFactory,
+)
+from tests.hardening.conftest import TwoEnvironments
+
+pytestmark = pytest.mark.django_db
+
+CALLERS = ("anonymous", "sdk_a", "sdk_b", "user", "pm", "admin")
+# Shorthands for rows: the status of each caller, in CALLERS order.
+PUBLIC = (200,) * 6
+
+
+def sdk_only(ok: int) -> tuple[int, ...]:
+    """SDK endpoints: no credential 401, either environment's key ``ok``, a user's token 403."""
+    return (401, ok, ok, 403, 403, 403)
+
+
+def signed_in(ok: int) -> tuple[int, ...]:
+    """Management reads: any signed-in user; an SDK key is not a credential here (401)."""
+    return (401, 401, 401, ok, ok, ok)
+
+
+def with_permission(ok: int, *, pm: bool = True) -> tuple[int, ...]:
+    """Management writes: the model's permission (product managers have it for metrics,
+    experiments and features; only admins for environments)."""
+    return (401, 401, 401, 403, ok if pm else 403, ok)
+
+
+# --- the objects the rows act on ---------------------------------------------------------------------------
+@dataclass
+class World:
+    envs: TwoEnvironments
+    tokens: dict[str, str]
+
+
+@pytest.fixture
+def world(two_environments, clean_clickhouse) -> World:
+    metric = MetricFactory(key="conversion", event="purchase")
+    MetricFactory(key="unused", event="unused")
+    draft = ExperimentFactory(key="exp_draft")
+    ExperimentMetricFactory(experiment=draft, metric=metric)
+    experiment_start(experiment=ExperimentFactory(key="exp_running"), user=None)
+    paused = ExperimentFactory(key="exp_paused")
+    experiment_start(experiment=paused, user=None)
+    experiment_pause(experiment=paused, user=None)
+    Environment.objects.create(key="sandbox", name="Sandbox", position=9)
+    # Without passwords: tokens and sessions need none, and hashing one costs a quarter second.
+    users = {
+        "user": UserFactory(username="no_permissions", password=None),
+        "pm": ProductManagerFactory(username="pm", password=None),
+        "admin": UserFactory(username="root", password=None, is_staff=True, is_superuser=True),
+    }
+    tokens = {name: Token.objects.create(user=user).key for name, user in users.items()}
+    cache.delete("analytics:results-refresh:exp_running")
+    return World(envs=two_environments, tokens=tokens)
+
+
+def credentials(world: World, caller: str) -> dict[str, str]:
+    if caller == "anonymous":
+        return {}
+    if caller in ("sdk_a", "sdk_b"):
+        key = world.envs.key_a if caller == "sdk_a" else world.envs.key_b
+        return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    return {"HTTP_AUTHORIZATION": f"Token {world.tokens[caller]}"}
+
+
+# --- the matrix --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    expected: tuple[int, ...]  # per caller, in CALLERS order
+    path: str = ""  # the concrete path (default: the schema path as it is)
+    body: Any = None
+    session: bool = False  # a page: users sign in with a session rather than a token
+
+
+EVENT = {"events": [{"name": "purchase", "unit_id": "u-1", "value": 2}]}
+EXPOSURE = {"exposures": [{"experiment": "exp_running", "variant": "control", "unit_id": "u-1"}]}
+CONTEXT = {"context": {"targetingKey": "u-1", "plan": "pro"}}
+METRIC = {"key": "new_metric", "name": "New metric", "type": "count", "event": "signup"}
+EXPERIMENT = {
+    "key": "exp_new",
+    "name": "New experiment",
+    "variants": [{"key": "control"}, {"key": "treatment"}],
+    "metrics": [{"metric": "conversion", "role": "primary"}],
+}
+FEATURE = {"key": "new_flag", "name": "New flag", "type": "boolean", "default_value": False}
+ENVIRONMENT = {"key": "qa", "name": "QA", "position": 5}
+POWER = {"baseline_mean": 0.1, "daily_units": 2000, "weights": [1, 1], "relative_lift": 0.05}
+
+MATRIX: dict[tuple[str, str], Row] = {
+    ("GET", "/api/health"): Row(PUBLIC),
+    # SDK endpoints
+    ("POST", "/api/v1/assign"): Row(sdk_only(200), body={"unit_id": "u-1", "log_exposure": False}),
+    ("POST", "/api/v1/evaluate"): Row(sdk_only(200), body={"unit_id": "u-1"}),
+    ("POST", "/api/v1/events"): Row(sdk_only(202), body=EVENT),
+    ("POST", "/api/v1/exposures"): Row(sdk_only(202), body=EXPOSURE),
+    ("POST", "/ofrep/v1/evaluate/flags"): Row(sdk_only(200), body=CONTEXT),
+    ("POST", "/ofrep/v1/evaluate/flags/{key}"): Row(
+        sdk_only(200), path="/ofrep/v1/evaluate/flags/only_in_a", body=CONTEXT
+    ),
+    # metrics
+    ("GET", "/api/v1/metrics/"): Row(signed_in(200)),
+    ("POST", "/api/v1/metrics/"): Row(with_permission(201), body=METRIC),
+    ("GET", "/api/v1/metrics/{key}/"): Row(signed_in(200), path="/api/v1/metrics/conversion/"),
+    ("PUT", "/api/v1/metrics/{key}/"): Row(
+        with_permission(200),
+        path="/api/v1/metrics/conversion/",
+        body={"key": "conversion", "name": "Conversion", "type": "binomial", "event": "purchase"},
+    ),
+    ("PATCH", "/api/v1/metrics/{key}/"): Row(
+        with_permission(200), path="/api/v1/metrics/conversion/", body={"name": "Renamed"}
+    ),
+    ("DELETE", "/api/v1/metrics/{key}/"): Row(with_permission(204), path="/api/v1/metrics/unused/"),
+    # experiments
+    ("GET", "/api/v1/experiments/"): Row(signed_in(200)),
+    ("POST", "/api/v1/experiments/"): Row(with_permission(201), body=EXPERIMENT),
+    ("GET", "/api/v1/experiments/{key}/"): Row(signed_in(200), path="/api/v1/experiments/exp_draft/"),
+    ("PUT", "/api/v1/experiments/{key}/"): Row(
+        with_permission(200),
+        path="/api/v1/experiments/exp_draft/",
+        body={**EXPERIMENT, "key": "exp_draft", "name": "Replaced"},
+    ),
+    ("PATCH", "/api/v1/experiments/{key}/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_draft/", body={"description": "Why"}
+    ),
+    ("DELETE", "/api/v1/experiments/{key}/"): Row(
+        with_permission(204), path="/api/v1/experiments/exp_draft/"
+    ),
+    ("POST", "/api/v1/experiments/{key}/start/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_draft/start/"
+    ),
+    ("POST", "/api/v1/experiments/{key}/pause/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_running/pause/"
+    ),
+    ("POST", "/api/v1/experiments/{key}/resume/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_paused/resume/"
+    ),
+    ("POST", "/api/v1/experiments/{key}/stop/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_running/stop/", body={"reason": "done"}
+    ),
+    ("POST", "/api/v1/experiments/{key}/archive/"): Row(
+        with_permission(200), path="/api/v1/experiments/exp_draft/archive/"
+    ),
+    ("GET", "/api/v1/experiments/{key}/results/"): Row(
+        signed_in(200), path="/api/v1/experiments/exp_running/results/"
+    ),
+    ("POST", "/api/v1/experiments/{key}/results/refresh/"): Row(
+        with_permission(202), path="/api/v1/experiments/exp_running/results/refresh/"
+    ),
+    ("POST", "/api/v1/power"): Row(signed_in(200), body=POWER),
+    # features
+    ("GET", "/api/v1/features/"): Row(signed_in(200)),
+    ("POST", "/api/v1/features/"): Row(with_permission(201), body=FEATURE),
+    ("GET", "/api/v1/features/{key}/"): Row(signed_in(200), path="/api/v1/features/only_in_a/"),
+    ("PUT", "/api/v1/features/{key}/"): Row(
+        with_permission(200),
+        path="/api/v1/features/only_in_a/",
+        body={**FEATURE, "key": "only_in_a", "name": "Replaced"},
+    ),
+    ("PATCH", "/api/v1/features/{key}/"): Row(
+        with_permission(200), path="/api/v1/features/only_in_a/", body={"description": "Why"}
+    ),
+    ("DELETE", "/api/v1/features/{key}/"): Row(with_permission(204), path="/api/v1/features/only_in_a/"),
+    # environments: product managers read them; only admins change them
+    ("GET", "/api/v1/environments/"): Row(signed_in(200)),
+    ("POST", "/api/v1/environments/"): Row(with_permission(201, pm=False), body=ENVIRONMENT),
+    ("GET", "/api/v1/environments/{key}/"): Row(signed_in(200), path="/api/v1/environments/sandbox/"),
+    ("PUT", "/api/v1/environments/{key}/"): Row(
+        with_permission(200, pm=False),
+        path="/api/v1/environments/sandbox/",
+        body={"key": "sandbox", "name": "Sandbox 2"},
+    ),
+    ("PATCH", "/api/v1/environments/{key}/"): Row(
+        with_permission(200, pm=False), path="/api/v1/environments/sandbox/", body={"name": "Sandbox 3"}
+    ),
+    ("DELETE", "/api/v1/environments/{key}/"): Row(
+        with_permission(204, pm=False), path="/api/v1/environments/sandbox/"
+    ),
+}
+# Outside the schema: the documentation is public; the admin is for staff, signed in by session.
+PAGES: dict[tuple[str, str], Row] = {
+    ("GET", "/api/schema"): Row(PUBLIC),
+    ("GET", "/api/docs"): Row(PUBLIC),
+    ("GET", "/api/redoc"): Row(PUBLIC),
+    ("GET", "/admin/"): Row((302, 302, 302, 302, 200, 200), session=True),
+    ("GET", "/admin/features/sdkkey/"): Row((302, 302, 302, 302, 200, 200), session=True),
+    ("GET", "/admin/auth/user/"): Row((302, 302, 302, 302, 403, 200), session=True),
+}
+
+
+def schema_operations(client: Client) -> set[tuple[str, str]]:
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    return {
+        (method.upper(), path)
+        for path, operations in schema["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+
+
+def test_auth_matrix__every_schema_operation__has_a_row(db, client):
+    operations = schema_operations(client)
+    missing = sorted(operations - set(MATRIX))
+    stale = sorted(set(MATRIX) - operations)
+    assert not missing, f"operations without a row in the auth matrix: {missing}"
+    assert not stale, f"rows for operations no longer in the schema: {stale}"
+
+
+def call(world: World, method: str, path: str, caller: str, row: Row):
+    client = Client()
+    headers = credentials(world, caller)
+    if row.session and caller in ("user", "pm", "admin"):
+        client.force_login(Token.objects.get(key=world.tokens[caller]).user)
+        headers = {}
+    send: Callable = getattr(client, method.lower())
+    if method == "GET":
+        return send(row.path or path, **headers)
+    return send(row.path or path, row.body or {}, content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize(
+    "method, path, row", [pytest.param(m, p, r, id=f"{m} {p}") for (m, p), r in {**MATRIX, **PAGES}.items()]
+)
+def test_auth_matrix__operation__expected_status_for_every_caller(world, method, path, row):
+    wrong = []
+    for caller, expected in zip(CALLERS, row.expected, strict=True):
+        # Each caller meets the same state: what one changes is rolled back before the next.
+        with transaction.atomic():
+            response = call(world, method, path, caller, row)
+            transaction.set_rollback(True)
+        config.memo_clear()
+        config.config_invalidate()
+        cache.delete("analytics:results-refresh:exp_running")  # one refresh per experiment per 30 s
+        if response.status_code != expected:
+            wrong.append(f"{caller}: {response.status_code}, wanted {expected}: {response.content[:200]!r}")
+        elif expected == 401 and not response.has_header("WWW-Authenticate"):
+            wrong.append(f"{caller}: 401 without WWW-Authenticate")
+    assert not wrong, f"{method} {row.path or path}:\n" + "\n".join(wrong)
+
+
+# --- an SDK key reads only its own environment -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path, body, read",
+    [
+        ("/api/v1/evaluate", {"unit_id": "u-1"}, lambda body: body["flags"]["only_in_a"]),
+        ("/ofrep/v1/evaluate/flags/only_in_a", CONTEXT, lambda body: body),
+        (
+            "/ofrep/v1/evaluate/flags",
+            CONTEXT,
+            lambda body: next(flag for flag in body["flags"] if flag["key"] == "only_in_a"),
+        ),
+    ],
+)
+def test_sdk_key__flag_on_only_in_the_other_environment__disabled_default(two_environments, path, body, read):
+    a = TwoEnvironments.client(two_environments.key_a).post(path, body, format="json")
+    b = TwoEnvironments.client(two_environments.key_b).post(path, body, format="json")
+    assert a.status_code == b.status_code == 200
+    assert read(a.json())["value"] is True and read(a.json())["reason"] == "TARGETING_MATCH"
+    assert read(b.json())["value"] is False and read(b.json())["reason"] == "DISABLED"
+
+
+@pytest.mark.parametrize("field", ["environment", "environment_id", "env"])
+def test_sdk_key__asks_for_another_environment_in_the_body__still_its_own(two_environments, field):
+    b = TwoEnvironments.client(two_environments.key_b)
+    body = {"unit_id": "u-1", field: "production", "attributes": {field: "production"}}
+    response = b.post("/api/v1/evaluate", body, format="json")
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.json()["flags"]["only_in_a"]["value"] is False
+
+
+def test_sdk_key__revoked__refused_at_once(two_environments):
+    from features.models import SdkKey, hash_sdk_key
+
+    client = TwoEnvironments.client(two_environments.key_a)
+    assert client.post("/api/v1/evaluate", {"unit_id": "u"}, format="json").status_code == 200
+    key = SdkKey.objects.get(hashed_key=hash_sdk_key(two_environments.key_a))
+    key.revoked = True
+    key.save()
+    assert client.post("/api/v1/evaluate", {"unit_id": "u"}, format="json").status_code == 401
+    assert client.post("/ofrep/v1/evaluate/flags", CONTEXT, format="json").status_code == 401
