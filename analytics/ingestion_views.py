@@ -1,7 +1,10 @@
 """`POST /api/v1/events` and `POST /api/v1/exposures`: SDKs send batches; 202 once stored."""
 
 import logging
+import re
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from django.utils import timezone
@@ -21,6 +24,7 @@ from analytics.ingestion_serializers import (
 from analytics.ingestion_validation import (
     MAX_BODY_BYTES,
     MAX_ITEMS,
+    Rejection,
     events_validate,
     exposures_validate,
 )
@@ -29,6 +33,19 @@ from features.authentication import SdkKeyAuthentication
 from features.permissions import IsSdkClient
 
 logger = logging.getLogger(__name__)
+
+EXPERIMENT_KEY_RE = re.compile(r"[-a-zA-Z0-9_]{1,200}")  # a SlugField's characters
+NUL_ERROR = "Strings may not contain the NUL character (\\u0000)."
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class BatchIngestView(APIView):
@@ -56,6 +73,8 @@ class BatchIngestView(APIView):
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return Response({"detail": f"Malformed JSON: {exc}"}, status=400)
+        # JSON can only carry a NUL as the escape \u0000: one scan of the bytes spares the rest.
+        self.may_hold_nul = b"\\u0000" in body
         items = payload.get(self.field) if isinstance(payload, dict) else None
         if not isinstance(items, list) or not items:
             return Response({self.field: [f"Required: a list of 1 to {MAX_ITEMS} {self.field}."]}, status=400)
@@ -67,6 +86,18 @@ class BatchIngestView(APIView):
                 413,
             )
         return items
+
+    def _validate(self, items: list, validate: Callable[[list], tuple[list, list[Rejection]]]):
+        """``validate(items)``, with items holding a NUL character anywhere rejected first: the spool
+        (PostgreSQL) cannot store one while ClickHouse is down, and an item must be accepted or
+        refused the same whichever store takes it. Rejections keep the items' indexes."""
+        if not getattr(self, "may_hold_nul", False):
+            return validate(items)
+        clean = [index for index, item in enumerate(items) if not _holds_nul(item)]
+        rows, rejected = validate([items[index] for index in clean])
+        rejected = [Rejection(clean[r.index], r.errors) for r in rejected]
+        rejected += [Rejection(i, {"item": NUL_ERROR}) for i in sorted(set(range(len(items))) - set(clean))]
+        return rows, sorted(rejected, key=lambda r: r.index)
 
     def _answer(self, accepted: int, rejected: list) -> Response:
         body = {"accepted": accepted, "rejected": [r.as_dict() for r in rejected]}
@@ -143,7 +174,10 @@ class EventIngestView(BatchIngestView):
         items = self._read_items(request)
         if isinstance(items, Response):
             return items
-        rows, rejected = events_validate(items, environment=request.user.environment.key, now=timezone.now())
+        environment, now = request.user.environment.key, timezone.now()
+        rows, rejected = self._validate(
+            items, lambda batch: events_validate(batch, environment=environment, now=now)
+        )
         accepted = self._store(events_write, rows) if rows else 0
         if isinstance(accepted, Response):
             return accepted
@@ -187,22 +221,27 @@ class ExposureIngestView(BatchIngestView):
         items = self._read_items(request)
         if isinstance(items, Response):
             return items
-        # Only string keys: an item's "experiment" may be any JSON (a list or an object is unhashable).
+        # Only what can be an experiment's key (a slug) is looked up: an item's "experiment" may be
+        # any JSON (a list or an object is unhashable; PostgreSQL refuses a NUL in a string). The
+        # others are rejected by the validation below as unknown experiments.
         keys = {
             item["experiment"]
             for item in items
-            if isinstance(item, dict) and isinstance(item.get("experiment"), str)
+            if isinstance(item, dict)
+            and isinstance(item.get("experiment"), str)
+            and EXPERIMENT_KEY_RE.fullmatch(item["experiment"])
         }
         variants: dict[str, set[str]] = defaultdict(set)
         for experiment, variant in Variant.objects.filter(experiment__key__in=keys).values_list(
             "experiment__key", "key"
         ):
             variants[experiment].add(variant)
-        rows, rejected = exposures_validate(
+        environment, now = request.user.environment.key, timezone.now()
+        rows, rejected = self._validate(
             items,
-            environment=request.user.environment.key,
-            now=timezone.now(),
-            variants_by_experiment=variants,
+            lambda batch: exposures_validate(
+                batch, environment=environment, now=now, variants_by_experiment=variants
+            ),
         )
         accepted = self._store(exposures_write, rows) if rows else 0
         if isinstance(accepted, Response):

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -57,6 +57,10 @@ class NotFound(DomainError):
 
 
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+VALUE_NOT_STORABLE = (
+    "A value cannot be stored: a text or JSON value holds a character the database refuses "
+    "(such as NUL, \\u0000) or a number out of range."
+)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -66,6 +70,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # ProgrammingError) are bugs or races, not outages: they stay 500s and are reported as such.
         logger.error("Database unavailable during %s: %s", _view_name(context), exc)
         return Response({"detail": DATABASE_UNAVAILABLE}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, DataError):
+        # The input passed validation but the database refuses it (PostgreSQL's text and jsonb
+        # cannot hold NUL): the client's data, so 400, without the database's message (it quotes SQL).
+        logger.warning("The database refused a value during %s: %s", _view_name(context), exc)
+        return Response({"detail": VALUE_NOT_STORABLE}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DomainError):
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.field:

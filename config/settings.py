@@ -177,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- Results --------------------------------------------------------------------------------------
+# A results refresh asked through the API or the admin runs at most this often per experiment.
+RESULTS_REFRESH_MIN_INTERVAL_SECONDS = env.int("RESULTS_REFRESH_MIN_INTERVAL_SECONDS", default=30)
+
 # --- SDK endpoints --------------------------------------------------------------------------------
 # Flag configuration: a change made in another process is served here within this many seconds
 # (each process reads the shared generation token at most this often)...

@@ -1,8 +1,10 @@
 """What the schemathesis run (test_fuzz_api.py) found, each pinned by the test that catches it."""
 
 import pytest
+from django.db import DataError, connection
 from rest_framework.authtoken.models import Token
 
+from config.exceptions import VALUE_NOT_STORABLE
 from tests.factories import MetricFactory, ProductManagerFactory
 from tests.hardening.conftest import TwoEnvironments
 
@@ -16,9 +18,10 @@ def pm_token_client(client):
     return client
 
 
-@pytest.mark.parametrize("experiment", [{"a": 1}, ["a"], 3, None])
+@pytest.mark.parametrize("experiment", [{"a": 1}, ["a"], 3, None, "exp\x00nul", "no such/key", "x" * 300])
 def test_exposures__experiment_not_a_string__item_rejected_not_500(two_environments, experiment):
-    # Found: a dict or list as "experiment" crashed the variant lookup (unhashable) with a 500.
+    # Found: a dict or list as "experiment" crashed the variant lookup (unhashable) with a 500, and
+    # on PostgreSQL so did a key with a NUL character (text cannot hold one).
     sdk = TwoEnvironments.client(two_environments.key_a)
     body = {"exposures": [{"experiment": experiment, "variant": "control", "unit_id": "u-1"}]}
     response = sdk.post("/api/v1/exposures", body, format="json")
@@ -77,3 +80,89 @@ def test_schema__management_operations__document_their_error_answers(pm_token_cl
     assert create["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     listing = schema["paths"]["/api/v1/metrics/"]["get"]["responses"]
     assert {"200", "400", "401", "403", "404"} <= set(listing) and "409" not in listing
+
+
+def test_events__nul_character__item_rejected_others_spooled_while_clickhouse_is_down(
+    two_environments, clickhouse, clickhouse_faults
+):
+    # Found: with ClickHouse down, a NUL in any string made the spool (PostgreSQL jsonb cannot hold
+    # one) fail the whole request, and every request sharing its group commit, with a 500.
+    clickhouse_faults.unavailable(methods=("insert",))
+    sdk = TwoEnvironments.client(two_environments.key_a)
+    events = [
+        {"name": "purchase", "unit_id": "u-1"},
+        {"name": "purchase", "unit_id": "u-2", "properties": {"note": "a\x00b"}},
+        {"name": "bad\x00name", "unit_id": "u-3"},
+        {"name": "", "unit_id": "u-4"},
+        {"name": "purchase", "unit_id": "u-5"},
+    ]
+    response = sdk.post("/api/v1/events", {"events": events}, format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3]
+    assert body["rejected"][0]["errors"] == {"item": "Strings may not contain the NUL character (\\u0000)."}
+    assert "name" in body["rejected"][2]["errors"]
+
+
+def test_exposures__nul_character__item_rejected(two_environments, clickhouse):
+    from experiments.services import experiment_start
+    from tests.factories import ExperimentFactory
+
+    experiment_start(experiment=ExperimentFactory(key="exp"), user=None)
+    sdk = TwoEnvironments.client(two_environments.key_a)
+    exposures = [
+        {"experiment": "exp", "variant": "control", "unit_id": "u\x00"},
+        {"experiment": "exp", "variant": "control", "unit_id": "u-2"},
+    ]
+    response = sdk.post("/api/v1/exposures", {"exposures": exposures}, format="json")
+    assert response.status_code == 202
+    assert response.json() == {
+        "accepted": 1,
+        "rejected": [
+            {"index": 0, "errors": {"item": "Strings may not contain the NUL character (\\u0000)."}}
+        ],
+    }
+
+
+@pytest.mark.xfail(
+    connection.vendor == "postgresql",
+    strict=True,
+    raises=DataError,
+    reason="Open (analytics.ingestion, not the HTTP path): an exposure logged by evaluate/assign/OFREP "
+    "with a NUL in an attribute cannot be spooled in PostgreSQL's jsonb while ClickHouse is down, and "
+    "the exposure buffer drops the whole batch it was in.",
+)
+def test_exposures_write__nul_in_an_attribute_while_clickhouse_is_down__spooled(
+    clickhouse, clickhouse_faults
+):
+    from analytics.ingestion import exposures_write
+
+    clickhouse_faults.unavailable(methods=("insert",))
+    row = {"experiment": "exp", "variant": "control", "unit_id": "u-1", "attributes": {"plan": "a\x00b"}}
+    assert exposures_write(rows=[row]).spooled == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"key": "nul_default", "name": "N", "type": "string", "default_value": "a\x00b"},
+        {"key": "nul_json_key", "name": "N", "type": "json", "default_value": {"k\x00": 1}},
+        {
+            "key": "nul_rule",
+            "name": "N",
+            "default_value": False,
+            "environments": {
+                "production": {"rules": [{"type": "force", "condition": {"plan": "\x00"}, "value": True}]}
+            },
+        },
+    ],
+)
+def test_management_json_value_with_nul__never_a_500(pm_token_client, body):
+    # Found on PostgreSQL: jsonb cannot hold NUL, and the DataError surfaced as a 500.
+    response = pm_token_client.post("/api/v1/features/", body, content_type="application/json")
+    if connection.vendor == "postgresql":
+        assert response.status_code == 400
+        assert response.json() == {"detail": VALUE_NOT_STORABLE}
+    else:
+        assert response.status_code == 201, response.content  # SQLite stores it
