@@ -6,8 +6,25 @@ call, and ``analytics.tasks.spool_drain`` inserts them later, deleting a batch o
 succeeded.
 """
 
+import json
+from typing import Any
+
 from django.db import models
 from django.utils import timezone
+
+
+class JSONTextField(models.TextField):
+    """JSON kept as text. PostgreSQL's jsonb refuses the NUL character, which ClickHouse strings may
+    hold (`"\u0000"`); the spool must keep every row it acknowledges, so it stores the JSON text."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
 class SpoolKind(models.TextChoices):
@@ -19,7 +36,7 @@ class SpoolBatch(models.Model):
     """One batch of rows that could not be inserted into ClickHouse yet."""
 
     kind = models.CharField(max_length=16, choices=SpoolKind.choices, help_text="Which table the rows go to.")
-    payload = models.JSONField(help_text="The rows, in the table's column order (JSON values).")
+    payload = JSONTextField(help_text="The rows, in the table's column order (JSON values).")
     row_count = models.PositiveIntegerField(help_text="Number of rows in the batch.")
     created_at = models.DateTimeField(default=timezone.now, help_text="When the rows were accepted.")
     attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts to insert the batch.")

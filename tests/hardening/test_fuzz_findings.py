@@ -1,9 +1,13 @@
 """What the schemathesis run (test_fuzz_api.py) found, each pinned by the test that catches it."""
 
 import pytest
-from django.db import DataError, connection
+from django.db import connection
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from analytics import clickhouse as ch
+from analytics import ingestion
+from analytics.models import SpoolBatch
 from config.exceptions import VALUE_NOT_STORABLE
 from tests.factories import MetricFactory, ProductManagerFactory
 from tests.hardening.conftest import TwoEnvironments
@@ -125,22 +129,22 @@ def test_exposures__nul_character__item_rejected(two_environments, clickhouse):
     }
 
 
-@pytest.mark.xfail(
-    connection.vendor == "postgresql",
-    strict=True,
-    raises=DataError,
-    reason="Open (analytics.ingestion, not the HTTP path): an exposure logged by evaluate/assign/OFREP "
-    "with a NUL in an attribute cannot be spooled in PostgreSQL's jsonb while ClickHouse is down, and "
-    "the exposure buffer drops the whole batch it was in.",
-)
 def test_exposures_write__nul_in_an_attribute_while_clickhouse_is_down__spooled(
     clickhouse, clickhouse_faults
 ):
     from analytics.ingestion import exposures_write
 
-    clickhouse_faults.unavailable(methods=("insert",))
+    # An exposure logged by evaluate/assign/OFREP keeps a NUL in an attribute: the spool stores JSON
+    # text (PostgreSQL's jsonb would refuse it), and the drain brings it to ClickHouse unchanged.
+    outage = clickhouse_faults.unavailable(methods=("insert",))
     row = {"experiment": "exp", "variant": "control", "unit_id": "u-1", "attributes": {"plan": "a\x00b"}}
     assert exposures_write(rows=[row]).spooled == 1
+    outage.stop()
+    ingestion.clickhouse_breaker.reset()
+    SpoolBatch.objects.update(next_attempt_at=timezone.now())
+    ingestion.spool_drain()
+    rows = ch.query("SELECT attributes FROM exposures_dedup")
+    assert rows == [{"attributes": {"plan": "a\x00b"}}]
 
 
 @pytest.mark.parametrize(
