@@ -2,15 +2,21 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.serializers import TagsField
-from features.models import Environment, Feature
+from features.models import Environment, Feature, cors_origin_error, cors_origins_parse
 from features.services import feature_environments_as_dict
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
-        fields = ["key", "name", "description", "position", "created_at"]
+        fields = ["key", "name", "description", "position", "cors_allowed_origins", "created_at"]
         read_only_fields = ["created_at"]
+
+    def validate_cors_allowed_origins(self, value: str) -> str:
+        errors = [error for error in map(cors_origin_error, cors_origins_parse(value)) if error]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class PrerequisiteSerializer(serializers.Serializer):

@@ -277,3 +277,17 @@ def test_environment_cors_allowed_origins__not_an_origin__validation_error_names
     assert len(messages) == 2
     assert any("ftp://files.example" in m for m in messages)
     assert any("https://a.example/path" in m for m in messages)
+
+
+@pytest.mark.django_db
+def test_environment_api__cors_allowed_origins__written_and_validated(api_client, superuser):
+    from django.urls import reverse
+
+    api_client.force_authenticate(superuser)
+    url = reverse("environment-detail", args=["staging"])
+    ok = api_client.patch(url, {"cors_allowed_origins": "https://shop.example.com"}, format="json")
+    assert ok.status_code == 200, ok.json()
+    assert ok.json()["cors_allowed_origins"] == "https://shop.example.com"
+    bad = api_client.patch(url, {"cors_allowed_origins": "not an origin"}, format="json")
+    assert bad.status_code == 400
+    assert "cors_allowed_origins" in bad.json()
