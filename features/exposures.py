@@ -30,6 +30,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import connections
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["BATCH_SIZE", "FLUSH_SECONDS", "MAX_PENDING", "ExposureBuffer", "buffer", "exposure_log", "flush"]
@@ -213,6 +215,11 @@ class ExposureBuffer:
                 self.flush()
             except Exception:
                 logger.exception("Exposure flush failed; the flusher keeps running.")
+            finally:
+                # A flush may have opened this thread's own database connection (spooling while
+                # ClickHouse is down). No request cycle closes it here, so close it ourselves rather
+                # than hold it (and a possibly broken socket) for the life of the process.
+                connections.close_all()
 
 
 buffer = ExposureBuffer()

@@ -4,6 +4,7 @@ import threading
 import uuid
 
 import pytest
+from django.db import connections
 
 from analytics import clickhouse as ch
 from analytics import ingestion
@@ -29,6 +30,8 @@ def _write_concurrently(writers: int, count: int) -> list:
             results[index] = ingestion.events_write(rows=_rows(index, count))
         except Exception as exc:  # noqa: BLE001 - recorded and asserted below
             results[index] = exc
+        finally:
+            connections.close_all()  # this thread's own connection (spooling), or teardown waits on it
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
     for thread in threads:
