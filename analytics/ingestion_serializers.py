@@ -3,15 +3,20 @@
 
 from rest_framework import serializers
 
-from analytics.ingestion_validation import MAX_ITEMS
+from analytics.ingestion_validation import MAX_ITEMS, MAX_NAME_LENGTH
+from features.sdk_serializers import UNIT_ID_MAX_LENGTH
 
 
 class EventSerializer(serializers.Serializer):
     event_id = serializers.UUIDField(
         required=False, help_text="Optional; replays with the same id count once."
     )
-    name = serializers.CharField(max_length=200, help_text="The event name a metric counts, e.g. purchase.")
-    unit_id = serializers.CharField(max_length=256, help_text="Who did it: the same id as in assignments.")
+    name = serializers.CharField(
+        max_length=MAX_NAME_LENGTH, help_text="The event name a metric counts, e.g. purchase."
+    )
+    unit_id = serializers.CharField(
+        max_length=UNIT_ID_MAX_LENGTH, help_text="Who did it: the same id as in assignments."
+    )
     value = serializers.FloatField(required=False, default=1.0, help_text="A finite number; default 1.")
     timestamp = serializers.DateTimeField(
         required=False, help_text="ISO 8601; default now; accepted from 30 days ago to 1 hour ahead."
@@ -26,10 +31,13 @@ class EventBatchSerializer(serializers.Serializer):
 
 
 class ExposureSerializer(serializers.Serializer):
-    experiment = serializers.CharField(max_length=200, help_text="An experiment's key.")
-    variant = serializers.CharField(max_length=200, help_text="One of its variant keys.")
-    unit_id = serializers.CharField(max_length=256)
-    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601; default now.")
+    experiment = serializers.CharField(max_length=MAX_NAME_LENGTH, help_text="An experiment's key.")
+    variant = serializers.CharField(max_length=MAX_NAME_LENGTH, help_text="One of its variant keys.")
+    unit_id = serializers.CharField(max_length=UNIT_ID_MAX_LENGTH)
+    timestamp = serializers.DateTimeField(
+        required=False,
+        help_text="ISO 8601; default now. Any time in the past (late sends count), at most 1 hour ahead.",
+    )
     attributes = serializers.DictField(required=False, help_text="The unit's attributes at evaluation, flat.")
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from django.conf import settings
 
+from features.sdk_serializers import UNIT_ID_MAX_LENGTH
+
 MAX_ITEMS = 1000
 MAX_BODY_BYTES = 1024 * 1024
 MAX_NAME_LENGTH = 200
-MAX_UNIT_ID_LENGTH = 256
 MAX_PROPERTIES = 50
 MAX_PROPERTY_KEY_LENGTH = 100
 MAX_PROPERTY_VALUE_LENGTH = 1000
@@ -35,15 +36,22 @@ class Rejection:
 
 @dataclass
 class TimeBounds:
-    earliest: dt.datetime
+    earliest: dt.datetime | None  # None: no past bound
     latest: dt.datetime
 
     @classmethod
     def around(cls, now: dt.datetime) -> "TimeBounds":
+        """Events: from EVENT_MAX_PAST_DAYS ago to EVENT_MAX_FUTURE_HOURS ahead."""
         return cls(
             earliest=now - dt.timedelta(days=settings.EVENT_MAX_PAST_DAYS),
             latest=now + dt.timedelta(hours=settings.EVENT_MAX_FUTURE_HOURS),
         )
+
+    @classmethod
+    def until(cls, now: dt.datetime) -> "TimeBounds":
+        """Exposures: any time in the past, since every exposure counts whatever its timestamp
+        (CONTRACT, analysis semantics: clients may send late); a future one is still a broken clock."""
+        return cls(earliest=None, latest=now + dt.timedelta(hours=settings.EVENT_MAX_FUTURE_HOURS))
 
 
 def _text(item: Mapping[str, Any], field: str, limit: int, errors: dict[str, str]) -> str | None:
@@ -71,7 +79,7 @@ def _timestamp(item: Mapping[str, Any], bounds: TimeBounds, errors: dict[str, st
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    if value < bounds.earliest:
+    if bounds.earliest is not None and value < bounds.earliest:
         errors["timestamp"] = f"More than {settings.EVENT_MAX_PAST_DAYS} days in the past."
         return None
     if value > bounds.latest:
@@ -116,7 +124,7 @@ def _event_fast(item: Any, bounds: TimeBounds, environment: str) -> dict[str, An
     name, unit_id = item.get("name"), item.get("unit_id")
     if not (type(name) is str and 0 < len(name) <= MAX_NAME_LENGTH and not name.isspace()):
         return None
-    if not (type(unit_id) is str and 0 < len(unit_id) <= MAX_UNIT_ID_LENGTH and not unit_id.isspace()):
+    if not (type(unit_id) is str and 0 < len(unit_id) <= UNIT_ID_MAX_LENGTH and not unit_id.isspace()):
         return None
     value = item.get("value", 1)
     if value is None:
@@ -184,7 +192,7 @@ def events_validate(
             continue
         errors: dict[str, str] = {}
         name = _text(item, "name", MAX_NAME_LENGTH, errors)
-        unit_id = _text(item, "unit_id", MAX_UNIT_ID_LENGTH, errors)
+        unit_id = _text(item, "unit_id", UNIT_ID_MAX_LENGTH, errors)
         value = item.get("value", 1)
         if value is None:
             value = 1
@@ -224,8 +232,9 @@ def exposures_validate(
     now: dt.datetime,
     variants_by_experiment: Mapping[str, set[str]],
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
-    """As `events_validate`; each exposure's experiment and variant must exist."""
-    bounds = TimeBounds.around(now)
+    """As `events_validate`; each exposure's experiment and variant must exist, and its timestamp may
+    be as old as it likes."""
+    bounds = TimeBounds.until(now)
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(items):
@@ -235,7 +244,7 @@ def exposures_validate(
         errors: dict[str, str] = {}
         experiment = _text(item, "experiment", MAX_NAME_LENGTH, errors)
         variant = _text(item, "variant", MAX_NAME_LENGTH, errors)
-        unit_id = _text(item, "unit_id", MAX_UNIT_ID_LENGTH, errors)
+        unit_id = _text(item, "unit_id", UNIT_ID_MAX_LENGTH, errors)
         if experiment is not None:
             known = variants_by_experiment.get(experiment)
             if known is None:

@@ -100,8 +100,10 @@ class BatchIngestView(APIView):
         return rows, sorted(rejected, key=lambda r: r.index)
 
     def _answer(self, accepted: int, rejected: list) -> Response:
+        # Always 202 for a well-formed batch, even when every item was rejected (CONTRACT): the batch
+        # was processed, and an SDK reads `rejected` to know which items to drop rather than resend.
         body = {"accepted": accepted, "rejected": [r.as_dict() for r in rejected]}
-        return Response(body, status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     def _store(self, write, rows) -> int | Response:
         try:
@@ -115,13 +117,16 @@ class BatchIngestView(APIView):
 
 
 INGEST_RESPONSES = {
-    202: OpenApiResponse(IngestResultSerializer, description="Accepted items are durably stored."),
+    202: OpenApiResponse(
+        IngestResultSerializer,
+        description="The batch was processed: `accepted` items are durably stored, `rejected` lists the "
+        "others with their index and reasons. Also when every item is rejected (`accepted` 0).",
+    ),
     400: OpenApiResponse(
-        # Every item rejected: the usual answer, with each item's reasons. A body that is not JSON or
-        # has no list: `{"detail": ...}` or `{"events": [...]}`, the management API's error shape.
-        {"anyOf": [{"$ref": "#/components/schemas/IngestResult"}, {"$ref": "#/components/schemas/Error"}]},
-        description="Every item rejected (`accepted` 0, with each item's reasons); or malformed JSON "
-        "(`detail`) or no list (`events` / `exposures`: the reason).",
+        # Only a request that is not a batch; the management API's error shape.
+        {"$ref": "#/components/schemas/Error"},
+        description="Not a batch: malformed JSON (`detail`), or no list or an empty one (`events` / "
+        "`exposures`: the reason). Nothing is stored.",
     ),
     401: OpenApiResponse(description="No or unknown SDK key."),
     403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
@@ -140,7 +145,10 @@ class EventIngestView(BatchIngestView):
         summary="Send metric events",
         description="A batch of up to 1000 events (1 MiB). Each item is validated on its own: accepted items "
         "are stored (202 only once they are durable, in ClickHouse or its spool), rejected ones are reported "
-        "with their index and reasons. Replays with the same `event_id` count once.",
+        "with their index and reasons. A batch always answers 202, even when every item is rejected "
+        "(`accepted` 0); 400 only for a body that is not a batch: malformed JSON, no `events` list, or an "
+        "empty one. An event's timestamp may be up to 30 days old. Replays with the same `event_id` count "
+        "once.",
         request=EventBatchSerializer,
         responses=INGEST_RESPONSES,
         examples=[
@@ -167,6 +175,24 @@ class EventIngestView(BatchIngestView):
                 status_codes=["202"],
                 value={"accepted": 1, "rejected": [{"index": 1, "errors": {"value": "A finite number."}}]},
             ),
+            OpenApiExample(
+                "Every item rejected",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "accepted": 0,
+                    "rejected": [
+                        {"index": 0, "errors": {"unit_id": "Required: a non-empty string."}},
+                        {"index": 1, "errors": {"item": "Each event must be an object."}},
+                    ],
+                },
+            ),
+            OpenApiExample(
+                "Not a batch",
+                response_only=True,
+                status_codes=["400"],
+                value={"events": ["Required: a list of 1 to 1000 events."]},
+            ),
         ],
         tags=["sdk"],
     )
@@ -190,7 +216,10 @@ class ExposureIngestView(BatchIngestView):
     @extend_schema(
         summary="Send exposures",
         description="Exposures from client-side evaluation: a unit saw a variant of an experiment. Up to 1000 "
-        "items (1 MiB); the experiment and variant must exist. Same answer as events.",
+        "items (1 MiB); the experiment and variant must exist. The timestamp may be as old as it likes "
+        "(every exposure counts, late ones too), at most 1 hour ahead. Same answers as events: 202 for a "
+        "batch, even when every item is rejected (`accepted` 0); 400 only for malformed JSON, no "
+        "`exposures` list, or an empty one.",
         request=ExposureBatchSerializer,
         responses=INGEST_RESPONSES,
         examples=[
@@ -213,6 +242,17 @@ class ExposureIngestView(BatchIngestView):
                 response_only=True,
                 status_codes=["202"],
                 value={"accepted": 1, "rejected": []},
+            ),
+            OpenApiExample(
+                "Every item rejected",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "accepted": 0,
+                    "rejected": [
+                        {"index": 0, "errors": {"experiment": "There is no experiment 'checkout'."}}
+                    ],
+                },
             ),
         ],
         tags=["sdk"],

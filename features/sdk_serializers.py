@@ -5,7 +5,10 @@ from rest_framework import serializers
 from experiments.assignment import AssignmentReason
 from features.evaluation import Reason
 
-UNIT_ID_MAX_LENGTH = 200  # ids are hashed, never stored in PostgreSQL; long enough for URNs and emails
+# The one unit id limit of every SDK endpoint (assign, evaluate, OFREP, events, exposures), so that a
+# unit that can send events can also be assigned. Long enough for URNs and emails. It lives here
+# because `analytics` may read `features`, not the other way round.
+UNIT_ID_MAX_LENGTH = 256
 EXPERIMENTS_MAX = 200  # experiment keys per assign request
 
 

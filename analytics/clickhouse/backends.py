@@ -72,6 +72,12 @@ def column_list(column_names: Sequence[str]) -> str:
     return ", ".join(f"`{name}`" for name in column_names)
 
 
+# Settings for every INSERT. Both tables partition by month and exposures may arrive years late (every
+# exposure counts, CONTRACT): a block over more than the default 100 partitions would be refused by a
+# server, and chDB dropped it without an error. So the limit is lifted for our inserts.
+INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
+
+
 # --- embedded ---------------------------------------------------------------------------------------
 class ChdbBackend:
     """ClickHouse embedded in this process (chDB), data under ``CLICKHOUSE_DATA_DIR``."""
@@ -113,7 +119,11 @@ class ChdbBackend:
             raise ClickHouseError(f"Rows for {table} do not match its column types: {exc}") from exc
         statement = f"INSERT INTO {quote_table(table, self.database)} ({column_list(column_names)})"
         return self.engine.insert(
-            statement, data, settings=self.settings, database=self.database, timeout=self.query_timeout
+            statement,
+            data,
+            settings={**self.settings, **INSERT_SETTINGS},
+            database=self.database,
+            timeout=self.query_timeout,
         )
 
     def ping(self) -> str:
@@ -287,6 +297,7 @@ class HttpBackend:
             column_names=list(column_names),
             database=database,
             column_type_names=list(type_names),
+            settings=INSERT_SETTINGS,
         )
         return int(summary.written_rows) if summary.written_rows else len(rows)
 

@@ -208,6 +208,49 @@ def test_exposures_write__clickhouse_down__spooled_then_drained(clickhouse, clic
     ]
 
 
+def _exposures_over_months(months: int) -> list[ingestion.ExposureRow]:
+    """One exposure a month for ``months`` months back from T0, newest first."""
+    return [
+        {
+            "experiment": "x",
+            "variant": "a",
+            "unit_id": f"u{month}",
+            "timestamp": T0 - dt.timedelta(days=31 * month),
+        }
+        for month in range(months)
+    ]
+
+
+def _stored_exposure_units() -> set[str]:
+    return {row["unit_id"] for row in ch.query("SELECT unit_id FROM exposures_dedup")}
+
+
+def test_exposures_write__over_more_than_100_months__every_row_stored(clickhouse):
+    # ClickHouse refuses an INSERT over more than max_partitions_per_insert_block (100) partitions by
+    # default, and chDB dropped such a block without an error; the platform lifts the limit on inserts.
+    rows = _exposures_over_months(250)
+
+    result = ingestion.exposures_write(rows=rows, received_at=T0)
+
+    assert result == ingestion.WriteResult(inserted=250, spooled=0)
+    assert _stored_exposure_units() == {row["unit_id"] for row in rows}
+
+
+def test_exposures_write__over_more_than_100_months_while_down__spooled_then_every_row_drained(
+    clickhouse, clickhouse_faults
+):
+    outage = clickhouse_faults.unavailable()
+    rows = _exposures_over_months(250)
+
+    result = ingestion.exposures_write(rows=rows, received_at=T0)
+    outage.stop()
+    drained = ingestion.spool_drain()
+
+    assert result == ingestion.WriteResult(inserted=0, spooled=250)
+    assert drained.drained_rows == 250 and drained.remaining_batches == 0
+    assert _stored_exposure_units() == {row["unit_id"] for row in rows}
+
+
 def test_events_write__more_rows_than_a_spool_batch__spooled_in_several_batches(
     clickhouse, clickhouse_faults, monkeypatch
 ):

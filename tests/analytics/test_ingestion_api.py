@@ -137,11 +137,25 @@ def test_events__number_overflowing_a_double__400_and_nothing_stored(clickhouse,
     assert stored_events() == []
 
 
-def test_events__every_item_rejected__400_with_reasons_and_nothing_stored(clickhouse, sdk):
+def test_events__every_item_rejected__202_with_reasons_and_nothing_stored(clickhouse, sdk):
+    # CONTRACT: a batch always answers 202 {"accepted", "rejected"}, even with nothing accepted.
     response = sdk.post(EVENTS_URL, {"events": [{"name": "e"}, "not an object"]}, format="json")
-    assert response.status_code == 400
-    assert response.json()["accepted"] == 0
-    assert response.json()["rejected"][1]["errors"] == {"item": "Each event must be an object."}
+    assert response.status_code == 202
+    assert response.json() == {
+        "accepted": 0,
+        "rejected": [
+            {"index": 0, "errors": {"unit_id": "Required: a non-empty string."}},
+            {"index": 1, "errors": {"item": "Each event must be an object."}},
+        ],
+    }
+    assert stored_events() == []
+
+
+def test_events__unit_id_of_256_characters__accepted(clickhouse, sdk):
+    # The unit id limit of every SDK endpoint (assign, evaluate and OFREP too); 257 is rejected above.
+    response = sdk.post(EVENTS_URL, {"events": [event(0, unit_id="u" * 256)]}, format="json")
+    assert response.json() == {"accepted": 1, "rejected": []}
+    assert stored_events()[0]["unit_id"] == "u" * 256
 
 
 @pytest.mark.parametrize(
@@ -269,3 +283,80 @@ def test_exposures__valid_and_invalid_items__stored_and_rejected(clickhouse, sdk
 def test_exposures__more_than_1000__413(clickhouse, sdk):
     items = [{"experiment": "x", "variant": "y", "unit_id": "z"}] * 1001
     assert sdk.post(EXPOSURES_URL, {"exposures": items}, format="json").status_code == 413
+
+
+def test_exposures__every_item_rejected__202_with_reasons_and_nothing_stored(clickhouse, sdk):
+    items = [{"experiment": "nope", "variant": "control", "unit_id": "u1"}, ["not", "an", "object"]]
+    response = sdk.post(EXPOSURES_URL, {"exposures": items}, format="json")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 0
+    assert [r["index"] for r in body["rejected"]] == [0, 1]
+    assert "no experiment" in body["rejected"][0]["errors"]["experiment"]
+    assert ch.query("SELECT * FROM exposures_dedup") == []
+
+
+@pytest.mark.parametrize("raw", ["{not json", '{"exposures": {}}', '{"exposures": []}', '{"other": [1]}'])
+def test_exposures__malformed_body__400(clickhouse, sdk, raw):
+    response = sdk.post(EXPOSURES_URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert "accepted" not in response.json()
+
+
+@pytest.mark.parametrize("age", [dt.timedelta(days=31), dt.timedelta(days=400), dt.timedelta(days=3650)])
+def test_exposures__sent_late__accepted_with_their_timestamp(clickhouse, sdk, age):
+    # CONTRACT: every exposure counts whatever its timestamp (clients may send late); events keep
+    # their 30-day window (test_events__invalid_item__... above).
+    ExperimentFactory(key="checkout", status="running")
+    at = (timezone.now() - age).replace(microsecond=0)
+    item = {"experiment": "checkout", "variant": "control", "unit_id": "u1", "timestamp": at.isoformat()}
+    response = sdk.post(EXPOSURES_URL, {"exposures": [item]}, format="json")
+    assert response.json() == {"accepted": 1, "rejected": []}
+    assert ch.query("SELECT timestamp FROM exposures_dedup") == [{"timestamp": at}]
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "fragment"),
+    [
+        ((NOW + dt.timedelta(hours=2)).isoformat(), "future"),
+        ("last tuesday", "ISO 8601"),
+        (1700000000, "ISO 8601"),
+    ],
+)
+def test_exposures__future_or_unparsable_timestamp__rejected(clickhouse, sdk, timestamp, fragment):
+    ExperimentFactory(key="checkout", status="running")
+    item = {"experiment": "checkout", "variant": "control", "unit_id": "u1", "timestamp": timestamp}
+    response = sdk.post(EXPOSURES_URL, {"exposures": [item]}, format="json")
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 0
+    assert fragment in response.json()["rejected"][0]["errors"]["timestamp"]
+
+
+def test_exposures__batch_spanning_more_than_100_months__every_exposure_stored(clickhouse, sdk):
+    # A ClickHouse INSERT may touch at most 100 monthly partitions (chDB silently dropped a bigger
+    # one); once late exposures were accepted, a batch can span years.
+    ExperimentFactory(key="checkout", status="running")
+    now = timezone.now().replace(microsecond=0)
+    items = [
+        {
+            "experiment": "checkout",
+            "variant": "control",
+            "unit_id": f"u{month}",
+            "timestamp": (now - dt.timedelta(days=31 * month)).isoformat(),
+        }
+        for month in range(150)
+    ]
+    response = sdk.post(EXPOSURES_URL, {"exposures": items}, format="json")
+    assert response.json() == {"accepted": 150, "rejected": []}
+    assert ch.query("SELECT count() AS n FROM exposures_dedup") == [{"n": 150}]
+
+
+def test_exposures__unit_id_of_256_accepted_257_rejected(clickhouse, sdk):
+    ExperimentFactory(key="checkout", status="running")
+    items = [
+        {"experiment": "checkout", "variant": "control", "unit_id": "u" * length} for length in (256, 257)
+    ]
+    response = sdk.post(EXPOSURES_URL, {"exposures": items}, format="json")
+    assert response.json()["accepted"] == 1
+    assert [r["index"] for r in response.json()["rejected"]] == [1]
+    assert "256" in response.json()["rejected"][0]["errors"]["unit_id"]

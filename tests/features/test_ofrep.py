@@ -243,6 +243,22 @@ def test_ofrep_flag__bad_request__400_with_error_code(ofrep, typed_flags, raw, c
 
 
 @pytest.mark.parametrize("url", [flag_url("bool_flag"), BULK_URL])
+def test_ofrep__targeting_key_of_256_characters__200(ofrep, typed_flags, url):
+    # The unit id limit of every SDK endpoint, events and exposures included.
+    response = ofrep.post(url, context("x" * 256))
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize("url", [flag_url("bool_flag"), BULK_URL])
+def test_ofrep__targeting_key_of_257_characters__400_invalid_context_naming_it(ofrep, typed_flags, url):
+    response = ofrep.post(url, context("x" * 257))
+    assert response.status_code == 400
+    body = response.json()
+    assert body["errorCode"] == "INVALID_CONTEXT"
+    assert "targetingKey" in body["errorDetails"] and "256" in body["errorDetails"]
+
+
+@pytest.mark.parametrize("url", [flag_url("bool_flag"), BULK_URL])
 @pytest.mark.parametrize(
     "headers",
     [
