@@ -71,7 +71,7 @@ class VariantInline(admin.TabularInline):
     fields = ["position", "key", "name", "weight", "payload"]
 
     def get_readonly_fields(self, request, obj=None):
-        return ["position", "key", "weight", "payload"] if obj is not None and obj.is_locked else []
+        return ["position", "key", "name", "weight", "payload"] if obj is not None and obj.is_locked else []
 
     def has_add_permission(self, request, obj=None):
         return (obj is None or not obj.is_locked) and super().has_add_permission(request, obj)

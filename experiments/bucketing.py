@@ -31,12 +31,17 @@ standard library. Different seeds give independent buckets for the same unit.
 Seeds
 =====
 - An experiment's variant: the experiment's own hash seed (stored on the experiment; it never
-  changes while the experiment runs).
-- A layer position: ``"layer:" + layer_key`` (``layer_position``).
+  changes while the experiment runs), or its key when the seed is empty.
+- A layer position: ``"layer:" + layer_key`` (``layer_position``). The layer key is free text
+  (``"home page/v2"`` hashes the seed ``"layer:home page/v2"``), used as stored: no escaping and
+  no normalisation beyond the surrounding whitespace trimmed when it is saved.
 - A feature rollout rule: ``"rollout:" + feature_key`` (``in_rollout``).
 
-Experiment seeds must therefore not start with ``"layer:"`` or ``"rollout:"``. A seed containing
-U+001F could produce the same message as another (seed, unit) pair; seeds never need it.
+The three kinds cannot collide: experiment keys are slugs (no ``:``), and ``Experiment.clean()``
+refuses a hash seed that starts with ``"layer:"`` or ``"rollout:"``, so an experiment never buckets
+units as a layer or a rollout does. A seed containing U+001F could produce the same message as
+another (seed, unit) pair, and lone surrogates all encode as U+FFFD; ``Experiment.clean()`` refuses
+control characters and lone surrogates in layer keys and hash seeds, which never need them.
 
 Variant ranges (GrowthBook's ``getBucketRanges``/``chooseVariation``)
 =====================================================================

@@ -1,3 +1,5 @@
+import unicodedata
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -5,6 +7,7 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 from taggit.managers import TaggableManager
 
+from experiments.bucketing import LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX
 from metrics.models import Metric
 
 
@@ -54,6 +57,22 @@ LOCKED_FIELDS = ("key", "variants", "targeting", "layer", "hash_seed")
 DELETABLE_STATUSES = frozenset({ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED})
 
 
+def _hashed_text_problem(value: str) -> str | None:
+    """Why a layer key or hash seed cannot be hashed safely, or None.
+
+    Bucketing hashes ``seed + U+001F + unit_id`` as UTF-8: a U+001F in the seed could make two
+    (seed, unit) pairs hash the same message, and a lone surrogate is encoded as U+FFFD, so two
+    different texts could share buckets. Control characters are refused with them: nobody types them.
+    """
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return f"must not contain control characters such as tabs or line breaks ({char!r})"
+        if category == "Cs":
+            return "must not contain invalid Unicode (a lone surrogate)"
+    return None
+
+
 class Experiment(models.Model):
     key = models.SlugField(
         max_length=100, unique=True, help_text="Short name used by the API and SDKs, e.g. checkout_button."
@@ -82,16 +101,19 @@ class Experiment(models.Model):
         blank=True,
         help_text='Who is eligible, e.g. {"country": {"$in": ["US", "CA"]}}. Empty: everyone.',
     )
-    layer = models.SlugField(
+    layer = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Experiments with the same layer never share a user. Leave empty if unsure.",
+        db_index=True,
+        help_text="Experiments with the same layer never share a user, e.g. “home page/v2”. "
+        "Any text; leave empty if unsure.",
     )
     layer_slice_start = models.FloatField(null=True, blank=True, editable=False)
     hash_seed = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Advanced: changes who gets which variant. Empty: the experiment's key.",
+        help_text="Advanced: changes who gets which variant. Empty: the experiment's key. "
+        f"Must not start with “{LAYER_SEED_PREFIX}” or “{ROLLOUT_SEED_PREFIX}”.",
     )
 
     engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.FREQUENTIST)
@@ -175,6 +197,19 @@ class Experiment(models.Model):
         from experiments.conditions import ConditionError, validate_condition
 
         errors: dict[str, str] = {}
+        # Free text, but surrounding spaces would make "home page" and "home page " two layers.
+        self.layer = (self.layer or "").strip()
+        if problem := _hashed_text_problem(self.layer):
+            errors["layer"] = f"The layer {problem}."
+        if problem := _hashed_text_problem(self.hash_seed):
+            errors["hash_seed"] = f"The hash seed {problem}."
+        elif self.hash_seed.startswith((LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX)):
+            # Layer positions and feature rollouts hash with these prefixes (experiments.bucketing):
+            # such a seed would bucket units exactly as a layer or a rollout does.
+            errors["hash_seed"] = (
+                f"The hash seed must not start with “{LAYER_SEED_PREFIX}” or “{ROLLOUT_SEED_PREFIX}”: "
+                "those seeds are reserved for layers and feature rollouts. Choose another seed or leave it empty."
+            )
         try:
             validate_condition(self.targeting)
         except ConditionError as exc:

@@ -1,6 +1,7 @@
 """Writes to experiments. The admin and the API both call these, so a rule holds everywhere."""
 
 import datetime
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -76,8 +77,46 @@ def metric_links_validate(links: Sequence[Mapping[str, Any]]) -> None:
             )
 
 
-def _variant_signature(variants: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, Any]]:
-    return [(v["key"], float(v.get("weight", 1.0)), v.get("payload")) for v in variants]
+def _variant_as_stored(variant: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant as ``_replace_variants`` stores it: an empty name is the key, the weight defaults to 1."""
+    return {
+        "key": variant["key"],
+        "name": variant.get("name") or variant["key"],
+        "weight": float(variant.get("weight", 1.0)),
+        # Canonical JSON, so that 1 and true (equal in Python) or 1 and 1.0 count as different payloads.
+        "payload": json.dumps(variant.get("payload"), sort_keys=True),
+    }
+
+
+def _variants_difference(
+    current: Sequence[Mapping[str, Any]], proposed: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """The first way ``proposed`` differs from ``current`` as stored, in words, or None when it does not."""
+    if len(proposed) != len(current):
+        return f"there would be {len(proposed)} variants instead of {len(current)}"
+    for position, (old, new) in enumerate(
+        zip(map(_variant_as_stored, current), map(_variant_as_stored, proposed), strict=True), start=1
+    ):
+        if new["key"] != old["key"]:
+            return f"variant {position} would be “{new['key']}” instead of “{old['key']}”"
+        for field in ("name", "weight", "payload"):
+            if new[field] != old[field]:
+                return f"the {field} of variant “{old['key']}” would change"
+    return None
+
+
+def variants_unchanged_validate(*, experiment: Experiment, variants: Sequence[Mapping[str, Any]]) -> None:
+    """Once an experiment has started its variants are fixed: keys, names, weights, payloads, count and
+    order (409). Sending them unchanged is allowed, so a full object can be written back to ramp up."""
+    if not experiment.is_locked:
+        return
+    difference = _variants_difference(_current_variants(experiment), variants)
+    if difference is not None:
+        raise LockedWhileRunning(
+            f"variants cannot change once the experiment has started (it is {experiment.status}): "
+            f"{difference}. Stop it and create a new experiment instead.",
+            field="variants",
+        )
 
 
 def _current_variants(experiment: Experiment) -> list[dict[str, Any]]:
@@ -210,16 +249,14 @@ def experiment_update(
     locked = _lock(experiment, version)
     if locked.is_locked:
         changed = [name for name in LOCKED_FIELDS if name in fields and fields[name] != getattr(locked, name)]
-        if variants is not None and _variant_signature(variants) != _variant_signature(
-            _current_variants(locked)
-        ):
-            changed.append("variants")
         if changed:
             raise LockedWhileRunning(
                 f"{', '.join(sorted(set(changed)))} cannot change once the experiment has started "
                 f"(it is {locked.status}). Stop it and create a new experiment instead.",
                 field=changed[0],
             )
+        if variants is not None:
+            variants_unchanged_validate(experiment=locked, variants=variants)
     if variants is not None:
         variants_validate(variants)
     links = None

@@ -91,5 +91,11 @@ class Metric(models.Model):
             errors["denominator"] = (
                 "Only ratio metrics have a denominator; clear it or change the type to ratio."
             )
+        if self.type == MetricType.BINOMIAL and self.cap_value is not None:
+            # The roll-up never caps a conversion: a value that would be ignored is refused instead.
+            errors["cap_value"] = (
+                "A conversion (binomial) metric has no cap: each unit's value is already 0 or 1. "
+                "Leave the cap empty, or choose the count or sum type."
+            )
         if errors:
             raise ValidationError(errors)

@@ -325,6 +325,13 @@ def test_layer_position__any_unit__bucket_of_layer_seed() -> None:
     assert layer_position("homepage", "user-7") == bucket("layer:homepage", "user-7")
 
 
+@pytest.mark.parametrize("layer", ["home page/v2", "Startseite · Über uns", "rollout:checkout", "a:b/c d"])
+def test_layer_position__free_text_key__documented_hash_of_the_key_as_is(layer: str) -> None:
+    # The layer key is hashed as stored, after "layer:", with no escaping (module docstring, "Seeds").
+    for unit_id in ("user-7", "ünïcødé-42 😀", ""):
+        assert Fraction(layer_position(layer, unit_id)) == reference_bucket("layer:" + layer, unit_id)
+
+
 @pytest.mark.parametrize(
     ("position", "start", "width", "expected"),
     [

@@ -1,7 +1,12 @@
+import json
+
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from experiments.assignment import CompiledExperiment, assign, experiment_compile
 from experiments.models import Experiment, ExperimentStatus
+from experiments.services import experiment_create
 from tests.factories import ExperimentFactory, MetricFactory
 
 pytestmark = pytest.mark.django_db
@@ -15,6 +20,9 @@ def detail_url(key: str) -> str:
 
 def action_url(key: str, action: str) -> str:
     return reverse(f"experiment-{action}", args=[key])
+
+
+VARIANTS = [{"key": "control"}, {"key": "treatment"}]
 
 
 def valid_payload(**overrides) -> dict:
@@ -67,6 +75,13 @@ def test_experiment_create__valid_payload__201_as_draft(pm_client, product_manag
         ({"alpha": 0}, "alpha", ""),
         ({"engine": "magic"}, "engine", "magic"),
         ({"prior_mean": 0.0}, "prior_stddev", "both"),
+        ({"hash_seed": "layer:checkout"}, "hash_seed", "must not start with “layer:”"),
+        ({"hash_seed": "rollout:checkout"}, "hash_seed", "must not start with “layer:” or “rollout:”"),
+        ({"hash_seed": "check\x1fout"}, "hash_seed", "control characters"),
+        ({"layer": "home\x1fpage"}, "layer", "control characters"),
+        ({"layer": "home\npage"}, "layer", "control characters"),
+        ({"layer": "home\ud800"}, "layer", "surrogate"),
+        ({"layer": "x" * 101}, "layer", "no more than 100 characters"),
         (
             {"scheduled_start_at": "2030-01-02T00:00:00Z", "scheduled_stop_at": "2030-01-01T00:00:00Z"},
             "scheduled_stop_at",
@@ -76,7 +91,9 @@ def test_experiment_create__valid_payload__201_as_draft(pm_client, product_manag
 )
 def test_experiment_create__invalid_field__400_names_field_and_reason(pm_client, overrides, field, fragment):
     MetricFactory(key="m1")
-    response = pm_client.post(LIST_URL, valid_payload(**overrides), format="json")
+    # Encoded here (as ASCII JSON with \u escapes): the test client cannot encode a lone surrogate itself
+    body = json.dumps(valid_payload(**overrides))
+    response = pm_client.post(LIST_URL, body, content_type="application/json")
     assert response.status_code == 400, response.json()
     body = response.json()
     assert field in body, body
@@ -201,12 +218,13 @@ def test_experiment_update__locked_field_while_running__409(pm_client, change, f
 
 def test_experiment_update__ramp_up_and_description_while_running__200(pm_client):
     experiment = ExperimentFactory(status="running", traffic_allocation=0.2)
+    # The variants as stored (the factory names them "Control" and "Treatment"), sent back unchanged
     response = pm_client.patch(
         detail_url(experiment.key),
         {
             "traffic_allocation": 0.6,
             "description": "ramped",
-            "variants": [{"key": "control"}, {"key": "treatment"}],
+            "variants": [{"key": "control", "name": "Control"}, {"key": "treatment", "name": "Treatment"}],
         },
         format="json",
     )
@@ -302,3 +320,156 @@ def test_experiment_layer__ramp_up_into_a_neighbour__409(pm_client):
     response = pm_client.patch(detail_url(first.key), {"traffic_allocation": 0.7}, format="json")
     assert response.status_code == 409
     assert "traffic_allocation" in response.json()
+
+
+def test_experiment_create__service_with_lone_surrogate_in_layer__refused_naming_layer(product_manager):
+    # The API's serializer already refuses surrogates; the model refuses them on every other path.
+    with pytest.raises(ValidationError) as excinfo:
+        experiment_create(user=product_manager, key="k", name="K", layer="home\ud800", variants=VARIANTS)
+    assert "surrogate" in str(excinfo.value.message_dict["layer"])
+
+
+@pytest.mark.parametrize("layer", ["home page/v2", "  home page/v2  ", "Startseite · Ü/ä:1"])
+def test_experiment_create__free_text_layer__201_stored_without_surrounding_spaces(pm_client, layer):
+    response = pm_client.post(LIST_URL, valid_payload(layer=layer), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["layer"] == layer.strip()
+    assert Experiment.objects.get().layer == layer.strip()
+
+
+def test_experiment_create__free_text_layer_through_the_service__stripped(product_manager):
+    experiment = experiment_create(
+        user=product_manager, key="k", name="K", layer="  home page/v2\t", variants=VARIANTS
+    )
+    assert experiment.layer == "home page/v2"
+
+
+@pytest.mark.parametrize("hash_seed", ["checkout-2024", "my-layer:1", "Layer:1", "rollout"])
+def test_experiment_create__hash_seed_without_reserved_prefix__201(pm_client, hash_seed):
+    response = pm_client.post(LIST_URL, valid_payload(hash_seed=hash_seed), format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["hash_seed"] == hash_seed
+
+
+@pytest.mark.parametrize("hash_seed", ["layer:home", "rollout:new_checkout"])
+def test_experiment_update__draft_hash_seed_with_reserved_prefix__400_and_unchanged(pm_client, hash_seed):
+    experiment = ExperimentFactory(hash_seed="before")
+    response = pm_client.patch(detail_url(experiment.key), {"hash_seed": hash_seed}, format="json")
+    assert response.status_code == 400, response.json()
+    assert "must not start with" in str(response.json()["hash_seed"])
+    experiment.refresh_from_db()
+    assert (experiment.hash_seed, experiment.version) == ("before", 1)
+
+
+def _compiled(experiment: Experiment) -> CompiledExperiment:
+    """The experiment as the decision plane sees it, read back from the database."""
+    return experiment_compile(
+        {
+            "key": experiment.key,
+            "status": experiment.status,
+            "seed": experiment.seed,
+            "variants": [
+                {"key": v.key, "weight": v.weight, "payload": v.payload} for v in experiment.variants.all()
+            ],
+            "traffic_allocation": experiment.traffic_allocation,
+            "targeting": experiment.targeting,
+            "layer": experiment.layer,
+            "layer_slice_start": experiment.layer_slice_start,
+        }
+    )
+
+
+def test_experiment_layer__free_text_key__two_running_experiments_never_share_a_unit(pm_client):
+    # Given two experiments created and started through the API in the layer "home page/v2"
+    for key, allocation in (("hero_image", 0.4), ("search_box", 0.6)):
+        payload = valid_payload(key=key, layer="home page/v2", traffic_allocation=allocation)
+        assert pm_client.post(LIST_URL, payload, format="json").status_code == 201
+        assert pm_client.post(action_url(key, "start"), {}, format="json").status_code == 200
+    # When 4,000 units are assigned to both
+    compiled = {e.key: _compiled(e) for e in Experiment.objects.all()}
+    units = [f"user-{i}" for i in range(4000)]
+    memberships = {key: {u for u in units if assign(c, u, {}).in_experiment} for key, c in compiled.items()}
+    # Then no unit is in both, and together they fill the layer, each with about its share
+    assert not memberships["hero_image"] & memberships["search_box"]
+    assert memberships["hero_image"] | memberships["search_box"] == set(units)
+    assert abs(len(memberships["hero_image"]) / len(units) - 0.4) < 0.03
+    # And a third experiment in the same layer has no room left
+    banner = valid_payload(key="banner", layer="home page/v2")
+    assert pm_client.post(LIST_URL, banner, format="json").status_code == 201
+    response = pm_client.post(action_url("banner", "start"), {}, format="json")
+    assert response.status_code == 409
+    assert "home page/v2" in response.json()["detail"]
+
+
+def _variants(experiment: Experiment) -> list[tuple]:
+    return [(v.pk, v.key, v.name, v.weight, v.payload, v.position) for v in experiment.variants.all()]
+
+
+STORED_VARIANTS = [
+    {"key": "control", "name": "Control", "weight": 1.0, "payload": None},
+    {"key": "treatment", "name": "Treatment", "weight": 1.0, "payload": {"color": "green", "size": 1}},
+]
+
+
+def _with(index: int, **changes) -> list[dict]:
+    variants = [dict(v) for v in STORED_VARIANTS]
+    variants[index].update(changes)
+    return variants
+
+
+@pytest.mark.parametrize(
+    ("variants", "fragment"),
+    [
+        (_with(0, name="Blue"), "the name of variant “control”"),
+        (_with(1, name=""), "the name of variant “treatment”"),  # an empty name is stored as the key
+        (_with(1, payload={"color": "blue", "size": 1}), "the payload of variant “treatment”"),
+        (_with(1, payload={"color": "green", "size": True}), "the payload of variant “treatment”"),
+        (_with(1, payload=None), "the payload of variant “treatment”"),
+        (_with(0, weight=2.0), "the weight of variant “control”"),
+        (_with(1, key="green"), "variant 2 would be “green” instead of “treatment”"),
+        (list(reversed(STORED_VARIANTS)), "variant 1 would be “treatment” instead of “control”"),
+        (STORED_VARIANTS[:1], "1 variants instead of 2"),
+        ([*STORED_VARIANTS, {"key": "third", "name": "Third"}], "3 variants instead of 2"),
+    ],
+)
+@pytest.mark.parametrize("status", ["running", "paused"])
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_experiment_update__any_variant_change_while_running__409_and_nothing_written(
+    pm_client, variants, fragment, status, method
+):
+    # Given a running (or paused) experiment with named variants and a payload
+    experiment = ExperimentFactory(status=status, traffic_allocation=0.2)
+    experiment.variants.filter(key="treatment").update(payload=STORED_VARIANTS[1]["payload"])
+    before = _variants(experiment)
+    body = pm_client.get(detail_url(experiment.key)).json() if method == "put" else {}
+    # When the variants are sent changed, along with a ramp-up
+    body.update(variants=variants, traffic_allocation=0.5)
+    response = getattr(pm_client, method)(detail_url(experiment.key), body, format="json")
+    # Then the write is refused as a whole, saying what changed
+    assert response.status_code == 409, response.json()
+    assert response.json()["code"] == "locked"
+    assert "variants cannot change once the experiment has started" in response.json()["detail"]
+    assert fragment in response.json()["detail"]
+    assert response.json()["variants"] == [response.json()["detail"]]
+    experiment.refresh_from_db()
+    assert (experiment.version, experiment.traffic_allocation) == (1, 0.2)
+    assert _variants(experiment) == before
+
+
+@pytest.mark.parametrize("status", ["running", "paused"])
+def test_experiment_update__put_full_object_while_running__200_ramped_and_variants_kept(pm_client, status):
+    # Given a running experiment whose variants have a payload and an empty name (possible from the admin)
+    experiment = ExperimentFactory(status=status, traffic_allocation=0.2)
+    experiment.variants.filter(key="treatment").update(name="", payload={"color": "green", "size": 1.5})
+    before = _variants(experiment)
+    # When the object read is written back with a higher traffic allocation
+    body = pm_client.get(detail_url(experiment.key)).json()
+    body["traffic_allocation"] = 0.7
+    response = pm_client.put(detail_url(experiment.key), body, format="json")
+    # Then the ramp-up is saved, and the variants are untouched (the same rows)
+    assert response.status_code == 200, response.json()
+    assert response.json()["traffic_allocation"] == 0.7
+    assert response.json()["variants"] == body["variants"]
+    experiment.refresh_from_db()
+    assert (experiment.version, experiment.traffic_allocation) == (2, 0.7)
+    assert _variants(experiment) == before

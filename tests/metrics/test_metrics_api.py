@@ -55,6 +55,8 @@ def test_metric_create__defaults__contract_defaults(pm_client):
         ({"key": "base"}, "key", "exists"),
         ({"window_hours": 0}, "window_hours", "greater than or equal to 1"),
         ({"cap_value": -1}, "cap_value", "greater than or equal to 0"),
+        ({"type": "binomial", "cap_value": 1}, "cap_value", "already 0 or 1"),
+        ({"type": "binomial", "cap_value": 0}, "cap_value", "already 0 or 1"),
         ({"cuped_lookback_days": 0}, "cuped_lookback_days", ""),
         ({"event": ""}, "event", "blank"),
         ({"name": ""}, "name", "blank"),
@@ -100,3 +102,38 @@ def test_metric_history__change_recorded_with_user(pm_client, product_manager):
     assert history.last().history_user == product_manager
     delta = history.last().diff_against(history.first())
     assert [c.field for c in delta.changes] == ["cap_value"]
+
+
+@pytest.mark.parametrize("metric_type", ["count", "sum", "ratio"])
+def test_metric_create__cap_on_non_binomial__201(pm_client, metric_type):
+    MetricFactory(key="orders", type="count")
+    denominator = {"denominator": "orders"} if metric_type == "ratio" else {}
+    response = pm_client.post(
+        LIST_URL, payload(type=metric_type, cap_value=500, **denominator), format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["cap_value"] == 500
+
+
+@pytest.mark.parametrize(
+    ("existing", "change"),
+    [
+        ({"type": "binomial"}, {"cap_value": 5}),  # a cap on a conversion metric
+        ({"type": "sum", "cap_value": 500}, {"type": "binomial"}),  # a capped sum made a conversion
+    ],
+)
+def test_metric_update__binomial_with_cap__400_names_cap_value_and_unchanged(pm_client, existing, change):
+    metric = MetricFactory(key="converted", **existing)
+    response = pm_client.patch(reverse("metric-detail", args=["converted"]), change, format="json")
+    assert response.status_code == 400, response.json()
+    assert "already 0 or 1" in str(response.json()["cap_value"])
+    metric.refresh_from_db()
+    assert (metric.type, metric.cap_value) == (existing["type"], existing.get("cap_value"))
+
+
+def test_metric_update__binomial_made_sum_with_cap__200(pm_client):
+    MetricFactory(key="converted", type="binomial")
+    response = pm_client.patch(
+        reverse("metric-detail", args=["converted"]), {"type": "sum", "cap_value": 5}, format="json"
+    )
+    assert response.status_code == 200, response.json()

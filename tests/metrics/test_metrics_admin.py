@@ -1,0 +1,54 @@
+"""The metrics admin refuses what the API refuses, with the same words."""
+
+import pytest
+from django.urls import reverse
+
+from metrics.models import Metric
+from tests.factories import MetricFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+def _metric_form(**overrides) -> dict:
+    data = {
+        "name": "Purchase rate",
+        "key": "purchase_rate",
+        "type": "binomial",
+        "event": "purchase",
+        "higher_is_better": "on",
+        "cuped_lookback_days": "14",
+        "tags": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_metric_add__binomial_with_cap__form_explains_next_to_the_cap(admin_client):
+    response = admin_client.post(reverse("admin:metrics_metric_add"), _metric_form(cap_value="5"))
+    assert response.status_code == 200
+    assert "already 0 or 1" in str(response.context["adminform"].form.errors["cap_value"])
+    assert not Metric.objects.exists()
+
+
+def test_admin_metric_change__capped_sum_made_binomial__form_explains_and_unchanged(admin_client):
+    metric = MetricFactory(key="revenue", type="sum", event="purchase", cap_value=500)
+    response = admin_client.post(
+        reverse("admin:metrics_metric_change", args=[metric.pk]),
+        _metric_form(key="revenue", name="Revenue", type="binomial", cap_value="500"),
+    )
+    assert response.status_code == 200
+    assert "already 0 or 1" in str(response.context["adminform"].form.errors["cap_value"])
+    metric.refresh_from_db()
+    assert metric.type == "sum"
+
+
+def test_admin_metric_add__binomial_without_cap__created(admin_client):
+    response = admin_client.post(reverse("admin:metrics_metric_add"), _metric_form())
+    assert response.status_code == 302
+    assert Metric.objects.get(key="purchase_rate").cap_value is None
