@@ -11,6 +11,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A local ``.env`` (copy ``.env.example``) fills in variables the environment does not set; the real
+# environment always wins. Production sets real environment variables and has no file.
+ENV_FILE = Path(environ.Env().str("PLATFORM_ENV_FILE", default=str(BASE_DIR / ".env")))
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 VAR_DIR = Path(environ.Env().str("PLATFORM_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
@@ -52,6 +57,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # POST /api/v1/experiments/x/start works as .../start/ does (no redirect that would drop the body).
+    "config.trailing_slash.ApiTrailingSlashMiddleware",
     # SDK endpoints: CORS, body limits and per-key rate limits, before anything reads a session.
     "config.middleware.SdkEdgeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -123,11 +130,18 @@ CLICKHOUSE_CONNECT_TIMEOUT = env.float("CLICKHOUSE_CONNECT_TIMEOUT", default=3.0
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+# Eager (tasks run in the calling process) without a broker, and whenever ClickHouse is embedded: only
+# the process that owns the chDB directory can run tasks that read or write it, so a separate worker
+# could not.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL or not CLICKHOUSE_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# With eager tasks there is no worker and no beat process: the web server runs the periodic schedules
+# (the admin's "Periodic tasks": scheduled starts and stops, roll-ups, the spool drain) in a thread of
+# its own (config.scheduler). Off by default otherwise: a beat process does it (docker-compose).
+EMBEDDED_SCHEDULER = env.bool("EMBEDDED_SCHEDULER", default=CELERY_TASK_ALWAYS_EAGER)
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth and API ---------------------------------------------------------------------------------

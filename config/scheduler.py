@@ -1,0 +1,66 @@
+"""Periodic schedules inside the web process, for the embedded one-process mode.
+
+In production a ``celery beat`` process reads the schedules (django-celery-beat's "Periodic tasks" in
+the admin) and a worker runs the tasks. With the embedded defaults there is neither: tasks run eagerly
+and only the web process may open the chDB directory. So the web process runs Celery's own beat
+service in a daemon thread, with the same database scheduler: the same schedules, editable in the
+admin, and each due task runs eagerly in that thread (scheduled starts and stops every minute, the
+spool drain every minute, the results roll-up every 15 minutes).
+
+Started by ``config.wsgi`` when ``settings.EMBEDDED_SCHEDULER`` is on (the default with eager tasks),
+so ``make demo``, gunicorn and runserver get it and management commands and tests do not. Run one
+such web process per deployment: each process that starts it runs every schedule (the tasks are
+idempotent, but the work would be repeated); with several, switch it off on all but one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_service = None  # celery.beat._Threaded, once started in this process
+_pid: int | None = None
+
+
+def scheduler_start(*, force: bool = False) -> bool:
+    """Start the in-process beat thread (once per process); True if this call started it."""
+    global _service, _pid
+    if not (force or settings.EMBEDDED_SCHEDULER):
+        return False
+    with _lock:
+        if _service is not None and _pid == os.getpid() and _service.is_alive():
+            return False
+        from celery.beat import EmbeddedService
+
+        from config.celery import app
+
+        # Import every app's tasks module (autodiscovery), as a worker does on start: beat runs a task
+        # it knows eagerly, and would hand an unknown one to the broker, where nothing consumes it.
+        app.loader.import_default_modules()
+        _service = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
+        _service.start()
+        _pid = os.getpid()
+        atexit.register(scheduler_stop)
+    logger.info("Embedded scheduler started: periodic tasks run in this process.")
+    return True
+
+
+def scheduler_stop() -> None:
+    """Stop the beat thread if this process runs one (waits for the current tick to finish)."""
+    global _service
+    with _lock:
+        service, _service = _service, None
+    if service is not None and service.is_alive():
+        service.stop()
+        service.join(timeout=10)
+
+
+def scheduler_running() -> bool:
+    return _service is not None and _pid == os.getpid() and _service.is_alive()
