@@ -13,7 +13,6 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from analytics.selectors import experiment_results_get
@@ -144,22 +143,19 @@ class CanChangeExperiment(BasePermission):
         return bool(request.user and request.user.has_perm("experiments.change_experiment"))
 
 
-class ResultsRefreshThrottle(BaseThrottle):
-    """One refresh per experiment per ``RESULTS_REFRESH_MIN_INTERVAL_SECONDS`` (default 30), whoever
-    asks; shared by every web process through the cache. Answers 429 with ``Retry-After``."""
+def refresh_slot(key: str) -> int | None:
+    """Claim the experiment's refresh slot: None if a refresh may run now, else the seconds to wait.
 
-    def allow_request(self, request, view) -> bool:
-        interval = refresh_interval_seconds()
-        key = f"analytics:results-refresh:{view.kwargs.get('key')}"
-        now = time.time()
-        if cache.add(key, now + interval, timeout=interval):
-            return True
-        allowed_at = cache.get(key)
-        self.retry_after = max(1, math.ceil(allowed_at - now)) if allowed_at else interval
-        return False
-
-    def wait(self) -> float | None:
-        return getattr(self, "retry_after", None)
+    One refresh per experiment per ``RESULTS_REFRESH_MIN_INTERVAL_SECONDS`` (default 30), whoever
+    asks; shared by every web process through the cache.
+    """
+    interval = refresh_interval_seconds()
+    cache_key = f"analytics:results-refresh:{key}"
+    now = time.time()
+    if cache.add(cache_key, now + interval, timeout=interval):
+        return None
+    allowed_at = cache.get(cache_key)
+    return max(1, math.ceil(allowed_at - now)) if allowed_at else interval
 
 
 class ExperimentResultsView(APIView):
@@ -189,7 +185,6 @@ class ExperimentResultsView(APIView):
 
 class ExperimentResultsRefreshView(APIView):
     permission_classes = [IsAuthenticated, CanChangeExperiment]
-    throttle_classes = [ResultsRefreshThrottle]
 
     @extend_schema(
         operation_id="experiment_results_refresh",
@@ -198,13 +193,14 @@ class ExperimentResultsRefreshView(APIView):
             "Queues a roll-up of the experiment's events and exposures and a new analysis; answers 202 "
             "at once (where tasks run in the web process, as in the embedded default, after the work is "
             "done). Read the outcome with `GET .../results/`. At most one refresh per experiment every "
-            "30 seconds: 429 with `Retry-After` otherwise. Needs the permission to change experiments."
+            "30 seconds: a request within that time is also answered 202, with `status` "
+            "`recently_refreshed` and a `Retry-After` header (seconds), and queues nothing. Needs the "
+            "permission to change experiments."
         ),
         request=None,
         responses={
             202: RefreshAcceptedSerializer,
             404: OpenApiResponse(description="No such experiment."),
-            429: OpenApiResponse(description="Refreshed too recently; see Retry-After."),
         },
         examples=[
             OpenApiExample(
@@ -216,12 +212,37 @@ class ExperimentResultsRefreshView(APIView):
                     "status": "queued",
                     "detail": "The results are being recomputed; GET .../results/ shows them when done.",
                 },  # fmt: skip
-            )
+            ),
+            OpenApiExample(
+                "Refreshed moments ago (nothing queued)",
+                response_only=True,
+                status_codes=["202"],
+                value={
+                    "experiment": "checkout_button",
+                    "status": "recently_refreshed",
+                    "detail": "Refreshed less than 30 seconds ago; ask again in 12 s. GET .../results/ shows the latest.",
+                },  # fmt: skip
+            ),
         ],
         tags=["experiments"],
     )
     def post(self, request, key: str) -> Response:
         experiment = get_object_or_404(Experiment, key=key)
+        wait = refresh_slot(experiment.key)
+        if wait is not None:
+            body = {
+                "experiment": experiment.key,
+                "status": "recently_refreshed",
+                "detail": (
+                    f"Refreshed less than {refresh_interval_seconds()} seconds ago; ask again in {wait} s. "
+                    "GET .../results/ shows the latest."
+                ),
+            }
+            return Response(
+                RefreshAcceptedSerializer(body).data,
+                status=status.HTTP_202_ACCEPTED,
+                headers={"Retry-After": str(wait)},
+            )
         experiment_results_request_refresh(experiment=experiment, user=request.user)
         body = {
             "experiment": experiment.key,

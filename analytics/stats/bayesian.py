@@ -113,14 +113,13 @@ def bayesian_test(
     if moments.relative is not None and moments.relative_variance is not None:
         relative = gaussian_posterior(moments.relative, moments.relative_variance, prior, alpha)
 
+    # The absolute effect is reported as the normal interval on the difference of means (CONTRACT),
+    # whatever the prior: the prior is a belief about the relative lift, and it shrinks that posterior
+    # (and so chance to win and risk) only. GrowthBook's absolute mode would scale the prior by the
+    # baseline mean instead; here the absolute numbers stay what the data alone say.
     absolute = None
     if moments.absolute is not None and moments.absolute_variance is not None:
-        baseline = moments.mean_control
-        if prior is None:
-            absolute = gaussian_posterior(moments.absolute, moments.absolute_variance, None, alpha)
-        elif baseline:
-            scaled = GaussianPrior(prior.mean * abs(baseline), prior.variance * baseline**2)
-            absolute = gaussian_posterior(moments.absolute, moments.absolute_variance, scaled, alpha)
+        absolute = gaussian_posterior(moments.absolute, moments.absolute_variance, None, alpha)
 
     if relative is None:
         return BayesianResult(None, absolute, None, None, moments.error)

@@ -59,10 +59,13 @@ def test_chance_to_win__flat_prior__equals_one_minus_one_sided_p_value(control, 
     assert result.chance_to_win == pytest.approx(1 - one_sided, abs=0.01)
 
 
+@pytest.mark.parametrize("prior", [None, GaussianPrior(0.0, 0.01**2), GaussianPrior(0.05, 0.1**2)])
 @pytest.mark.parametrize(("control", "treatment"), _datasets())
-def test_absolute_interval__flat_prior__normal_interval_on_difference_of_means(control, treatment):
+def test_absolute_interval__any_prior__normal_interval_on_difference_of_means(control, treatment, prior):
+    # CONTRACT: the Bayesian absolute interval is the normal interval on the difference of means; a
+    # prior (on the relative lift) shrinks the relative posterior only
     result = bayesian_test(
-        effect_moments(SampleStats.from_values(control), SampleStats.from_values(treatment))
+        effect_moments(SampleStats.from_values(control), SampleStats.from_values(treatment)), prior=prior
     )
     diff = treatment.mean() - control.mean()
     se = np.sqrt(control.var(ddof=1) / control.size + treatment.var(ddof=1) / treatment.size)
