@@ -21,12 +21,39 @@ import os
 import threading
 
 from django.conf import settings
+from django.db import connections
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_service = None  # celery.beat._Threaded, once started in this process
+_service: _BeatThread | None = None  # once started in this process
 _pid: int | None = None
+
+
+class _BeatThread(threading.Thread):
+    """Celery's beat service in a daemon thread (as ``celery.beat.EmbeddedService(thread=True)``), which
+    closes its own database connections when it stops."""
+
+    def __init__(self, app) -> None:
+        from celery.beat import Service
+
+        super().__init__(name="embedded-beat", daemon=True)
+        self.app = app
+        # A short tick, so that stopping takes at most a second; the database scheduler notices
+        # schedule edits made in the admin within that time too.
+        self.service = Service(
+            app, max_interval=1, scheduler_cls=app.conf.beat_scheduler, remote_control=False
+        )
+
+    def run(self) -> None:
+        self.app.set_current()
+        try:
+            self.service.start()
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self.service.stop(wait=True)
 
 
 def scheduler_start(*, force: bool = False) -> bool:
@@ -37,14 +64,12 @@ def scheduler_start(*, force: bool = False) -> bool:
     with _lock:
         if _service is not None and _pid == os.getpid() and _service.is_alive():
             return False
-        from celery.beat import EmbeddedService
-
         from config.celery import app
 
         # Import every app's tasks module (autodiscovery), as a worker does on start: beat runs a task
         # it knows eagerly, and would hand an unknown one to the broker, where nothing consumes it.
         app.loader.import_default_modules()
-        _service = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
+        _service = _BeatThread(app)
         _service.start()
         _pid = os.getpid()
         atexit.register(scheduler_stop)
