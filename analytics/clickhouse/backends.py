@@ -118,13 +118,24 @@ class ChdbBackend:
         except (TypeError, ValueError, AttributeError, OverflowError, struct.error) as exc:
             raise ClickHouseError(f"Rows for {table} do not match its column types: {exc}") from exc
         statement = f"INSERT INTO {quote_table(table, self.database)} ({column_list(column_names)})"
-        return self.engine.insert(
+        written = self.engine.insert(
             statement,
             data,
             settings={**self.settings, **INSERT_SETTINGS},
             database=self.database,
             timeout=self.query_timeout,
         )
+        if written < len(rows):
+            # chDB's streamed insert does not raise what a server would (TOO_MANY_PARTS while merges lag
+            # behind, for one): it reports fewer rows written and stores none. Treated as the transient
+            # error it is, so the caller spools the rows and the drain retries them (a replay of rows
+            # that did land counts once: the tables collapse replays).
+            raise ClickHouseUnavailable(
+                f"The embedded ClickHouse stored {written} of {len(rows)} rows into {table} without "
+                "saying why (a server would have answered an error such as too many parts); retrying later.",
+                code=252,
+            )
+        return written
 
     def ping(self) -> str:
         return self.query("SELECT version() AS version", {}, {}, use_database=False)[0]["version"]

@@ -175,6 +175,28 @@ def test_events_write__clickhouse_down_mid_ingest__every_acknowledged_row_lands_
     assert ingestion.spool_depth() == ingestion.SpoolDepth(batches=0, rows=0, oldest=None)
 
 
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_events_write__embedded_engine_drops_an_insert_silently__spooled_then_drained(clickhouse):
+    # Given the embedded engine refusing inserts the way it does not report: too many parts waiting
+    # for merges (chDB answers "0 rows written" instead of raising TOO_MANY_PARTS)
+    ch.command("SYSTEM STOP MERGES events")
+    ch.command("ALTER TABLE events MODIFY SETTING parts_to_throw_insert = 1, parts_to_delay_insert = 1")
+    try:
+        first, second = _events(20, prefix="a-"), _events(30, prefix="b-")
+        # When two batches are written: the second finds one part already there
+        results = [ingestion.events_write(rows=first), ingestion.events_write(rows=second)]
+    finally:
+        ch.command("ALTER TABLE events RESET SETTING parts_to_throw_insert, parts_to_delay_insert")
+        ch.command("SYSTEM START MERGES events")
+    # Then both were acknowledged: the first stored, the second spooled rather than lost
+    assert [(r.inserted, r.spooled) for r in results] == [(20, 0), (0, 30)]
+    assert clickhouse.count("events") == 20
+    # And the drain brings the second in once ClickHouse takes inserts again
+    ingestion.clickhouse_breaker.reset()
+    ingestion.spool_drain()
+    assert _dedup_events() == {row["event_id"]: row["value"] for row in first + second}
+
+
 def test_events_write__reply_lost_after_the_insert__the_replay_counts_once(clickhouse, clickhouse_faults):
     # Given an insert that reaches ClickHouse but whose reply is lost (the caller sees a timeout)
     rows = _events(50)
