@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,6 +50,10 @@ def chromium(live_server, orm_next_to_playwright) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections per async context
+        # (asgiref's Local), so the test's ORM calls opened their own; close them here, in that same
+        # context, or they outlive the test and hold the test database open at teardown.
+        connections.close_all()
 
 
 @pytest.fixture
