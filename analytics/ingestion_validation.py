@@ -231,10 +231,14 @@ def exposures_validate(
     environment: str,
     now: dt.datetime,
     variants_by_experiment: Mapping[str, set[str]],
+    created_by_experiment: Mapping[str, dt.datetime] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """As `events_validate`; each exposure's experiment and variant must exist, and its timestamp may
-    be as old as it likes."""
+    be as old as it likes (clients send late), but not older than the experiment itself, less
+    ``EXPOSURE_MAX_HOURS_BEFORE_CREATION`` of clock skew (``created_by_experiment``: creation times)."""
     bounds = TimeBounds.until(now)
+    skew = dt.timedelta(hours=settings.EXPOSURE_MAX_HOURS_BEFORE_CREATION)
+    created_by_experiment = created_by_experiment or {}
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(items):
@@ -254,6 +258,11 @@ def exposures_validate(
                     f"{variant[:100]!r} is not a variant of {experiment}; known: {', '.join(sorted(known))}."
                 )
         timestamp = _timestamp(item, bounds, errors)
+        created = created_by_experiment.get(experiment) if experiment is not None else None
+        if timestamp is not None and created is not None and timestamp < created - skew:
+            errors["timestamp"] = (
+                f"Before the experiment existed: {experiment} was created at {created.isoformat()}."
+            )
         attributes = _string_map(item, "attributes", errors, scalars=True)
         if errors:
             rejected.append(Rejection(index, errors))

@@ -272,15 +272,21 @@ class ExposureIngestView(BatchIngestView):
             and EXPERIMENT_KEY_RE.fullmatch(item["experiment"])
         }
         variants: dict[str, set[str]] = defaultdict(set)
-        for experiment, variant in Variant.objects.filter(experiment__key__in=keys).values_list(
-            "experiment__key", "key"
+        created: dict[str, Any] = {}
+        for experiment, variant, created_at in Variant.objects.filter(experiment__key__in=keys).values_list(
+            "experiment__key", "key", "experiment__created_at"
         ):
             variants[experiment].add(variant)
+            created[experiment] = created_at
         environment, now = request.user.environment.key, timezone.now()
         rows, rejected = self._validate(
             items,
             lambda batch: exposures_validate(
-                batch, environment=environment, now=now, variants_by_experiment=variants
+                batch,
+                environment=environment,
+                now=now,
+                variants_by_experiment=variants,
+                created_by_experiment=created,
             ),
         )
         accepted = self._store(exposures_write, rows) if rows else 0

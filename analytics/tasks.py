@@ -1,6 +1,7 @@
 """Celery entry points of the analytics app."""
 
 import datetime as dt
+import logging
 from dataclasses import asdict
 
 from celery import shared_task
@@ -8,6 +9,8 @@ from django.db import OperationalError as DatabaseUnavailable
 
 from analytics import ingestion
 from analytics.clickhouse import ClickHouseUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -68,7 +71,14 @@ def running_experiments_rollup() -> int:
 
     ids = running_experiment_ids()
     for experiment_id in ids:
-        experiment_results_enqueue(experiment_id, refreshed_by="schedule")
+        try:
+            experiment_results_enqueue(experiment_id, refreshed_by="schedule")
+        except Exception:
+            # Where tasks run eagerly the refresh runs right here: one experiment's failure (logged,
+            # and recorded on its snapshot where it got that far) must not skip the others.
+            logger.exception(
+                "Results refresh of experiment %s failed; going on with the others.", experiment_id
+            )
     return len(ids)
 
 

@@ -9,7 +9,7 @@ import time
 
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -198,6 +198,15 @@ class ExperimentResultsRefreshView(APIView):
             "permission to change experiments."
         ),
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="With `status` `recently_refreshed`: seconds until a refresh can be asked again.",
+            )
+        ],
         responses={
             202: RefreshAcceptedSerializer,
             404: OpenApiResponse(description="No such experiment."),

@@ -10,7 +10,10 @@ spool drain every minute, the results roll-up every 15 minutes).
 Started by ``config.wsgi`` when ``settings.EMBEDDED_SCHEDULER`` is on (the default with eager tasks),
 so ``make demo``, gunicorn and runserver get it and management commands and tests do not. Run one
 such web process per deployment: each process that starts it runs every schedule (the tasks are
-idempotent, but the work would be repeated); with several, switch it off on all but one.
+idempotent, but the work would be repeated); with several, switch it off on all but one. Not with
+gunicorn's ``--preload``: the master imports ``config.wsgi`` and would run the schedules itself (a
+forked worker forgets the parent's thread, but does not start one). The embedded engine allows one
+process anyway, so the embedded mode is one gunicorn worker with threads (``make serve``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class _BeatThread(threading.Thread):
             connections.close_all()
 
     def stop(self) -> None:
-        self.service.stop(wait=True)
+        self.service.stop(wait=False)  # the caller joins with a timeout
 
 
 def scheduler_start(*, force: bool = False) -> bool:
@@ -77,14 +80,25 @@ def scheduler_start(*, force: bool = False) -> bool:
     return True
 
 
-def scheduler_stop() -> None:
-    """Stop the beat thread if this process runs one (waits for the current tick to finish)."""
+def scheduler_stop(*, timeout: float = 10.0) -> None:
+    """Stop the beat thread if this process runs one: it stops after its current task, and this waits
+    for that at most ``timeout`` seconds (the thread is a daemon: a process exiting does not wait)."""
     global _service
     with _lock:
         service, _service = _service, None
     if service is not None and service.is_alive():
         service.stop()
-        service.join(timeout=10)
+        service.join(timeout=timeout)
+
+
+def _forget_after_fork() -> None:
+    """A forked child (gunicorn's workers with ``--preload``) has no beat thread, whatever the parent
+    had: forget it and take a fresh lock, so that the child can start its own."""
+    global _lock, _service, _pid
+    _lock, _service, _pid = threading.Lock(), None, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def scheduler_running() -> bool:

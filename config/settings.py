@@ -128,12 +128,15 @@ CLICKHOUSE_QUERY_TIMEOUT = env.float("CLICKHOUSE_QUERY_TIMEOUT", default=60.0)
 CLICKHOUSE_CONNECT_TIMEOUT = env.float("CLICKHOUSE_CONNECT_TIMEOUT", default=3.0)
 
 # --- Celery ---------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
-CELERY_RESULT_BACKEND = None
 # Eager (tasks run in the calling process) without a broker, and whenever ClickHouse is embedded: only
 # the process that owns the chDB directory can run tasks that read or write it, so a separate worker
 # could not.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL or not CLICKHOUSE_URL)
+# Eager tasks send nothing to a broker: an in-memory one, so nothing waits on Redis for it.
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default="memory://" if CELERY_TASK_ALWAYS_EAGER else REDIS_URL or "memory://"
+)
+CELERY_RESULT_BACKEND = None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 25 * 60
@@ -203,6 +206,9 @@ FLAGS_GENERATION_CHECK_SECONDS = env.float("FLAGS_GENERATION_CHECK_SECONDS", def
 FLAGS_CONFIG_MAX_AGE = env.float("FLAGS_CONFIG_MAX_AGE", default=60.0)
 EVENT_MAX_PAST_DAYS = env.int("EVENT_MAX_PAST_DAYS", default=30)
 EVENT_MAX_FUTURE_HOURS = env.int("EVENT_MAX_FUTURE_HOURS", default=1)
+# Exposures may be as late as they like, but not older than their experiment (less this much clock
+# skew): nobody saw a variant before it existed, and a bogus year would make a partition of its own.
+EXPOSURE_MAX_HOURS_BEFORE_CREATION = env.int("EXPOSURE_MAX_HOURS_BEFORE_CREATION", default=24)
 # Requests per minute per SDK key, counted in the cache and shared by every process (0: no limit).
 # Past it: 429 with Retry-After. Generous: an SDK evaluates locally or caches; this stops runaways.
 SDK_RATE_LIMIT_PER_MINUTE = env.int("SDK_RATE_LIMIT_PER_MINUTE", default=6000)

@@ -201,9 +201,14 @@ class Experiment(models.Model):
         self.layer = (self.layer or "").strip()
         if problem := _hashed_text_problem(self.layer):
             errors["layer"] = f"The layer {problem}."
-        if problem := _hashed_text_problem(self.hash_seed):
+        # Checked when the seed is set or changed only: a seed stored before these rules existed is
+        # locked once the experiment runs, and refusing it would block every later save.
+        seed_changed = (
+            self.pk is None or not type(self).objects.filter(pk=self.pk, hash_seed=self.hash_seed).exists()
+        )
+        if seed_changed and (problem := _hashed_text_problem(self.hash_seed)):
             errors["hash_seed"] = f"The hash seed {problem}."
-        elif self.hash_seed.startswith((LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX)):
+        elif seed_changed and self.hash_seed.startswith((LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX)):
             # Layer positions and feature rollouts hash with these prefixes (experiments.bucketing):
             # such a seed would bucket units exactly as a layer or a rollout does.
             errors["hash_seed"] = (

@@ -17,8 +17,9 @@ From the posterior N(μ, σ²):
   E max(X, 0) = μΦ(μ/σ) + σφ(μ/σ) and E max(−X, 0) = −μΦ(−μ/σ) + σφ(μ/σ);
 * credible interval = the (α/2, 1 − α/2) normal quantiles.
 
-The ``absolute`` posterior is the same update on the difference of means, with the relative prior
-rescaled by the baseline mean as gbstats does (mean·|μ_a|, variance·μ_a²).
+The ``absolute`` interval is the normal interval on the difference of means, whatever the prior
+(CONTRACT: the prior is a belief about the relative lift; gbstats would rescale it by the baseline
+mean for its absolute mode, which this engine does not use).
 """
 
 from __future__ import annotations

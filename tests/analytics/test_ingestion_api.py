@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from analytics import clickhouse as ch
 from analytics.ingestion import spool_depth
 from analytics.tasks import spool_drain
+from experiments.models import Experiment
 from features.models import Environment
 from features.services import sdk_key_create
 from tests.factories import ExperimentFactory
@@ -308,6 +309,7 @@ def test_exposures__sent_late__accepted_with_their_timestamp(clickhouse, sdk, ag
     # CONTRACT: every exposure counts whatever its timestamp (clients may send late); events keep
     # their 30-day window (test_events__invalid_item__... above).
     ExperimentFactory(key="checkout", status="running")
+    Experiment.objects.filter(key="checkout").update(created_at=timezone.now() - age - dt.timedelta(days=1))
     at = (timezone.now() - age).replace(microsecond=0)
     item = {"experiment": "checkout", "variant": "control", "unit_id": "u1", "timestamp": at.isoformat()}
     response = sdk.post(EXPOSURES_URL, {"exposures": [item]}, format="json")
@@ -332,10 +334,32 @@ def test_exposures__future_or_unparsable_timestamp__rejected(clickhouse, sdk, ti
     assert fragment in response.json()["rejected"][0]["errors"]["timestamp"]
 
 
+def test_exposures__dated_before_the_experiment_existed__rejected_within_the_skew_accepted(clickhouse, sdk):
+    # An exposure may arrive as late as it likes, but nobody saw a variant before the experiment was
+    # created (a day of clock skew allowed); a bogus date would also make a ClickHouse partition of its own
+    ExperimentFactory(key="checkout", status="running")
+    created = Experiment.objects.get(key="checkout").created_at
+    items = [
+        {"experiment": "checkout", "variant": "control", "unit_id": unit, "timestamp": at.isoformat()}
+        for unit, at in [
+            ("skewed", created - dt.timedelta(hours=23)),
+            ("before", created - dt.timedelta(hours=25)),
+            ("year-one", dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+        ]
+    ]
+    response = sdk.post(EXPOSURES_URL, {"exposures": items}, format="json")
+    body = response.json()
+    assert response.status_code == 202 and body["accepted"] == 1
+    assert [r["index"] for r in body["rejected"]] == [1, 2]
+    assert all("Before the experiment existed" in r["errors"]["timestamp"] for r in body["rejected"])
+    assert ch.query("SELECT unit_id FROM exposures_dedup") == [{"unit_id": "skewed"}]
+
+
 def test_exposures__batch_spanning_more_than_100_months__every_exposure_stored(clickhouse, sdk):
     # A ClickHouse INSERT may touch at most 100 monthly partitions (chDB silently dropped a bigger
     # one); once late exposures were accepted, a batch can span years.
     ExperimentFactory(key="checkout", status="running")
+    Experiment.objects.filter(key="checkout").update(created_at=timezone.now() - dt.timedelta(days=31 * 151))
     now = timezone.now().replace(microsecond=0)
     items = [
         {

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 from scipy import stats as scipy_stats
 
 from analytics import tasks
@@ -333,6 +334,20 @@ def test_results_api__token_user_without_change_permission__reads_but_403_on_ref
 
     assert api_client.get(results_url(experiment.key)).status_code == 200
     assert api_client.post(refresh_url(experiment.key)).status_code == 403
+
+
+def test_results_api__refresh_refused_403__leaves_the_refresh_slot_free(
+    clickhouse, pm_client, django_capture_on_commit_callbacks
+):
+    experiment = running_experiment()
+    outsider = APIClient()
+    outsider.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory()).key}")
+    assert outsider.post(refresh_url(experiment.key)).status_code == 403
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = pm_client.post(refresh_url(experiment.key))
+
+    assert response.status_code == 202 and response.json()["status"] == "queued"
 
 
 def test_results_api__refresh_twice__202_queued_then_202_recently_refreshed_with_retry_after(

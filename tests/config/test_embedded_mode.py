@@ -18,7 +18,7 @@ from tests.factories import ExperimentFactory
 PRINT_SETTINGS = (
     "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup(); "
     "from django.conf import settings as s; "
-    "print(s.CELERY_TASK_ALWAYS_EAGER, s.EMBEDDED_SCHEDULER, os.environ.get('CSRF_PROBE', '-'))"
+    "print(s.CELERY_TASK_ALWAYS_EAGER, s.EMBEDDED_SCHEDULER, os.environ.get('CSRF_PROBE', '-'), s.CELERY_BROKER_URL)"
 )
 OWN_VARIABLES = (
     "REDIS_URL",
@@ -42,25 +42,29 @@ def _settings(tmp_path, **env_overrides) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("env", "eager", "scheduler"),
+    ("env", "eager", "scheduler", "broker"),
     [
-        ({}, "True", "True"),  # the embedded defaults
-        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "True", "True"),  # a worker could not open chDB
-        ({"CLICKHOUSE_URL": "http://ch:8123/experiments"}, "True", "True"),  # no broker
-        ({"REDIS_URL": "redis://r:6379/0", "CLICKHOUSE_URL": "http://ch:8123/x"}, "False", "False"),
+        ({}, "True", "True", "memory://"),  # the embedded defaults
+        ({"REDIS_URL": "redis://r:6379/0"}, "True", "True", "memory://"),  # a worker could not open chDB
+        ({"CLICKHOUSE_URL": "http://ch:8123/experiments"}, "True", "True", "memory://"),  # no broker
+        ({"REDIS_URL": "redis://r:6379/0", "CLICKHOUSE_URL": "http://ch:8123/x"}, "False", "False",
+         "redis://r:6379/0"),
         ({"REDIS_URL": "redis://r:6379/0", "CLICKHOUSE_URL": "http://ch:8123/x", "EMBEDDED_SCHEDULER": "1"},
-         "False", "True"),
+         "False", "True", "redis://r:6379/0"),
     ],
 )  # fmt: skip
-def test_settings__services_configured__eager_tasks_and_embedded_scheduler(tmp_path, env, eager, scheduler):
-    assert _settings(tmp_path, **env)[:2] == [eager, scheduler]
+def test_settings__services_configured__eager_tasks_embedded_scheduler_and_broker(
+    tmp_path, env, eager, scheduler, broker
+):
+    values = _settings(tmp_path, **env)
+    assert (values[0], values[1], values[3]) == (eager, scheduler, broker)
 
 
 def test_settings__dot_env_file__fills_unset_variables_and_the_environment_wins(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("CSRF_PROBE=from-file\nEMBEDDED_SCHEDULER=false\n")
-    assert _settings(tmp_path, PLATFORM_ENV_FILE=str(env_file))[1:] == ["False", "from-file"]
-    assert _settings(tmp_path, PLATFORM_ENV_FILE=str(env_file), CSRF_PROBE="from-env")[-1] == "from-env"
+    assert _settings(tmp_path, PLATFORM_ENV_FILE=str(env_file))[1:3] == ["False", "from-file"]
+    assert _settings(tmp_path, PLATFORM_ENV_FILE=str(env_file), CSRF_PROBE="from-env")[2] == "from-env"
 
 
 def test_scheduler_start__embedded_scheduler_off__starts_nothing(settings):
@@ -75,9 +79,9 @@ def test_embedded_scheduler__scheduled_start_has_passed__the_process_starts_the_
     # migrations, editable in the admin) due every second
     experiment = ExperimentFactory(scheduled_start_at=timezone.now() - dt.timedelta(minutes=1))
     every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.filter(task="experiments.tasks.experiments_run_schedules").update(
-        interval=every_second, last_run_at=timezone.now() - dt.timedelta(hours=1)
-    )
+    runner = PeriodicTask.objects.filter(task="experiments.tasks.experiments_run_schedules")
+    runner.update(interval=every_second, last_run_at=timezone.now() - dt.timedelta(hours=1))
+    PeriodicTask.objects.exclude(pk__in=runner.values("pk")).update(enabled=False)  # this test's only
     # When the process starts its embedded scheduler
     assert scheduler_start(force=True) is True
     try:

@@ -361,6 +361,18 @@ def test_experiment_update__draft_hash_seed_with_reserved_prefix__400_and_unchan
     assert (experiment.hash_seed, experiment.version) == ("before", 1)
 
 
+def test_experiment_update__running_with_a_seed_stored_before_the_prefix_rule__ramp_up_200(pm_client):
+    # Given a running experiment whose seed was stored before the reserved prefixes were refused
+    experiment = ExperimentFactory(status="running", traffic_allocation=0.5)
+    Experiment.objects.filter(pk=experiment.pk).update(hash_seed="layer:legacy")
+    # When it is ramped up, the seed unchanged
+    response = pm_client.patch(detail_url(experiment.key), {"traffic_allocation": 0.8}, format="json")
+    # Then the save goes through (refusing the old seed would lock the experiment for good)
+    assert response.status_code == 200, response.json()
+    experiment.refresh_from_db()
+    assert (experiment.traffic_allocation, experiment.hash_seed) == (0.8, "layer:legacy")
+
+
 def _compiled(experiment: Experiment) -> CompiledExperiment:
     """The experiment as the decision plane sees it, read back from the database."""
     return experiment_compile(

@@ -149,13 +149,6 @@ def test_sdk_endpoint__bad_body__400_with_field(sdk, url, body, field):
     assert field in response.json()
 
 
-def test_unit_id_limit__same_as_events_and_exposures():
-    # A unit that can send events must be able to be assigned: one limit for every SDK endpoint.
-    from analytics.ingestion_validation import UNIT_ID_MAX_LENGTH as INGESTION_LIMIT
-
-    assert UNIT_ID_MAX_LENGTH == INGESTION_LIMIT == 256
-
-
 @pytest.mark.parametrize("url", [ASSIGN_URL, EVALUATE_URL])
 def test_sdk_endpoint__unit_id_of_256_characters__200(sdk, experiments, url):
     response = post(sdk, url, {"unit_id": "x" * 256, "log_exposure": False})
