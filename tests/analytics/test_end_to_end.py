@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from scipy import stats as scipy_stats
 
-from experiments.models import ExperimentStatus, MetricRole
+from experiments.models import Experiment, ExperimentStatus, MetricRole
 from features.models import Environment
 from features.services import sdk_key_create
 from metrics.models import MetricType
@@ -54,6 +54,8 @@ def test_end_to_end__sdk_api_then_rollup_command__results_match_scipy(clickhouse
     # Given a running experiment with revenue (primary), orders (secondary) and errors (guardrail)
     experiment = ExperimentFactory(key="checkout", variants=["control", "treatment"],
                                    status=ExperimentStatus.RUNNING, correction="holm")  # fmt: skip
+    # ... created before its three days of traffic (exposures dated before that would be refused)
+    Experiment.objects.filter(pk=experiment.pk).update(created_at=timezone.now() - dt.timedelta(days=4))
     for key, metric_type, event, role, lower in [
         ("revenue", MetricType.SUM, "purchase", MetricRole.PRIMARY, False),
         ("orders", MetricType.COUNT, "purchase", MetricRole.SECONDARY, False),
