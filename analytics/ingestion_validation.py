@@ -164,6 +164,11 @@ def _event_fast(item: Any, bounds: TimeBounds, environment: str) -> dict[str, An
                 or len(key) > MAX_PROPERTY_KEY_LENGTH
             ):
                 return None
+    return _event_row(event_id, name, unit_id, value, timestamp, environment, properties)
+
+
+def _event_row(event_id, name, unit_id, value, timestamp, environment, properties) -> dict[str, Any]:
+    """A storage row for ``analytics.ingestion.events_write`` (both validation paths end here)."""
     return {
         "event_id": event_id,
         "name": name,
@@ -211,17 +216,7 @@ def events_validate(
         if errors:
             rejected.append(Rejection(index, errors))
             continue
-        rows.append(
-            {
-                "event_id": event_id,
-                "name": name,
-                "unit_id": unit_id,
-                "value": float(value),
-                "timestamp": timestamp,
-                "environment": environment,
-                "properties": properties,
-            }
-        )
+        rows.append(_event_row(event_id, name, unit_id, value, timestamp, environment, properties))
     return rows, rejected
 
 

@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _service: _BeatThread | None = None  # once started in this process
-_pid: int | None = None
 
 
 class _BeatThread(threading.Thread):
@@ -61,11 +60,11 @@ class _BeatThread(threading.Thread):
 
 def scheduler_start(*, force: bool = False) -> bool:
     """Start the in-process beat thread (once per process); True if this call started it."""
-    global _service, _pid
+    global _service
     if not (force or settings.EMBEDDED_SCHEDULER):
         return False
     with _lock:
-        if _service is not None and _pid == os.getpid() and _service.is_alive():
+        if _service is not None and _service.is_alive():
             return False
         from config.celery import app
 
@@ -74,7 +73,6 @@ def scheduler_start(*, force: bool = False) -> bool:
         app.loader.import_default_modules()
         _service = _BeatThread(app)
         _service.start()
-        _pid = os.getpid()
         atexit.register(scheduler_stop)
     logger.info("Embedded scheduler started: periodic tasks run in this process.")
     return True
@@ -94,12 +92,12 @@ def scheduler_stop(*, timeout: float = 10.0) -> None:
 def _forget_after_fork() -> None:
     """A forked child (gunicorn's workers with ``--preload``) has no beat thread, whatever the parent
     had: forget it and take a fresh lock, so that the child can start its own."""
-    global _lock, _service, _pid
-    _lock, _service, _pid = threading.Lock(), None, None
+    global _lock, _service
+    _lock, _service = threading.Lock(), None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def scheduler_running() -> bool:
-    return _service is not None and _pid == os.getpid() and _service.is_alive()
+    return _service is not None and _service.is_alive()

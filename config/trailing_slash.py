@@ -13,26 +13,18 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, get_urlconf, resolve
+from django.urls import get_urlconf, is_valid_path
 
 SAFE_METHODS = ("GET", "HEAD")  # APPEND_SLASH's redirect serves these
-
-
-def _resolves(path: str, urlconf: str | None) -> bool:
-    try:
-        resolve(path, urlconf)
-    except Resolver404:
-        return False
-    return True
 
 
 @lru_cache(maxsize=4096)  # the SDK endpoints are POSTs too: one dictionary lookup on their hot path
 def _route(path: str, urlconf: str | None) -> str:
     """The path to dispatch: ``path`` itself, or its other form when only that one exists."""
-    if _resolves(path, urlconf):
+    if is_valid_path(path, urlconf):  # what CommonMiddleware's APPEND_SLASH asks too
         return path
     other = path[:-1] if path.endswith("/") else f"{path}/"
-    return other if _resolves(other, urlconf) else path
+    return other if is_valid_path(other, urlconf) else path
 
 
 class ApiTrailingSlashMiddleware:

@@ -158,17 +158,7 @@ class FeatureRuleInline(_PlainForeignKeys, admin.TabularInline):
     formset = FeatureRuleFormSet
     extra = 0
     # Where and in which order, then who it applies to, then what they get, then the rule in words.
-    fields = [
-        "environment",
-        "position",
-        "type",
-        "condition",
-        "value",
-        "coverage",
-        "experiment",
-        "variant_values",
-        "in_words",
-    ]
+    fields = [*FeatureRuleForm.Meta.fields, "in_words"]
     readonly_fields = ["in_words"]
     autocomplete_fields = ["experiment"]
     classes = ["feature-rules"]

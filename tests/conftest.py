@@ -40,3 +40,24 @@ def superuser(db):
 def pm_client(api_client, product_manager) -> APIClient:
     api_client.force_authenticate(product_manager)
     return api_client
+
+
+@pytest.fixture
+def fresh_decision_plane(monkeypatch):
+    """Empty configuration memos, a new cache generation, rate counters of a fresh process, the cache
+    believed reachable, and exposures kept in the buffer (no background flusher)."""
+    from config.middleware import rate_limiter
+    from features import config, exposures
+
+    monkeypatch.setattr(config, "_cache_down_until", 0.0)
+    config.memo_clear()
+    config.config_invalidate()
+    rate_limiter.reset()
+    monkeypatch.setattr(exposures.buffer, "autostart", False)
+    exposures.buffer.clear()
+    yield
+    exposures.buffer.clear()
+    rate_limiter.reset()
+    monkeypatch.setattr(config, "_cache_down_until", 0.0)
+    config.memo_clear()
+    config.config_invalidate()

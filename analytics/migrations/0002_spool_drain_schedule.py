@@ -2,32 +2,7 @@
 
 from django.db import migrations
 
-TASK_NAME = "Drain the ingestion spool"
-
-
-def schedule_spool_drain(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_minute = IntervalSchedule.objects.filter(every=1, period="minutes").first()
-    if every_minute is None:
-        every_minute = IntervalSchedule.objects.create(every=1, period="minutes")
-    PeriodicTask.objects.update_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": "analytics.tasks.spool_drain",
-            "interval": every_minute,
-            "enabled": True,
-            "description": (
-                "Inserts events and exposures accepted while ClickHouse was unreachable. "
-                "Each batch backs off on its own; safe to run at any time."
-            ),
-        },
-    )
-
-
-def unschedule_spool_drain(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name=TASK_NAME).delete()
+from config.periodic_tasks import interval_task
 
 
 class Migration(migrations.Migration):
@@ -36,4 +11,14 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(schedule_spool_drain, unschedule_spool_drain)]
+    operations = [
+        interval_task(
+            name="Drain the ingestion spool",
+            task="analytics.tasks.spool_drain",
+            every_minutes=1,
+            description=(
+                "Inserts events and exposures accepted while ClickHouse was unreachable. "
+                "Each batch backs off on its own; safe to run at any time."
+            ),
+        )
+    ]

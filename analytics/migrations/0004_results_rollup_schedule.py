@@ -2,33 +2,7 @@
 
 from django.db import migrations
 
-TASK_NAME = "roll up running experiments"
-
-
-def schedule_rollup(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_15_minutes = IntervalSchedule.objects.filter(every=15, period="minutes").first()
-    if every_15_minutes is None:
-        every_15_minutes = IntervalSchedule.objects.create(every=15, period="minutes")
-    PeriodicTask.objects.update_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": "analytics.tasks.running_experiments_rollup",
-            "interval": every_15_minutes,
-            "enabled": True,
-            "description": (
-                "Recomputes the results of every running experiment (one task per experiment). "
-                "Change the interval here; results can also be refreshed from the API or with "
-                "`manage.py rollup`."
-            ),
-        },
-    )
-
-
-def unschedule_rollup(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name=TASK_NAME).delete()
+from config.periodic_tasks import interval_task
 
 
 class Migration(migrations.Migration):
@@ -37,4 +11,15 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(schedule_rollup, unschedule_rollup)]
+    operations = [
+        interval_task(
+            name="roll up running experiments",
+            task="analytics.tasks.running_experiments_rollup",
+            every_minutes=15,
+            description=(
+                "Recomputes the results of every running experiment (one task per experiment). "
+                "Change the interval here; results can also be refreshed from the API or with "
+                "`manage.py rollup`."
+            ),
+        )
+    ]

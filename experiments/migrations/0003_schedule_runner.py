@@ -2,32 +2,7 @@
 
 from django.db import migrations
 
-TASK_NAME = "Start and stop scheduled experiments"
-
-
-def schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_minute = IntervalSchedule.objects.filter(every=1, period="minutes").first()
-    if every_minute is None:
-        every_minute = IntervalSchedule.objects.create(every=1, period="minutes")
-    PeriodicTask.objects.update_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": "experiments.tasks.experiments_run_schedules",
-            "interval": every_minute,
-            "enabled": True,
-            "description": (
-                "Starts drafts whose scheduled start has passed and stops experiments whose scheduled "
-                "stop has passed. A start that does not fit in its layer is retried every minute."
-            ),
-        },
-    )
-
-
-def unschedule(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name=TASK_NAME).delete()
+from config.periodic_tasks import interval_task
 
 
 class Migration(migrations.Migration):
@@ -36,4 +11,14 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(schedule, unschedule)]
+    operations = [
+        interval_task(
+            name="Start and stop scheduled experiments",
+            task="experiments.tasks.experiments_run_schedules",
+            every_minutes=1,
+            description=(
+                "Starts drafts whose scheduled start has passed and stops experiments whose scheduled "
+                "stop has passed. A start that does not fit in its layer is retried every minute."
+            ),
+        )
+    ]

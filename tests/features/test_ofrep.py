@@ -7,7 +7,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from experiments.services import experiment_start
-from features import config, exposures
+from features import exposures
 from features.models import Environment
 from features.sdk_serializers import UNIT_ID_MAX_LENGTH
 from features.services import feature_create, feature_update, sdk_key_create
@@ -23,14 +23,8 @@ def flag_url(key: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def fresh_decision_plane(monkeypatch):
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
-    monkeypatch.setattr(exposures.buffer, "autostart", False)
-    exposures.buffer.clear()
-    yield
-    exposures.buffer.clear()
+def _fresh_decision_plane(fresh_decision_plane):
+    """Every test starts from an empty decision plane (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from experiments.services import experiment_start
-from features import config, exposures
+from features import exposures
 from features.models import Environment
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
@@ -21,19 +21,14 @@ DOMAIN = "platform-tests"
 
 
 @pytest.fixture
-def openfeature_client(live_server, monkeypatch):
+def openfeature_client(live_server, fresh_decision_plane):
     """An OpenFeature client whose provider talks OFREP to the live server with a production SDK key."""
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    monkeypatch.setattr(exposures.buffer, "autostart", False)
-    exposures.buffer.clear()
     _, raw = sdk_key_create(environment=Environment.objects.get(key="production"))
     # The provider appends /ofrep/v1/evaluate/flags/{key} to the base URL and sends these headers.
     provider = OFREPProvider(live_server.url, headers_factory=lambda: {"Authorization": f"Bearer {raw}"})
     api.set_provider(provider, domain=DOMAIN)
     yield api.get_client(domain=DOMAIN)
     api.clear_providers()
-    exposures.buffer.clear()
 
 
 @pytest.fixture

@@ -22,17 +22,8 @@ EVALUATE_URL = "/api/v1/evaluate"
 
 
 @pytest.fixture(autouse=True)
-def fresh_decision_plane(monkeypatch):
-    """An empty configuration memo and a new cache generation; exposures kept in the buffer."""
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
-    monkeypatch.setattr(exposures.buffer, "autostart", False)
-    exposures.buffer.clear()
-    yield
-    exposures.buffer.clear()
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
+def _fresh_decision_plane(fresh_decision_plane):
+    """Every test starts from an empty decision plane (tests/conftest.py)."""
 
 
 @pytest.fixture

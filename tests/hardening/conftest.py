@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from config.middleware import rate_limiter
-from features import config, exposures
 from features.models import Environment
 from features.services import feature_create, sdk_key_create
 from tests.support.clickhouse import clickhouse_truncate
@@ -30,24 +28,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture
-def fresh_decision_plane(monkeypatch):
-    """Empty configuration memos, a new cache generation, rate counters of a fresh process,
-    the cache believed reachable and exposures kept in the buffer."""
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
-    rate_limiter.reset()
-    monkeypatch.setattr(exposures.buffer, "autostart", False)
-    exposures.buffer.clear()
-    yield
-    exposures.buffer.clear()
-    rate_limiter.reset()
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
 
 
 @dataclass
