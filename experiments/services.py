@@ -16,6 +16,7 @@ from django.utils import timezone
 from config.exceptions import Conflict, DomainError, LockedWhileRunning, StaleVersion, TransitionNotAllowed
 from experiments import bucketing
 from experiments.models import (
+    DELETABLE_STATUSES,
     LOCKED_FIELDS,
     TRANSITIONS,
     Experiment,
@@ -279,13 +280,20 @@ def experiment_update(
     return locked
 
 
-@transaction.atomic
-def experiment_delete(*, experiment: Experiment) -> None:
-    if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED):
+def experiment_delete_validate(*, experiment: Experiment) -> None:
+    """Only drafts and archived experiments can be deleted (409): a running, paused or stopped one
+    holds results and decisions someone may still need. The admin asks this before it confirms."""
+    if experiment.status not in DELETABLE_STATUSES:
         raise TransitionNotAllowed(
             f"Only draft or archived experiments can be deleted; this one is {experiment.status}. "
             "Stop and archive it first."
         )
+
+
+@transaction.atomic
+def experiment_delete(*, experiment: Experiment) -> None:
+    # Checked on the row as locked now: it may have been started since the caller read it.
+    experiment_delete_validate(experiment=_lock(experiment, None))
     experiment.delete()
 
 
