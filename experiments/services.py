@@ -210,10 +210,21 @@ def _layer_slices(layer: str, *, exclude_pk: int | None) -> list[tuple[float, fl
 
 
 def traffic_allocation_validate(*, experiment: Experiment, traffic_allocation: float) -> None:
-    """A ramp-up of an experiment holding a layer slice must fit next to the other slices (409)."""
-    if not experiment.layer or experiment.status not in LAYER_HOLDING_STATUSES:
+    """While an experiment runs or is paused its traffic allocation can only be raised (409): lowering
+    it would drop units already assigned, whose exposures and events would stop midway and bias the
+    comparison. A ramp-up of an experiment holding a layer slice must fit next to the other slices (409).
+    """
+    if traffic_allocation is None or experiment.status not in LAYER_HOLDING_STATUSES:
         return
-    if experiment.layer_slice_start is None or traffic_allocation is None:
+    if traffic_allocation < experiment.traffic_allocation:
+        raise LockedWhileRunning(
+            f"The traffic allocation of a {experiment.status} experiment can only be raised: lowering it "
+            f"from {experiment.traffic_allocation * 100:g}% to {traffic_allocation * 100:g}% would drop "
+            "users who are already in it and bias its results. To reach fewer users, stop this "
+            "experiment and start a new one with the smaller allocation.",
+            field="traffic_allocation",
+        )
+    if not experiment.layer or experiment.layer_slice_start is None:
         return
     others = _layer_slices(experiment.layer, exclude_pk=experiment.pk)
     if not bucketing.can_grow(others, experiment.layer_slice_start, traffic_allocation):
