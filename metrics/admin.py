@@ -1,11 +1,26 @@
+from django import forms
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.exceptions import DomainError
 from metrics.models import Metric
+from metrics.services import metric_type_change_validate
+
+
+class MetricForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and "type" in self.changed_data and cleaned.get("type"):
+            try:  # the service's rule: no type change while running experiments use the metric
+                metric_type_change_validate(metric=self.instance, new_type=cleaned["type"])
+            except DomainError as exc:
+                self.add_error("type", exc.message)
+        return cleaned
 
 
 @admin.register(Metric)
 class MetricAdmin(SimpleHistoryAdmin):
+    form = MetricForm
     list_display = ["name", "key", "type", "event", "window_hours", "higher_is_better", "cuped", "owner"]
     list_filter = ["type", "cuped", "higher_is_better", "tags", "owner"]
     search_fields = ["key", "name", "description", "event"]
