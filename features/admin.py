@@ -5,6 +5,7 @@ environment, through the same compiled configuration and evaluator the SDK endpo
 (``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
 """
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -16,6 +17,10 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
 from features.config import config_get
@@ -359,14 +364,49 @@ class SdkKeyForm(forms.ModelForm):
         fields = ["environment", "name", "revoked"]
 
 
+class SdkKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked=self.value() == "revoked")
+        return queryset
+
+
 @admin.register(SdkKey)
 class SdkKeyAdmin(admin.ModelAdmin):
     form = SdkKeyForm
-    list_display = ["prefix", "name", "environment", "revoked", "created_at", "created_by"]
-    list_filter = ["environment", "revoked"]
+    list_display = ["prefix", "name", "environment", "status", "last_used", "created_at", "created_by"]
+    list_filter = ["environment", SdkKeyStatusFilter]
     search_fields = ["prefix", "name"]
     list_select_related = ["environment", "created_by"]
-    readonly_fields = ["prefix", "created_at", "created_by"]
+    readonly_fields = ["prefix", "last_used_at", "created_at", "created_by"]
+
+    @admin.display(description="status", ordering="revoked")
+    def status(self, key: SdkKey) -> str:
+        colour, text = ("#dc3545", "Revoked") if key.revoked else ("#198754", "Active")
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px">{}</span>',
+            colour,
+            text,
+        )
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, key: SdkKey) -> str:
+        """How long ago an SDK request used the key (recorded to the minute), or never."""
+        if key.last_used_at is None:
+            return "never"
+        if timezone.now() - key.last_used_at < dt.timedelta(minutes=1):
+            text = "within the last minute"
+        else:
+            text = f"{timesince(key.last_used_at, depth=1)} ago"
+        return format_html(
+            '<span title="{}">{}</span>', localtime(key.last_used_at).isoformat(" ", "minutes"), text
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:

@@ -25,6 +25,7 @@ from rest_framework import authentication, exceptions
 
 from features import config
 from features.models import Environment, SdkKey, cors_origins_parse, hash_sdk_key
+from features.services import sdk_key_mark_used
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class SdkKeyAuthentication(authentication.BaseAuthentication):
         client = getattr(request, "sdk_client", None) or sdk_client_for_key(raw)
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked SDK key.")
+        sdk_key_mark_used(sdk_key_id=client.sdk_key_id, key_tag=client.key_tag)  # at most a write a minute
         return client, client.sdk_key_id
 
     def authenticate_header(self, request) -> str:
