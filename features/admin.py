@@ -148,6 +148,7 @@ class FeatureRuleForm(forms.ModelForm):
             ),
             "position": forms.NumberInput(attrs={"style": "width:3em"}),
         }
+        labels = {"position": "order"}
         help_texts = {
             "environment": "Where this rule applies.",
             "position": "Order within the environment: lower first.",
@@ -278,7 +279,7 @@ def feature_try(
 class FeatureAdmin(SimpleHistoryAdmin):
     form = FeatureForm
     inlines = [FeatureEnvironmentInline, FeatureRuleInline, FeaturePrerequisiteInline]
-    list_display = ["name", "key", "type", "default_value", "environments_on", "owner", "updated_at"]
+    list_display = ["name_and_key", "type", "default_value", "environments_on", "owner", "updated_at"]
     list_filter = ["type", "tags", "owner", "environment_settings__enabled"]
     search_fields = ["key", "name", "description"]
     list_select_related = ["owner"]
@@ -290,6 +291,10 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("environment_settings__environment")
+
+    @admin.display(description="flag", ordering="name")
+    def name_and_key(self, obj: Feature) -> str:
+        return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
 
     @admin.display(description="on in")
     def environments_on(self, obj: Feature) -> str:

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from config.exceptions import DomainError
@@ -21,7 +22,7 @@ class MetricForm(forms.ModelForm):
 @admin.register(Metric)
 class MetricAdmin(SimpleHistoryAdmin):
     form = MetricForm
-    list_display = ["name", "key", "type", "event", "window_hours", "higher_is_better", "cuped", "owner"]
+    list_display = ["name_and_key", "type", "event", "window_hours", "higher_is_better", "cuped", "owner"]
     list_filter = ["type", "cuped", "higher_is_better", "tags", "owner"]
     search_fields = ["key", "name", "description", "event"]
     list_select_related = ["owner"]
@@ -33,6 +34,10 @@ class MetricAdmin(SimpleHistoryAdmin):
         ("How it is read", {"fields": ["higher_is_better", "cuped", "cuped_lookback_days"]}),
         ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    @admin.display(description="metric", ordering="name")
+    def name_and_key(self, obj: Metric) -> str:
+        return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
 
     def save_model(self, request, obj, form, change):
         if not change and obj.owner_id is None:
