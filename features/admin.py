@@ -102,8 +102,10 @@ class FeatureEnvironmentInline(_PlainForeignKeys, admin.TabularInline):
     verbose_name_plural = "On or off per environment"
 
 
-def _json_area(placeholder: str, cols: int = 20) -> forms.Textarea:
-    return forms.Textarea(attrs={"rows": 2, "cols": cols, "placeholder": placeholder, "spellcheck": "false"})
+def _json_area(placeholder: str, cols: int = 20, rows: int = 2) -> forms.Textarea:
+    return forms.Textarea(
+        attrs={"rows": rows, "cols": cols, "placeholder": placeholder, "spellcheck": "false"}
+    )
 
 
 class OptionalJSONField(forms.JSONField):
@@ -140,9 +142,10 @@ class FeatureRuleForm(forms.ModelForm):
         ]
         field_classes = {"value": OptionalJSONField, "variant_values": OptionalJSONField}
         widgets = {
-            "condition": _json_area('{"plan": "pro"}  (empty: everyone)'),
+            # Narrow boxes (the rows fit a 1440 px screen): three lines show a condition or a mapping.
+            "condition": _json_area('{"plan": "pro"}  (empty: everyone)', rows=3),
             "value": _json_area("true", cols=12),
-            "variant_values": _json_area('{"control": false, "treatment": true}'),
+            "variant_values": _json_area('{"control": false, "treatment": true}', rows=3),
             "coverage": forms.NumberInput(
                 attrs={"step": "0.01", "min": "0", "max": "1", "placeholder": "0.2", "style": "width:4.5em"}
             ),
