@@ -18,6 +18,13 @@ from features.services import feature_create, sdk_key_create, sdk_key_mark_used
 pytestmark = pytest.mark.django_db
 
 EVALUATE_URL = "/api/v1/evaluate"
+# Every kind of SDK request records the use: DRF's views and OFREP's lean one resolve keys alike.
+SDK_REQUESTS = [
+    (EVALUATE_URL, {"unit_id": "user-1"}),
+    ("/api/v1/assign", {"unit_id": "user-1", "log_exposure": False}),
+    ("/ofrep/v1/evaluate/flags", {"context": {"targetingKey": "user-1"}}),
+    ("/ofrep/v1/evaluate/flags/gate", {"context": {"targetingKey": "user-1"}}),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +50,13 @@ def _tag(key: SdkKey) -> str:
     return key.hashed_key[:16]  # what SdkClient.key_tag holds
 
 
-def test_sdk_request__key_never_used__last_used_at_recorded(key_and_client):
+@pytest.mark.parametrize(("path", "body"), SDK_REQUESTS, ids=[path for path, _ in SDK_REQUESTS])
+def test_sdk_request__key_never_used__last_used_at_recorded(key_and_client, path, body):
     key, client = key_and_client
     assert key.last_used_at is None
     before = timezone.now()
 
-    response = client.post(EVALUATE_URL, {"unit_id": "user-1"}, format="json")
+    response = client.post(path, body, format="json")
 
     assert response.status_code == 200
     key.refresh_from_db()
@@ -59,8 +67,9 @@ def test_sdk_requests__many_within_a_minute__one_database_write(key_and_client):
     key, client = key_and_client
 
     with CaptureQueriesContext(connection) as queries:
-        for index in range(50):
-            assert client.post(EVALUATE_URL, {"unit_id": f"user-{index}"}, format="json").status_code == 200
+        for _ in range(10):
+            for path, body in SDK_REQUESTS:
+                assert client.post(path, body, format="json").status_code == 200
 
     assert len(_key_updates(queries)) == 1
 
