@@ -14,10 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.actions import delete_selected
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponseRedirect
@@ -28,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from config.exceptions import DomainError
 from experiments.models import TRANSITIONS, Experiment, ExperimentMetric, ExperimentStatus, Variant
 from experiments.services import (
@@ -184,36 +182,8 @@ def _bulk_action(action_name: str, description: str):
     return bulk
 
 
-def _delete_refusals(experiments) -> list[str]:
-    """Why each experiment cannot be deleted, by the service's rule (``experiment_delete_validate``)."""
-    refusals = []
-    for experiment in experiments:
-        try:
-            experiment_delete_validate(experiment=experiment)
-        except DomainError as exc:
-            refusals.append(f"“{experiment.name}”: {exc.message}")
-    return refusals
-
-
-@admin.action(description="Delete selected experiments (drafts and archived only)", permissions=["delete"])
-def delete_selected_experiments(modeladmin, request, queryset: QuerySet[Experiment]):
-    """Django's delete-selected confirmation, refused up front when any selected experiment may not be
-    deleted; ``ExperimentAdmin.delete_queryset`` deletes through the service after the confirmation."""
-    refusals = _delete_refusals(queryset)
-    if not refusals:
-        try:
-            with transaction.atomic():  # the deletion log entries go with the deletions
-                return delete_selected(modeladmin, request, queryset)
-        except DomainError as exc:  # one was started between the check and the deletion
-            refusals = [exc.message]
-    messages.error(request, "Nothing was deleted:")
-    for refusal in refusals:
-        messages.error(request, refusal)
-    return None
-
-
 @admin.register(Experiment)
-class ExperimentAdmin(SimpleHistoryAdmin):
+class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline]
     list_display = [
@@ -231,7 +201,6 @@ class ExperimentAdmin(SimpleHistoryAdmin):
     list_select_related = ["owner", "result"]
     date_hierarchy = "created_at"
     actions = [
-        delete_selected_experiments,
         _bulk_action("start", "Start selected experiments"),
         _bulk_action("pause", "Pause selected experiments"),
         _bulk_action("resume", "Resume selected experiments"),
@@ -381,29 +350,11 @@ class ExperimentAdmin(SimpleHistoryAdmin):
 
     # --- deletion: the service's rule (drafts and archived only), in the form and in bulk --------------
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # Django's own would delete without asking the service
-        return actions
+    def delete_validate(self, obj: Experiment) -> None:
+        experiment_delete_validate(experiment=obj)
 
-    def delete_view(self, request, object_id, extra_context=None):
-        experiment = self.get_object(request, unquote(object_id))
-        if experiment is None or not self.has_delete_permission(request, experiment):
-            return super().delete_view(request, object_id, extra_context)  # Django's answers
-        try:
-            experiment_delete_validate(experiment=experiment)  # before the confirmation page, too
-            return super().delete_view(request, object_id, extra_context)
-        except DomainError as exc:
-            messages.error(request, f"Could not delete “{experiment.name}”: {exc.message}")
-            return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
-
-    def delete_model(self, request, obj):
+    def delete_service(self, obj: Experiment) -> None:
         experiment_delete(experiment=obj)
-
-    @transaction.atomic
-    def delete_queryset(self, request, queryset):
-        for experiment in queryset:
-            experiment_delete(experiment=experiment)
 
     # --- lifecycle buttons on the change page --------------------------------------------------------
 
@@ -466,7 +417,6 @@ class ExperimentAdmin(SimpleHistoryAdmin):
                     url = _url_or_none(PREFLIGHT_URL, obj.pk) or url
                 buttons.append((name, url))
             context["lifecycle_buttons"] = buttons
-            context["show_delete"] = not _delete_refusals([obj])  # no button that can only be refused
             if obj.status != ExperimentStatus.DRAFT:
                 context["results_url"] = _url_or_none(RESULTS_URL, obj.pk)
         return super().render_change_form(request, context, add, change, form_url, obj)

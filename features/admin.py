@@ -23,6 +23,7 @@ from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from features.config import config_get
 from features.evaluation import Reason, evaluate_feature
 from features.models import (
@@ -34,6 +35,8 @@ from features.models import (
     SdkKey,
 )
 from features.services import (
+    environment_delete,
+    environment_delete_validate,
     feature_value_validate,
     prerequisites_validate,
     rule_validate,
@@ -360,10 +363,17 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(SimpleHistoryAdmin):
+class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     list_display = ["name", "key", "position", "description"]
     search_fields = ["key", "name"]
     ordering = ["position"]
+
+    # Deleting an environment deletes its SDK keys: the service refuses while any is active.
+    def delete_validate(self, obj: Environment) -> None:
+        environment_delete_validate(environment=obj)
+
+    def delete_service(self, obj: Environment) -> None:
+        environment_delete(environment=obj)
 
 
 class SdkKeyForm(forms.ModelForm):

@@ -322,13 +322,18 @@ def sdk_key_create(
     return key, raw
 
 
-@transaction.atomic
-def environment_delete(*, environment: Environment) -> None:
+def environment_delete_validate(*, environment: Environment) -> None:
+    """An environment with active SDK keys cannot be deleted (409): its keys would go with it."""
     if environment.sdk_keys.filter(revoked=False).exists():
         raise Conflict(
             f"The environment “{environment.key}” still has SDK keys; revoke or delete them first, "
             "or clients would lose their flags."
         )
+
+
+@transaction.atomic
+def environment_delete(*, environment: Environment) -> None:
+    environment_delete_validate(environment=environment)
     environment.delete()
 
 
