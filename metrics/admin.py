@@ -3,9 +3,10 @@ from django.contrib import admin
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from config.exceptions import DomainError
 from metrics.models import Metric
-from metrics.services import metric_type_change_validate
+from metrics.services import metric_delete, metric_delete_validate, metric_type_change_validate
 
 
 class MetricForm(forms.ModelForm):
@@ -20,7 +21,7 @@ class MetricForm(forms.ModelForm):
 
 
 @admin.register(Metric)
-class MetricAdmin(SimpleHistoryAdmin):
+class MetricAdmin(ServiceDeletion, SimpleHistoryAdmin):
     form = MetricForm
     list_display = ["name_and_key", "type", "event", "window_hours", "higher_is_better", "cuped", "owner"]
     list_filter = ["type", "cuped", "higher_is_better", "tags", "owner"]
@@ -38,6 +39,12 @@ class MetricAdmin(SimpleHistoryAdmin):
     @admin.display(description="metric", ordering="name")
     def name_and_key(self, obj: Metric) -> str:
         return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
+
+    def delete_validate(self, obj: Metric) -> None:
+        metric_delete_validate(metric=obj)
+
+    def delete_service(self, obj: Metric) -> None:
+        metric_delete(metric=obj)
 
     def save_model(self, request, obj, form, change):
         if not change and obj.owner_id is None:

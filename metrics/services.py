@@ -85,12 +85,17 @@ def metric_update(
     return metric
 
 
-@transaction.atomic
-def metric_delete(*, metric: Metric) -> None:
+def metric_delete_validate(*, metric: Metric) -> None:
+    """A metric that experiments use or that ratio metrics divide by cannot be deleted (409)."""
     if metric.experiment_links.exists():
         keys = ", ".join(sorted(metric.experiment_links.values_list("experiment__key", flat=True)))
         raise Conflict(f"The metric is used by experiments ({keys}); detach it from them first.")
     if metric.ratio_metrics.exists():
         keys = ", ".join(sorted(metric.ratio_metrics.values_list("key", flat=True)))
         raise Conflict(f"The metric is the denominator of {keys}; change those first.")
+
+
+@transaction.atomic
+def metric_delete(*, metric: Metric) -> None:
+    metric_delete_validate(metric=metric)
     metric.delete()
