@@ -4,10 +4,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config.health import HealthView
 
-admin.site.site_header = "Experimentation Platform"
-admin.site.site_title = "Experimentation Platform"
-admin.site.index_title = "Experiments, metrics and feature flags"
-
 api_v1 = [
     path("", include("analytics.ingestion_urls")),
     path("", include("metrics.urls")),

@@ -25,10 +25,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from config.exceptions import DomainError
 from experiments.models import TRANSITIONS, Experiment, ExperimentMetric, ExperimentStatus, Variant
 from experiments.services import (
     LIFECYCLE_SERVICES,
+    experiment_delete,
+    experiment_delete_validate,
     experiment_stop,
     traffic_allocation_validate,
     variants_validate,
@@ -63,8 +66,35 @@ class VariantFormSet(BaseInlineFormSet):
             raise ValidationError(exc.message_dict["variants"]) from None
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON box that shows nothing (not ``null``) when there is no value, and reads an empty box as none."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+class VariantForm(forms.ModelForm):
+    """A variant row sized to fit the page (Django's default boxes made it 1,600 px wide), with an
+    example in the empty payload box."""
+
+    class Meta:
+        model = Variant
+        fields = ["position", "key", "name", "weight", "payload"]
+        field_classes = {"payload": OptionalJSONField}
+        widgets = {
+            "position": forms.NumberInput(attrs={"style": "width:3em"}),
+            "key": forms.TextInput(attrs={"style": "width:10em"}),
+            "name": forms.TextInput(attrs={"style": "width:14em"}),
+            "weight": forms.NumberInput(attrs={"style": "width:5em", "step": "any"}),
+            "payload": forms.Textarea(
+                attrs={"rows": 2, "placeholder": 'optional, e.g. {"color": "green"}', "spellcheck": "false"}
+            ),
+        }
+
+
 class VariantInline(admin.TabularInline):
     model = Variant
+    form = VariantForm
     formset = VariantFormSet
     extra = 0
     min_num = 2
@@ -153,12 +183,11 @@ def _bulk_action(action_name: str, description: str):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(SimpleHistoryAdmin):
+class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline]
     list_display = [
-        "name",
-        "key",
+        "name_and_key",
         "status_badge",
         "days_running",
         "units_so_far",
@@ -234,6 +263,10 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         if obj is not None and obj.is_locked:
             fields += ["key", "targeting", "layer", "hash_seed"]
         return fields
+
+    @admin.display(description="experiment", ordering="name")
+    def name_and_key(self, obj: Experiment) -> str:
+        return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Experiment) -> str:
@@ -314,6 +347,14 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         if change:
             obj.version += 1
         super().save_model(request, obj, form, change)
+
+    # --- deletion: the service's rule (drafts and archived only), in the form and in bulk --------------
+
+    def delete_validate(self, obj: Experiment) -> None:
+        experiment_delete_validate(experiment=obj)
+
+    def delete_service(self, obj: Experiment) -> None:
+        experiment_delete(experiment=obj)
 
     # --- lifecycle buttons on the change page --------------------------------------------------------
 

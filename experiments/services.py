@@ -16,6 +16,7 @@ from django.utils import timezone
 from config.exceptions import Conflict, DomainError, LockedWhileRunning, StaleVersion, TransitionNotAllowed
 from experiments import bucketing
 from experiments.models import (
+    DELETABLE_STATUSES,
     LOCKED_FIELDS,
     TRANSITIONS,
     Experiment,
@@ -209,10 +210,21 @@ def _layer_slices(layer: str, *, exclude_pk: int | None) -> list[tuple[float, fl
 
 
 def traffic_allocation_validate(*, experiment: Experiment, traffic_allocation: float) -> None:
-    """A ramp-up of an experiment holding a layer slice must fit next to the other slices (409)."""
-    if not experiment.layer or experiment.status not in LAYER_HOLDING_STATUSES:
+    """While an experiment runs or is paused its traffic allocation can only be raised (409): lowering
+    it would drop units already assigned, whose exposures and events would stop midway and bias the
+    comparison. A ramp-up of an experiment holding a layer slice must fit next to the other slices (409).
+    """
+    if traffic_allocation is None or experiment.status not in LAYER_HOLDING_STATUSES:
         return
-    if experiment.layer_slice_start is None or traffic_allocation is None:
+    if traffic_allocation < experiment.traffic_allocation:
+        raise LockedWhileRunning(
+            f"The traffic allocation of a {experiment.status} experiment can only be raised: lowering it "
+            f"from {experiment.traffic_allocation * 100:g}% to {traffic_allocation * 100:g}% would drop "
+            "users who are already in it and bias its results. To reach fewer users, stop this "
+            "experiment and start a new one with the smaller allocation.",
+            field="traffic_allocation",
+        )
+    if not experiment.layer or experiment.layer_slice_start is None:
         return
     others = _layer_slices(experiment.layer, exclude_pk=experiment.pk)
     if not bucketing.can_grow(others, experiment.layer_slice_start, traffic_allocation):
@@ -279,13 +291,20 @@ def experiment_update(
     return locked
 
 
-@transaction.atomic
-def experiment_delete(*, experiment: Experiment) -> None:
-    if experiment.status not in (ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED):
+def experiment_delete_validate(*, experiment: Experiment) -> None:
+    """Only drafts and archived experiments can be deleted (409): a running, paused or stopped one
+    holds results and decisions someone may still need. The admin asks this before it confirms."""
+    if experiment.status not in DELETABLE_STATUSES:
         raise TransitionNotAllowed(
             f"Only draft or archived experiments can be deleted; this one is {experiment.status}. "
             "Stop and archive it first."
         )
+
+
+@transaction.atomic
+def experiment_delete(*, experiment: Experiment) -> None:
+    # Checked on the row as locked now: it may have been started since the caller read it.
+    experiment_delete_validate(experiment=_lock(experiment, None))
     experiment.delete()
 
 

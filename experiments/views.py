@@ -74,7 +74,8 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
     partial_update=extend_schema(
         summary="Change an experiment",
         description="Variants, weights, targeting, layer and hash seed are locked once started (409). "
-        "`traffic_allocation` may be raised to ramp up. A stale `version` answers 409.",
+        "`traffic_allocation` may be raised to ramp up, not lowered while running or paused (409). "
+        "A stale `version` answers 409.",
         examples=[OpenApiExample("Ramp up", value={"traffic_allocation": 0.8, "version": 4})],
     ),
     update=extend_schema(summary="Replace an experiment", examples=[EXPERIMENT_EXAMPLE]),

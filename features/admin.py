@@ -5,6 +5,7 @@ environment, through the same compiled configuration and evaluator the SDK endpo
 (``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
 """
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -16,8 +17,13 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+from django.utils.timezone import localtime
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from features.config import config_get
 from features.evaluation import Reason, evaluate_feature
 from features.models import (
@@ -29,6 +35,8 @@ from features.models import (
     SdkKey,
 )
 from features.services import (
+    environment_delete,
+    environment_delete_validate,
     feature_value_validate,
     prerequisites_validate,
     rule_validate,
@@ -97,8 +105,10 @@ class FeatureEnvironmentInline(_PlainForeignKeys, admin.TabularInline):
     verbose_name_plural = "On or off per environment"
 
 
-def _json_area(placeholder: str, cols: int = 20) -> forms.Textarea:
-    return forms.Textarea(attrs={"rows": 2, "cols": cols, "placeholder": placeholder, "spellcheck": "false"})
+def _json_area(placeholder: str, cols: int = 20, rows: int = 2) -> forms.Textarea:
+    return forms.Textarea(
+        attrs={"rows": rows, "cols": cols, "placeholder": placeholder, "spellcheck": "false"}
+    )
 
 
 class OptionalJSONField(forms.JSONField):
@@ -135,14 +145,16 @@ class FeatureRuleForm(forms.ModelForm):
         ]
         field_classes = {"value": OptionalJSONField, "variant_values": OptionalJSONField}
         widgets = {
-            "condition": _json_area('{"plan": "pro"}  (empty: everyone)'),
+            # Narrow boxes (the rows fit a 1440 px screen): three lines show a condition or a mapping.
+            "condition": _json_area('{"plan": "pro"}  (empty: everyone)', rows=3),
             "value": _json_area("true", cols=12),
-            "variant_values": _json_area('{"control": false, "treatment": true}'),
+            "variant_values": _json_area('{"control": false, "treatment": true}', rows=3),
             "coverage": forms.NumberInput(
                 attrs={"step": "0.01", "min": "0", "max": "1", "placeholder": "0.2", "style": "width:4.5em"}
             ),
             "position": forms.NumberInput(attrs={"style": "width:3em"}),
         }
+        labels = {"position": "order"}
         help_texts = {
             "environment": "Where this rule applies.",
             "position": "Order within the environment: lower first.",
@@ -273,7 +285,7 @@ def feature_try(
 class FeatureAdmin(SimpleHistoryAdmin):
     form = FeatureForm
     inlines = [FeatureEnvironmentInline, FeatureRuleInline, FeaturePrerequisiteInline]
-    list_display = ["name", "key", "type", "default_value", "environments_on", "owner", "updated_at"]
+    list_display = ["name_and_key", "type", "default_value", "environments_on", "owner", "updated_at"]
     list_filter = ["type", "tags", "owner", "environment_settings__enabled"]
     search_fields = ["key", "name", "description"]
     list_select_related = ["owner"]
@@ -285,6 +297,10 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("environment_settings__environment")
+
+    @admin.display(description="flag", ordering="name")
+    def name_and_key(self, obj: Feature) -> str:
+        return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
 
     @admin.display(description="on in")
     def environments_on(self, obj: Feature) -> str:
@@ -347,10 +363,17 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(SimpleHistoryAdmin):
+class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     list_display = ["name", "key", "position", "description"]
     search_fields = ["key", "name"]
     ordering = ["position"]
+
+    # Deleting an environment deletes its SDK keys: the service refuses while any is active.
+    def delete_validate(self, obj: Environment) -> None:
+        environment_delete_validate(environment=obj)
+
+    def delete_service(self, obj: Environment) -> None:
+        environment_delete(environment=obj)
 
 
 class SdkKeyForm(forms.ModelForm):
@@ -359,14 +382,49 @@ class SdkKeyForm(forms.ModelForm):
         fields = ["environment", "name", "revoked"]
 
 
+class SdkKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked=self.value() == "revoked")
+        return queryset
+
+
 @admin.register(SdkKey)
 class SdkKeyAdmin(admin.ModelAdmin):
     form = SdkKeyForm
-    list_display = ["prefix", "name", "environment", "revoked", "created_at", "created_by"]
-    list_filter = ["environment", "revoked"]
+    list_display = ["prefix", "name", "environment", "status", "last_used", "created_at", "created_by"]
+    list_filter = ["environment", SdkKeyStatusFilter]
     search_fields = ["prefix", "name"]
     list_select_related = ["environment", "created_by"]
-    readonly_fields = ["prefix", "created_at", "created_by"]
+    readonly_fields = ["prefix", "last_used_at", "created_at", "created_by"]
+
+    @admin.display(description="status", ordering="revoked")
+    def status(self, key: SdkKey) -> str:
+        colour, text = ("#dc3545", "Revoked") if key.revoked else ("#198754", "Active")
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px">{}</span>',
+            colour,
+            text,
+        )
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, key: SdkKey) -> str:
+        """How long ago an SDK request used the key (recorded to the minute), or never."""
+        if key.last_used_at is None:
+            return "never"
+        if timezone.now() - key.last_used_at < dt.timedelta(minutes=1):
+            text = "within the last minute"
+        else:
+            text = f"{timesince(key.last_used_at, depth=1)} ago"
+        return format_html(
+            '<span title="{}">{}</span>', localtime(key.last_used_at).isoformat(" ", "minutes"), text
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:

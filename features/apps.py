@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class FeaturesConfig(AppConfig):
     name = "features"
+    verbose_name = "Feature flags"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

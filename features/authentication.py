@@ -25,6 +25,7 @@ from rest_framework import authentication, exceptions
 
 from features import config
 from features.models import Environment, SdkKey, cors_origins_parse, hash_sdk_key
+from features.services import sdk_key_mark_used
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,16 @@ def _lookup(hashed: str) -> dict | None:
 
 
 def sdk_client_for_key(raw_key: str) -> SdkClient | None:
+    """The client an SDK key stands for, or None for an unknown or revoked key. Every SDK request
+    resolves its key here (the edge middleware, DRF's authentication, OFREP), so a key found is
+    recorded as used here: in memory, with at most one database write a minute per key."""
+    client = _sdk_client_lookup(raw_key)
+    if client is not None:
+        sdk_key_mark_used(sdk_key_id=client.sdk_key_id, key_tag=client.key_tag)
+    return client
+
+
+def _sdk_client_lookup(raw_key: str) -> SdkClient | None:
     """The client an SDK key stands for, or None for an unknown or revoked key."""
     hashed = hash_sdk_key(raw_key)
     generation = config.current_generation()

@@ -214,8 +214,13 @@ class SdkKey(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Written at most once a minute per key, never per request (``features.services.sdk_key_mark_used``).
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When an SDK request last used it (to the minute)."
+    )
 
-    history = HistoricalRecords()
+    # Usage is not a change anyone made: it stays out of the history.
+    history = HistoricalRecords(excluded_fields=["last_used_at"])
 
     class Meta:
         ordering = ["environment__position", "-created_at"]

@@ -1,16 +1,21 @@
 """Writes to features, environments and SDK keys, shared by the admin and the API."""
 
+import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from config.exceptions import Conflict
 from experiments.conditions import ConditionError, validate_condition
 from experiments.models import Experiment
+from features import config
 from features.models import (
     Environment,
     Feature,
@@ -23,6 +28,8 @@ from features.models import (
     generate_sdk_key,
     hash_sdk_key,
 )
+
+logger = logging.getLogger(__name__)
 
 # --- validation ------------------------------------------------------------------------------------
 
@@ -315,11 +322,56 @@ def sdk_key_create(
     return key, raw
 
 
-@transaction.atomic
-def environment_delete(*, environment: Environment) -> None:
+def environment_delete_validate(*, environment: Environment) -> None:
+    """An environment with active SDK keys cannot be deleted (409): its keys would go with it."""
     if environment.sdk_keys.filter(revoked=False).exists():
         raise Conflict(
             f"The environment “{environment.key}” still has SDK keys; revoke or delete them first, "
             "or clients would lose their flags."
         )
+
+
+@transaction.atomic
+def environment_delete(*, environment: Environment) -> None:
+    environment_delete_validate(environment=environment)
     environment.delete()
+
+
+# --- SDK key usage ----------------------------------------------------------------------------------
+
+LAST_USED_RESOLUTION_SECONDS = 60
+_USAGE_MEMO_LIMIT = 10_000  # keys remembered per process; past that the memo starts again
+# key tag -> monotonic time this process last recorded (or left to another process) a use of the key
+_usage_recorded: dict[str, float] = {}
+
+
+def sdk_key_mark_used(*, sdk_key_id: int, key_tag: str) -> None:
+    """Record that an SDK request used a key, in ``SdkKey.last_used_at``, to the minute.
+
+    Called on every SDK request, so it must cost nothing most of the time: each process remembers
+    when it last recorded each key and does nothing else for the rest of the minute; then the shared
+    cache decides which process writes (``cache.add`` succeeds for one of them a minute), so the
+    database sees at most one ``UPDATE`` a minute per key, whatever the traffic and the number of
+    processes. With the cache unreachable each process writes at most once a minute per key. The
+    update bypasses ``save()``: no history row, no configuration invalidation. A failed write is
+    logged and the request goes on: usage is informative, serving flags is not.
+
+    ``key_tag`` (the start of the key's hash, ``SdkClient.key_tag``) names the key in the memo and
+    the cache, because the ids of rolled-back rows can come again on SQLite and a random key's hash
+    does not.
+    """
+    now = time.monotonic()
+    last = _usage_recorded.get(key_tag)
+    if last is not None and now - last < LAST_USED_RESOLUTION_SECONDS:
+        return
+    if len(_usage_recorded) >= _USAGE_MEMO_LIMIT:
+        _usage_recorded.clear()
+    _usage_recorded[key_tag] = now
+    claimed = config.cache_call(cache.add, f"sdk-key:used:{key_tag}", 1, LAST_USED_RESOLUTION_SECONDS)
+    if claimed is False:  # another process recorded it within the minute
+        return
+    try:
+        with transaction.atomic():  # a savepoint when called inside a transaction: a failure stays here
+            SdkKey.objects.filter(pk=sdk_key_id).update(last_used_at=timezone.now())
+    except DatabaseError as exc:
+        logger.warning("Could not record the use of SDK key %s: %s", sdk_key_id, exc)

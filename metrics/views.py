@@ -25,6 +25,8 @@ METRIC_EXAMPLE = OpenApiExample(
     },
 )
 
+TYPE_LOCKED = "The `type` cannot change while running or paused experiments use the metric (409)."
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -39,9 +41,11 @@ METRIC_EXAMPLE = OpenApiExample(
         examples=[METRIC_EXAMPLE],
     ),
     partial_update=extend_schema(
-        summary="Change a metric", examples=[OpenApiExample("Cap revenue", value={"cap_value": 500})]
+        summary="Change a metric",
+        description=TYPE_LOCKED,
+        examples=[OpenApiExample("Cap revenue", value={"cap_value": 500})],
     ),
-    update=extend_schema(summary="Replace a metric", examples=[METRIC_EXAMPLE]),
+    update=extend_schema(summary="Replace a metric", description=TYPE_LOCKED, examples=[METRIC_EXAMPLE]),
     destroy=extend_schema(summary="Delete a metric", description="Refused (409) while experiments use it."),
 )
 class MetricViewSet(viewsets.ModelViewSet):

@@ -1,10 +1,11 @@
 """The metrics admin refuses what the API refuses, with the same words."""
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from metrics.models import Metric
-from tests.factories import MetricFactory
+from tests.factories import ExperimentMetricFactory, MetricFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +53,16 @@ def test_admin_metric_add__binomial_without_cap__created(admin_client):
     response = admin_client.post(reverse("admin:metrics_metric_add"), _metric_form())
     assert response.status_code == 302
     assert Metric.objects.get(key="purchase_rate").cap_value is None
+
+
+def test_admin_metric_delete_view__used_by_an_experiment__refused_with_the_apis_reason(admin_client):
+    link = ExperimentMetricFactory(metric=MetricFactory(key="purchases"), experiment__key="checkout")
+
+    response = admin_client.post(
+        reverse("admin:metrics_metric_delete", args=[link.metric.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    text = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert "used by experiments (checkout)" in text
+    assert Metric.objects.filter(pk=link.metric.pk).exists()
