@@ -248,23 +248,27 @@ def _features() -> list[dict]:
 @dataclass
 class DemoWorkspace:
     admin_username: str
-    admin_password: str
+    admin_password: str | None  # None: the user existed already and was left alone
     sdk_key: str | None
     created: list[str]
 
 
 @transaction.atomic
 def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
-    """The demo's configuration; what exists already is left as it is (idempotent)."""
+    """The demo's configuration; what exists already is left as it is (idempotent).
+
+    The ``admin`` superuser is created with ``admin_password`` only when there is no user of that name:
+    an existing user, whoever made it, keeps its password and permissions.
+    """
     created: list[str] = []
     User = get_user_model()
-    admin, made = User.objects.get_or_create(
-        username=DEMO_ADMIN_USERNAME,
-        defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
-    )
-    admin.set_password(admin_password)
-    admin.save()
-    if made:
+    admin = User.objects.filter(username=DEMO_ADMIN_USERNAME).first()
+    password: str | None = None
+    if admin is None:
+        admin = User.objects.create_superuser(
+            username=DEMO_ADMIN_USERNAME, email="admin@example.com", password=admin_password
+        )
+        password = admin_password
         created.append("admin user")
 
     for spec in METRICS:
@@ -288,7 +292,7 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
     if not SdkKey.objects.filter(environment=development, name="demo").exists():
         _, sdk_key = sdk_key_create(environment=development, name="demo", user=admin)
         created.append("SDK key for development")
-    return DemoWorkspace(DEMO_ADMIN_USERNAME, admin_password, sdk_key, created)
+    return DemoWorkspace(DEMO_ADMIN_USERNAME, password, sdk_key, created)
 
 
 # --- traffic -----------------------------------------------------------------------------------------

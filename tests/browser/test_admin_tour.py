@@ -112,7 +112,8 @@ def test_admin_tour__create_preflight_start_refresh__results_page_draws_charts(c
 def test_admin_tour__demo_workspace__list_results_srm_and_flag_try_it(clickhouse, browser_page, monkeypatch):
     page = browser_page
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", PASSWORD)
-    call_command("demo", "--units", str(DEMO_UNITS), stdout=io.StringIO())
+    # pytest runs with debug off, where the demo refuses to run unless told
+    call_command("demo", "--units", str(DEMO_UNITS), "--allow-production", stdout=io.StringIO())
     admin_login(page, "admin", PASSWORD)
 
     # The list: status, days running, users, the primary metric's lift, SRM flagged
