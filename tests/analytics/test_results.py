@@ -433,7 +433,9 @@ def test_rollup_command__unknown_key__error():
         call_command("rollup", "nope", stdout=io.StringIO())
 
 
-def test_rollup_command__clickhouse_unreachable__one_line_error(settings, closed_tcp_port):
+def test_rollup_command__clickhouse_unreachable__one_line_error_and_nothing_recorded(
+    settings, closed_tcp_port
+):
     from analytics import clickhouse as ch
 
     running_experiment()
@@ -447,7 +449,8 @@ def test_rollup_command__clickhouse_unreachable__one_line_error(settings, closed
 
     message = str(raised.value)
     assert "unreachable" in message and "\n" not in message
-    assert ExperimentResult.objects.get().status == "failed"
+    # A refusal (ClickHouse cannot be opened at all) records nothing on the experiment
+    assert not ExperimentResult.objects.exists()
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -461,7 +464,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_and_exit_1(tmp_path):
+def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_exit_1_nothing_recorded(
+    tmp_path,
+):
     # Given a platform with a running experiment (its own var/), and another process owning its chDB data
     env = {
         "PLATFORM_VAR_DIR": str(tmp_path),
@@ -490,10 +495,17 @@ def test_rollup_command_process__embedded_data_owned_by_another_process__one_lin
     finally:
         owner.communicate(input="", timeout=60)
 
-    # Then
+    # Then: refused before any experiment, so nothing is recorded on its results page
     assert result.returncode == 1
-    assert result.stdout.strip() == "[1/1] locked ... ClickHouse unavailable"
+    assert result.stdout.strip() == ""
     assert result.stderr.strip().splitlines() == [
         f"CommandError: the embedded ClickHouse data in {tmp_path / 'chdb'} is in use by another process "
         "(is `make demo` / the server running?); stop it or set CLICKHOUSE_URL"
     ]
+    recorded = _manage(
+        "shell",
+        "-c",
+        "from analytics.models import ExperimentResult; print(ExperimentResult.objects.count())",
+        **env,
+    )
+    assert recorded.stdout.strip().splitlines()[-1] == "0"
