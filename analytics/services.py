@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from typing import Any
 
@@ -219,7 +220,8 @@ def power_plan(
 ) -> dict[str, Any]:
     """Days needed to detect ``relative_lift``, or the lift detectable in ``days`` (``analytics.stats``).
 
-    Raises Django's ``ValidationError`` for inputs the power functions refuse.
+    Raises Django's ``ValidationError`` for inputs the power functions refuse, and, naming the field
+    asked about, when the answer is not a finite number (a lift too small for any experiment to detect).
     """
     common = {
         "mean": baseline_mean,
@@ -234,11 +236,14 @@ def power_plan(
         "weights": weights, "alpha": alpha, "power": power, "sequential": sequential,
         "sequential_tuning": sequential_tuning, "relative_lift": relative_lift, "days": days,
     }  # fmt: skip
+    asked = "relative_lift" if relative_lift is not None else "days"
     try:
         if relative_lift is not None:
             days = days_needed(
                 relative_lift=relative_lift, daily_units=daily_units, target_power=power, **common
             )
+            if not math.isfinite(days):
+                raise ValidationError({"relative_lift": _TOO_SMALL_TO_DETECT})
         else:
             relative_lift = minimum_detectable_effect(
                 days=days, daily_units=daily_units, target_power=power, **common
@@ -250,6 +255,10 @@ def power_plan(
         achieved = statistical_power(relative_lift=relative_lift, units=units, **common)
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
+    except ArithmeticError as exc:  # an input combination past floating point that the bounds let through
+        raise ValidationError({asked: f"Out of the range this calculator can compute ({exc})."}) from exc
+    if not all(math.isfinite(value) for value in (days, relative_lift, units, achieved)):
+        raise ValidationError({asked: _TOO_SMALL_TO_DETECT if asked == "relative_lift" else _NOT_FINITE})
     return {
         "days": days,
         "relative_lift": relative_lift,
@@ -258,3 +267,10 @@ def power_plan(
         "power": achieved,
         "inputs": inputs,
     }
+
+
+_TOO_SMALL_TO_DETECT = (
+    "Too small to detect: on this baseline it would take more units than can be counted. "
+    "Plan for a larger lift (0.05 = +5%)."
+)
+_NOT_FINITE = "The answer for these inputs is not a finite number; check the baseline and the traffic."
