@@ -36,7 +36,11 @@ class ComparisonSerializer(serializers.Serializer):
     guardrail_violated = serializers.BooleanField(
         allow_null=True, help_text="Guardrails only: it moved significantly in its bad direction."
     )
-    error = serializers.CharField(allow_null=True, help_text="Why estimates are null (e.g. too_few_units).")
+    error = serializers.CharField(
+        allow_null=True,
+        help_text="Why estimates are null: too_few_units, zero_variance, baseline_zero (relative only) "
+        "or non_finite (sums too large to be finite numbers).",
+    )
 
 
 class VariantSummarySerializer(serializers.Serializer):

@@ -22,7 +22,37 @@ NO_ESTIMATE_REASONS = {
     "too_few_units": "fewer than 2 users in a variant so far",
     "zero_variance": "the metric has not varied between users yet",
     "baseline_zero": "the baseline is 0, so a relative change is undefined",
+    "non_finite": "some event values are too large to add up (check the values your events send)",
 }
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+LARGEST_PLAIN = 1e9  # from here on a number is written as a power of ten: "1.70 × 10³⁰⁸"
+SMALLEST_PLAIN = 1e-4
+
+
+def scientific(value: float, digits: int = 3) -> str:
+    """``1.7e308`` → ``"1.70 × 10³⁰⁸"``: a number of any size in a dozen characters."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    sign = MINUS if mantissa.startswith("-") else ""
+    return f"{sign}{mantissa.lstrip('-')} × 10{str(int(exponent)).translate(SUPERSCRIPTS)}"
+
+
+def number_text(value: float) -> str:
+    """A number for a table: thousands separators up to a billion, sensible decimals below, a power of
+    ten beyond (so no value can print as 300 digits and push the other columns off the screen)."""
+    magnitude = abs(value)
+    if magnitude >= LARGEST_PLAIN or 0 < magnitude < SMALLEST_PLAIN:
+        return scientific(value)
+    if magnitude >= 1000:
+        text = f"{magnitude:,.0f}"
+    elif magnitude >= 100:
+        text = f"{magnitude:.1f}"
+    elif magnitude >= 1 or magnitude == 0:
+        text = f"{magnitude:.2f}"
+    elif magnitude >= 0.001:
+        text = f"{magnitude:.3f}"
+    else:
+        text = f"{magnitude:.3g}"  # three significant digits, not "0.000"
+    return (MINUS + text) if value < 0 and text.strip("0.,") else text
 
 
 def percent(value: float | None, *, signed: bool = False, decimals: int = 1) -> str:
@@ -32,7 +62,10 @@ def percent(value: float | None, *, signed: bool = False, decimals: int = 1) -> 
     scaled = value * 100
     if round(scaled, decimals) == 0:
         scaled = 0.0  # no "−0.0%"
-    text = f"{abs(scaled):.{decimals}f}%"
+    if abs(scaled) >= LARGEST_PLAIN:  # a lift of a billion percent: still a dozen characters
+        text = scientific(abs(scaled)) + "%"
+    else:
+        text = f"{abs(scaled):,.{decimals}f}%"
     if scaled < 0:
         return MINUS + text
     return ("+" + text) if signed and scaled > 0 else text
@@ -85,14 +118,7 @@ def mean_text(value: float | None, metric_type: str) -> str:
         return "–"
     if metric_type == "binomial":
         return percent(value, decimals=2)
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1 or magnitude == 0:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+    return number_text(value)
 
 
 def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -296,6 +322,11 @@ def metric_rows(document: Mapping[str, Any], names: Mapping[str, str]) -> list[d
                     "tone": comparison_tone(comparison, higher_is_better=higher_is_better),
                     "significant": bool(comparison.get("significant")),
                     "guardrail_violated": bool(comparison.get("guardrail_violated")),
+                    "note": (
+                        NO_ESTIMATE_REASONS.get(comparison.get("error") or "", "not enough data yet")
+                        if relative.get("estimate") is None
+                        else ""
+                    ),
                 }
             variants.append(cell)
         rows.append(

@@ -180,6 +180,37 @@ def test_results_refresh__exposures_and_events__computed_now_and_reported(clickh
     assert 'id="forest-plot"' in page
 
 
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_results_refresh__event_values_near_the_largest_double__non_finite_reason_and_short_numbers(
+    clickhouse, admin_client
+):
+    # Given revenue events of 1.7e308 stored before ingestion refused them (written here past the API's
+    # validation): one unit's value squared, or two units' values added, overflow double precision
+    experiment = ExperimentFactory(key="big_values", status=ExperimentStatus.RUNNING)
+    metric = MetricFactory(key="revenue", name="Revenue", type="sum", event="purchase")
+    ExperimentMetricFactory(experiment=experiment, metric=metric, role=MetricRole.PRIMARY)
+    t0 = timezone.now() - dt.timedelta(hours=2)
+    exposures_write(rows=[{"experiment": "big_values", "variant": ("control", "treatment")[i % 2],
+                           "unit_id": f"u{i}", "timestamp": t0, "environment": "production"}
+                          for i in range(40)])  # fmt: skip
+    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "value": 1.7e308 if i < 2 else 10.0 + i,
+                        "timestamp": t0 + dt.timedelta(minutes=5), "environment": "production"}
+                       for i in range(40)])  # fmt: skip
+
+    # When
+    admin_client.post(reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk]))
+    page = admin_client.get(_results_url(experiment)).content.decode()
+
+    # Then the comparison says why it has no numbers (not "zero_variance": the metric does vary)
+    comparison = ExperimentResult.objects.get(experiment=experiment).payload["metrics"][0]["comparisons"][0]
+    assert comparison["error"] == "non_finite"
+    assert comparison["relative"] == {"estimate": None, "ci": None}
+    assert "some event values are too large to add up" in page
+    # ... and the means, 1.7e308 / 20 each, read as powers of ten, not as 300-digit numbers
+    assert "8.50 × 10³⁰⁶" in page
+    assert not re.search(r"\d[\d,]{30}", page)
+
+
 def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(admin_client, monkeypatch):
     from analytics import services
 

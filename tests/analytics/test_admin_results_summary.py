@@ -70,6 +70,38 @@ def test_mean_text__binomial_and_sum__rate_or_number():
     assert mean_text(None, "sum") == "–"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1.7e308, "1.70 × 10³⁰⁸"),
+        (-3.4e304, "\u22123.40 × 10³⁰⁴"),
+        (999_999_999.0, "999,999,999"),
+        (2.5e9, "2.50 × 10⁹"),
+        (-12.345, "\u221212.35"),
+        (0.000123, "0.000123"),
+        (1e-9, "1.00 × 10⁻⁹"),
+    ],
+)
+def test_mean_text__huge_tiny_and_negative__a_dozen_characters_at_most(value, expected):
+    assert mean_text(value, "sum") == expected
+    assert len(mean_text(value, "sum")) <= 13
+
+
+def test_percent__huge_lift__power_of_ten_not_hundreds_of_digits():
+    assert percent(1.7e300, signed=True) == "+1.70 × 10³⁰²%"
+    assert percent(123.456) == "12,345.6%"
+
+
+def test_comparison_sentence__non_finite__says_the_values_are_too_large():
+    sentence = comparison_sentence(
+        metric=_metric(type="sum"),
+        comparison=_comparison(None, None, error="non_finite"),
+        engine="frequentist",
+    )
+    assert "some event values are too large to add up" in sentence.text
+    assert "varied" not in sentence.text
+
+
 def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvement():
     comparison = _comparison(0.041, [0.012, 0.070], p_value=0.003, p_value_adjusted=0.003, significant=True,
                              direction="improved")  # fmt: skip
