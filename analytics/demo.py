@@ -5,7 +5,7 @@
 1. ``demo_workspace_create``: the admin user, 5 metrics, 3 running experiments, 5 flags and an SDK key
    (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
-   three experiments, with their purchases and errors, inserted into the ingestion path's ClickHouse
+   three experiments as production traffic (the environment the experiments analyse), with their purchases and errors, inserted into the ingestion path's ClickHouse
    tables (``analytics.ingestion.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
    experiments already have exposures in ClickHouse, and every event has a deterministic ``event_id``,
    so a replay collapses instead of doubling the traffic;
@@ -278,7 +278,8 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
 
     for spec in EXPERIMENTS:
         if not Experiment.objects.filter(key=spec["key"]).exists():
-            experiment = experiment_create(user=admin, **spec)
+            # The simulated traffic is production's (DEMO_ENVIRONMENT), which is what the results analyse.
+            experiment = experiment_create(user=admin, analysis_environments=[DEMO_ENVIRONMENT], **spec)
             experiment_start(experiment=experiment, user=admin)
             created.append(f"experiment {spec['key']}")
 

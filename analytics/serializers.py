@@ -116,7 +116,11 @@ class ResultsSerializer(serializers.Serializer):
         required=False, help_text="Units seen in several variants (excluded)."
     )
     units = serializers.DictField(required=False)
-    analysis = serializers.DictField(required=False, help_text="Analysis window and settings.")
+    analysis = serializers.DictField(
+        required=False,
+        help_text="Analysis window and settings: from, until, correction, alpha, sequential, "
+        "sequential_tuning, and environments (the environments whose exposures and events were counted).",
+    )
     data = serializers.DictField(required=False, help_text="Data freshness: first/last exposure, last event.")
     engine = serializers.CharField(required=False)
     experiment_status = serializers.CharField(required=False)

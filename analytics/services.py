@@ -79,12 +79,13 @@ def _links(experiment: Experiment) -> list[ExperimentMetric]:
 
 
 def experiment_rollup_spec(*, experiment: Experiment, until: dt.datetime) -> RollupSpec:
-    """What to roll up for ``experiment``: its variants (control first) and metrics."""
+    """What to roll up for ``experiment``: its variants (control first), metrics and analysed environments."""
     return RollupSpec(
         experiment=experiment.key,
         variants=tuple(v.key for v in experiment.variants.all()),
         until=until,
         metrics=tuple(_metric_spec(link) for link in _links(experiment)),
+        environments=tuple(experiment.analysis_environments),
     )
 
 
@@ -135,6 +136,7 @@ def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | Non
         alpha=experiment.alpha,
         sequential=experiment.sequential,
         sequential_tuning=experiment.sequential_tuning,
+        environments=list(spec.environments or ()),
     )
     document["timings_ms"] = {
         "rollup": rollup.duration_ms,

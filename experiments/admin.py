@@ -218,6 +218,7 @@ class ExperimentAdmin(SimpleHistoryAdmin):
                     "minimum_detectable_effect",
                     "prior_mean",
                     "prior_stddev",
+                    "analysis_environments",
                 ]
             },
         ),

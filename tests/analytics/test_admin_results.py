@@ -116,6 +116,36 @@ def test_results_page__with_results__charts_sentences_warnings_and_freshness(adm
     assert "significantly worse" in page  # the guardrail's hover text in the forest plot
 
 
+def test_results_page__analysed_environments__shown_and_a_change_since_pointed_out(admin_client):
+    experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
+    payload = results_payload(experiment.key)
+    payload["analysis"]["environments"] = ["production"]
+    result = ExperimentResult.objects.create(
+        experiment=experiment, payload=payload, computed_at=timezone.now()
+    )
+
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert "traffic from <strong>production</strong>" in page
+    assert "refresh to apply" not in page
+
+    # When the setting changes after the results were computed
+    experiment.analysis_environments = ["staging", "production"]
+    experiment.save()
+    cache.clear()
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert (
+        "traffic from <strong>production</strong> (set to staging, production since: refresh to apply)"
+        in page
+    )
+
+    # A document from before the setting existed counted every environment
+    del result.payload["analysis"]["environments"]
+    result.save()
+    cache.clear()
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert "traffic from <strong>every environment</strong>" in page
+
+
 def test_results_page__last_refresh_failed__error_and_last_good_numbers(admin_client):
     experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
     ExperimentResult.objects.create(
@@ -162,9 +192,10 @@ def test_results_refresh__exposures_and_events__computed_now_and_reported(clickh
     ExperimentMetricFactory(experiment=experiment, metric=metric, role=MetricRole.PRIMARY)
     t0 = timezone.now() - dt.timedelta(hours=2)
     exposures_write(rows=[{"experiment": "green_button", "variant": ("control", "treatment")[i % 2],
-                           "unit_id": f"u{i}", "timestamp": t0} for i in range(40)])  # fmt: skip
-    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": t0 + dt.timedelta(minutes=5)}
-                       for i in range(0, 40, 3)])  # fmt: skip
+                           "unit_id": f"u{i}", "timestamp": t0, "environment": "production"}
+                          for i in range(40)])  # fmt: skip
+    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": t0 + dt.timedelta(minutes=5),
+                        "environment": "production"} for i in range(0, 40, 3)])  # fmt: skip
 
     # When
     refresh = reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk])

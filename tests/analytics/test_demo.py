@@ -65,6 +65,8 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
 
     results = {r.experiment.key: r.payload for r in ExperimentResult.objects.select_related("experiment")}
     assert set(results) == set(EXPERIMENT_KEYS)
+    # ... of the production traffic the demo simulates, which is what its experiments analyse
+    assert all(payload["analysis"]["environments"] == ["production"] for payload in results.values())
     # checkout_button: a real lift in purchase rate, measured near its +12%
     checkout = _primary(results["checkout_button"])
     assert 0.0 < checkout["relative"]["estimate"] < 0.3

@@ -286,6 +286,43 @@ def test_experiment_results_refresh__stopped_experiment__events_after_stop_ignor
     assert payload["metrics"][0]["variants"][0] == {"variant": "control", "units": 1, "mean": 1.0}
 
 
+def test_experiment_results_refresh__test_traffic_from_other_environments__analysed_environments_only(
+    clickhouse,
+):
+    # Given production users, and testers exposed and buying through development and staging keys
+    experiment = running_experiment()
+    write(
+        [Exposure(f"c{i}", "control", T0, experiment="checkout") for i in range(10)]
+        + [Exposure(f"t{i}", "treatment", T0, experiment="checkout") for i in range(10)]
+        + [
+            Exposure(f"qa{i}", "treatment", T0, experiment="checkout", environment="development")
+            for i in range(30)
+        ]
+        + [Exposure(f"st{i}", "control", T0, experiment="checkout", environment="staging") for i in range(5)],
+        [Event(f"c{i}", "buy", T0 + dt.timedelta(hours=1)) for i in range(2)]
+        + [Event(f"qa{i}", "buy", T0 + dt.timedelta(hours=1), environment="development") for i in range(30)]
+        + [Event(f"t{i}", "buy", T0 + dt.timedelta(hours=1), environment="development") for i in range(10)],
+    )
+
+    assert experiment.analysis_environments == ["production"]  # the default
+
+    # When: the default, then the experiment set to analyse staging
+    production = experiment_results_refresh(experiment_id=experiment.pk).payload
+    experiment.analysis_environments = ["staging"]
+    experiment.save()
+    staging = experiment_results_refresh(experiment_id=experiment.pk).payload
+
+    # Then
+    assert production["analysis"]["environments"] == ["production"]
+    assert production["srm"]["units"] == {"control": 10, "treatment": 10}
+    assert production["metrics"][0]["variants"] == [
+        {"variant": "control", "units": 10, "mean": 0.2},
+        {"variant": "treatment", "units": 10, "mean": 0.0},
+    ]
+    assert staging["analysis"]["environments"] == ["staging"]
+    assert staging["srm"]["units"] == {"control": 5, "treatment": 0}
+
+
 # --- API ------------------------------------------------------------------------------------------------------
 def results_url(key: str) -> str:
     return reverse("experiment-results", kwargs={"key": key})

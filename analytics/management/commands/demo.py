@@ -108,6 +108,10 @@ class Command(BaseCommand):
             self.stdout.write(f"  SDK key for development (shown once): {workspace.sdk_key}")
         else:
             self.stdout.write("  make an SDK key with: python manage.py create_sdk_key development")
+        self.stdout.write(
+            "  the experiments' results count production traffic only (their analysed environments); "
+            "what you send with a development key stays out of them"
+        )
         self.stdout.write(f"  done in {time.perf_counter() - started:.1f} s")
         if workspace.admin_password is not None:
             login = f"{workspace.admin_username} / {workspace.admin_password}"
