@@ -106,7 +106,8 @@ def test_demo_command__clickhouse_owned_by_the_server__one_clear_line(monkeypatc
 def test_demo_command__admin_user_exists__password_and_permissions_untouched():
     # Given an "admin" that someone made, with their own password and no superuser rights
     User = get_user_model()
-    User.objects.create_user(username="admin", password="their-own-secret", is_staff=True)
+    their_password = "pw-of-their-own"
+    User.objects.create_user(username="admin", password=their_password, is_staff=True)
 
     # When the demo runs, twice
     first = _demo("--no-traffic")
@@ -114,7 +115,7 @@ def test_demo_command__admin_user_exists__password_and_permissions_untouched():
 
     # Then the user is exactly as it was
     admin = User.objects.get(username="admin")
-    assert admin.check_password("their-own-secret")
+    assert admin.check_password(their_password)
     assert not admin.check_password("admin")
     assert admin.is_staff and not admin.is_superuser
     assert "created admin user" not in first
