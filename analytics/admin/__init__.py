@@ -44,7 +44,16 @@ from analytics.admin.preflight import (
     primary_metric,
     variant_split,
 )
-from analytics.admin.summary import ago, metric_rows, p_value_text, percent, primary_sentences, units_rows
+from analytics.admin.summary import (
+    SEQUENTIAL_NOTE,
+    ago,
+    is_sequential,
+    metric_rows,
+    p_value_text,
+    percent,
+    primary_sentences,
+    units_rows,
+)
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.selectors import experiment_results_get
@@ -261,6 +270,8 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             errors=document.get("errors") or [],
             metric_rows=metric_rows(document, names),
             engine=document.get("engine") or experiment.engine,
+            sequential=is_sequential(document),
+            sequential_note=SEQUENTIAL_NOTE,
             running_since=experiment.started_at,
             running_since_ago=ago(experiment.started_at),
             **_environments_context(document, experiment),

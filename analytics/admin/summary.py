@@ -71,6 +71,13 @@ def percent(value: float | None, *, signed: bool = False, decimals: int = 1) -> 
     return ("+" + text) if signed and scaled > 0 else text
 
 
+SEQUENTIAL_NOTE = (
+    "Sequential testing: the intervals and p-values stay valid however often you look, so the "
+    "experiment can stop as soon as a result is significant. The price is width: they are wider than a "
+    "fixed-horizon test's, and the always-valid p-value stays at 1 until the evidence is strong."
+)
+
+
 def p_value_text(p_value: float | None) -> str:
     """``"p = 0.012"``, ``"p < 0.001"``; empty for None."""
     if p_value is None or not math.isfinite(p_value):
@@ -166,10 +173,14 @@ def comparison_sentence(
     engine: str,
     alpha: float | None = 0.05,
     variant_names: Mapping[str, str] | None = None,
+    sequential: bool = False,
 ) -> Sentence:
     """The comparison in one sentence, e.g. "Green button raises purchase rate by 4.1% (95% CI 1.2% to
     7.0%), p = 0.003: a significant improvement." (frequentist) or "..., 98% chance to beat Blue button."
-    (Bayesian). Respects ``higher_is_better``; says plainly when there is no estimate yet."""
+    (Bayesian). A change that is not significant is not read as one: "No detectable difference in
+    purchase rate between A again and A: +0.8% (95% CI −2.1% to 3.7%), p = 0.62." ``sequential``: the
+    p-value is the always-valid one of a sequential test, and the sentence says so. Respects
+    ``higher_is_better``; says plainly when there is no estimate yet."""
     names = variant_names or {}
     variant = comparison.get("variant") or "?"
     baseline = comparison.get("baseline") or "control"
@@ -194,17 +205,26 @@ def comparison_sentence(
             )
         return sentence(f"No estimate yet for {who} against {against} on {what}: {reason}.", "neutral")
 
-    if estimate > 0:
-        change = f"raises {what} by {percent(estimate)}"
-    elif estimate < 0:
-        change = f"lowers {what} by {percent(-estimate)}"
-    else:
-        change = f"leaves {what} unchanged"
     ci = relative.get("ci")
     interval = ""
     if ci and ci[0] is not None and ci[1] is not None:
         interval = f" ({confidence_level(alpha)} CI {percent(ci[0])} to {percent(ci[1])})"
-    text = f"{who} {change}{interval}"
+    significant = bool(comparison.get("significant"))
+    if significant:
+        if estimate > 0:
+            change = f"raises {what} by {percent(estimate)}"
+        elif estimate < 0:
+            change = f"lowers {what} by {percent(-estimate)}"
+        else:
+            change = f"leaves {what} unchanged"
+        text = f"{who} {change}{interval}"
+    else:
+        # The estimate is reported, but not as a change: its interval holds 0 and values both ways.
+        if engine == "bayesian":
+            heading = f"No clear difference in {what} between {who} and {against} yet"
+        else:
+            heading = f"No detectable difference in {what} between {who} and {against}"
+        text = f"{heading}: {percent(estimate, signed=True)}{interval}"
 
     if engine == "bayesian":
         chance = chance_text(comparison.get("chance_to_win"))
@@ -219,17 +239,19 @@ def comparison_sentence(
     if p_value is None:
         p_value = comparison.get("p_value")
     p_text = p_value_text(p_value)
+    notes = (["sequential test, always valid"] if sequential else []) + (
+        ["adjusted for multiple testing"] if adjusted else []
+    )
     if p_text:
-        text += f", {p_text}" + (" (adjusted for multiple testing)" if adjusted else "")
-    significant = comparison.get("significant")
-    if significant and tone == "good":
+        text += f", {p_text}" + (f" ({'; '.join(notes)})" if notes else "")
+    if not significant:
+        return sentence(f"{text}.")
+    if tone == "good":
         verdict = "a significant improvement"
-    elif significant and tone == "bad":
+    elif tone == "bad":
         verdict = f"significantly worse ({'lower' if not higher_is_better else 'higher'} is better)"
-    elif significant:
-        verdict = "significant"
     else:
-        verdict = "not significant"
+        verdict = "significant"
     return sentence(f"{text}: {verdict}.")
 
 
@@ -244,6 +266,7 @@ def primary_sentences(
     engine = document.get("engine") or "frequentist"
     srm_failed = (document.get("srm") or {}).get("ok") is False
     alpha = (document.get("analysis") or {}).get("alpha")
+    sequential = is_sequential(document)
     blocks: Sequence[Mapping[str, Any]] = document.get("metrics") or []
     primary = [block for block in blocks if block.get("role") == "primary"] or list(blocks)
     sentences = []
@@ -258,7 +281,12 @@ def primary_sentences(
             continue
         for comparison in block.get("comparisons") or []:
             sentence = comparison_sentence(
-                metric=block, comparison=comparison, engine=engine, alpha=alpha, variant_names=variant_names
+                metric=block,
+                comparison=comparison,
+                engine=engine,
+                alpha=alpha,
+                variant_names=variant_names,
+                sequential=sequential,
             )
             if srm_failed:
                 sentence = Sentence(
@@ -270,6 +298,12 @@ def primary_sentences(
                 )
             sentences.append(sentence)
     return sentences
+
+
+def is_sequential(document: Mapping[str, Any]) -> bool:
+    """The frequentist engine with sequential testing: p-values and intervals are always valid."""
+    engine = document.get("engine") or "frequentist"
+    return engine == "frequentist" and bool((document.get("analysis") or {}).get("sequential"))
 
 
 # --- tables -------------------------------------------------------------------------------------------

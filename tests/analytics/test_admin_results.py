@@ -146,6 +146,26 @@ def test_results_page__analysed_environments__shown_and_a_change_since_pointed_o
     assert "traffic from <strong>every environment</strong>" in page
 
 
+def test_results_page__sequential_and_not_significant__wording_says_so(admin_client):
+    # Given a sequential experiment whose primary metric has not moved detectably
+    experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
+    payload = results_payload(experiment.key)
+    payload["analysis"]["sequential"] = True
+    payload["metrics"][0]["comparisons"] = [
+        _comparison(0.008, [-0.05, 0.07], p_value=1.0, p_value_adjusted=1.0, significant=False,
+                    direction="inconclusive")
+    ]  # fmt: skip
+    ExperimentResult.objects.create(experiment=experiment, payload=payload, computed_at=timezone.now())
+
+    page = admin_client.get(_results_url(experiment)).content.decode()
+
+    assert "No detectable difference in purchase rate between Treatment and Control: +0.8%" in page
+    assert "p = 1 (sequential test, always valid" in page
+    assert 'id="sequential-note"' in page and "always-valid p-value stays at 1" in page
+    assert "p-value (sequential, always valid)" in page
+    assert "Treatment raises purchase rate" not in page
+
+
 def test_results_page__last_refresh_failed__error_and_last_good_numbers(admin_client):
     experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
     ExperimentResult.objects.create(

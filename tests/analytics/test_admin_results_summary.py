@@ -114,13 +114,54 @@ def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvemen
     assert sentence.tone == "good"
 
 
-def test_comparison_sentence__frequentist_not_significant__says_so():
+def test_comparison_sentence__frequentist_not_significant__no_detectable_difference_not_a_change():
     comparison = _comparison(-0.008, [-0.031, 0.015], p_value=0.47, p_value_adjusted=0.47)
     sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist", alpha=0.1)
     assert sentence.text == (
-        "Treatment lowers purchase rate by 0.8% (90% CI \u22123.1% to 1.5%), p = 0.47: not significant."
+        "No detectable difference in purchase rate between Treatment and control: "
+        "\u22120.8% (90% CI \u22123.1% to 1.5%), p = 0.47."
     )
     assert sentence.tone == "neutral"
+
+
+def test_comparison_sentence__a_a_test_not_significant__never_reads_as_a_win():
+    # The demo's A/A test once read "A again raises purchase rate by 0.8% ...: not significant."
+    comparison = _comparison(0.008, [-0.021, 0.037], p_value=0.62, p_value_adjusted=0.62)
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=comparison, engine="frequentist",
+        variant_names={"control": "A", "treatment": "A again"},
+    )  # fmt: skip
+    assert sentence.text == (
+        "No detectable difference in purchase rate between A again and A: +0.8% (95% CI \u22122.1% to 3.7%), "
+        "p = 0.62."
+    )
+    assert "raises" not in sentence.text and "lowers" not in sentence.text
+
+
+def test_comparison_sentence__sequential__says_the_p_value_is_always_valid():
+    comparison = _comparison(0.008, [-0.05, 0.07], p_value=1.0, p_value_adjusted=1.0)
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=comparison, engine="frequentist", sequential=True
+    )
+    assert sentence.text.endswith("p = 1 (sequential test, always valid).")
+
+    significant = _comparison(0.1, [0.04, 0.16], p_value=0.001, p_value_adjusted=0.003, significant=True,
+                              direction="improved")  # fmt: skip
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=significant, engine="frequentist", sequential=True
+    )
+    assert sentence.text.endswith(
+        "p = 0.003 (sequential test, always valid; adjusted for multiple testing): a significant improvement."
+    )
+
+
+def test_primary_sentences__sequential_document__sentences_say_sequential():
+    document = {"engine": "frequentist", "analysis": {"alpha": 0.05, "sequential": True},
+                "metrics": [{**_metric(), "comparisons": [_comparison(0.01, [-0.1, 0.12], p_value=1.0,
+                                                                      p_value_adjusted=1.0)]}]}  # fmt: skip
+    assert "(sequential test, always valid)" in primary_sentences(document)[0].text
+    document["analysis"]["sequential"] = False
+    assert "sequential" not in primary_sentences(document)[0].text
 
 
 def test_comparison_sentence__adjusted_p_value__named_as_adjusted():
@@ -183,7 +224,7 @@ def test_comparison_sentence__no_estimate__says_why(comparison, fragment):
 def test_comparison_sentence__estimate_without_interval_or_p_value__no_none_in_text():
     comparison = _comparison(0.02, None)
     sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="bayesian")
-    assert sentence.text == "Treatment raises purchase rate by 2.0%."
+    assert sentence.text == "No clear difference in purchase rate between Treatment and control yet: +2.0%."
     assert "None" not in sentence.text
 
 
@@ -248,6 +289,7 @@ def test_primary_sentences__no_primary_and_metric_error__every_metric_and_the_er
     }
     texts = [s.text for s in primary_sentences(document)]
     assert texts == [
-        "Treatment raises purchase rate by 1.0% (95% CI \u22122.0% to 4.0%), 70% chance to beat control.",
+        "No clear difference in purchase rate between Treatment and control yet: +1.0% (95% CI \u22122.0% to "
+        "4.0%), 70% chance to beat control.",
         "Could not analyse AOV: zero variance",
     ]
