@@ -6,8 +6,11 @@ ratio of sums for ratios), its per-user variance, and how many users a day could
 user's value the way the analysis will once the experiment runs:
 
 * the users are those seen in those days (any event or exposure) in the experiment's analysed
-  environments (production by default), and a user's t0 is when they were first seen in the period,
-  standing in for the first exposure;
+  environments (production by default); a user's t0 stands in for the first exposure: their first
+  exposure to any experiment in the period, or, for a user never exposed, their first event. (Not
+  simply the first event: a user first seen through a purchase would count that purchase as a
+  conversion at t0, which no exposed user does; a purchase rate read that way came out 14.6% on the
+  demo against the 10% its running experiments measure.)
 * each user's value is the metric's measure over its conversion window from t0 (``t0 <= timestamp <
   t0 + window_hours``, cut at now like a running experiment's), capped like the metric: any event for a
   conversion, their number for a count, the sum of their values for a sum;
@@ -50,9 +53,10 @@ TARGET_POWER = 0.8
 BASELINE_CACHE_SECONDS = 10 * 60  # the page may be reloaded while typing; the data barely moves
 HOUR_MS = 3_600_000
 
-# Per user: t0 = first time seen in the period (any event or exposure in the analysed environments);
-# y = the metric's measure (a ratio's numerator) and d = a ratio's denominator measure, each over its
-# own window from t0 and capped (a window of 0 means none). Then the sums the engine's statistics need.
+# Per user: t0 = the first exposure (to any experiment) in the period, or the first event for a user
+# never exposed; y = the metric's measure (a ratio's numerator) and d = a ratio's denominator measure,
+# each over its own window from t0 and capped (a window of 0 means none); events before t0 do not
+# count, as in the analysis. Then the sums the engine's statistics need.
 BASELINE_SQL = """
 SELECT
     count() AS units,
@@ -73,24 +77,24 @@ FROM (
         if({d_capped:UInt8} = 1, least(d_raw, {d_cap:Float64}), d_raw) AS d
     FROM (
         SELECT
-            arrayFilter(e -> e.2 AND ({y_window_ms:Int64} = 0 OR e.1 < t0 + {y_window_ms:Int64}),
+            arrayFilter(e -> e.2 AND e.1 >= t0 AND ({y_window_ms:Int64} = 0 OR e.1 < t0 + {y_window_ms:Int64}),
                         metric_events) AS y_events,
-            arrayFilter(e -> e.3 AND ({d_window_ms:Int64} = 0 OR e.1 < t0 + {d_window_ms:Int64}),
+            arrayFilter(e -> e.3 AND e.1 >= t0 AND ({d_window_ms:Int64} = 0 OR e.1 < t0 + {d_window_ms:Int64}),
                         metric_events) AS d_events
         FROM (
             SELECT
                 unit_id,
-                min(ts) AS t0,
+                if(countIf(is_exposure) > 0, minIf(ts, is_exposure), min(ts)) AS t0,
                 groupArrayIf((ts, is_y, is_d, value), is_y OR is_d) AS metric_events
             FROM (
                 SELECT unit_id, toUnixTimestamp64Milli(timestamp) AS ts, name = {y_event:String} AS is_y,
-                       name = {d_event:String} AS is_d, value
+                       name = {d_event:String} AS is_d, value, false AS is_exposure
                 FROM events_dedup
                 WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
                   AND environment IN {environments:Array(String)}
                 UNION ALL
                 SELECT unit_id, toUnixTimestamp64Milli(timestamp) AS ts, false AS is_y, false AS is_d,
-                       0.0 AS value
+                       0.0 AS value, true AS is_exposure
                 FROM exposures_dedup
                 WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
                   AND environment IN {environments:Array(String)}
@@ -390,7 +394,7 @@ def baseline_text(metric: Metric, baseline: Baseline) -> str:
     if baseline.source != "data":
         return f"Baseline you typed: {value}, {baseline.daily_units:,.0f} users a day."
     window = f"the {metric.window_hours:,} hours" if metric.window_hours else "everything they did"
-    how = f"each user counts {window} after they were first seen, as the results will"
+    how = f"each user counts {window} after their first exposure (or first event), as the results will"
     if metric.type == MetricType.RATIO:
         how += "; the per-user variance is the ratio's delta-method variance, as in the analysis"
     return (

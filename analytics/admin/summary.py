@@ -219,11 +219,16 @@ def comparison_sentence(
             change = f"leaves {what} unchanged"
         text = f"{who} {change}{interval}"
     else:
-        # The estimate is reported, but not as a change: its interval holds 0 and values both ways.
+        # The estimate is reported, but not as a change: its interval holds 0 and values both ways
+        # (or, its interval being unadjusted, the p-value adjusted for multiple testing says so).
         if engine == "bayesian":
             heading = f"No clear difference in {what} between {who} and {against} yet"
         else:
             heading = f"No detectable difference in {what} between {who} and {against}"
+            p_raw, p_adjusted = comparison.get("p_value"), comparison.get("p_value_adjusted")
+            excludes_zero = bool(ci and ci[0] is not None and ci[1] is not None and (ci[0] > 0 or ci[1] < 0))
+            if excludes_zero and p_adjusted is not None and p_adjusted != p_raw:
+                heading += " once adjusted for multiple testing"
         text = f"{heading}: {percent(estimate, signed=True)}{interval}"
 
     if engine == "bayesian":

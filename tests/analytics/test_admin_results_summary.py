@@ -155,6 +155,15 @@ def test_comparison_sentence__sequential__says_the_p_value_is_always_valid():
     )
 
 
+def test_comparison_sentence__interval_excludes_zero_but_adjusted_p_too_high__says_adjusted():
+    comparison = _comparison(0.129, [0.012, 0.247], p_value=0.02, p_value_adjusted=0.05)
+    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist")
+    assert sentence.text.startswith(
+        "No detectable difference in purchase rate between Treatment and control once adjusted for multiple "
+        "testing: +12.9% (95% CI 1.2% to 24.7%), p = 0.05 (adjusted for multiple testing)"
+    )
+
+
 def test_primary_sentences__sequential_document__sentences_say_sequential():
     document = {"engine": "frequentist", "analysis": {"alpha": 0.05, "sequential": True},
                 "metrics": [{**_metric(), "comparisons": [_comparison(0.01, [-0.1, 0.12], p_value=1.0,

@@ -88,7 +88,7 @@ def test_preflight_page__recent_data__baseline_and_days_needed(clickhouse, admin
     now = timezone.now()
     exposures_write(rows=[{"experiment": "other", "variant": "a", "unit_id": f"u{i}", "environment": "production",
                            "timestamp": now - dt.timedelta(hours=2 + i % 300)} for i in range(1400)])  # fmt: skip
-    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": now - dt.timedelta(days=1),
+    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": now - dt.timedelta(hours=1 + i % 300),
                         "environment": "production"} for i in range(0, 1400, 10)])  # fmt: skip
     events_write(rows=[{"name": "purchase", "unit_id": "old", "timestamp": now - dt.timedelta(days=20),
                         "environment": "production"}])  # fmt: skip
@@ -167,10 +167,11 @@ def test_preflight_start_now__viewer_only__refused_and_still_draft(client):
 
 # --- the baseline, computed as the analysis computes the metric ----------------------------------------------
 def _window_story(now):
-    """1,000 production users first seen (exposed) 13 days ago, a few minutes apart, half in each variant:
-    every 10th buys a day later (inside a 168-hour window), every 20th (offset 5) only 10 days later
-    (outside it). Testers from a development key buy every time. 10% convert within the window; 15%
-    within the 14 days."""
+    """1,000 production users exposed 13 days ago, a few minutes apart, half in each variant: every 10th
+    buys a day later (inside a 168-hour window), every 20th (offset 5) only 10 days later (outside it),
+    and every 10th (offset 3) bought the day before its exposure (a pre-period, as in the demo).
+    Testers from a development key buy every time. 10% convert within the window after exposure; 25%
+    bought within the 14 days."""
     exposures, events = [], []
     for i in range(1000):
         t0 = now - dt.timedelta(days=13) + dt.timedelta(minutes=i)
@@ -183,6 +184,9 @@ def _window_story(now):
         if i % 20 == 5:
             events.append({"name": "purchase", "unit_id": f"u{i}", "value": 80.0,
                            "timestamp": t0 + dt.timedelta(days=10), "environment": "production"})  # fmt: skip
+        if i % 10 == 3:
+            events.append({"name": "purchase", "unit_id": f"u{i}", "value": 30.0,
+                           "timestamp": t0 - dt.timedelta(days=1), "environment": "production"})  # fmt: skip
     for i in range(300):
         t0 = now - dt.timedelta(days=5)
         exposures.append({"experiment": "running_one", "variant": "control", "unit_id": f"qa{i}", "timestamp": t0,
@@ -216,7 +220,7 @@ def test_preflight_baseline__conversion_window__the_rate_the_running_experiment_
     # Then the pre-flight's 10% is what the running experiment measures on those users (not 15%)
     assert [(v["units"], v["mean"]) for v in measured] == [(500, 0.1), (500, 0.1)]
     assert "Baseline from the last 14 days of events: 10.0% purchase rate, over 1,000 users seen" in page
-    assert "in production; each user counts the 168 hours after they were first seen" in page
+    assert "in production; each user counts the 168 hours after their first exposure (or first event)" in page
     expected = days_needed(relative_lift=0.2, mean=0.1, daily_units=1000 / 14, weights=[1.0, 1.0])
     assert _days_shown(page) == math.ceil(expected)
 
