@@ -5,7 +5,7 @@
 1. ``demo_workspace_create``: the admin user, 5 metrics, 3 running experiments, 5 flags and an SDK key
    (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
-   three experiments, with their purchases and errors, inserted into the ingestion path's ClickHouse
+   three experiments as production traffic (the environment the experiments analyse), with their purchases and errors, inserted into the ingestion path's ClickHouse
    tables (``analytics.ingestion.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
    experiments already have exposures in ClickHouse, and every event has a deterministic ``event_id``,
    so a replay collapses instead of doubling the traffic;
@@ -248,23 +248,27 @@ def _features() -> list[dict]:
 @dataclass
 class DemoWorkspace:
     admin_username: str
-    admin_password: str
+    admin_password: str | None  # None: the user existed already and was left alone
     sdk_key: str | None
     created: list[str]
 
 
 @transaction.atomic
 def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
-    """The demo's configuration; what exists already is left as it is (idempotent)."""
+    """The demo's configuration; what exists already is left as it is (idempotent).
+
+    The ``admin`` superuser is created with ``admin_password`` only when there is no user of that name:
+    an existing user, whoever made it, keeps its password and permissions.
+    """
     created: list[str] = []
     User = get_user_model()
-    admin, made = User.objects.get_or_create(
-        username=DEMO_ADMIN_USERNAME,
-        defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
-    )
-    admin.set_password(admin_password)
-    admin.save()
-    if made:
+    admin = User.objects.filter(username=DEMO_ADMIN_USERNAME).first()
+    password: str | None = None
+    if admin is None:
+        admin = User.objects.create_superuser(
+            username=DEMO_ADMIN_USERNAME, email="admin@example.com", password=admin_password
+        )
+        password = admin_password
         created.append("admin user")
 
     for spec in METRICS:
@@ -274,7 +278,8 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
 
     for spec in EXPERIMENTS:
         if not Experiment.objects.filter(key=spec["key"]).exists():
-            experiment = experiment_create(user=admin, **spec)
+            # The simulated traffic is production's (DEMO_ENVIRONMENT), which is what the results analyse.
+            experiment = experiment_create(user=admin, analysis_environments=[DEMO_ENVIRONMENT], **spec)
             experiment_start(experiment=experiment, user=admin)
             created.append(f"experiment {spec['key']}")
 
@@ -288,7 +293,7 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
     if not SdkKey.objects.filter(environment=development, name="demo").exists():
         _, sdk_key = sdk_key_create(environment=development, name="demo", user=admin)
         created.append("SDK key for development")
-    return DemoWorkspace(DEMO_ADMIN_USERNAME, admin_password, sdk_key, created)
+    return DemoWorkspace(DEMO_ADMIN_USERNAME, password, sdk_key, created)
 
 
 # --- traffic -----------------------------------------------------------------------------------------

@@ -17,7 +17,11 @@ class EventSerializer(serializers.Serializer):
     unit_id = serializers.CharField(
         max_length=UNIT_ID_MAX_LENGTH, help_text="Who did it: the same id as in assignments."
     )
-    value = serializers.FloatField(required=False, default=1.0, help_text="A finite number; default 1.")
+    value = serializers.FloatField(
+        required=False,
+        default=1.0,
+        help_text="A finite number, at most EVENT_MAX_ABS_VALUE (default 1e12) in absolute value; default 1.",
+    )
     timestamp = serializers.DateTimeField(
         required=False, help_text="ISO 8601; default now; accepted from 30 days ago to 1 hour ahead."
     )

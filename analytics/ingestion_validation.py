@@ -113,7 +113,22 @@ def _string_map(item: Mapping[str, Any], field: str, errors: dict[str, str], *, 
     return raw
 
 
-def _event_fast(item: Any, bounds: TimeBounds, environment: str) -> dict[str, Any] | None:
+def _value_error(value: Any, limit: float) -> str | None:
+    """Why an event's ``value`` cannot be stored, or None. Metrics sum values (and their squares) over
+    units, so a value past ``EVENT_MAX_ABS_VALUE`` would overflow the sums and leave no results."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "A finite number."
+    if isinstance(value, float) and not math.isfinite(value):
+        return "A finite number."
+    if not -limit <= value <= limit:  # exact for ints of any size: no conversion to float
+        return (
+            f"At most {limit:g} in absolute value (the setting EVENT_MAX_ABS_VALUE): metrics add values "
+            "and their squares up, and larger ones would overflow the sums."
+        )
+    return None
+
+
+def _event_fast(item: Any, bounds: TimeBounds, environment: str, limit: float) -> dict[str, Any] | None:
     """The storage row of a well-formed event, or None to let the field-by-field path explain.
 
     Most events are well-formed; checking them inline, without building error messages, is what
@@ -129,7 +144,7 @@ def _event_fast(item: Any, bounds: TimeBounds, environment: str) -> dict[str, An
     value = item.get("value", 1)
     if value is None:
         value = 1
-    if not (type(value) is float or type(value) is int) or not math.isfinite(value):
+    if not (type(value) is float or type(value) is int) or not -limit <= value <= limit:  # NaN fails too
         return None
     event_id = item.get("event_id")
     if event_id is not None:
@@ -185,10 +200,11 @@ def events_validate(
 ) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """Split a batch into storage rows and rejections (index + per-field reasons)."""
     bounds = TimeBounds.around(now)
+    limit = float(settings.EVENT_MAX_ABS_VALUE)
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(items):
-        row = _event_fast(item, bounds, environment)
+        row = _event_fast(item, bounds, environment, limit)
         if row is not None:
             rows.append(row)
             continue
@@ -201,8 +217,8 @@ def events_validate(
         value = item.get("value", 1)
         if value is None:
             value = 1
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            errors["value"] = "A finite number."
+        if value_error := _value_error(value, limit):
+            errors["value"] = value_error
         event_id = item.get("event_id")
         if event_id is not None:
             try:

@@ -36,7 +36,11 @@ class ComparisonSerializer(serializers.Serializer):
     guardrail_violated = serializers.BooleanField(
         allow_null=True, help_text="Guardrails only: it moved significantly in its bad direction."
     )
-    error = serializers.CharField(allow_null=True, help_text="Why estimates are null (e.g. too_few_units).")
+    error = serializers.CharField(
+        allow_null=True,
+        help_text="Why estimates are null: too_few_units, zero_variance, baseline_zero (relative only) "
+        "or non_finite (sums too large to be finite numbers).",
+    )
 
 
 class VariantSummarySerializer(serializers.Serializer):
@@ -112,7 +116,11 @@ class ResultsSerializer(serializers.Serializer):
         required=False, help_text="Units seen in several variants (excluded)."
     )
     units = serializers.DictField(required=False)
-    analysis = serializers.DictField(required=False, help_text="Analysis window and settings.")
+    analysis = serializers.DictField(
+        required=False,
+        help_text="Analysis window and settings: from, until, correction, alpha, sequential, "
+        "sequential_tuning, and environments (the environments whose exposures and events were counted).",
+    )
     data = serializers.DictField(required=False, help_text="Data freshness: first/last exposure, last event.")
     engine = serializers.CharField(required=False)
     experiment_status = serializers.CharField(required=False)
@@ -130,44 +138,66 @@ class RefreshAcceptedSerializer(serializers.Serializer):
 
 
 # --- power ------------------------------------------------------------------------------------------------
+# Bounds of the planning inputs: far beyond any real experiment, and small enough that the formulas'
+# squares and products stay finite (JSON numbers such as 1e308 are finite, and overflow once squared).
+POWER_MAX_ABS_MEAN = 1e12
+POWER_MAX_VARIANCE = 1e24
+POWER_MAX_DAILY_UNITS = 1e10
+POWER_MAX_WEIGHT = 1e6
+POWER_MAX_VARIANTS = 100
+POWER_MAX_LIFT = 1000.0
+POWER_MAX_DAYS = 36_500.0  # a hundred years
+POWER_MAX_SEQUENTIAL_TUNING = 1e10
+
+
 class PowerRequestSerializer(serializers.Serializer):
     """A planned experiment: the baseline, the traffic, the test; and a lift or a duration."""
 
     baseline_mean = serializers.FloatField(
+        min_value=-POWER_MAX_ABS_MEAN,
+        max_value=POWER_MAX_ABS_MEAN,
         help_text="The metric's mean in the control, or its conversion rate (between 0 and 1) when "
-        "`baseline_variance` is left out."
+        "`baseline_variance` is left out.",
     )
     baseline_variance = serializers.FloatField(
         required=False,
         allow_null=True,
         default=None,
+        max_value=POWER_MAX_VARIANCE,
         help_text="Per-unit variance; leave out for a conversion rate.",
     )
     daily_units = serializers.FloatField(
-        help_text="Units entering the experiment per day (after traffic allocation)."
+        max_value=POWER_MAX_DAILY_UNITS,
+        help_text="Units entering the experiment per day (after traffic allocation).",
     )
     weights = serializers.ListField(
         child=serializers.FloatField(),
         required=False,
         default=[1.0, 1.0],
-        help_text="Relative weights, control first.",
+        max_length=POWER_MAX_VARIANTS,
+        help_text=f"Relative weights, control first; each greater than 0 and at most {POWER_MAX_WEIGHT:,.0f}.",
     )
     alpha = serializers.FloatField(required=False, default=0.05)
     power = serializers.FloatField(
         required=False, default=0.8, help_text="Wanted chance of detecting the lift."
     )
     sequential = serializers.BooleanField(required=False, default=False)
-    sequential_tuning = serializers.FloatField(required=False, default=5000.0)
+    sequential_tuning = serializers.FloatField(
+        required=False, default=5000.0, max_value=POWER_MAX_SEQUENTIAL_TUNING
+    )
     relative_lift = serializers.FloatField(
         required=False,
         allow_null=True,
         default=None,
-        help_text="Give this to get the days needed (0.05 = +5%).",
+        max_value=POWER_MAX_LIFT,
+        help_text="Give this to get the days needed (0.05 = +5%). A lift too small to detect with any "
+        "number of units is refused (400).",
     )
     days = serializers.FloatField(
         required=False,
         allow_null=True,
         default=None,
+        max_value=POWER_MAX_DAYS,
         help_text="Or this, to get the smallest detectable lift.",
     )
 
@@ -182,8 +212,11 @@ class PowerRequestSerializer(serializers.Serializer):
         return value
 
     def validate_weights(self, value: list[float]) -> list[float]:
-        if len(value) < 2 or any(not w > 0 for w in value):
-            raise serializers.ValidationError("At least two weights, all greater than 0 (control first).")
+        if len(value) < 2 or any(not 0 < w <= POWER_MAX_WEIGHT for w in value):
+            raise serializers.ValidationError(
+                f"At least two weights, each greater than 0 and at most {POWER_MAX_WEIGHT:,.0f} "
+                "(relative shares, control first)."
+            )
         return value
 
     def validate_alpha(self, value: float) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from typing import Any
 
@@ -78,12 +79,13 @@ def _links(experiment: Experiment) -> list[ExperimentMetric]:
 
 
 def experiment_rollup_spec(*, experiment: Experiment, until: dt.datetime) -> RollupSpec:
-    """What to roll up for ``experiment``: its variants (control first) and metrics."""
+    """What to roll up for ``experiment``: its variants (control first), metrics and analysed environments."""
     return RollupSpec(
         experiment=experiment.key,
         variants=tuple(v.key for v in experiment.variants.all()),
         until=until,
         metrics=tuple(_metric_spec(link) for link in _links(experiment)),
+        environments=tuple(experiment.analysis_environments),
     )
 
 
@@ -134,6 +136,7 @@ def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | Non
         alpha=experiment.alpha,
         sequential=experiment.sequential,
         sequential_tuning=experiment.sequential_tuning,
+        environments=list(spec.environments or ()),
     )
     document["timings_ms"] = {
         "rollup": rollup.duration_ms,
@@ -219,7 +222,8 @@ def power_plan(
 ) -> dict[str, Any]:
     """Days needed to detect ``relative_lift``, or the lift detectable in ``days`` (``analytics.stats``).
 
-    Raises Django's ``ValidationError`` for inputs the power functions refuse.
+    Raises Django's ``ValidationError`` for inputs the power functions refuse, and, naming the field
+    asked about, when the answer is not a finite number (a lift too small for any experiment to detect).
     """
     common = {
         "mean": baseline_mean,
@@ -234,11 +238,14 @@ def power_plan(
         "weights": weights, "alpha": alpha, "power": power, "sequential": sequential,
         "sequential_tuning": sequential_tuning, "relative_lift": relative_lift, "days": days,
     }  # fmt: skip
+    asked = "relative_lift" if relative_lift is not None else "days"
     try:
         if relative_lift is not None:
             days = days_needed(
                 relative_lift=relative_lift, daily_units=daily_units, target_power=power, **common
             )
+            if not math.isfinite(days):
+                raise ValidationError({"relative_lift": _TOO_SMALL_TO_DETECT})
         else:
             relative_lift = minimum_detectable_effect(
                 days=days, daily_units=daily_units, target_power=power, **common
@@ -250,6 +257,10 @@ def power_plan(
         achieved = statistical_power(relative_lift=relative_lift, units=units, **common)
     except ValueError as exc:
         raise ValidationError(str(exc)) from exc
+    except ArithmeticError as exc:  # an input combination past floating point that the bounds let through
+        raise ValidationError({asked: f"Out of the range this calculator can compute ({exc})."}) from exc
+    if not all(math.isfinite(value) for value in (days, relative_lift, units, achieved)):
+        raise ValidationError({asked: _TOO_SMALL_TO_DETECT if asked == "relative_lift" else _NOT_FINITE})
     return {
         "days": days,
         "relative_lift": relative_lift,
@@ -258,3 +269,10 @@ def power_plan(
         "power": achieved,
         "inputs": inputs,
     }
+
+
+_TOO_SMALL_TO_DETECT = (
+    "Too small to detect: on this baseline it would take more units than can be counted. "
+    "Plan for a larger lift (0.05 = +5%)."
+)
+_NOT_FINITE = "The answer for these inputs is not a finite number; check the baseline and the traffic."

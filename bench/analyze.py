@@ -67,7 +67,13 @@ def _spec_and_plan():
         )
         for m in metrics
     ]
-    spec = RollupSpec(experiment="bench", variants=("control", "a", "b"), until=UNTIL, metrics=metrics)
+    spec = RollupSpec(
+        experiment="bench",
+        variants=("control", "a", "b"),
+        until=UNTIL,
+        metrics=metrics,
+        environments=("production",),  # as the service passes an experiment's analysed environments
+    )
     return spec, plan
 
 

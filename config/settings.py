@@ -206,6 +206,12 @@ FLAGS_GENERATION_CHECK_SECONDS = env.float("FLAGS_GENERATION_CHECK_SECONDS", def
 FLAGS_CONFIG_MAX_AGE = env.float("FLAGS_CONFIG_MAX_AGE", default=60.0)
 EVENT_MAX_PAST_DAYS = env.int("EVENT_MAX_PAST_DAYS", default=30)
 EVENT_MAX_FUTURE_HOURS = env.int("EVENT_MAX_FUTURE_HOURS", default=1)
+# Largest absolute event value accepted. Metrics sum values and their squares over units; a value near
+# 1.7e308 would overflow those sums and leave the results without numbers. 1e12 leaves room for
+# any price or duration, and for squares summed over billions of units.
+EVENT_MAX_ABS_VALUE = env.float("EVENT_MAX_ABS_VALUE", default=1e12)
+if not 0 < EVENT_MAX_ABS_VALUE <= 1e100:
+    raise ImproperlyConfigured("EVENT_MAX_ABS_VALUE must be greater than 0 and at most 1e100.")
 # Exposures may be as late as they like, but not older than their experiment (less this much clock
 # skew): nobody saw a variant before it existed, and a bogus year would make a partition of its own.
 EXPOSURE_MAX_HOURS_BEFORE_CREATION = env.int("EXPOSURE_MAX_HOURS_BEFORE_CREATION", default=24)

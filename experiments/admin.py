@@ -247,6 +247,7 @@ class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
                     "minimum_detectable_effect",
                     "prior_mean",
                     "prior_stddev",
+                    "analysis_environments",
                 ]
             },
         ),

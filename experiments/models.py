@@ -1,5 +1,8 @@
 import unicodedata
+from typing import Any
 
+from django import forms
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -39,6 +42,59 @@ class MetricRole(models.TextChoices):
 def validate_positive(value: float) -> None:
     if value is None or not value > 0:
         raise ValidationError("Must be greater than 0.")
+
+
+# --- the environments whose traffic an experiment's results analyse ------------------------------------
+DEFAULT_ANALYSIS_ENVIRONMENT = "production"
+
+
+def default_analysis_environments() -> list[str]:
+    """Results count production traffic unless told otherwise: tests from development and staging keys
+    would otherwise mix with what real users did."""
+    return [DEFAULT_ANALYSIS_ENVIRONMENT]
+
+
+def environment_keys() -> list[str]:
+    """Every environment's key, in the environments' order.
+
+    Environments belong to ``features``, which depends on this app; they are read through the app
+    registry so that ``experiments`` never imports ``features`` (dependencies point one way).
+    """
+    environment = apps.get_model("features", "Environment")
+    return list(environment.objects.values_list("key", flat=True))
+
+
+def validate_analysis_environments(value: Any) -> None:
+    """One or more keys of existing environments, each once."""
+    if not isinstance(value, list) or not value or not all(isinstance(key, str) for key in value):
+        raise ValidationError('Give one or more environment keys, e.g. ["production"].')
+    if len(set(value)) != len(value):
+        raise ValidationError("Name each environment once.")
+    known = environment_keys()
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise ValidationError(
+            f"There is no environment {', '.join(f'“{key[:50]}”' for key in unknown)}; "
+            f"choose from {', '.join(known)}."
+        )
+
+
+def _environment_choices() -> list[tuple[str, str]]:
+    return [(key, key) for key in environment_keys()]
+
+
+class EnvironmentKeysField(models.JSONField):
+    """A list of environment keys, stored as JSON; in forms, one checkbox per existing environment."""
+
+    def formfield(self, **kwargs: Any) -> forms.Field:
+        # models.Field's, not JSONField's (which would make a JSON text box): a multiple choice.
+        return models.Field.formfield(
+            self,
+            form_class=forms.TypedMultipleChoiceField,
+            choices=_environment_choices,
+            widget=forms.CheckboxSelectMultiple,
+            **kwargs,
+        )
 
 
 # The lifecycle: action -> (statuses it may start from, status it leads to). Services consult this
@@ -156,6 +212,14 @@ class Experiment(models.Model):
         default=0.05,
         validators=[MinValueValidator(0.0001)],
         help_text="Smallest relative lift worth detecting (0.05 = 5%); used for the power estimate.",
+    )
+    analysis_environments = EnvironmentKeysField(
+        "analysed environments",
+        default=default_analysis_environments,
+        validators=[validate_analysis_environments],
+        help_text="Results count only the exposures and events sent with these environments' SDK keys. "
+        "Default: production, so tests from development and staging stay out. You can change it at any "
+        "time; the next refresh recomputes the results.",
     )
 
     scheduled_start_at = models.DateTimeField(null=True, blank=True, help_text="Start automatically then.")

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from config.serializers import TagsField
-from experiments.models import Experiment, MetricRole
+from experiments.models import Experiment, MetricRole, validate_analysis_environments
 from metrics.models import Metric
 
 
@@ -33,6 +33,13 @@ class ExperimentSerializer(serializers.ModelSerializer):
         min_value=1,
         help_text="Send the version you read; a stale one is refused with 409 so no change is lost.",
     )
+    analysis_environments = serializers.ListField(
+        child=serializers.CharField(max_length=50),
+        required=False,
+        validators=[validate_analysis_environments],
+        help_text='Environment keys whose exposures and events the results count; default ["production"]. '
+        "Each must exist; may change at any time (the next refresh recomputes the results).",
+    )
 
     class Meta:
         model = Experiment
@@ -59,6 +66,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "prior_mean",
             "prior_stddev",
             "minimum_detectable_effect",
+            "analysis_environments",
             "scheduled_start_at",
             "scheduled_stop_at",
             "started_at",

@@ -34,6 +34,7 @@ from django.views.decorators.http import require_POST
 from analytics.admin import charts
 from analytics.admin.preflight import (
     BaselineForm,
+    NoBaseline,
     baseline_text,
     days_text,
     metric_baseline,
@@ -43,7 +44,16 @@ from analytics.admin.preflight import (
     primary_metric,
     variant_split,
 )
-from analytics.admin.summary import ago, metric_rows, p_value_text, percent, primary_sentences, units_rows
+from analytics.admin.summary import (
+    SEQUENTIAL_NOTE,
+    ago,
+    is_sequential,
+    metric_rows,
+    p_value_text,
+    percent,
+    primary_sentences,
+    units_rows,
+)
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.selectors import experiment_results_get
@@ -260,8 +270,11 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             errors=document.get("errors") or [],
             metric_rows=metric_rows(document, names),
             engine=document.get("engine") or experiment.engine,
+            sequential=is_sequential(document),
+            sequential_note=SEQUENTIAL_NOTE,
             running_since=experiment.started_at,
             running_since_ago=ago(experiment.started_at),
+            **_environments_context(document, experiment),
         )
         return TemplateResponse(request, "admin/analytics/experiment_results.html", context)
 
@@ -307,7 +320,11 @@ class ExperimentResultAdmin(admin.ModelAdmin):
                 baseline = form.baseline()
             elif not form.is_bound:
                 try:
-                    baseline = metric_baseline(metric=metric, until=timezone.now())
+                    baseline = metric_baseline(
+                        metric=metric, until=timezone.now(), environments=experiment.analysis_environments
+                    )
+                except NoBaseline as exc:
+                    baseline_error = f"{exc} Type a baseline below."
                 except ClickHouseError as exc:
                     baseline_error = f"Could not read recent data ({exc}); type a baseline below."
             if baseline is not None:
@@ -358,3 +375,16 @@ class ExperimentResultAdmin(admin.ModelAdmin):
 # --- what the templates show ---------------------------------------------------------------------------
 def _datetime(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
+
+
+def _environments_context(document: dict[str, Any], experiment: Experiment) -> dict[str, Any]:
+    """Whose traffic the numbers count: the environments of the shown results (documents made before
+    the setting existed counted every environment), and the setting when it has changed since."""
+    configured = list(experiment.analysis_environments)
+    if not document.get("computed_at"):
+        return {"analysed_environments": ", ".join(configured), "environments_changed": ""}
+    analysed = (document.get("analysis") or {}).get("environments")
+    return {
+        "analysed_environments": ", ".join(analysed) if analysed else "every environment",
+        "environments_changed": ", ".join(configured) if analysed != configured else "",
+    }

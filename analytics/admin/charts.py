@@ -8,15 +8,19 @@ HTML-escaped because Plotly renders a few tags in text.
 
 Colours follow the metric's direction: green when a change is significantly good for the metric
 (up for ``higher_is_better``, down otherwise), red when significantly bad, grey when not significant.
+
+The cumulative-lift chart's y-axis fits the estimates and the intervals of the later days
+(``lift_axis_range``): day one's interval, computed from a handful of users, can be a hundred times
+wider and would flatten the line; it is cut at the chart's edges, and the chart says so.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analytics.admin.summary import comparison_sentence, comparison_tone, confidence_level
+from analytics.admin.summary import comparison_sentence, comparison_tone, confidence_level, is_sequential
 
 GOOD, BAD, NEUTRAL = "#198754", "#dc3545", "#6c757d"
 TONE_COLOURS = {"good": GOOD, "bad": BAD, "neutral": NEUTRAL}
@@ -29,6 +33,7 @@ VARIANT_COLOURS = ["#417690", "#e08e0b", "#6f42c1", "#20c997", "#d63384", "#0dca
 ROLE_SYMBOLS = {"primary": "diamond", "secondary": "circle", "guardrail": "square"}
 FONT = "-apple-system, 'Segoe UI', system-ui, Roboto, 'Helvetica Neue', Arial, sans-serif"
 DAY_MS = 86_400_000
+WIDE_EARLY_INTERVALS = 2.5  # early intervals this many times wider than the settled span get cut
 PLOT_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 
 
@@ -88,7 +93,12 @@ def forest_plot(
             label += f" <span style='font-size:11px'>({', '.join(tags)})</span>"
             label += f"<br>{html.escape(_name(variant_names, comparison.get('variant') or ''))}"
             sentence = comparison_sentence(
-                metric=block, comparison=comparison, engine=engine, alpha=alpha, variant_names=variant_names
+                metric=block,
+                comparison=comparison,
+                engine=engine,
+                alpha=alpha,
+                variant_names=variant_names,
+                sequential=is_sequential(document),
             )
             rows.append(
                 {
@@ -154,6 +164,34 @@ def forest_plot(
     return _html(figure, div_id)
 
 
+def lift_axis_range(lines: Sequence[Mapping[str, Sequence[float | None]]]) -> tuple[float, float, bool]:
+    """The cumulative-lift chart's y-range, in percent, and whether some interval runs past it.
+
+    ``lines``: each variant's ``{"y", "lo", "hi"}`` per day (estimates and interval bounds). Every
+    interval fits when that keeps the chart within ``WIDE_EARLY_INTERVALS`` times the span of 0, the
+    estimates and the later half of the days' intervals (the settled ones); otherwise the range is
+    that span, with a margin, and the early days' intervals are cut at its edges.
+    """
+    settled = [0.0]
+    everything = [0.0]
+    for line in lines:
+        middle = len(line["y"]) // 2
+        settled += [y for y in line["y"] if y is not None]
+        settled += [v for v in (*line["lo"][middle:], *line["hi"][middle:]) if v is not None]
+        everything += [v for v in (*line["y"], *line["lo"], *line["hi"]) if v is not None]
+    low, high = min(settled), max(settled)
+    if max(everything) - min(everything) <= WIDE_EARLY_INTERVALS * (high - low):
+        low, high = min(everything), max(everything)
+    margin = max((high - low) * 0.08, 0.5)
+    low, high = low - margin, high + margin
+    clipped = any(not low <= v <= high for v in everything)
+    return low, high, clipped
+
+
+def _clip(values: Sequence[float | None], low: float, high: float) -> list[float | None]:
+    return [None if v is None else min(max(v, low), high) for v in values]
+
+
 def cumulative_lift(
     series: Mapping[str, Any],
     *,
@@ -180,6 +218,7 @@ def cumulative_lift(
     if not by_variant:
         return ""
     days = {date for line in by_variant.values() for date in line["date"]}
+    low, high, clipped = lift_axis_range(list(by_variant.values()))
     figure = go.Figure()
     for index, (variant, line) in enumerate(by_variant.items()):
         colour = VARIANT_COLOURS[(index + 1) % len(VARIANT_COLOURS)]
@@ -187,7 +226,7 @@ def cumulative_lift(
         figure.add_trace(
             go.Scatter(
                 x=line["date"],
-                y=line["hi"],
+                y=_clip(line["hi"], low, high),
                 mode="lines",
                 line={"width": 0},
                 showlegend=False,
@@ -198,7 +237,7 @@ def cumulative_lift(
         figure.add_trace(
             go.Scatter(
                 x=line["date"],
-                y=line["lo"],
+                y=_clip(line["lo"], low, high),
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",
@@ -221,12 +260,23 @@ def cumulative_lift(
             )
         )
     figure.add_hline(y=0, line_width=1.5, line_dash="dash", line_color="#888")
+    if clipped:
+        figure.add_annotation(
+            text="The first days' intervals are wider than the chart: cut at its edges (hover for the values).",
+            xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
+            font={"size": 11, "color": NEUTRAL},
+        )  # fmt: skip
     title = html.escape((metric or {}).get("name") or series.get("metric") or "")
     figure.update_layout(
         _layout(
             height=320,
             title={"text": f"{title}: cumulative lift against the control", "font": {"size": 14}},
-            yaxis={"ticksuffix": "%", "showgrid": True, "gridcolor": "rgba(128,128,128,0.15)"},
+            yaxis={
+                "ticksuffix": "%",
+                "showgrid": True,
+                "gridcolor": "rgba(128,128,128,0.15)",
+                "range": [low, high],
+            },
             # One tick a day for short experiments (Plotly would tick every 12 hours), automatic beyond.
             xaxis={"type": "date", "tickformat": "%b %d", **({"dtick": DAY_MS} if len(days) <= 16 else {})},
             legend={"orientation": "h", "y": -0.18},

@@ -22,7 +22,37 @@ NO_ESTIMATE_REASONS = {
     "too_few_units": "fewer than 2 users in a variant so far",
     "zero_variance": "the metric has not varied between users yet",
     "baseline_zero": "the baseline is 0, so a relative change is undefined",
+    "non_finite": "some event values are too large to add up (check the values your events send)",
 }
+SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+LARGEST_PLAIN = 1e9  # from here on a number is written as a power of ten: "1.70 × 10³⁰⁸"
+SMALLEST_PLAIN = 1e-4
+
+
+def scientific(value: float, digits: int = 3) -> str:
+    """``1.7e308`` → ``"1.70 × 10³⁰⁸"``: a number of any size in a dozen characters."""
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    sign = MINUS if mantissa.startswith("-") else ""
+    return f"{sign}{mantissa.lstrip('-')} × 10{str(int(exponent)).translate(SUPERSCRIPTS)}"
+
+
+def number_text(value: float) -> str:
+    """A number for a table: thousands separators up to a billion, sensible decimals below, a power of
+    ten beyond (so no value can print as 300 digits and push the other columns off the screen)."""
+    magnitude = abs(value)
+    if magnitude >= LARGEST_PLAIN or 0 < magnitude < SMALLEST_PLAIN:
+        return scientific(value)
+    if magnitude >= 1000:
+        text = f"{magnitude:,.0f}"
+    elif magnitude >= 100:
+        text = f"{magnitude:.1f}"
+    elif magnitude >= 1 or magnitude == 0:
+        text = f"{magnitude:.2f}"
+    elif magnitude >= 0.001:
+        text = f"{magnitude:.3f}"
+    else:
+        text = f"{magnitude:.3g}"  # three significant digits, not "0.000"
+    return (MINUS + text) if value < 0 and text.strip("0.,") else text
 
 
 def percent(value: float | None, *, signed: bool = False, decimals: int = 1) -> str:
@@ -32,10 +62,20 @@ def percent(value: float | None, *, signed: bool = False, decimals: int = 1) -> 
     scaled = value * 100
     if round(scaled, decimals) == 0:
         scaled = 0.0  # no "−0.0%"
-    text = f"{abs(scaled):.{decimals}f}%"
+    if abs(scaled) >= LARGEST_PLAIN:  # a lift of a billion percent: still a dozen characters
+        text = scientific(abs(scaled)) + "%"
+    else:
+        text = f"{abs(scaled):,.{decimals}f}%"
     if scaled < 0:
         return MINUS + text
     return ("+" + text) if signed and scaled > 0 else text
+
+
+SEQUENTIAL_NOTE = (
+    "Sequential testing: the intervals and p-values stay valid however often you look, so the "
+    "experiment can stop as soon as a result is significant. The price is width: they are wider than a "
+    "fixed-horizon test's, and the always-valid p-value stays at 1 until the evidence is strong."
+)
 
 
 def p_value_text(p_value: float | None) -> str:
@@ -85,14 +125,7 @@ def mean_text(value: float | None, metric_type: str) -> str:
         return "–"
     if metric_type == "binomial":
         return percent(value, decimals=2)
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1 or magnitude == 0:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
+    return number_text(value)
 
 
 def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -140,10 +173,14 @@ def comparison_sentence(
     engine: str,
     alpha: float | None = 0.05,
     variant_names: Mapping[str, str] | None = None,
+    sequential: bool = False,
 ) -> Sentence:
     """The comparison in one sentence, e.g. "Green button raises purchase rate by 4.1% (95% CI 1.2% to
     7.0%), p = 0.003: a significant improvement." (frequentist) or "..., 98% chance to beat Blue button."
-    (Bayesian). Respects ``higher_is_better``; says plainly when there is no estimate yet."""
+    (Bayesian). A change that is not significant is not read as one: "No detectable difference in
+    purchase rate between A again and A: +0.8% (95% CI −2.1% to 3.7%), p = 0.62." ``sequential``: the
+    p-value is the always-valid one of a sequential test, and the sentence says so. Respects
+    ``higher_is_better``; says plainly when there is no estimate yet."""
     names = variant_names or {}
     variant = comparison.get("variant") or "?"
     baseline = comparison.get("baseline") or "control"
@@ -168,17 +205,31 @@ def comparison_sentence(
             )
         return sentence(f"No estimate yet for {who} against {against} on {what}: {reason}.", "neutral")
 
-    if estimate > 0:
-        change = f"raises {what} by {percent(estimate)}"
-    elif estimate < 0:
-        change = f"lowers {what} by {percent(-estimate)}"
-    else:
-        change = f"leaves {what} unchanged"
     ci = relative.get("ci")
     interval = ""
     if ci and ci[0] is not None and ci[1] is not None:
         interval = f" ({confidence_level(alpha)} CI {percent(ci[0])} to {percent(ci[1])})"
-    text = f"{who} {change}{interval}"
+    significant = bool(comparison.get("significant"))
+    if significant:
+        if estimate > 0:
+            change = f"raises {what} by {percent(estimate)}"
+        elif estimate < 0:
+            change = f"lowers {what} by {percent(-estimate)}"
+        else:
+            change = f"leaves {what} unchanged"
+        text = f"{who} {change}{interval}"
+    else:
+        # The estimate is reported, but not as a change: its interval holds 0 and values both ways
+        # (or, its interval being unadjusted, the p-value adjusted for multiple testing says so).
+        if engine == "bayesian":
+            heading = f"No clear difference in {what} between {who} and {against} yet"
+        else:
+            heading = f"No detectable difference in {what} between {who} and {against}"
+            p_raw, p_adjusted = comparison.get("p_value"), comparison.get("p_value_adjusted")
+            excludes_zero = bool(ci and ci[0] is not None and ci[1] is not None and (ci[0] > 0 or ci[1] < 0))
+            if excludes_zero and p_adjusted is not None and p_adjusted != p_raw:
+                heading += " once adjusted for multiple testing"
+        text = f"{heading}: {percent(estimate, signed=True)}{interval}"
 
     if engine == "bayesian":
         chance = chance_text(comparison.get("chance_to_win"))
@@ -193,17 +244,19 @@ def comparison_sentence(
     if p_value is None:
         p_value = comparison.get("p_value")
     p_text = p_value_text(p_value)
+    notes = (["sequential test, always valid"] if sequential else []) + (
+        ["adjusted for multiple testing"] if adjusted else []
+    )
     if p_text:
-        text += f", {p_text}" + (" (adjusted for multiple testing)" if adjusted else "")
-    significant = comparison.get("significant")
-    if significant and tone == "good":
+        text += f", {p_text}" + (f" ({'; '.join(notes)})" if notes else "")
+    if not significant:
+        return sentence(f"{text}.")
+    if tone == "good":
         verdict = "a significant improvement"
-    elif significant and tone == "bad":
+    elif tone == "bad":
         verdict = f"significantly worse ({'lower' if not higher_is_better else 'higher'} is better)"
-    elif significant:
-        verdict = "significant"
     else:
-        verdict = "not significant"
+        verdict = "significant"
     return sentence(f"{text}: {verdict}.")
 
 
@@ -218,6 +271,7 @@ def primary_sentences(
     engine = document.get("engine") or "frequentist"
     srm_failed = (document.get("srm") or {}).get("ok") is False
     alpha = (document.get("analysis") or {}).get("alpha")
+    sequential = is_sequential(document)
     blocks: Sequence[Mapping[str, Any]] = document.get("metrics") or []
     primary = [block for block in blocks if block.get("role") == "primary"] or list(blocks)
     sentences = []
@@ -232,7 +286,12 @@ def primary_sentences(
             continue
         for comparison in block.get("comparisons") or []:
             sentence = comparison_sentence(
-                metric=block, comparison=comparison, engine=engine, alpha=alpha, variant_names=variant_names
+                metric=block,
+                comparison=comparison,
+                engine=engine,
+                alpha=alpha,
+                variant_names=variant_names,
+                sequential=sequential,
             )
             if srm_failed:
                 sentence = Sentence(
@@ -244,6 +303,12 @@ def primary_sentences(
                 )
             sentences.append(sentence)
     return sentences
+
+
+def is_sequential(document: Mapping[str, Any]) -> bool:
+    """The frequentist engine with sequential testing: p-values and intervals are always valid."""
+    engine = document.get("engine") or "frequentist"
+    return engine == "frequentist" and bool((document.get("analysis") or {}).get("sequential"))
 
 
 # --- tables -------------------------------------------------------------------------------------------
@@ -296,6 +361,11 @@ def metric_rows(document: Mapping[str, Any], names: Mapping[str, str]) -> list[d
                     "tone": comparison_tone(comparison, higher_is_better=higher_is_better),
                     "significant": bool(comparison.get("significant")),
                     "guardrail_violated": bool(comparison.get("guardrail_violated")),
+                    "note": (
+                        NO_ESTIMATE_REASONS.get(comparison.get("error") or "", "not enough data yet")
+                        if relative.get("estimate") is None
+                        else ""
+                    ),
                 }
             variants.append(cell)
         rows.append(

@@ -6,6 +6,10 @@ Two statements, both built here from a :class:`RollupSpec`:
 (variant, entry day), plus the units seen in several variants (excluded, counted) or in a variant the
 experiment does not have. Cheap: it reads the experiment's slice of ``exposures`` only.
 
+Both statements read only the rows of the spec's ``environments`` (the experiment's analysed
+environments, production by default): exposures and events sent with other SDK keys do not exist
+for the analysis, so a test unit neither enters a variant nor lends its events to one.
+
 ``metrics`` (the roll-up proper), innermost first:
 
 1. the experiment's units (as above, valid ones only), a hash table of ~24 bytes per unit;
@@ -221,7 +225,7 @@ class RollupQuery:
         rows = select(
             ["unit_id", "timestamp", f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant"],
             "exposures",
-            where=f"experiment = {experiment}",
+            where=f"experiment = {experiment}{self._environment_filter()}",
         )
         columns = [
             f"{self._unit_key()} AS unit_key",
@@ -304,10 +308,19 @@ class RollupQuery:
             f"transform(name, {events}, {codes}, 0) AS code",
             "value",
         ]
+        environments = self._environment_filter()
         return select(
             columns,
             "events_dedup",
-            where=f"name IN {events} AND timestamp >= {since} AND timestamp < {until}",
+            where=f"name IN {events} AND timestamp >= {since} AND timestamp < {until}{environments}",
+        )
+
+    def _environment_filter(self) -> str:
+        """`` AND environment IN (...)`` for the spec's environments; nothing when every one counts."""
+        if self.spec.environments is None:
+            return ""
+        return (
+            f" AND environment IN {self._bind('environments', 'Array(String)', list(self.spec.environments))}"
         )
 
     def _since(self) -> dt.datetime:

@@ -83,13 +83,15 @@ class RollupSpec:
     """An experiment's roll-up: its exposures, variants (control first) and metrics, up to ``until``.
 
     ``until`` is the analysis time: now, or ``stopped_at`` once stopped; events at or after it are
-    ignored (``timestamp < until``).
+    ignored (``timestamp < until``). ``environments``: only exposures and events sent with these
+    environments' SDK keys count (the experiment's ``analysis_environments``); None counts every one.
     """
 
     experiment: str
     variants: tuple[str, ...]
     until: dt.datetime
     metrics: tuple[MetricSpec, ...] = field(default_factory=tuple)
+    environments: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -102,6 +104,8 @@ class RollupSpec:
             raise ValueError("until must be timezone-aware.")
         if len({metric.key for metric in self.metrics}) != len(self.metrics):
             raise ValueError("Metric keys must be unique.")
+        if self.environments is not None and not self.environments:
+            raise ValueError("environments: at least one, or None for every environment.")
 
     @property
     def until_ms(self) -> int:

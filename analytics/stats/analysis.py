@@ -5,9 +5,9 @@ This is the engine's entry point for the roll-up: per-variant sufficient statist
 (Python floats at full double precision, never NaN or infinity, None where a field does not apply
 or cannot be computed).
 
-Degenerate input does not raise. When a variant has fewer than 2 units or a metric that does not
-vary, every estimate of that comparison is None and ``error`` says why (``too_few_units``,
-``zero_variance``); when the baseline mean is 0 the relative lift (and so ``p_value``, chance to
+Degenerate input does not raise. When a variant has fewer than 2 units, a metric that does not
+vary, or sums too large to compute with (infinite or not a number), every estimate of that comparison
+is None and ``error`` says why (``too_few_units``, ``zero_variance``, ``non_finite``); when the baseline mean is 0 the relative lift (and so ``p_value``, chance to
 win and risk) is None with ``baseline_zero`` while the absolute difference is still reported.
 GrowthBook returns zeros in these cases; None keeps "no answer" apart from "no effect".
 """

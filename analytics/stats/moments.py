@@ -14,7 +14,8 @@ Degenerate input never raises: the moments carry ``error`` and None for what can
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import astuple, dataclass
 
 from analytics.stats.cuped import (
     RATIO_THETA_EPSILON,
@@ -45,6 +46,10 @@ from analytics.stats.statistics import (
 TOO_FEW_UNITS = "too_few_units"  # a variant has fewer than 2 units
 ZERO_VARIANCE = "zero_variance"  # a variant's metric does not vary (gbstats ZERO_NEGATIVE_VARIANCE)
 BASELINE_ZERO = "baseline_zero"  # the baseline mean is 0, so a relative lift is undefined
+# A sum, a variance or an estimate is not a finite number: values so large (or small) that adding or
+# squaring them goes beyond double precision (ingestion refuses such values, see EVENT_MAX_ABS_VALUE;
+# older rows may hold them). Checked before ZERO_VARIANCE, which a NaN variance would otherwise report.
+NON_FINITE = "non_finite"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class EffectMoments:
 
     ``absolute_variance`` and ``relative_variance`` are variances of the estimators (already divided
     by the sample sizes). ``relative`` is None (with ``error`` = ``baseline_zero``) when the baseline
-    mean is 0; everything is None when a variant has < 2 units or no variance.
+    mean is 0; everything is None when a variant has < 2 units, no variance, or numbers too large to
+    compute with (``non_finite``).
     """
 
     n_control: int
@@ -138,6 +144,10 @@ def _arms(
     return _plain_arm(plain_a, binomial), _plain_arm(plain_b, binomial), None, None
 
 
+def _all_finite(values: tuple[float, ...]) -> bool:
+    return all(math.isfinite(value) for value in values)
+
+
 def effect_moments(
     control: MetricStats,
     treatment: MetricStats,
@@ -152,9 +162,8 @@ def effect_moments(
     ``RatioCupedStats``); θ is estimated from these two variants pooled. When θ comes out 0 (no
     variance in a period) the unadjusted analysis is used, as GrowthBook does.
     """
-    arm_a, arm_b, theta, special_rel_var = _arms(control, treatment, binomial, cuped)
 
-    def degenerate(error: str) -> EffectMoments:
+    def degenerate(error: str, theta: float | None = None) -> EffectMoments:
         return EffectMoments(
             n_control=control.n,
             n_treatment=treatment.n,
@@ -171,45 +180,61 @@ def effect_moments(
             error=error,
         )
 
+    if not (_all_finite(astuple(control)) and _all_finite(astuple(treatment))):
+        return degenerate(NON_FINITE)
+    try:
+        arm_a, arm_b, theta, special_rel_var = _arms(control, treatment, binomial, cuped)
+    except ArithmeticError:  # overflow, or a square that underflowed to 0 and is divided by
+        return degenerate(NON_FINITE)
     if arm_a.n < 2 or arm_b.n < 2:
-        return degenerate(TOO_FEW_UNITS)
+        return degenerate(TOO_FEW_UNITS, theta)
+    if not _all_finite((arm_a.mean, arm_b.mean, arm_a.unadjusted_mean, arm_b.unadjusted_mean,
+                        arm_a.variance, arm_b.variance, theta or 0.0, special_rel_var or 0.0)):  # fmt: skip
+        return degenerate(NON_FINITE, theta)
     if not (arm_a.variance > 0 and arm_b.variance > 0):
-        return degenerate(ZERO_VARIANCE)
+        return degenerate(ZERO_VARIANCE, theta)
 
-    absolute = arm_b.mean - arm_a.mean
-    absolute_variance = arm_b.variance / arm_b.n + arm_a.variance / arm_a.n
-    relative: float | None = None
-    relative_variance: float | None = None
-    error: str | None = None
-    if arm_a.mean == 0 or arm_a.unadjusted_mean == 0:
-        error = BASELINE_ZERO
-    else:
-        relative = absolute / arm_a.unadjusted_mean
-        if special_rel_var is not None:
-            relative_variance = special_rel_var
+    try:  # finite inputs can still overflow once squared (a mean of 1e100 to the fourth power)
+        absolute = arm_b.mean - arm_a.mean
+        absolute_variance = arm_b.variance / arm_b.n + arm_a.variance / arm_a.n
+        relative: float | None = None
+        relative_variance: float | None = None
+        error: str | None = None
+        if arm_a.mean == 0 or arm_a.unadjusted_mean == 0:
+            error = BASELINE_ZERO
         else:
-            relative_variance = variance_of_ratio(
-                arm_b.unadjusted_mean,
-                arm_b.variance / arm_b.n,
-                arm_a.unadjusted_mean,
-                arm_a.variance / arm_a.n,
-                0.0,
-            )
-        if not relative_variance > 0:
-            relative, relative_variance, error = None, None, ZERO_VARIANCE
+            relative = absolute / arm_a.unadjusted_mean
+            if special_rel_var is not None:
+                relative_variance = special_rel_var
+            else:
+                relative_variance = variance_of_ratio(
+                    arm_b.unadjusted_mean,
+                    arm_b.variance / arm_b.n,
+                    arm_a.unadjusted_mean,
+                    arm_a.variance / arm_a.n,
+                    0.0,
+                )
+            if not _all_finite((relative, relative_variance)):
+                relative, relative_variance, error = None, None, NON_FINITE
+            elif not relative_variance > 0:
+                relative, relative_variance, error = None, None, ZERO_VARIANCE
+        if not _all_finite((absolute, absolute_variance)):
+            return degenerate(NON_FINITE, theta)
 
-    return EffectMoments(
-        n_control=arm_a.n,
-        n_treatment=arm_b.n,
-        mean_control=unadjusted_mean(control),
-        mean_treatment=unadjusted_mean(treatment),
-        variance_control=arm_a.variance,
-        variance_treatment=arm_b.variance,
-        absolute=absolute,
-        absolute_variance=absolute_variance,
-        relative=relative,
-        relative_variance=relative_variance,
-        dof=welch_dof(arm_a.variance, arm_a.n, arm_b.variance, arm_b.n),
-        theta=theta,
-        error=error,
-    )
+        return EffectMoments(
+            n_control=arm_a.n,
+            n_treatment=arm_b.n,
+            mean_control=unadjusted_mean(control),
+            mean_treatment=unadjusted_mean(treatment),
+            variance_control=arm_a.variance,
+            variance_treatment=arm_b.variance,
+            absolute=absolute,
+            absolute_variance=absolute_variance,
+            relative=relative,
+            relative_variance=relative_variance,
+            dof=welch_dof(arm_a.variance, arm_a.n, arm_b.variance, arm_b.n),
+            theta=theta,
+            error=error,
+        )
+    except ArithmeticError:  # overflow, or a square that underflowed to 0 and is divided by
+        return degenerate(NON_FINITE, theta)

@@ -23,16 +23,23 @@ with the control, and the experiment is as powerful as its weakest comparison (l
 largest MDE, longest duration). ``daily_units`` are the units entering the experiment per day
 (after traffic allocation). A binomial metric passes its rate as ``mean`` and no ``variance``
 (σ² = p(1 − p)).
+
+Floating point: products and quotients are written so that extreme inputs overflow to infinity
+instead of raising (``x * x``, never ``x**2``; weights scaled by the largest first). A lift too small
+for any finite number of units gets ``days_needed`` = ``math.inf``; callers turn that into a refusal.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 from scipy import optimize, special
 
 from analytics.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING, sequential_rho
+
+LOG_FLOAT_MAX = math.log(sys.float_info.max)  # exp() of more overflows
 
 
 def _unit_variance(mean: float, variance: float | None) -> float:
@@ -49,10 +56,15 @@ def _unit_variance(mean: float, variance: float | None) -> float:
 
 def _fractions(weights: Sequence[float]) -> list[tuple[float, float]]:
     """(control share, treatment share) of the units for every treatment."""
-    if len(weights) < 2 or any(w <= 0 for w in weights):
-        raise ValueError("weights need at least two positive entries (control first).")
-    total = float(sum(weights))
-    return [(weights[0] / total, w / total) for w in weights[1:]]
+    if len(weights) < 2 or any(not (math.isfinite(w) and w > 0) for w in weights):
+        raise ValueError("weights need at least two positive, finite entries (control first).")
+    largest = max(weights)
+    scaled = [w / largest for w in weights]  # 1e308 + 1e308 would overflow; scaled, the sum is at most len
+    total = math.fsum(scaled)
+    fractions = [(scaled[0] / total, w / total) for w in scaled[1:]]
+    if any(f_c == 0 or f_t == 0 for f_c, f_t in fractions):
+        raise ValueError("weights are too far apart: a variant would get no units.")
+    return fractions
 
 
 def critical_value(n: float, alpha: float, sequential: bool, sequential_tuning: float) -> float:
@@ -69,7 +81,8 @@ def relative_lift_variance(
     mean: float, variance: float, relative_lift: float, n_control: float, n_treatment: float
 ) -> float:
     """Delta-method variance of the estimated lift with equal per-unit variance in both arms."""
-    return variance / (n_control * mean**2) + variance * (1.0 + relative_lift) ** 2 / (n_treatment * mean**2)
+    ratio = 1.0 + relative_lift
+    return variance / n_control / mean / mean + variance * ratio * ratio / n_treatment / mean / mean
 
 
 def statistical_power(
@@ -127,8 +140,8 @@ def minimum_detectable_effect(
             return None
         k = critical_value(n_c + n_t, alpha, sequential, sequential_tuning) - z_power
         # With r = μ_B/μ_A: (r − 1)² = b_c + b_t·r², b = k²σ² / (n μ_A²).
-        b_c = k**2 * sigma2 / (n_c * mean**2)
-        b_t = k**2 * sigma2 / (n_t * mean**2)
+        b_c = k * k * sigma2 / n_c / mean / mean
+        b_t = k * k * sigma2 / n_t / mean / mean
         leading = 1.0 - b_t
         discriminant = 1.0 - leading * (1.0 - b_c)
         if leading <= 0 or discriminant < 0:
@@ -153,6 +166,7 @@ def days_needed(
 
     Solves |Δ|/σ_Δ(n) = k for the units n, in closed form for fixed-horizon tests:
     n = k²σ²(1/f_A + (1 + Δ)²/f_B) / (μ_A²Δ²) with f the arms' shares of the units.
+    ``math.inf`` when that many units is beyond floating point (a lift far too small to detect).
     """
     if relative_lift == 0 or relative_lift <= -1:
         raise ValueError("relative_lift must be non-zero and greater than -1.")
@@ -162,10 +176,13 @@ def days_needed(
     _check_levels(alpha, target_power)
     z_power = float(special.ndtri(1.0 - target_power))
     longest = 0.0
+    ratio = 1.0 + relative_lift
     for f_c, f_t in _fractions(weights):
-        per_unit = sigma2 * (1.0 / f_c + (1.0 + relative_lift) ** 2 / f_t) / mean**2
+        per_unit = sigma2 * (1.0 / f_c + ratio * ratio / f_t) / mean / mean
         k = critical_value(0, alpha, False, sequential_tuning) - z_power
-        units = k**2 * per_unit / relative_lift**2
+        units = k * k * per_unit / relative_lift / relative_lift
+        if not math.isfinite(units):
+            return math.inf
         if sequential:
             # k depends on the units through the sequence's half-width: solve |Δ|/σ_Δ(n) = k(n).
             def gap(log_units: float, per_unit: float = per_unit, share: float = f_c + f_t) -> float:
@@ -178,6 +195,8 @@ def days_needed(
                 lo -= 1.0
             while gap(hi) < 0:
                 hi += 1.0
+                if hi > LOG_FLOAT_MAX:
+                    return math.inf
             units = math.exp(optimize.brentq(gap, lo, hi, xtol=1e-12))
         longest = max(longest, units / daily_units)
     return longest

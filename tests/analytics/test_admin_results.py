@@ -116,6 +116,56 @@ def test_results_page__with_results__charts_sentences_warnings_and_freshness(adm
     assert "significantly worse" in page  # the guardrail's hover text in the forest plot
 
 
+def test_results_page__analysed_environments__shown_and_a_change_since_pointed_out(admin_client):
+    experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
+    payload = results_payload(experiment.key)
+    payload["analysis"]["environments"] = ["production"]
+    result = ExperimentResult.objects.create(
+        experiment=experiment, payload=payload, computed_at=timezone.now()
+    )
+
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert "traffic from <strong>production</strong>" in page
+    assert "refresh to apply" not in page
+
+    # When the setting changes after the results were computed
+    experiment.analysis_environments = ["staging", "production"]
+    experiment.save()
+    cache.clear()
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert (
+        "traffic from <strong>production</strong> (set to staging, production since: refresh to apply)"
+        in page
+    )
+
+    # A document from before the setting existed counted every environment
+    del result.payload["analysis"]["environments"]
+    result.save()
+    cache.clear()
+    page = admin_client.get(_results_url(experiment)).content.decode()
+    assert "traffic from <strong>every environment</strong>" in page
+
+
+def test_results_page__sequential_and_not_significant__wording_says_so(admin_client):
+    # Given a sequential experiment whose primary metric has not moved detectably
+    experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
+    payload = results_payload(experiment.key)
+    payload["analysis"]["sequential"] = True
+    payload["metrics"][0]["comparisons"] = [
+        _comparison(0.008, [-0.05, 0.07], p_value=1.0, p_value_adjusted=1.0, significant=False,
+                    direction="inconclusive")
+    ]  # fmt: skip
+    ExperimentResult.objects.create(experiment=experiment, payload=payload, computed_at=timezone.now())
+
+    page = admin_client.get(_results_url(experiment)).content.decode()
+
+    assert "No detectable difference in purchase rate between Treatment and Control: +0.8%" in page
+    assert "p = 1 (sequential test, always valid" in page
+    assert 'id="sequential-note"' in page and "always-valid p-value stays at 1" in page
+    assert "p-value (sequential, always valid)" in page
+    assert "Treatment raises purchase rate" not in page
+
+
 def test_results_page__last_refresh_failed__error_and_last_good_numbers(admin_client):
     experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
     ExperimentResult.objects.create(
@@ -162,9 +212,10 @@ def test_results_refresh__exposures_and_events__computed_now_and_reported(clickh
     ExperimentMetricFactory(experiment=experiment, metric=metric, role=MetricRole.PRIMARY)
     t0 = timezone.now() - dt.timedelta(hours=2)
     exposures_write(rows=[{"experiment": "green_button", "variant": ("control", "treatment")[i % 2],
-                           "unit_id": f"u{i}", "timestamp": t0} for i in range(40)])  # fmt: skip
-    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": t0 + dt.timedelta(minutes=5)}
-                       for i in range(0, 40, 3)])  # fmt: skip
+                           "unit_id": f"u{i}", "timestamp": t0, "environment": "production"}
+                          for i in range(40)])  # fmt: skip
+    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "timestamp": t0 + dt.timedelta(minutes=5),
+                        "environment": "production"} for i in range(0, 40, 3)])  # fmt: skip
 
     # When
     refresh = reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk])
@@ -178,6 +229,37 @@ def test_results_refresh__exposures_and_events__computed_now_and_reported(clickh
     assert snapshot.refreshed_by == "user:admin"
     assert snapshot.payload["srm"]["units"] == {"control": 20, "treatment": 20}
     assert 'id="forest-plot"' in page
+
+
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_results_refresh__event_values_near_the_largest_double__non_finite_reason_and_short_numbers(
+    clickhouse, admin_client
+):
+    # Given revenue events of 1.7e308 stored before ingestion refused them (written here past the API's
+    # validation): one unit's value squared, or two units' values added, overflow double precision
+    experiment = ExperimentFactory(key="big_values", status=ExperimentStatus.RUNNING)
+    metric = MetricFactory(key="revenue", name="Revenue", type="sum", event="purchase")
+    ExperimentMetricFactory(experiment=experiment, metric=metric, role=MetricRole.PRIMARY)
+    t0 = timezone.now() - dt.timedelta(hours=2)
+    exposures_write(rows=[{"experiment": "big_values", "variant": ("control", "treatment")[i % 2],
+                           "unit_id": f"u{i}", "timestamp": t0, "environment": "production"}
+                          for i in range(40)])  # fmt: skip
+    events_write(rows=[{"name": "purchase", "unit_id": f"u{i}", "value": 1.7e308 if i < 2 else 10.0 + i,
+                        "timestamp": t0 + dt.timedelta(minutes=5), "environment": "production"}
+                       for i in range(40)])  # fmt: skip
+
+    # When
+    admin_client.post(reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk]))
+    page = admin_client.get(_results_url(experiment)).content.decode()
+
+    # Then the comparison says why it has no numbers (not "zero_variance": the metric does vary)
+    comparison = ExperimentResult.objects.get(experiment=experiment).payload["metrics"][0]["comparisons"][0]
+    assert comparison["error"] == "non_finite"
+    assert comparison["relative"] == {"estimate": None, "ci": None}
+    assert "some event values are too large to add up" in page
+    # ... and the means, 1.7e308 / 20 each, read as powers of ten, not as 300-digit numbers
+    assert "8.50 × 10³⁰⁶" in page
+    assert not re.search(r"\d[\d,]{30}", page)
 
 
 def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(admin_client, monkeypatch):

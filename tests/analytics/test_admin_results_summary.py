@@ -70,6 +70,38 @@ def test_mean_text__binomial_and_sum__rate_or_number():
     assert mean_text(None, "sum") == "–"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1.7e308, "1.70 × 10³⁰⁸"),
+        (-3.4e304, "\u22123.40 × 10³⁰⁴"),
+        (999_999_999.0, "999,999,999"),
+        (2.5e9, "2.50 × 10⁹"),
+        (-12.345, "\u221212.35"),
+        (0.000123, "0.000123"),
+        (1e-9, "1.00 × 10⁻⁹"),
+    ],
+)
+def test_mean_text__huge_tiny_and_negative__a_dozen_characters_at_most(value, expected):
+    assert mean_text(value, "sum") == expected
+    assert len(mean_text(value, "sum")) <= 13
+
+
+def test_percent__huge_lift__power_of_ten_not_hundreds_of_digits():
+    assert percent(1.7e300, signed=True) == "+1.70 × 10³⁰²%"
+    assert percent(123.456) == "12,345.6%"
+
+
+def test_comparison_sentence__non_finite__says_the_values_are_too_large():
+    sentence = comparison_sentence(
+        metric=_metric(type="sum"),
+        comparison=_comparison(None, None, error="non_finite"),
+        engine="frequentist",
+    )
+    assert "some event values are too large to add up" in sentence.text
+    assert "varied" not in sentence.text
+
+
 def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvement():
     comparison = _comparison(0.041, [0.012, 0.070], p_value=0.003, p_value_adjusted=0.003, significant=True,
                              direction="improved")  # fmt: skip
@@ -82,13 +114,63 @@ def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvemen
     assert sentence.tone == "good"
 
 
-def test_comparison_sentence__frequentist_not_significant__says_so():
+def test_comparison_sentence__frequentist_not_significant__no_detectable_difference_not_a_change():
     comparison = _comparison(-0.008, [-0.031, 0.015], p_value=0.47, p_value_adjusted=0.47)
     sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist", alpha=0.1)
     assert sentence.text == (
-        "Treatment lowers purchase rate by 0.8% (90% CI \u22123.1% to 1.5%), p = 0.47: not significant."
+        "No detectable difference in purchase rate between Treatment and control: "
+        "\u22120.8% (90% CI \u22123.1% to 1.5%), p = 0.47."
     )
     assert sentence.tone == "neutral"
+
+
+def test_comparison_sentence__a_a_test_not_significant__never_reads_as_a_win():
+    # The demo's A/A test once read "A again raises purchase rate by 0.8% ...: not significant."
+    comparison = _comparison(0.008, [-0.021, 0.037], p_value=0.62, p_value_adjusted=0.62)
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=comparison, engine="frequentist",
+        variant_names={"control": "A", "treatment": "A again"},
+    )  # fmt: skip
+    assert sentence.text == (
+        "No detectable difference in purchase rate between A again and A: +0.8% (95% CI \u22122.1% to 3.7%), "
+        "p = 0.62."
+    )
+    assert "raises" not in sentence.text and "lowers" not in sentence.text
+
+
+def test_comparison_sentence__sequential__says_the_p_value_is_always_valid():
+    comparison = _comparison(0.008, [-0.05, 0.07], p_value=1.0, p_value_adjusted=1.0)
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=comparison, engine="frequentist", sequential=True
+    )
+    assert sentence.text.endswith("p = 1 (sequential test, always valid).")
+
+    significant = _comparison(0.1, [0.04, 0.16], p_value=0.001, p_value_adjusted=0.003, significant=True,
+                              direction="improved")  # fmt: skip
+    sentence = comparison_sentence(
+        metric=_metric(), comparison=significant, engine="frequentist", sequential=True
+    )
+    assert sentence.text.endswith(
+        "p = 0.003 (sequential test, always valid; adjusted for multiple testing): a significant improvement."
+    )
+
+
+def test_comparison_sentence__interval_excludes_zero_but_adjusted_p_too_high__says_adjusted():
+    comparison = _comparison(0.129, [0.012, 0.247], p_value=0.02, p_value_adjusted=0.05)
+    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist")
+    assert sentence.text.startswith(
+        "No detectable difference in purchase rate between Treatment and control once adjusted for multiple "
+        "testing: +12.9% (95% CI 1.2% to 24.7%), p = 0.05 (adjusted for multiple testing)"
+    )
+
+
+def test_primary_sentences__sequential_document__sentences_say_sequential():
+    document = {"engine": "frequentist", "analysis": {"alpha": 0.05, "sequential": True},
+                "metrics": [{**_metric(), "comparisons": [_comparison(0.01, [-0.1, 0.12], p_value=1.0,
+                                                                      p_value_adjusted=1.0)]}]}  # fmt: skip
+    assert "(sequential test, always valid)" in primary_sentences(document)[0].text
+    document["analysis"]["sequential"] = False
+    assert "sequential" not in primary_sentences(document)[0].text
 
 
 def test_comparison_sentence__adjusted_p_value__named_as_adjusted():
@@ -151,7 +233,7 @@ def test_comparison_sentence__no_estimate__says_why(comparison, fragment):
 def test_comparison_sentence__estimate_without_interval_or_p_value__no_none_in_text():
     comparison = _comparison(0.02, None)
     sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="bayesian")
-    assert sentence.text == "Treatment raises purchase rate by 2.0%."
+    assert sentence.text == "No clear difference in purchase rate between Treatment and control yet: +2.0%."
     assert "None" not in sentence.text
 
 
@@ -216,6 +298,7 @@ def test_primary_sentences__no_primary_and_metric_error__every_metric_and_the_er
     }
     texts = [s.text for s in primary_sentences(document)]
     assert texts == [
-        "Treatment raises purchase rate by 1.0% (95% CI \u22122.0% to 4.0%), 70% chance to beat control.",
+        "No clear difference in purchase rate between Treatment and control yet: +1.0% (95% CI \u22122.0% to "
+        "4.0%), 70% chance to beat control.",
         "Could not analyse AOV: zero variance",
     ]

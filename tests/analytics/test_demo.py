@@ -4,6 +4,7 @@ import datetime as dt
 import io
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -16,6 +17,13 @@ from metrics.models import Metric
 pytestmark = pytest.mark.django_db
 
 UNITS = 20_000  # enough for the stories at test speed; the real demo writes 100,000
+
+
+@pytest.fixture(autouse=True)
+def _debug_on(settings, monkeypatch):
+    """The demo is for a development machine (debug on, as `make demo` runs); pytest turns debug off."""
+    settings.DEBUG = True
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
 
 
 def _demo(*args: str) -> str:
@@ -57,6 +65,8 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
 
     results = {r.experiment.key: r.payload for r in ExperimentResult.objects.select_related("experiment")}
     assert set(results) == set(EXPERIMENT_KEYS)
+    # ... of the production traffic the demo simulates, which is what its experiments analyse
+    assert all(payload["analysis"]["environments"] == ["production"] for payload in results.values())
     # checkout_button: a real lift in purchase rate, measured near its +12%
     checkout = _primary(results["checkout_button"])
     assert 0.0 < checkout["relative"]["estimate"] < 0.3
@@ -91,3 +101,57 @@ def test_demo_command__clickhouse_owned_by_the_server__one_clear_line(monkeypatc
     monkeypatch.setattr(migrations, "migrate", locked)
     with pytest.raises(CommandError, match="in use by another process"):
         _demo("--units", "1000")
+
+
+def test_demo_command__admin_user_exists__password_and_permissions_untouched():
+    # Given an "admin" that someone made, with their own password and no superuser rights
+    User = get_user_model()
+    their_password = "pw-of-their-own"
+    User.objects.create_user(username="admin", password=their_password, is_staff=True)
+
+    # When the demo runs, twice
+    first = _demo("--no-traffic")
+    _demo("--no-traffic")
+
+    # Then the user is exactly as it was
+    admin = User.objects.get(username="admin")
+    assert admin.check_password(their_password)
+    assert not admin.check_password("admin")
+    assert admin.is_staff and not admin.is_superuser
+    assert "created admin user" not in first
+    assert "as admin (an existing user: its password was not changed)" in first
+    assert Experiment.objects.filter(key__in=EXPERIMENT_KEYS).count() == len(EXPERIMENT_KEYS)
+
+
+def test_demo_command__run_twice__second_run_keeps_a_changed_password():
+    _demo("--no-traffic")
+    admin = get_user_model().objects.get(username="admin")
+    admin.set_password("changed-after-the-demo")
+    admin.save()
+
+    _demo("--no-traffic")
+
+    assert get_user_model().objects.get(username="admin").check_password("changed-after-the-demo")
+
+
+def test_demo_command__debug_off__refused_and_nothing_written(settings):
+    settings.DEBUG = False
+
+    with pytest.raises(CommandError, match="--allow-production") as raised:
+        _demo("--no-traffic")
+
+    assert "looks like a production deployment" in str(raised.value)
+    assert not get_user_model().objects.filter(username="admin").exists()
+    assert not Experiment.objects.filter(key__in=EXPERIMENT_KEYS).exists()
+
+
+def test_demo_command__debug_off_allow_production__superuser_with_a_random_password(settings):
+    settings.DEBUG = False
+
+    out = _demo("--no-traffic", "--allow-production")
+
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser
+    assert not admin.check_password("admin")
+    printed = out.rsplit("as admin / ", 1)[1].split()[0]
+    assert len(printed) >= 16 and admin.check_password(printed)

@@ -138,6 +138,38 @@ def test_events__number_overflowing_a_double__400_and_nothing_stored(clickhouse,
     assert stored_events() == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    [1.7e308, -1.7e308, 1.0000001e12, -1e13, "10000000000000"],  # the last: a JSON integer
+)
+def test_events__value_past_event_max_abs_value__rejected_with_the_reason_others_stored(
+    clickhouse, sdk, value
+):
+    # Given a value no metric can sum (1.7e308 + 1.7e308 overflows), between two good events
+    raw = (
+        '{"events": [{"name": "e", "unit_id": "u0", "value": 1e12}, '
+        f'{{"name": "e", "unit_id": "u1", "value": {value}}}, {{"name": "e", "unit_id": "u2", "value": -1e12}}]}}'
+    )
+
+    response = sdk.post(EVENTS_URL, raw, content_type="application/json")
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["accepted"] == 2 and [r["index"] for r in body["rejected"]] == [1]
+    reason = body["rejected"][0]["errors"]["value"]
+    assert "At most 1e+12 in absolute value" in reason and "EVENT_MAX_ABS_VALUE" in reason
+    assert sorted(row["value"] for row in stored_events()) == [-1e12, 1e12]
+
+
+def test_events__event_max_abs_value_setting__is_the_bound(clickhouse, sdk, settings):
+    settings.EVENT_MAX_ABS_VALUE = 100.0
+
+    response = sdk.post(EVENTS_URL, {"events": [event(0, value=100), event(1, value=100.5)]}, format="json")
+
+    assert response.json()["accepted"] == 1
+    assert "At most 100 in absolute value" in response.json()["rejected"][0]["errors"]["value"]
+
+
 def test_events__every_item_rejected__202_with_reasons_and_nothing_stored(clickhouse, sdk):
     # CONTRACT: a batch always answers 202 {"accepted", "rejected"}, even with nothing accepted.
     response = sdk.post(EVENTS_URL, {"events": [{"name": "e"}, "not an object"]}, format="json")

@@ -1,5 +1,7 @@
 """`POST /api/v1/power`: the planning calculator answers what ``analytics.stats`` answers."""
 
+import math
+
 import pytest
 from django.urls import reverse
 
@@ -81,3 +83,48 @@ def test_power__bad_input__400_naming_the_field(client, body, field):
 
     assert response.status_code == 400
     assert field in response.json(), response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"baseline_mean": 0.1, "daily_units": 2000, "relative_lift": 1e-300}, "relative_lift", "Too small to detect"),
+        ({"baseline_mean": 0.1, "daily_units": 2000, "relative_lift": 1e-300, "sequential": True}, "relative_lift",
+         "Too small to detect"),
+        ({"baseline_mean": 0.1, "daily_units": 2000, "weights": [1e308, 1e308], "relative_lift": 0.05}, "weights",
+         "at most 1,000,000"),
+        ({"baseline_mean": 1e-300, "baseline_variance": 1.0, "daily_units": 2000, "relative_lift": 0.05},
+         "relative_lift", "Too small to detect"),
+        ({"baseline_mean": 1e308, "baseline_variance": 1.0, "daily_units": 2000, "relative_lift": 0.05},
+         "baseline_mean", "less than or equal to"),
+        ({"baseline_mean": 5.0, "baseline_variance": 1e308, "daily_units": 2000, "relative_lift": 0.05},
+         "baseline_variance", "less than or equal to"),
+        ({"baseline_mean": 0.1, "daily_units": 1e308, "relative_lift": 0.05}, "daily_units", "less than or equal to"),
+        ({"baseline_mean": 0.1, "daily_units": 2000, "days": 1e308}, "days", "less than or equal to"),
+        ({"baseline_mean": 0.1, "daily_units": 2000, "relative_lift": 1e308}, "relative_lift", "less than or equal to"),
+        ({"baseline_mean": 0.1, "daily_units": 2000, "sequential_tuning": 1e308, "days": 14}, "sequential_tuning",
+         "less than or equal to"),
+    ],
+)  # fmt: skip
+def test_power__extreme_numbers__400_with_the_field_and_the_reason(client, body, field, reason):
+    response = client.post(URL, body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert reason in " ".join(response.json()[field])
+
+
+@pytest.mark.parametrize("lift", [1e-100, 1e-160, -1e-300, 5e-324, 1000.0, -0.999999])
+@pytest.mark.parametrize("sequential", [False, True])
+@pytest.mark.parametrize("weights", [[1e6, 1e6], [1e-300, 1]])
+def test_power__any_bounded_input__answers_finite_numbers_or_400(client, lift, sequential, weights):
+    body = {"baseline_mean": 0.1, "daily_units": 2000, "weights": weights, "relative_lift": lift,
+            "sequential": sequential}  # fmt: skip
+
+    response = client.post(URL, body, format="json")
+
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 200:
+        answer = response.json()
+        assert all(math.isfinite(answer[name]) for name in ("days", "relative_lift", "units", "power"))
+    else:
+        assert set(response.json()) <= {"relative_lift", "weights"}, response.json()

@@ -286,6 +286,43 @@ def test_experiment_results_refresh__stopped_experiment__events_after_stop_ignor
     assert payload["metrics"][0]["variants"][0] == {"variant": "control", "units": 1, "mean": 1.0}
 
 
+def test_experiment_results_refresh__test_traffic_from_other_environments__analysed_environments_only(
+    clickhouse,
+):
+    # Given production users, and testers exposed and buying through development and staging keys
+    experiment = running_experiment()
+    write(
+        [Exposure(f"c{i}", "control", T0, experiment="checkout") for i in range(10)]
+        + [Exposure(f"t{i}", "treatment", T0, experiment="checkout") for i in range(10)]
+        + [
+            Exposure(f"qa{i}", "treatment", T0, experiment="checkout", environment="development")
+            for i in range(30)
+        ]
+        + [Exposure(f"st{i}", "control", T0, experiment="checkout", environment="staging") for i in range(5)],
+        [Event(f"c{i}", "buy", T0 + dt.timedelta(hours=1)) for i in range(2)]
+        + [Event(f"qa{i}", "buy", T0 + dt.timedelta(hours=1), environment="development") for i in range(30)]
+        + [Event(f"t{i}", "buy", T0 + dt.timedelta(hours=1), environment="development") for i in range(10)],
+    )
+
+    assert experiment.analysis_environments == ["production"]  # the default
+
+    # When: the default, then the experiment set to analyse staging
+    production = experiment_results_refresh(experiment_id=experiment.pk).payload
+    experiment.analysis_environments = ["staging"]
+    experiment.save()
+    staging = experiment_results_refresh(experiment_id=experiment.pk).payload
+
+    # Then
+    assert production["analysis"]["environments"] == ["production"]
+    assert production["srm"]["units"] == {"control": 10, "treatment": 10}
+    assert production["metrics"][0]["variants"] == [
+        {"variant": "control", "units": 10, "mean": 0.2},
+        {"variant": "treatment", "units": 10, "mean": 0.0},
+    ]
+    assert staging["analysis"]["environments"] == ["staging"]
+    assert staging["srm"]["units"] == {"control": 5, "treatment": 0}
+
+
 # --- API ------------------------------------------------------------------------------------------------------
 def results_url(key: str) -> str:
     return reverse("experiment-results", kwargs={"key": key})
@@ -433,7 +470,9 @@ def test_rollup_command__unknown_key__error():
         call_command("rollup", "nope", stdout=io.StringIO())
 
 
-def test_rollup_command__clickhouse_unreachable__one_line_error(settings, closed_tcp_port):
+def test_rollup_command__clickhouse_unreachable__one_line_error_and_nothing_recorded(
+    settings, closed_tcp_port
+):
     from analytics import clickhouse as ch
 
     running_experiment()
@@ -447,7 +486,8 @@ def test_rollup_command__clickhouse_unreachable__one_line_error(settings, closed
 
     message = str(raised.value)
     assert "unreachable" in message and "\n" not in message
-    assert ExperimentResult.objects.get().status == "failed"
+    # A refusal (ClickHouse cannot be opened at all) records nothing on the experiment
+    assert not ExperimentResult.objects.exists()
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -461,7 +501,9 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_and_exit_1(tmp_path):
+def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_exit_1_nothing_recorded(
+    tmp_path,
+):
     # Given a platform with a running experiment (its own var/), and another process owning its chDB data
     env = {
         "PLATFORM_VAR_DIR": str(tmp_path),
@@ -490,10 +532,17 @@ def test_rollup_command_process__embedded_data_owned_by_another_process__one_lin
     finally:
         owner.communicate(input="", timeout=60)
 
-    # Then
+    # Then: refused before any experiment, so nothing is recorded on its results page
     assert result.returncode == 1
-    assert result.stdout.strip() == "[1/1] locked ... ClickHouse unavailable"
+    assert result.stdout.strip() == ""
     assert result.stderr.strip().splitlines() == [
         f"CommandError: the embedded ClickHouse data in {tmp_path / 'chdb'} is in use by another process "
         "(is `make demo` / the server running?); stop it or set CLICKHOUSE_URL"
     ]
+    recorded = _manage(
+        "shell",
+        "-c",
+        "from analytics.models import ExperimentResult; print(ExperimentResult.objects.count())",
+        **env,
+    )
+    assert recorded.stdout.strip().splitlines()[-1] == "0"

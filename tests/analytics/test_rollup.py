@@ -35,6 +35,7 @@ class Exposure:
     variant: str
     timestamp: dt.datetime
     experiment: str = "exp"
+    environment: str = "production"  # the environment of the SDK key that sent it
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Event:
     timestamp: dt.datetime
     value: float = 1.0
     event_id: uuid.UUID | None = None
+    environment: str = "production"
 
 
 def write(exposures: Sequence[Exposure] = (), events: Sequence[Event] = ()) -> None:
@@ -56,6 +58,7 @@ def write(exposures: Sequence[Exposure] = (), events: Sequence[Event] = ()) -> N
                     "variant": e.variant,
                     "unit_id": e.unit_id,
                     "timestamp": e.timestamp,
+                    "environment": e.environment,
                 }
                 for e in exposures
             ]  # fmt: skip
@@ -69,6 +72,7 @@ def write(exposures: Sequence[Exposure] = (), events: Sequence[Event] = ()) -> N
                     "unit_id": e.unit_id,
                     "value": e.value,
                     "timestamp": e.timestamp,
+                    "environment": e.environment,
                 }
                 for e in events
             ]  # fmt: skip
@@ -80,7 +84,7 @@ def _units(spec: RollupSpec, exposures: Sequence[Exposure]) -> tuple[dict[str, t
     first: dict[str, dt.datetime] = {}
     seen: dict[str, set[str]] = defaultdict(set)
     for exposure in exposures:
-        if exposure.experiment != spec.experiment:
+        if exposure.experiment != spec.experiment or not _analysed(spec, exposure.environment):
             continue
         seen[exposure.unit_id].add(exposure.variant)
         first[exposure.unit_id] = min(first.get(exposure.unit_id, exposure.timestamp), exposure.timestamp)
@@ -91,6 +95,10 @@ def _units(spec: RollupSpec, exposures: Sequence[Exposure]) -> tuple[dict[str, t
     }
     multiple = sum(1 for v in seen.values() if len(v) > 1)
     return units, multiple
+
+
+def _analysed(spec: RollupSpec, environment: str) -> bool:
+    return spec.environments is None or environment in spec.environments
 
 
 def _value(measure: Measure, events: Sequence[Event], lo: dt.datetime, hi: dt.datetime | None) -> float:
@@ -128,6 +136,8 @@ def reference_rollup(
         unique.setdefault(event.event_id, event)  # a replay counts once
     by_unit: dict[str, list[Event]] = defaultdict(list)
     for event in unique.values():
+        if not _analysed(spec, event.environment):
+            continue
         if event.timestamp < spec.until and (day is None or event.timestamp.date() <= day):
             by_unit[event.unit_id].append(event)
     if day is not None:
@@ -357,6 +367,45 @@ def test_rollup__timeseries__cumulative_by_day_of_exposure_and_of_event(clickhou
     assert dict(daily[2].variants)["control"] == SampleStats(n=2, sum=7.0, sum_squares=37.0)
 
 
+def test_rollup__environments__only_the_analysed_environments_count(clickhouse):
+    # Given production traffic, and test traffic from development and staging keys mixed in
+    write(
+        exposures=[
+            Exposure("u1", "control", T0),
+            Exposure("tester", "treatment", T0, environment="development"),  # a test unit only
+            Exposure("u3", "treatment", T0),
+            Exposure("u3", "control", T0 - HOUR, environment="staging"),  # a tester reusing a real id
+        ],
+        events=[
+            Event("u1", "buy", T0 + HOUR),
+            Event("u1", "buy", T0 + 2 * HOUR, environment="staging"),
+            Event("tester", "buy", T0 + HOUR, environment="development"),
+            Event("u3", "buy", T0 + HOUR, environment="development"),
+        ],
+    )
+    metric = MetricSpec("orders", "count", Measure("buy", "count"), timeseries=True)
+    production = RollupSpec(
+        experiment="exp", variants=("control", "treatment"), until=UNTIL, metrics=(metric,),
+        environments=("production",),
+    )  # fmt: skip
+
+    # When
+    analysed = rollup_run(production)
+    everything = rollup_run(spec_of(metric))
+
+    # Then: only production's units and events; u3 entered at its production exposure, in treatment
+    assert analysed.units == {"control": 1, "treatment": 1}
+    assert analysed.multiple_exposures == 0 and analysed.first_exposure_at == T0
+    assert by_variant(analysed, "orders") == {
+        "control": SampleStats(n=1, sum=1.0, sum_squares=1.0),
+        "treatment": SampleStats(n=1, sum=0.0, sum_squares=0.0),
+    }
+    assert dict(analysed.daily["orders"][-1].variants) == by_variant(analysed, "orders")
+    # ... while every environment (environments=None) mixes the test traffic in
+    assert everything.units == {"control": 1, "treatment": 1} and everything.multiple_exposures == 1
+    assert by_variant(everything, "orders")["control"].sum == 2.0
+
+
 def test_rollup__no_exposures__every_metric_empty(clickhouse):
     spec = spec_of(MetricSpec("orders", "count", Measure("buy", "count"), timeseries=True))
 
@@ -402,6 +451,9 @@ GENERATED_METRICS = (
 )
 
 
+TEST_ENVIRONMENTS = ("development", "staging")
+
+
 def generate(seed: int, *, units: int = 120) -> tuple[RollupSpec, list[Exposure], list[Event], list[Event]]:
     """Exposures and events with every edge the semantics name; the last list is replays."""
     rng = random.Random(seed)
@@ -420,11 +472,17 @@ def generate(seed: int, *, units: int = 120) -> tuple[RollupSpec, list[Exposure]
             exposures.append(Exposure(unit, rng.choice([v for v in variants if v != variant]), t0 + HOUR))
         if rng.random() < 0.2:
             exposures.append(Exposure(unit, "control", t0 - DAY, experiment="another"))
+        if rng.random() < 0.1:  # the same id seen from a test key, in any variant, even earlier
+            test_variant = rng.choice(variants)
+            exposures.append(
+                Exposure(unit, test_variant, t0 - HOUR, environment=rng.choice(TEST_ENVIRONMENTS))
+            )
         for _ in range(rng.randrange(0, 14)):
             offset = rng.randrange(-9 * 86_400_000, 9 * 86_400_000)
             name = rng.choice(["purchase", "purchase", "view", "view", "view", "error", "unrelated"])
             value = round(rng.uniform(-5.0, 90.0), 2)
-            events.append(Event(unit, name, t0 + offset * MS, value, uuid.uuid4()))
+            environment = rng.choice(TEST_ENVIRONMENTS) if rng.random() < 0.1 else "production"
+            events.append(Event(unit, name, t0 + offset * MS, value, uuid.uuid4(), environment))
         # the edges: exactly t0, exactly a window's end, exactly a look-back's start
         edges = [
             t0,
@@ -440,9 +498,17 @@ def generate(seed: int, *, units: int = 120) -> tuple[RollupSpec, list[Exposure]
             events.append(Event(unit, rng.choice(["purchase", "view"]), when, 10.0, uuid.uuid4()))
     for i in range(20):  # units outside the experiment
         events.append(Event(f"stranger-{i}", "purchase", start + i * HOUR, 50.0, uuid.uuid4()))
+    for i in range(10):  # test units, only ever seen from test keys
+        when = start + i * HOUR
+        exposures.append(Exposure(f"tester-{i}", variants[i % 3], when, environment="development"))
+        events.append(Event(f"tester-{i}", "purchase", when + HOUR, 20.0, uuid.uuid4(), "development"))
     replays = rng.sample(events, len(events) // 10)
     spec = RollupSpec(
-        experiment="exp", variants=variants, until=start + 7 * DAY + 5 * HOUR, metrics=GENERATED_METRICS
+        experiment="exp",
+        variants=variants,
+        until=start + 7 * DAY + 5 * HOUR,
+        metrics=GENERATED_METRICS,
+        environments=("production", "staging"),  # development is the test traffic left out
     )
     return spec, exposures, events, replays
 
@@ -510,10 +576,12 @@ def flatten(value) -> list[float]:
 def test_rollup_query__values__always_bound_never_in_the_sql(clickhouse):
     # Given names that would break (or inject into) SQL if they were formatted into it
     experiment, event = "x'); DROP TABLE events; --", "it's {p_events:String}"
+    environment = "prod') OR 1 = 1 --"
     spec = RollupSpec(
         experiment=experiment,
         variants=("c'1", "t\\2"),
         until=UNTIL,
+        environments=(environment,),
         metrics=(
             MetricSpec(
                 "m", "sum", Measure(event, "sum", window_hours=5, cap=7.5), cuped=True, timeseries=True
@@ -521,8 +589,8 @@ def test_rollup_query__values__always_bound_never_in_the_sql(clickhouse):
         ),
     )
     write(
-        exposures=[Exposure("u", "t\\2", T0, experiment=experiment)],
-        events=[Event("u", event, T0 + HOUR, value=9.0)],
+        exposures=[Exposure("u", "t\\2", T0, experiment=experiment, environment=environment)],
+        events=[Event("u", event, T0 + HOUR, value=9.0, environment=environment)],
     )
 
     query = RollupQuery(spec)
@@ -531,6 +599,7 @@ def test_rollup_query__values__always_bound_never_in_the_sql(clickhouse):
 
     for statement in statements:
         assert "DROP" not in statement.sql and "it's" not in statement.sql and "7.5" not in statement.sql
+        assert "OR 1 = 1" not in statement.sql
         assert experiment in statement.params.values()
     assert dict(rollup.totals["m"])["t\\2"] == CupedStats(
         n=1, sum=7.5, sum_squares=56.25, pre_sum=0.0, pre_sum_squares=0.0, sum_products=0.0

@@ -48,10 +48,11 @@ def _traffic(key: str, *, units: int, rates: dict[str, float]) -> None:
     for index in range(units):
         variant = variants[index % len(variants)]
         t0 = now - dt.timedelta(days=3) + dt.timedelta(minutes=index * (3 * 24 * 60 - 10) // units)
-        exposures.append({"experiment": key, "variant": variant, "unit_id": f"tour-{index}", "timestamp": t0})
+        exposures.append({"experiment": key, "variant": variant, "unit_id": f"tour-{index}", "timestamp": t0,
+                          "environment": "production"})  # fmt: skip
         if (index // len(variants)) % 100 < rates[variant] * 100:
             events.append({"name": "purchase", "unit_id": f"tour-{index}", "value": 40.0,
-                           "timestamp": t0 + dt.timedelta(minutes=5)})  # fmt: skip
+                           "timestamp": t0 + dt.timedelta(minutes=5), "environment": "production"})  # fmt: skip
     exposures_write(rows=exposures)
     events_write(rows=events)
 
@@ -112,7 +113,8 @@ def test_admin_tour__create_preflight_start_refresh__results_page_draws_charts(c
 def test_admin_tour__demo_workspace__list_results_srm_and_flag_try_it(clickhouse, browser_page, monkeypatch):
     page = browser_page
     monkeypatch.setenv("DEMO_ADMIN_PASSWORD", PASSWORD)
-    call_command("demo", "--units", str(DEMO_UNITS), stdout=io.StringIO())
+    # pytest runs with debug off, where the demo refuses to run unless told
+    call_command("demo", "--units", str(DEMO_UNITS), "--allow-production", stdout=io.StringIO())
     admin_login(page, "admin", PASSWORD)
 
     # The list: status, days running, users, the primary metric's lift, SRM flagged

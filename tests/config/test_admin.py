@@ -88,6 +88,7 @@ def _experiment_form(**overrides) -> dict:
         "correction": "none",
         "srm_threshold": "0.001",
         "minimum_detectable_effect": "0.05",
+        "analysis_environments": ["production"],
         "tags": "checkout",
         "variants-TOTAL_FORMS": "2",
         "variants-INITIAL_FORMS": "0",

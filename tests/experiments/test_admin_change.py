@@ -31,6 +31,7 @@ def _change_form(experiment: Experiment, **overrides) -> dict:
         "correction": "none",
         "srm_threshold": "0.001",
         "minimum_detectable_effect": "0.05",
+        "analysis_environments": list(experiment.analysis_environments),
         "tags": "",
         "loaded_version": str(experiment.version),
         "variants-TOTAL_FORMS": str(len(variants)),

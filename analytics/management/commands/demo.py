@@ -1,6 +1,8 @@
 import os
+import secrets
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analytics.clickhouse import migrations
@@ -48,8 +50,9 @@ class ProgressBar:
 
 class Command(BaseCommand):
     help = (
-        "Create the demo workspace (idempotent): an admin user, metrics, flags, three running experiments "
-        "with about 100,000 users of simulated traffic over the last 14 days, and their results."
+        "Create the demo workspace (idempotent): an admin user (unless one exists), metrics, flags, three "
+        "running experiments with about 100,000 users of simulated traffic over the last 14 days, and their "
+        "results. Refuses to run with DJANGO_DEBUG off unless --allow-production is given."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -66,12 +69,30 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-traffic", action="store_true", help="only the configuration: no ClickHouse, no results"
         )
+        parser.add_argument(
+            "--allow-production",
+            action="store_true",
+            help="run even with DJANGO_DEBUG off (a production deployment): adds demo experiments, flags "
+            "and simulated traffic, and an admin superuser when there is none (with DEMO_ADMIN_PASSWORD, "
+            "or a random password printed once)",
+        )
 
-    def handle(self, *args, units: int, days: int, seed: int, no_traffic: bool, **options) -> None:
+    def handle(
+        self, *args, units: int, days: int, seed: int, no_traffic: bool, allow_production: bool, **options
+    ) -> None:
+        if not settings.DEBUG and not allow_production:
+            raise CommandError(
+                "DJANGO_DEBUG is off, so this looks like a production deployment: the demo would add "
+                "simulated experiments, flags and traffic, and an admin superuser. Nothing was changed. "
+                "Run it with --allow-production if that is really what you want."
+            )
         if units < 100 or days < 1:
             raise CommandError("--units must be at least 100 and --days at least 1.")
         started = time.perf_counter()
-        password = os.environ.get("DEMO_ADMIN_PASSWORD", "admin")
+        password = os.environ.get("DEMO_ADMIN_PASSWORD")
+        if not password:
+            # admin/admin is for a laptop; with debug off a new superuser gets a password nobody can guess.
+            password = "admin" if settings.DEBUG else secrets.token_urlsafe(12)
         workspace = demo_workspace_create(admin_password=password)
         for item in workspace.created:
             self.stdout.write(f"  created {item}")
@@ -87,12 +108,16 @@ class Command(BaseCommand):
             self.stdout.write(f"  SDK key for development (shown once): {workspace.sdk_key}")
         else:
             self.stdout.write("  make an SDK key with: python manage.py create_sdk_key development")
-        self.stdout.write(f"  done in {time.perf_counter() - started:.1f} s")
         self.stdout.write(
-            self.style.SUCCESS(
-                f"Log in at http://127.0.0.1:8000/admin/ as {workspace.admin_username} / {workspace.admin_password}"
-            )
+            "  the experiments' results count production traffic only (their analysed environments); "
+            "what you send with a development key stays out of them"
         )
+        self.stdout.write(f"  done in {time.perf_counter() - started:.1f} s")
+        if workspace.admin_password is not None:
+            login = f"{workspace.admin_username} / {workspace.admin_password}"
+        else:
+            login = f"{workspace.admin_username} (an existing user: its password was not changed)"
+        self.stdout.write(self.style.SUCCESS(f"Log in at http://127.0.0.1:8000/admin/ as {login}"))
 
     def _traffic(self, *, units: int, days: int, seed: int) -> None:
         bar = ProgressBar(self.stdout, "simulating traffic")

@@ -3,6 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analytics import clickhouse
 from analytics.clickhouse import ClickHouseError, ClickHouseUnavailable
 from analytics.clickhouse.cli import clickhouse_command_errors
 from analytics.selectors import running_experiment_ids
@@ -42,6 +43,10 @@ class Command(BaseCommand):
         service_logger.setLevel(logging.ERROR)
         try:
             with clickhouse_command_errors():  # unreachable, locked or missing: one line, exit status 1
+                # Open ClickHouse before touching any experiment: when it cannot be opened at all (the
+                # embedded data owned by the server, a server that does not answer), the command is
+                # refused and records nothing; the experiments' results pages keep what they had.
+                clickhouse.ping()
                 failed = self._refresh(ids, keys_by_id)
         finally:
             service_logger.setLevel(level)

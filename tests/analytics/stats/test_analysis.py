@@ -172,6 +172,25 @@ DEGENERATE = [
     pytest.param(SOME, SampleStats(1, 3, 9), "too_few_units", id="one_unit_treatment"),
     pytest.param(SampleStats(100, 300, 900), SOME, "zero_variance", id="constant_control"),
     pytest.param(SampleStats(500, 0, 0), SampleStats(500, 7, 7), "zero_variance", id="binary_no_conversions"),
+    # Values of 1.7e308 (accepted before EVENT_MAX_ABS_VALUE): the sums overflow; the reason is not "zero_variance"
+    pytest.param(SampleStats(100, 1.7e308, math.inf), SOME, "non_finite", id="overflowed_squares"),
+    pytest.param(SOME, SampleStats(100, math.inf, math.inf), "non_finite", id="overflowed_sum"),
+    pytest.param(SampleStats(100, math.nan, math.nan), SOME, "non_finite", id="nan_sums"),
+    pytest.param(
+        SampleStats(100, 1e200, 1e300), SOME, "non_finite", id="sum_squared_overflows_in_the_variance"
+    ),
+    pytest.param(
+        CupedStats(100, 40, 60, math.inf, math.inf, 5),
+        CupedStats(100, 40, 60, 3, 5, 5),
+        "non_finite",
+        id="cuped_covariate_overflowed",
+    ),
+    pytest.param(
+        RatioStats(100, 1e300, 1e300, 1e-200, 1e-200, 1e100),
+        RatioStats(100, 40, 60, 50, 80, 60),
+        "non_finite",
+        id="ratio_overflows_in_the_delta_method",
+    ),
 ]
 
 

@@ -113,3 +113,21 @@ def test_days_needed__conversion_rate_uneven_split__reaches_target_power():
     control = binomial_sample_stats(rng, 500, math.ceil(units / 4), rate)
     treatment = binomial_sample_stats(rng, 500, math.ceil(units * 3 / 4), rate * (1 + lift))
     assert _simulated_power(control, treatment) == pytest.approx(0.8, abs=0.05)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_days_needed__lift_too_small_for_floating_point__infinite_not_an_error(sequential):
+    assert days_needed(relative_lift=1e-300, mean=0.1, daily_units=2000, sequential=sequential) == math.inf
+
+
+def test_power_functions__huge_equal_weights__same_as_one_to_one():
+    plan = {"mean": 0.1, "daily_units": 2000}
+    assert days_needed(relative_lift=0.05, weights=[1e308, 1e308], **plan) == pytest.approx(
+        days_needed(relative_lift=0.05, weights=[1, 1], **plan), rel=1e-12
+    )
+    assert minimum_detectable_effect(days=14, weights=[1e308, 1e308], **plan) == pytest.approx(
+        minimum_detectable_effect(days=14, weights=[1, 1], **plan), rel=1e-12
+    )
+    assert statistical_power(relative_lift=0.05, units=28_000, mean=0.1, weights=[1e308, 1e308]) == (
+        pytest.approx(statistical_power(relative_lift=0.05, units=28_000, mean=0.1), rel=1e-12)
+    )
