@@ -160,6 +160,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # A valid SDK key is recognised only to be refused with 403 (not 401 "not provided").
+        "features.authentication.SdkKeyRefusal",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.permissions.ReadAuthenticatedWriteModelPermission"],
     "DEFAULT_FILTER_BACKENDS": [
