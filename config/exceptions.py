@@ -86,6 +86,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = Http404(str(exc))
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, exceptions.PermissionDenied):
+        # An authenticator that recognises a credential only to refuse it says why (an SDK key on a
+        # management endpoint: features.authentication.SdkKeyRefusal).
+        refusal = getattr(getattr(context.get("request"), "successful_authenticator", None), "refusal", None)
+        if refusal:
+            exc = exceptions.PermissionDenied(refusal)
     response = exception_handler(exc, context)
     if response is not None and isinstance(response.data, list):
         # A validation error without a field (DRF's search filter raises one for a NUL in ?search=):
@@ -145,7 +151,8 @@ ERROR_SCHEMA = {
 ERROR_RESPONSES = {
     "400": "Invalid input: each field with its reasons, or `detail` for a body that is not JSON.",
     "401": "No credentials, or wrong ones (`WWW-Authenticate` says how to sign in).",
-    "403": "Signed in, but without the permission this needs.",
+    "403": "Signed in, but without the permission this needs; or an SDK key, which only calls the SDK "
+    "endpoints.",
     "404": "No such object, or no such page of a list.",
     "409": "Refused in the current state: a transition, a field locked while running, a stale `version`, "
     "or an object still in use.",

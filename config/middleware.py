@@ -16,6 +16,11 @@ no list of paths has to be kept here. For them, in this order:
 
 Every other view gets one check: a declared body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is
 refused with 413 (Django applies that limit to forms, not to the JSON that DRF reads).
+
+Every answer, early or not, is sent only once the request body has been read (``_drain_unread_body``):
+an answer made before the body is read (the 413s above, a 401, a 429) otherwise loses the client's
+next request on the same keep-alive connection ("connection closed without response"), or, when the
+connection closes after the answer, resets it while the client is still sending.
 """
 
 from __future__ import annotations
@@ -170,6 +175,45 @@ def _declared_length(request: HttpRequest) -> int:
         return 0
 
 
+# An early answer reads and discards at most this much of a body it did not need (the client sends it
+# anyway); a larger one is left to the server.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+_DRAIN_CHUNK_BYTES = 64 * 1024
+
+
+def _drain_unread_body(request: HttpRequest) -> None:
+    """Read and discard what is left of the request body, before the answer is sent.
+
+    gunicorn's threaded worker (``make serve``, the Dockerfile) reads a body the application left
+    unread only after sending the answer, just before it hands the keep-alive connection back to its
+    poller. A client that sends its next request as soon as it has the answer races that read: the
+    read can take the next request's bytes into gunicorn's buffer, the poller then waits for a socket
+    that has nothing more to say, and the connection is closed at the keep-alive timeout (2 s) with
+    the request unanswered: "Remote end closed connection without response" (schemathesis' "Network
+    Error"). And when the connection closes after the answer (``Connection: close``, HTTP/1.0), the
+    kernel answers the body still arriving with a reset, and the client sending it sees "connection
+    reset". Reading the body before answering avoids both, as when a view reads it.
+
+    Only servers that end ``wsgi.input`` at the end of the body (the ``wsgi.input_terminated``
+    extension, which gunicorn sets, also for chunked bodies) are read this way: on others (runserver)
+    reading past the body would wait for the client.
+    """
+    if not request.META.get("wsgi.input_terminated"):
+        return
+    stream = request.META.get("wsgi.input")
+    if stream is None or _declared_length(request) > DRAIN_MAX_BYTES:
+        return
+    left = DRAIN_MAX_BYTES
+    try:
+        while left > 0:
+            chunk = stream.read(min(_DRAIN_CHUNK_BYTES, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except Exception as exc:  # noqa: BLE001 - the answer stands; a client gone mid-body changes nothing
+        logger.debug("Could not read the rest of a request body: %s", exc)
+
+
 class SdkEdgeMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -180,6 +224,7 @@ class SdkEdgeMiddleware:
             origin = request.META.get("HTTP_ORIGIN")
             if origin:
                 _add_cors_headers(request, response, origin)
+        _drain_unread_body(request)
         return response
 
     def process_view(

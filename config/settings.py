@@ -160,6 +160,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # A valid SDK key is recognised only to be refused with 403 (not 401 "not provided").
+        "features.authentication.SdkKeyRefusal",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.permissions.ReadAuthenticatedWriteModelPermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -215,9 +217,10 @@ if not 0 < EVENT_MAX_ABS_VALUE <= 1e100:
 # Exposures may be as late as they like, but not older than their experiment (less this much clock
 # skew): nobody saw a variant before it existed, and a bogus year would make a partition of its own.
 EXPOSURE_MAX_HOURS_BEFORE_CREATION = env.int("EXPOSURE_MAX_HOURS_BEFORE_CREATION", default=24)
-# Requests per minute per SDK key, counted in the cache and shared by every process (0: no limit).
-# Past it: 429 with Retry-After. Generous: an SDK evaluates locally or caches; this stops runaways.
-SDK_RATE_LIMIT_PER_MINUTE = env.int("SDK_RATE_LIMIT_PER_MINUTE", default=6000)
+# Requests per minute per SDK key, counted in the cache and shared by every process; past it 429 with
+# Retry-After. Off by default (0): one backend service on one key easily sends 100 requests a second,
+# so a default limit would cut off a normal production load. An opt-in protection against runaways.
+SDK_RATE_LIMIT_PER_MINUTE = env.int("SDK_RATE_LIMIT_PER_MINUTE", default=0)
 # The largest body an SDK endpoint reads (assign, evaluate, OFREP, events, exposures): 413 past it.
 SDK_MAX_BODY_BYTES = env.int("SDK_MAX_BODY_BYTES", default=1024 * 1024)
 # The largest body any other endpoint reads (Django's forms, and the management API's JSON through

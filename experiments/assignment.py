@@ -16,6 +16,11 @@ The steps, in order, each with the reason given when the unit stops there:
 
 Steps 3 and 4 are ``experiments.bucketing.assign_variant``: raising ``traffic_allocation`` never
 moves a unit that was in, and experiments sharing a layer never share a unit.
+
+One experiment never fails a request for the others: an experiment whose stored configuration
+cannot be compiled, or whose assignment raises (damaged data that saving would refuse, such as
+weights whose sum overflows), answers ``ERROR`` for itself, and the failure is logged once per
+process and experiment (``decision_failure_log``), not once per request.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "AssignmentReason",
     "CompiledExperiment",
     "assign",
+    "decision_failure_log",
     "experiment_compile",
     "not_found",
 ]
@@ -50,8 +56,35 @@ class AssignmentReason:
     NOT_RUNNING = "NOT_RUNNING"
     TARGETING_MISS = "TARGETING_MISS"
     NOT_IN_TRAFFIC = "NOT_IN_TRAFFIC"  # outside the traffic allocation (or the layer slice)
+    ERROR = "ERROR"  # the experiment's stored configuration cannot be used (logged); nobody is in it
 
-    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, NOT_IN_TRAFFIC)
+    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, NOT_IN_TRAFFIC, ERROR)
+
+
+_FAILURES_LOGGED_MAX = 1000
+_failures_logged: set[tuple[str, str, str]] = set()
+
+
+def decision_failure_log(kind: str, key: str, exc: BaseException) -> None:
+    """Log that ``kind`` (``"experiment"``, ``"flag"``) ``key`` failed to compile or to decide.
+
+    With its traceback the first time this process sees that failure, then at debug level: a damaged
+    experiment fails every request that asks for it, and one line per request would flood the log.
+    """
+    seen = (kind, key, type(exc).__name__)
+    if seen in _failures_logged:
+        logger.debug("%s %s failed again: %s", kind, key, exc)
+        return
+    if len(_failures_logged) >= _FAILURES_LOGGED_MAX:
+        _failures_logged.clear()
+    _failures_logged.add(seen)
+    logger.error(
+        "The %s %s cannot be used; it answers ERROR until its configuration is fixed: %s",
+        kind,
+        key,
+        exc,
+        exc_info=exc,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +116,9 @@ class CompiledExperiment:
     not_running: Assignment
     targeting_miss: Assignment
     not_in_traffic: Assignment
+    failed: Assignment
+    # Why its stored configuration cannot be used (it then answers ``failed``); None when it can.
+    error: str | None = None
 
     @property
     def running(self) -> bool:
@@ -94,11 +130,42 @@ def experiment_compile(raw: Mapping[str, Any]) -> CompiledExperiment:
 
     ``raw`` is ``{"key", "status", "seed", "variants": [{"key", "weight", "payload"}],
     "traffic_allocation", "targeting", "layer", "layer_slice_start"}``; only ``key`` and ``status``
-    are required (an experiment that is not running needs nothing else). Raises ``ConditionError``
-    for malformed targeting, which saving already refuses.
+    are required (an experiment that is not running needs nothing else). Data that cannot be
+    compiled (malformed targeting, which saving refuses) gives an experiment that answers ``ERROR``.
     """
     key = raw["key"]
     status = raw["status"]
+    try:
+        return _compile(key, status, raw)
+    except Exception as exc:  # noqa: BLE001 - one damaged experiment must not fail the others
+        decision_failure_log("experiment", key, exc)
+        return _answers(key, status, error=f"{type(exc).__name__}: {exc}")
+
+
+def _answers(key: str, status: str, **fields: Any) -> CompiledExperiment:
+    fields = {
+        "seed": key,
+        "variant_keys": (),
+        "weights": (),
+        "payloads": (),
+        "traffic_allocation": 0.0,
+        "targeting": None,
+        "layer": None,
+        "layer_slice_start": None,
+        **fields,
+    }
+    return CompiledExperiment(
+        key=key,
+        status=status,
+        not_running=Assignment(key, None, False, AssignmentReason.NOT_RUNNING),
+        targeting_miss=Assignment(key, None, False, AssignmentReason.TARGETING_MISS),
+        not_in_traffic=Assignment(key, None, False, AssignmentReason.NOT_IN_TRAFFIC),
+        failed=Assignment(key, None, False, AssignmentReason.ERROR),
+        **fields,
+    )
+
+
+def _compile(key: str, status: str, raw: Mapping[str, Any]) -> CompiledExperiment:
     variants = raw.get("variants") or ()
     targeting = raw.get("targeting") or {}
     layer = raw.get("layer") or None
@@ -109,9 +176,9 @@ def experiment_compile(raw: Mapping[str, Any]) -> CompiledExperiment:
             "Experiment %s is running without variants or without its layer slice; assigning nobody.", key
         )
         status = "invalid"
-    return CompiledExperiment(
-        key=key,
-        status=status,
+    return _answers(
+        key,
+        status,
         seed=raw.get("seed") or key,
         variant_keys=tuple(v["key"] for v in variants),
         weights=tuple(float(v.get("weight", 1.0)) for v in variants),
@@ -120,26 +187,32 @@ def experiment_compile(raw: Mapping[str, Any]) -> CompiledExperiment:
         targeting=compile_condition(targeting) if targeting else None,
         layer=layer,
         layer_slice_start=layer_slice_start if layer is not None else None,
-        not_running=Assignment(key, None, False, AssignmentReason.NOT_RUNNING),
-        targeting_miss=Assignment(key, None, False, AssignmentReason.TARGETING_MISS),
-        not_in_traffic=Assignment(key, None, False, AssignmentReason.NOT_IN_TRAFFIC),
     )
 
 
 def assign(experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str, Any]) -> Assignment:
-    """The unit's assignment: deterministic for (experiment seed, unit id) and the attributes."""
+    """The unit's assignment: deterministic for (experiment seed, unit id) and the attributes.
+
+    Never raises: an experiment that cannot decide answers ``ERROR`` (and is logged).
+    """
     if experiment.status != RUNNING:
         return experiment.not_running
-    if experiment.targeting is not None and not experiment.targeting(attributes):
-        return experiment.targeting_miss
-    index = assign_variant(
-        seed=experiment.seed,
-        unit_id=unit_id,
-        weights=experiment.weights,
-        traffic_allocation=experiment.traffic_allocation,
-        layer=experiment.layer,
-        layer_slice_start=experiment.layer_slice_start,
-    )
+    if experiment.error is not None:
+        return experiment.failed
+    try:
+        if experiment.targeting is not None and not experiment.targeting(attributes):
+            return experiment.targeting_miss
+        index = assign_variant(
+            seed=experiment.seed,
+            unit_id=unit_id,
+            weights=experiment.weights,
+            traffic_allocation=experiment.traffic_allocation,
+            layer=experiment.layer,
+            layer_slice_start=experiment.layer_slice_start,
+        )
+    except Exception as exc:  # noqa: BLE001 - one damaged experiment must not fail the others
+        decision_failure_log("experiment", experiment.key, exc)
+        return experiment.failed
     if index is None:
         return experiment.not_in_traffic
     return Assignment(

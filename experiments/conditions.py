@@ -23,8 +23,10 @@ Semantics follow GrowthBook's ``evalCondition`` (itself modelled on MongoDB), wi
   share an element (GrowthBook's intersection) and ``$nin`` when they share none.
 - ``$exists: true`` matches an attribute that is present and not ``null``; ``$exists: false`` a
   missing or ``null`` one.
-- ``$regex``: a Python ``re`` pattern searched anywhere in a string attribute (anchor it with ``^``/
-  ``$``); a non-string attribute does not match (GrowthBook's JavaScript would coerce it).
+- ``$regex``: an RE2 pattern searched anywhere in a string attribute (anchor it with ``^``/``$``),
+  in time linear in the string (``experiments.regex``: RE2 syntax, no backreferences or lookarounds,
+  refused when saved). A string longer than ``MAX_REGEX_SUBJECT_LENGTH`` (1024) characters, or a
+  non-string attribute, does not match (GrowthBook's JavaScript would coerce it).
 - Negative operators match a unit that lacks the attribute, as in GrowthBook and MongoDB:
   ``{"country": {"$ne": "FR"}}`` and ``{"country": {"$nin": ["FR"]}}`` match a unit with no
   ``country``; add ``"$exists": true`` to require it. ``{"$not": {...}}`` likewise matches whatever the
@@ -38,7 +40,8 @@ Deliberate differences from GrowthBook's JavaScript SDK, which coerces types: th
 ``$size``, ``$all``, ``$type``, ``$veq``..., ``$regexi``, ``$inGroup``) are refused as unknown.
 
 ``validate_condition`` also refuses documents nested more than ``MAX_DEPTH`` (10) levels of objects
-and arrays and patterns longer than ``MAX_REGEX_LENGTH`` (512) characters.
+and arrays, patterns longer than ``MAX_REGEX_LENGTH`` (512) characters and patterns RE2 cannot run
+or that compile to more than 5000 instructions (``experiments.regex``).
 
 Use ``validate_condition`` when a condition is saved, ``compile_condition`` once per configuration
 load to get a fast predicate, and ``evaluate_condition`` for one-off checks.
@@ -47,13 +50,15 @@ load to get a fast predicate, and ``evaluate_condition`` for one-off checks.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from experiments.regex import MAX_PATTERN_LENGTH, MAX_SUBJECT_LENGTH, RegexError, regex_compile
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_REGEX_LENGTH",
+    "MAX_REGEX_SUBJECT_LENGTH",
     "OPERATORS",
     "ConditionError",
     "Predicate",
@@ -70,7 +75,8 @@ _DOCUMENT_OPERATORS = frozenset({"$and", "$or", "$not"})
 _VALUE_OPERATORS = frozenset(OPERATORS) - {"$and", "$or"}
 
 MAX_DEPTH = 10  # nested documents, operator objects and literal arrays/objects
-MAX_REGEX_LENGTH = 512
+MAX_REGEX_LENGTH = MAX_PATTERN_LENGTH
+MAX_REGEX_SUBJECT_LENGTH = MAX_SUBJECT_LENGTH  # characters of an attribute a pattern is matched against
 _CACHE_SIZE = 1024
 
 _NUMBER_TYPES = (int, float)  # compared with ``type(x) in``: bool is an int subclass, not a number
@@ -456,12 +462,8 @@ def _ordering(operator: str, arg: Any, path: str) -> _ValuePredicate:
 def _regex(arg: Any, path: str) -> _ValuePredicate:
     if not isinstance(arg, str):
         raise ConditionError(path, f"$regex takes a pattern string, got {_describe(arg)}")
-    if len(arg) > MAX_REGEX_LENGTH:
-        raise ConditionError(
-            path, f"$regex pattern is {len(arg)} characters long; at most {MAX_REGEX_LENGTH}"
-        )
     try:
-        search = re.compile(arg).search
-    except re.error as error:
-        raise ConditionError(path, f"$regex is not a valid regular expression: {error}") from error
-    return lambda actual: isinstance(actual, str) and search(actual) is not None
+        search = regex_compile(arg)
+    except RegexError as error:
+        raise ConditionError(path, str(error)) from None
+    return lambda actual: isinstance(actual, str) and search(actual)

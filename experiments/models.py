@@ -39,6 +39,11 @@ class MetricRole(models.TextChoices):
     GUARDRAIL = "guardrail", "Guardrail (must not get worse)"
 
 
+# Weights are relative, so no split needs more than this; the bound keeps their sum finite (two
+# weights of 1e308 overflowed it and broke assignment of every experiment).
+MAX_VARIANT_WEIGHT = 1_000_000
+
+
 def validate_positive(value: float) -> None:
     if value is None or not value > 0:
         raise ValidationError("Must be greater than 0.")

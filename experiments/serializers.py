@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from config.serializers import TagsField
-from experiments.models import Experiment, MetricRole, validate_analysis_environments
+from experiments.models import MAX_VARIANT_WEIGHT, Experiment, MetricRole, validate_analysis_environments
 from metrics.models import Metric
 
 
@@ -9,7 +9,9 @@ class VariantSerializer(serializers.Serializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     weight = serializers.FloatField(
-        default=1.0, help_text="Relative share of traffic; must be greater than 0."
+        default=1.0,
+        max_value=MAX_VARIANT_WEIGHT,
+        help_text=f"Relative share of traffic; greater than 0 and at most {MAX_VARIANT_WEIGHT:,}.",
     )
     payload = serializers.JSONField(
         required=False, allow_null=True, help_text="Returned with the assignment."

@@ -18,6 +18,7 @@ from experiments import bucketing
 from experiments.models import (
     DELETABLE_STATUSES,
     LOCKED_FIELDS,
+    MAX_VARIANT_WEIGHT,
     TRANSITIONS,
     Experiment,
     ExperimentMetric,
@@ -36,7 +37,7 @@ LAYER_HOLDING_STATUSES = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
 
 
 def variants_validate(variants: Sequence[Mapping[str, Any]]) -> None:
-    """At least two variants, unique slug keys, positive finite weights."""
+    """At least two variants, unique slug keys, weights greater than 0 and at most ``MAX_VARIANT_WEIGHT``."""
     if len(variants) < 2:
         raise ValidationError(
             {"variants": "An experiment needs at least two variants: a control and a treatment."}
@@ -58,10 +59,13 @@ def variants_validate(variants: Sequence[Mapping[str, Any]]) -> None:
             isinstance(weight, bool)
             or not isinstance(weight, int | float)
             or not math.isfinite(weight)
-            or weight <= 0
+            or not 0 < weight <= MAX_VARIANT_WEIGHT
         ):
             raise ValidationError(
-                {"variants": f"Variant “{key}”: the weight must be a number greater than 0."}
+                {
+                    "variants": f"Variant “{key}”: the weight must be a number greater than 0 and at most "
+                    f"{MAX_VARIANT_WEIGHT:,} (weights are relative: 1 and 1 split evenly), not {weight!r}."
+                }
             )
 
 

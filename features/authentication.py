@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -225,3 +226,43 @@ class SdkKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "description": "An environment's SDK key, as `Authorization: Bearer <key>` (or `X-API-Key: <key>`). "
             "Make one in the admin or with `manage.py create_sdk_key <environment>`.",
         }
+
+
+class SdkKeyRefusal(authentication.BaseAuthentication):
+    """Last among the management endpoints' authenticators: an SDK key is a credential, not a user's.
+
+    Without it no authenticator there takes SDK keys, and DRF answers a valid key with 401
+    "credentials were not provided". Recognised here, the request is authenticated as the key,
+    standing for the anonymous user, whom no management permission admits: DRF answers 403 (a
+    credential that is not allowed here), with ``refusal`` as the reason (``config.exceptions``).
+    Unknown and revoked keys are not recognised: still 401. Public endpoints (the schema, the docs)
+    stay public.
+    """
+
+    refusal = (
+        "An SDK key only calls the SDK endpoints (/api/v1/assign, /api/v1/evaluate, /api/v1/events, "
+        "/api/v1/exposures, /ofrep/v1/...). Here, use a user's token (Authorization: Token <token>) or "
+        "sign in."
+    )
+
+    def authenticate(self, request):
+        raw = sdk_key_from_request(request)
+        if raw is None:
+            return None
+        client = sdk_client_for_key(raw)
+        if client is None:
+            return None
+        return AnonymousUser(), client
+
+
+class SdkKeyRefusalScheme(OpenApiAuthenticationExtension):
+    """Not a way in, so not a security scheme of the management operations."""
+
+    target_class = "features.authentication.SdkKeyRefusal"
+    name: list[str] = []
+
+    def get_security_requirement(self, auto_schema):
+        return None
+
+    def get_security_definition(self, auto_schema):
+        return []

@@ -23,6 +23,12 @@ Evaluation order (the contract's "Feature" and "OFREP" sections):
    ``SPLIT``, ``variant`` = the variant key. A unit outside the experiment falls through.
 4. No rules at all: ``default_value``, ``STATIC``. Rules, none applied: ``default_value``, ``DEFAULT``.
 
+One flag never fails a request for the others: a flag whose stored rules cannot be compiled, or
+whose evaluation raises (damaged data that saving would refuse), answers ``default_value`` with
+reason ``ERROR`` and variant ``error``; an experiment rule whose experiment cannot decide
+(``experiments.assignment``: reason ``ERROR``) does not apply, like one the unit is not in. Failures
+are logged once per process and flag (``decision_failure_log``).
+
 ``variant`` is always set: the experiment's variant key, else ``rule-N`` (N counts the
 environment's rules from 1, in order), ``default``, ``disabled`` or ``prerequisite-failed``.
 
@@ -40,7 +46,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from experiments.assignment import Assignment, CompiledExperiment, assign, experiment_compile, not_found
+from experiments.assignment import (
+    Assignment,
+    CompiledExperiment,
+    assign,
+    decision_failure_log,
+    experiment_compile,
+    not_found,
+)
 from experiments.bucketing import in_rollout
 from experiments.conditions import Predicate, compile_condition
 
@@ -71,8 +84,9 @@ class Reason:
     DEFAULT = "DEFAULT"
     DISABLED = "DISABLED"
     PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
+    ERROR = "ERROR"  # the flag's stored configuration cannot be used (logged): its default value
 
-    ALL = (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED)
+    ALL = (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED, ERROR)
 
 
 _OFREP_REASONS = {Reason.PREREQUISITE_FAILED: Reason.DEFAULT}
@@ -122,6 +136,9 @@ class CompiledFeature:
     static: Evaluation
     fallthrough: Evaluation
     prerequisite_failed: Evaluation
+    failed: Evaluation
+    # Why its stored configuration cannot be used (it then answers ``failed``); None when it can.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,19 +205,32 @@ def _compile_rule(feature_key: str, index: int, raw: Mapping[str, Any]) -> Compi
 
 def _compile_feature(key: str, raw: Mapping[str, Any]) -> CompiledFeature:
     default = raw.get("default")
-    rules = tuple(_compile_rule(key, i, rule) for i, rule in enumerate(raw.get("rules") or ()))
-    return CompiledFeature(
-        key=key,
-        type=raw["type"],
-        default=default,
-        enabled=bool(raw.get("enabled")),
-        rules=rules,
-        prerequisites=tuple((p["feature"], p["value"]) for p in raw.get("prerequisites") or ()),
-        disabled=Evaluation(key, default, "disabled", Reason.DISABLED),
-        static=Evaluation(key, default, "default", Reason.STATIC),
-        fallthrough=Evaluation(key, default, "default", Reason.DEFAULT),
-        prerequisite_failed=Evaluation(key, default, "prerequisite-failed", Reason.PREREQUISITE_FAILED),
-    )
+    answers = {
+        "key": key,
+        "type": raw.get("type", ""),
+        "default": default,
+        "disabled": Evaluation(key, default, "disabled", Reason.DISABLED),
+        "static": Evaluation(key, default, "default", Reason.STATIC),
+        "fallthrough": Evaluation(key, default, "default", Reason.DEFAULT),
+        "prerequisite_failed": Evaluation(key, default, "prerequisite-failed", Reason.PREREQUISITE_FAILED),
+        "failed": Evaluation(key, default, "error", Reason.ERROR),
+    }
+    try:
+        return CompiledFeature(
+            enabled=bool(raw.get("enabled")),
+            rules=tuple(_compile_rule(key, i, rule) for i, rule in enumerate(raw.get("rules") or ())),
+            prerequisites=tuple((p["feature"], p["value"]) for p in raw.get("prerequisites") or ()),
+            **answers,
+        )
+    except Exception as exc:  # noqa: BLE001 - one damaged flag must not fail the others
+        decision_failure_log("flag", key, exc)
+        return CompiledFeature(
+            enabled=bool(raw.get("enabled")),
+            rules=(),
+            prerequisites=(),
+            error=f"{type(exc).__name__}: {exc}",
+            **answers,
+        )
 
 
 def config_compile(snapshot: Mapping[str, Any], *, generation: str | None = None) -> CompiledConfig:
@@ -228,11 +258,23 @@ def _same_value(actual: Any, required: Any) -> bool:
     )
 
 
+def _evaluate_isolated(
+    config: CompiledConfig, feature: CompiledFeature, unit_id: str, attributes: Mapping[str, Any]
+) -> Evaluation:
+    try:
+        return _evaluate(config, feature, unit_id, attributes, 0)
+    except Exception as exc:  # noqa: BLE001 - one damaged flag must not fail the others
+        decision_failure_log("flag", feature.key, exc)
+        return feature.failed
+
+
 def _evaluate(
     config: CompiledConfig, feature: CompiledFeature, unit_id: str, attributes: Mapping[str, Any], depth: int
 ) -> Evaluation:
     if not feature.enabled:
         return feature.disabled
+    if feature.error is not None:
+        return feature.failed
     exposures: tuple[tuple[str, str], ...] = ()
     if feature.prerequisites:
         for prerequisite_key, required in feature.prerequisites:
@@ -293,16 +335,19 @@ def _evaluate(
 def evaluate_feature(
     config: CompiledConfig, feature_key: str, unit_id: str, attributes: Mapping[str, Any]
 ) -> Evaluation | None:
-    """The value of ``feature_key`` for the unit, or None when the environment has no such flag."""
+    """The value of ``feature_key`` for the unit, or None when the environment has no such flag.
+
+    Never raises: a flag that cannot be evaluated answers its default with reason ``ERROR``.
+    """
     feature = config.features.get(feature_key)
     if feature is None:
         return None
-    return _evaluate(config, feature, unit_id, attributes, 0)
+    return _evaluate_isolated(config, feature, unit_id, attributes)
 
 
 def evaluate_all(config: CompiledConfig, unit_id: str, attributes: Mapping[str, Any]) -> list[Evaluation]:
-    """Every flag of the environment for the unit, in key order."""
-    return [_evaluate(config, feature, unit_id, attributes, 0) for feature in config.features.values()]
+    """Every flag of the environment for the unit, in key order; one failing flag answers ``ERROR``."""
+    return [_evaluate_isolated(config, feature, unit_id, attributes) for feature in config.features.values()]
 
 
 def assign_unit(

@@ -1,5 +1,15 @@
-"""Request validation and response shapes of the SDK endpoints (assign, evaluate, OFREP)."""
+"""Request validation and response shapes of the SDK endpoints (assign, evaluate, OFREP).
 
+SDK input is taken as typed, never coerced: DRF's fields would turn ``"unit_id": 42`` into ``"42"``
+and ``"log_exposure": "yes"`` into ``true``, so an SDK with a bug would be served as if it had none.
+Here a wrong JSON type is a 400 naming the field, and numbers in attributes must be finite (JSON's
+grammar allows ``1e400``, which Python reads as infinity).
+"""
+
+import math
+from typing import Any
+
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from experiments.assignment import AssignmentReason
@@ -12,28 +22,81 @@ UNIT_ID_MAX_LENGTH = 256
 EXPERIMENTS_MAX = 200  # experiment keys per assign request
 
 
+def non_finite_number_path(value: Any, path: str) -> str | None:
+    """Where a JSON value holds a number that is not finite (``path.a[2]``), or None.
+
+    Iterative, so a deeply nested value cannot exhaust the stack.
+    """
+    pending = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return where
+        elif isinstance(item, dict):
+            pending.extend((child, f"{where}.{key}") for key, child in item.items())
+        elif isinstance(item, list):
+            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+    return None
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, and nothing else (DRF's ``CharField`` turns numbers into strings)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false``, and nothing else (DRF's accepts ``"yes"``, ``1``, ``"on"``...)."""
+
+    default_error_messages = {"invalid": "Must be true or false (a JSON boolean)."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if data is True or data is False:
+            return data
+        self.fail("invalid")
+
+
+class AttributesField(serializers.DictField):
+    """A JSON object of attributes; any JSON values, but numbers must be finite."""
+
+    def to_internal_value(self, data: Any) -> dict:
+        value = super().to_internal_value(data)
+        where = non_finite_number_path(value, "attributes")
+        if where is not None:
+            raise serializers.ValidationError(
+                f"{where}: numbers must be finite (JSON like 1e400 reads as infinity)."
+            )
+        return value
+
+
 class UnitRequestSerializer(serializers.Serializer):
-    unit_id = serializers.CharField(
+    unit_id = StrictCharField(
         max_length=UNIT_ID_MAX_LENGTH,
         trim_whitespace=False,
         help_text="Whom to decide for: a user, device or account id. Bucketing hashes it with each "
         "experiment's seed, so the same id always gets the same answer.",
     )
-    attributes = serializers.DictField(
+    attributes = AttributesField(
         required=False,
         default=dict,
-        help_text='What targeting conditions read, e.g. {"country": "US", "plan": "pro", "age": 31}.',
+        help_text='What targeting conditions read, e.g. {"country": "US", "plan": "pro", "age": 31}. '
+        "Numbers must be finite.",
     )
 
 
 class AssignRequestSerializer(UnitRequestSerializer):
     experiments = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        # Not trimmed: a key is looked up as sent, and one that names no experiment answers NOT_FOUND.
+        child=StrictCharField(max_length=100, trim_whitespace=False, allow_blank=True),
         required=False,
         max_length=EXPERIMENTS_MAX,
         help_text="Experiment keys to answer for; leave out for every running experiment.",
     )
-    log_exposure = serializers.BooleanField(
+    log_exposure = StrictBooleanField(
         default=True,
         help_text="Record an exposure for each experiment the unit is in. Set false when you only "
         "look, and send the exposure later through /api/v1/exposures when the unit sees the variant.",
@@ -54,7 +117,8 @@ class AssignmentSerializer(serializers.Serializer):
         choices=AssignmentReason.ALL,
         help_text="ASSIGNED; or why not: NOT_FOUND (no such experiment), NOT_RUNNING (draft, paused, "
         "stopped), TARGETING_MISS (attributes do not match), NOT_IN_TRAFFIC (outside the traffic "
-        "allocation or the layer slice).",
+        "allocation or the layer slice), ERROR (the experiment's stored configuration cannot be "
+        "used; logged on the server).",
     )
     payload = serializers.JSONField(allow_null=True, help_text="The variant's payload, if any.")
 
@@ -68,9 +132,14 @@ class FlagEvaluationSerializer(serializers.Serializer):
         help_text="Typed as the feature: boolean, string, number (integer or float) or object."
     )
     variant = serializers.CharField(
-        help_text="The experiment's variant key, else rule-N, default, disabled or prerequisite-failed."
+        help_text="The experiment's variant key, else rule-N, default, disabled, prerequisite-failed "
+        "or error."
     )
-    reason = serializers.ChoiceField(choices=Reason.ALL)
+    reason = serializers.ChoiceField(
+        choices=Reason.ALL,
+        help_text="ERROR: the flag's stored configuration cannot be used (logged on the server); "
+        "the value is its default.",
+    )
 
 
 class EvaluateResponseSerializer(serializers.Serializer):
@@ -114,7 +183,13 @@ class OfrepFlagNotFoundSerializer(serializers.Serializer):
 
 
 class OfrepBulkSuccessSerializer(serializers.Serializer):
-    flags = OfrepEvaluationSuccessSerializer(many=True)
+    # OFREP: each flag is a success, or a failure (GENERAL) when that flag alone cannot be evaluated.
+    flags = PolymorphicProxySerializer(
+        component_name="OfrepBulkFlag",
+        serializers=[OfrepEvaluationSuccessSerializer, OfrepEvaluationFailureSerializer],
+        resource_type_field_name=None,
+        many=True,
+    )
     metadata = serializers.DictField(help_text="`version` of the configuration.")
 
 

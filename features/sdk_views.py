@@ -29,6 +29,7 @@ from features.config import config_get
 from features.evaluation import (
     CompiledConfig,
     Evaluation,
+    Reason,
     assign_unit,
     evaluate_all,
     evaluate_feature,
@@ -48,6 +49,7 @@ from features.sdk_serializers import (
     OfrepEvaluationFailureSerializer,
     OfrepEvaluationSuccessSerializer,
     OfrepFlagNotFoundSerializer,
+    non_finite_number_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -214,8 +216,9 @@ class EvaluateView(SdkView):
         operation_id="sdk_evaluate",
         summary="Evaluate every flag for a unit",
         description="Every feature of the SDK key's environment with its value, variant and reason "
-        "(STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED). Flags served by an "
-        "experiment record the unit's exposure.",
+        "(STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED, or ERROR with the default "
+        "value when that flag's stored configuration cannot be used). Flags served by an experiment "
+        "record the unit's exposure.",
         tags=["sdk"],
         auth=SDK_AUTH,
         request=EvaluateRequestSerializer,
@@ -264,8 +267,9 @@ def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(unit id, attributes, context) from an OFREP request body, or ``OfrepError``.
 
     An empty body or one without ``context`` lacks the targeting key. A body that is not a JSON
-    object is a PARSE_ERROR; a context that is not an object, or a targeting key that is not a
-    non-empty string of at most ``UNIT_ID_MAX_LENGTH`` characters, is INVALID_CONTEXT.
+    object is a PARSE_ERROR; a context that is not an object, a targeting key that is not a
+    non-empty string of at most ``UNIT_ID_MAX_LENGTH`` characters, or a number that is not finite
+    (``1e400``) is INVALID_CONTEXT.
     """
     if body.strip():
         try:
@@ -290,8 +294,21 @@ def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise OfrepError(
             "INVALID_CONTEXT", f"context.targetingKey is longer than {UNIT_ID_MAX_LENGTH} characters."
         )
+    where = non_finite_number_path(context, "context")
+    if where is not None:
+        raise OfrepError("INVALID_CONTEXT", f"{where}: numbers must be finite (1e400 reads as infinity).")
     attributes = {name: value for name, value in context.items() if name != "targetingKey"}
     return unit_id, attributes, context
+
+
+def ofrep_failed(evaluation: Evaluation) -> dict[str, Any]:
+    """OFREP's failure for a flag that cannot be evaluated (reason ERROR): GENERAL, with the key."""
+    return {
+        "key": evaluation.key,
+        "errorCode": "GENERAL",
+        "errorDetails": f"The flag {evaluation.key} cannot be evaluated: its stored configuration is "
+        "damaged (the server logged why). Use your default value.",
+    }
 
 
 def ofrep_success(evaluation: Evaluation, version: str) -> dict[str, Any]:
@@ -370,6 +387,7 @@ class OfrepView(APIView):
 
     authentication_classes = [SdkKeyAuthentication]  # read by drf-spectacular for the security scheme
     permission_classes = [IsSdkClient]
+    parser_classes = [SdkJSONParser]  # read by drf-spectacular: the body is JSON, not a form
     sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
     ofrep = True  # the edge's 413 and 429 carry OFREP's ``errorDetails``
 
@@ -408,7 +426,8 @@ class OfrepFlagView(OfrepView):
         description="OpenFeature Remote Evaluation Protocol, single flag (for server-side providers). "
         "`context.targetingKey` is the unit id; the other context fields are attributes. Reasons: STATIC, "
         "TARGETING_MATCH, SPLIT, DEFAULT (also when a prerequisite is not met), DISABLED. Numbers keep "
-        "their kind: a float flag answers `0.25` or `1.0`.",
+        "their kind: a float flag answers `0.25` or `1.0`. A flag whose stored configuration cannot be "
+        "evaluated answers 400 with `errorCode` GENERAL.",
         tags=["ofrep"],
         auth=SDK_AUTH,
         request=OfrepContextSerializer,
@@ -469,6 +488,8 @@ class OfrepFlagView(OfrepView):
                 },
                 status=404,
             )
+        if evaluation.reason == Reason.ERROR:
+            return _json(ofrep_failed(evaluation), status=400)
         if evaluation.exposures:
             _log_exposures(
                 (evaluation,), unit_id=unit_id, environment=config.environment, attributes=attributes
@@ -482,7 +503,9 @@ class OfrepBulkView(OfrepView):
         summary="OFREP: evaluate every flag",
         description="OpenFeature Remote Evaluation Protocol, bulk (for client-side providers): every flag of "
         "the SDK key's environment for the context. The answer carries an `ETag` (the configuration "
-        "version and the context); send it back as `If-None-Match` to get 304 while nothing changed.",
+        "version and the context); send it back as `If-None-Match` to get 304 while nothing changed. A "
+        "flag whose stored configuration cannot be evaluated is listed as a failure (`errorCode` "
+        "GENERAL); the others are answered as usual.",
         tags=["ofrep"],
         auth=SDK_AUTH,
         parameters=[
@@ -557,7 +580,10 @@ class OfrepBulkView(OfrepView):
         _log_exposures(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
         return _json(
             {
-                "flags": [ofrep_success(e, config.version) for e in evaluations],
+                "flags": [
+                    ofrep_failed(e) if e.reason == Reason.ERROR else ofrep_success(e, config.version)
+                    for e in evaluations
+                ],
                 "metadata": {"version": config.version},
             },
             headers={"ETag": etag},

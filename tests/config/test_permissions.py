@@ -98,12 +98,13 @@ def test_environment_delete__with_sdk_keys__409(api_client, superuser):
     assert api_client.delete(reverse("environment-detail", args=["staging"])).status_code == 409
 
 
-def test_management_api__sdk_key__is_not_a_user_credential(api_client):
+def test_management_api__sdk_key__403_a_credential_that_is_not_a_users(api_client):
+    # A valid key is not "no credentials" (401): it is a credential not allowed here (issue 11).
     _, raw = sdk_key_create(environment=Environment.objects.get(key="production"))
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    assert api_client.get(reverse("experiment-list")).status_code == 401
+    assert api_client.get(reverse("experiment-list")).status_code == 403
     api_client.credentials(HTTP_X_API_KEY=raw)
-    assert api_client.get(reverse("experiment-list")).status_code == 401
+    assert api_client.get(reverse("experiment-list")).status_code == 403
 
 
 def test_management_api__bad_token__401(api_client):

@@ -6,9 +6,11 @@ import timeit
 
 import pytest
 
+from experiments import conditions
 from experiments.conditions import (
     MAX_DEPTH,
     MAX_REGEX_LENGTH,
+    MAX_REGEX_SUBJECT_LENGTH,
     OPERATORS,
     ConditionError,
     compile_condition,
@@ -309,15 +311,20 @@ MALFORMED = [
     pytest.param(
         {"email": {"$regex": 5}}, "email.$regex: $regex takes a pattern string", id="regex-not-string"
     ),
-    pytest.param(
-        {"email": {"$regex": "(unclosed"}}, "email.$regex: $regex is not a valid", id="regex-invalid"
-    ),
-    pytest.param({"email": {"$regex": "[z-a]"}}, "email.$regex: $regex is not a valid", id="regex-bad-range"),
+    pytest.param({"email": {"$regex": "(unclosed"}}, "email.$regex: not a pattern", id="regex-invalid"),
+    pytest.param({"email": {"$regex": "[z-a]"}}, "email.$regex: not a pattern", id="regex-bad-range"),
     pytest.param(
         {"email": {"$regex": "a" * (MAX_REGEX_LENGTH + 1)}},
-        "email.$regex: $regex pattern is",
+        "email.$regex: the pattern is 513 characters long",
         id="regex-too-long",
     ),
+    # What a backtracking engine needs and the linear-time one refuses, when saved rather than later
+    pytest.param({"email": {"$regex": r"^(a)\1$"}}, "email.$regex: not a pattern", id="regex-backreference"),
+    pytest.param({"email": {"$regex": "^(?=a)"}}, "lookarounds", id="regex-lookahead"),
+    pytest.param({"email": {"$regex": "(?<!a)b"}}, "lookarounds", id="regex-negative-lookbehind"),
+    pytest.param({"email": {"$regex": "(?>a+)b"}}, "email.$regex: not a pattern", id="regex-atomic-group"),
+    pytest.param({"email": {"$regex": "a\\Z"}}, "email.$regex: not a pattern", id="regex-python-only-escape"),
+    pytest.param({"email": {"$regex": "(.{0,100}){10}"}}, "too complex", id="regex-too-complex"),
     pytest.param(
         {"email": {"$exists": "yes"}}, "email.$exists: $exists takes true or false", id="exists-string"
     ),
@@ -453,10 +460,25 @@ def test_compile_condition__regex__compiled_once_at_compile_time(monkeypatch: py
     predicate = compile_condition({"email": {"$regex": "@example\\.com$"}})
 
     def no_compiling(*args: object, **kwargs: object) -> None:
-        raise AssertionError("re.compile called during evaluation")
+        raise AssertionError("a pattern compiled during evaluation")
 
-    monkeypatch.setattr(re, "compile", no_compiling)
+    monkeypatch.setattr(conditions, "regex_compile", no_compiling)
     assert predicate({"email": "ada@example.com"}) is True
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        pytest.param({"email": "a" * MAX_REGEX_SUBJECT_LENGTH}, True, id="at-the-bound-matched"),
+        pytest.param({"email": "a" * (MAX_REGEX_SUBJECT_LENGTH + 1)}, False, id="past-the-bound-no-match"),
+    ],
+)
+def test_evaluate_condition__regex_on_a_long_attribute__matched_up_to_the_bound_only(
+    attributes: dict, expected: bool
+) -> None:
+    assert evaluate_condition({"email": {"$regex": "^a+$"}}, attributes) is expected
+    # Negation sees the same answer: a string past the bound is one the pattern does not match.
+    assert evaluate_condition({"email": {"$not": {"$regex": "^a+$"}}}, attributes) is not expected
 
 
 @pytest.mark.parametrize(

@@ -41,14 +41,14 @@ def sdk_only(ok: int) -> tuple[int, ...]:
 
 
 def signed_in(ok: int) -> tuple[int, ...]:
-    """Management reads: any signed-in user; an SDK key is not a credential here (401)."""
-    return (401, 401, 401, ok, ok, ok)
+    """Management reads: any signed-in user; an SDK key is a valid credential not allowed here (403)."""
+    return (401, 403, 403, ok, ok, ok)
 
 
 def with_permission(ok: int, *, pm: bool = True) -> tuple[int, ...]:
     """Management writes: the model's permission (product managers have it for metrics,
-    experiments and features; only admins for environments)."""
-    return (401, 401, 401, 403, ok if pm else 403, ok)
+    experiments and features; only admins for environments). An SDK key: 403, as on reads."""
+    return (401, 403, 403, 403, ok if pm else 403, ok)
 
 
 # --- the objects the rows act on ---------------------------------------------------------------------------
@@ -261,6 +261,39 @@ def test_auth_matrix__operation__expected_status_for_every_caller(world, method,
         elif expected == 401 and not response.has_header("WWW-Authenticate"):
             wrong.append(f"{caller}: 401 without WWW-Authenticate")
     assert not wrong, f"{method} {row.path or path}:\n" + "\n".join(wrong)
+
+
+# --- an SDK key is a credential, for the SDK endpoints only ------------------------------------------------------
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("get", "/api/v1/metrics/", None),
+        ("post", "/api/v1/experiments/", EXPERIMENT),
+        ("get", "/api/v1/experiments/exp_running/results/", None),
+        ("post", "/api/v1/power", POWER),
+    ],
+)
+@pytest.mark.parametrize("header", ["HTTP_AUTHORIZATION", "HTTP_X_API_KEY"])
+def test_sdk_key__on_a_management_endpoint__403_saying_where_it_belongs(world, method, path, body, header):
+    key = world.envs.key_a
+    credentials = {header: f"Bearer {key}" if header == "HTTP_AUTHORIZATION" else key}
+    response = getattr(Client(), method)(path, body or {}, content_type="application/json", **credentials)
+    assert response.status_code == 403, response.content
+    assert "SDK key only calls the SDK endpoints" in response.json()["detail"]
+    assert not response.has_header("WWW-Authenticate")
+
+
+@pytest.mark.parametrize("key", ["sdk_unknown_key", "revoked"])
+def test_sdk_key__unknown_or_revoked_on_a_management_endpoint__still_401(world, key):
+    from features.models import SdkKey, hash_sdk_key
+
+    if key == "revoked":
+        key = world.envs.key_b
+        SdkKey.objects.filter(hashed_key=hash_sdk_key(key)).update(revoked=True)
+        config.config_invalidate()
+    response = Client().get("/api/v1/metrics/", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 401
+    assert response.has_header("WWW-Authenticate")
 
 
 # --- an SDK key reads only its own environment -----------------------------------------------------------------

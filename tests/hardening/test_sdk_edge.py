@@ -1,7 +1,11 @@
 """The SDK endpoints' edge (config.middleware): per-key rate limits, body limits and CORS."""
 
+import os
+import subprocess
+import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -13,6 +17,8 @@ from features.models import Environment
 from tests.hardening.conftest import TwoEnvironments, closed_port
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 EVALUATE = "/api/v1/evaluate"
 ASSIGN = "/api/v1/assign"
@@ -89,8 +95,52 @@ def test_sdk_rate_limit__zero__off(two_environments, settings):
     assert all(post(client, OFREP_FLAG).status_code == 200 for _ in range(20))
 
 
-def test_sdk_rate_limit__default__generous_and_configurable():
-    assert django_settings.SDK_RATE_LIMIT_PER_MINUTE >= 1000
+def test_sdk_rate_limit__default__off_so_one_busy_service_is_never_cut_off():
+    # One backend service on one key at 100 requests/s sends 6,000 a minute: a per-key limit is an
+    # opt-in protection, sized by whoever knows the load (the limit's tests above set one).
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; "
+            "print(settings.SDK_RATE_LIMIT_PER_MINUTE)",
+        ],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "SDK_RATE_LIMIT_PER_MINUTE"},
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PLATFORM_ENV_FILE": os.devnull,  # a developer's .env must not decide the default
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_sdk_rate_limit__default__requests_neither_counted_nor_refused(two_environments):
+    # The old default (6,000) refused the 6,001st request of a minute; without a limit none is counted.
+    assert django_settings.SDK_RATE_LIMIT_PER_MINUTE == 0
+    client = TwoEnvironments.client(two_environments.key_a)
+    assert all(post(client, OFREP_FLAG).status_code == 200 for _ in range(50))
+    assert rate_limiter._windows == {}
+
+
+@pytest.mark.parametrize("configured", ["5", "6000"])
+def test_bench__rate_limit_set_in_the_environment__benchmarks_never_throttled(
+    monkeypatch, tmp_path, configured
+):
+    from bench.evaluate import server_environment
+    from bench.server import BenchPlatform
+
+    monkeypatch.setenv("SDK_RATE_LIMIT_PER_MINUTE", configured)
+    assert server_environment(tmp_path)["SDK_RATE_LIMIT_PER_MINUTE"] == "0"
+    platform = BenchPlatform()
+    try:
+        assert platform.env["SDK_RATE_LIMIT_PER_MINUTE"] == "0"
+    finally:
+        platform.tmp.cleanup()
 
 
 def test_sdk_rate_limit__cache_down__fails_open_fast(two_environments, settings):
