@@ -17,7 +17,6 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +91,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         refusal = getattr(getattr(context.get("request"), "successful_authenticator", None), "refusal", None)
         if refusal:
             exc = exceptions.PermissionDenied(refusal)
+    # Imported here: DRF's views module loads the authentication classes, whose services import
+    # this module's domain errors, so a module-level import would be circular.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is not None and isinstance(response.data, list):
         # A validation error without a field (DRF's search filter raises one for a NUL in ?search=):
