@@ -50,7 +50,7 @@ class TimeBounds:
     @classmethod
     def until(cls, now: dt.datetime) -> "TimeBounds":
         """Exposures: any time in the past, since every exposure counts whatever its timestamp
-        (CONTRACT, analysis semantics: clients may send late); a future one is still a broken clock."""
+        (docs/analysis.md: clients may send late); a future one is still a broken clock."""
         return cls(earliest=None, latest=now + dt.timedelta(hours=settings.EVENT_MAX_FUTURE_HOURS))
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -56,6 +57,8 @@ class BatchIngestView(APIView):
     # user token apart, which authenticates and is refused with 403, as on every SDK endpoint.
     authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
     permission_classes = [IsSdkClient]
+    # The body is read raw (orjson, below); this tells the schema it is JSON, never a form or multipart.
+    parser_classes = [JSONParser]
     field: str = ""
 
     def _read_items(self, request) -> list | Response:
@@ -100,7 +103,7 @@ class BatchIngestView(APIView):
         return rows, sorted(rejected, key=lambda r: r.index)
 
     def _answer(self, accepted: int, rejected: list) -> Response:
-        # Always 202 for a well-formed batch, even when every item was rejected (CONTRACT): the batch
+        # Always 202 for a well-formed batch, even when every item was rejected (docs/api.md): the batch
         # was processed, and an SDK reads `rejected` to know which items to drop rather than resend.
         body = {"accepted": accepted, "rejected": [r.as_dict() for r in rejected]}
         return Response(body, status=status.HTTP_202_ACCEPTED)

@@ -52,7 +52,7 @@ def _refresh_state(snapshot: ExperimentResult | None) -> dict:
 def experiment_results_get(*, experiment: Experiment) -> dict:
     """The latest results document of ``experiment`` with how its last refresh went (``refresh``).
 
-    Never computed: the contract's shape with empty metrics, ``computed_at`` null and
+    Never computed: the documented shape with empty metrics, ``computed_at`` null and
     ``refresh.status`` ``never_computed``. A failed last refresh keeps the last good numbers, with
     ``refresh.status`` ``failed`` and the error. Cached until the next refresh.
     """

@@ -101,7 +101,7 @@ class RefreshStateSerializer(serializers.Serializer):
 
 
 class ResultsSerializer(serializers.Serializer):
-    """The Results document (CONTRACT, "Results"), with extras."""
+    """The Results document (the fields SDKs and dashboards rely on), with extras."""
 
     experiment = serializers.CharField()
     computed_at = serializers.DateTimeField(allow_null=True, help_text="Null until computed once.")

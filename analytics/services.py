@@ -44,7 +44,7 @@ TIMESERIES_ROLES = frozenset({MetricRole.PRIMARY})
 
 # --- from the models to the roll-up and the engine -------------------------------------------------------
 def _measure(metric: Metric) -> Measure:
-    """The metric's per-unit value (CONTRACT); for a ratio, the numerator: the sum of its event's value."""
+    """The metric's per-unit value (docs/analysis.md); for a ratio, the numerator: the sum of its event's value."""
     kind = "sum" if metric.type == MetricType.RATIO else metric.type
     return Measure(event=metric.event, kind=kind, window_hours=metric.window_hours, cap=metric.cap_value)
 
@@ -68,7 +68,7 @@ def _metric_spec(link: ExperimentMetric) -> MetricSpec:
 
 
 def experiment_analysis_time(experiment: Experiment, now: dt.datetime) -> dt.datetime:
-    """Events count up to now, or up to ``stopped_at`` once the experiment has stopped (CONTRACT)."""
+    """Events count up to now, or up to ``stopped_at`` once the experiment has stopped (docs/analysis.md)."""
     if experiment.status in (ExperimentStatus.STOPPED, ExperimentStatus.ARCHIVED) and experiment.stopped_at:
         return min(experiment.stopped_at, now)
     return now

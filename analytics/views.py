@@ -305,10 +305,10 @@ class PowerView(APIView):
                 "Answer",
                 response_only=True,
                 value={
-                    "days": 28.6,
+                    "days": 59.4,
                     "relative_lift": 0.05,
                     "detectable": True,
-                    "units": 57_200.0,
+                    "units": 118_816.3,
                     "power": 0.8,
                     "inputs": {"baseline_mean": 0.1, "daily_units": 2000},
                 },  # fmt: skip

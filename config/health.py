@@ -60,7 +60,14 @@ HEALTH_EXAMPLE = {
     "checks": {
         "database": {"status": "ok", "vendor": "postgresql", "latency_ms": 0.4},
         "cache": {"status": "ok", "backend": "RedisCache", "latency_ms": 0.3},
-        "clickhouse": {"status": "ok", "version": "26.9.1", "spool_depth": 0, "latency_ms": 2.1},
+        "clickhouse": {
+            "status": "ok",
+            "version": "26.9.1",
+            "spool_rows": 0,
+            "spool_batches": 0,
+            "spool_oldest": None,
+            "latency_ms": 2.1,
+        },
     },
 }
 

@@ -303,6 +303,14 @@ def experiment_delete_validate(*, experiment: Experiment) -> None:
             f"Only draft or archived experiments can be deleted; this one is {experiment.status}. "
             "Stop and archive it first."
         )
+    # Flag rules hold the experiment (their foreign key protects it): name them, so the refusal says
+    # what to change instead of failing on the protected reference.
+    flags = sorted(set(experiment.feature_rules.values_list("feature__key", flat=True)))
+    if flags:
+        raise Conflict(
+            f"Feature flag rules use this experiment ({', '.join(flags)}); "
+            "remove those experiment rules first."
+        )
 
 
 @transaction.atomic

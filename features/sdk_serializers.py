@@ -9,7 +9,7 @@ grammar allows ``1e400``, which Python reads as infinity).
 import math
 from typing import Any
 
-from drf_spectacular.utils import PolymorphicProxySerializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from experiments.assignment import AssignmentReason
@@ -150,8 +150,20 @@ class EvaluateResponseSerializer(serializers.Serializer):
 # --- OFREP (OpenFeature Remote Evaluation Protocol): shapes for the schema -----------------------------
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["targetingKey"],
+        "properties": {"targetingKey": {"type": "string", "minLength": 1, "maxLength": 256}},
+        "additionalProperties": True,
+    }
+)
+class OfrepContextField(serializers.DictField):
+    """The schema's view of an OFREP context: `targetingKey` is required (TARGETING_KEY_MISSING)."""
+
+
 class OfrepContextSerializer(serializers.Serializer):
-    context = serializers.DictField(
+    context = OfrepContextField(
         help_text="The evaluation context: `targetingKey` (required) is the unit id; every other field "
         "is an attribute for targeting."
     )

@@ -14,7 +14,7 @@ class MetricType(models.TextChoices):
 
 
 class Metric(models.Model):
-    """What an experiment measures, computed per unit from raw events (CONTRACT, "Analysis semantics")."""
+    """What an experiment measures, computed per unit from raw events (docs/analysis.md)."""
 
     key = models.SlugField(
         max_length=100,

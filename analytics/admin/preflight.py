@@ -125,7 +125,7 @@ class Baseline:
 
 
 def _measure_params(prefix: str, metric: Metric) -> dict[str, Any]:
-    """A measure's parameters (CONTRACT: a ratio's numerator is the sum of its event's value)."""
+    """A measure's parameters (docs/analysis.md: a ratio's numerator is the sum of its event's value)."""
     kind = "sum" if metric.type == MetricType.RATIO else metric.type
     return {
         f"{prefix}_event": metric.event,

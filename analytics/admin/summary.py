@@ -1,7 +1,7 @@
 """Words for a results document: the sentences and labels product managers read. Pure: no ORM, no I/O.
 
-Every function takes the contract's Results document (or one of its blocks) as plain data and copes
-with ``None`` wherever the contract allows it (no interval yet, no p-value under the Bayesian engine,
+Every function takes the Results document (docs/api.md) (or one of its blocks) as plain data and copes
+with ``None`` wherever the document allows it (no interval yet, no p-value under the Bayesian engine,
 an error instead of an estimate).
 """
 

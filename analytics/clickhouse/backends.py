@@ -73,7 +73,7 @@ def column_list(column_names: Sequence[str]) -> str:
 
 
 # Settings for every INSERT. Both tables partition by month and exposures may arrive years late (every
-# exposure counts, CONTRACT): a block over more than the default 100 partitions would be refused by a
+# exposure counts, docs/api.md): a block over more than the default 100 partitions would be refused by a
 # server, and chDB dropped it without an error. So the limit is lifted for our inserts.
 INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
 

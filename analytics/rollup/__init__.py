@@ -3,7 +3,7 @@
 * :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.services``);
 * :mod:`.query`: the SQL builder (one statement per experiment, one block of columns per metric);
 * :mod:`.run`: runs it and reads the answer as ``analytics.stats`` dataclasses;
-* :mod:`.results`: the statistics engine over those sums, shaped as the contract's Results document.
+* :mod:`.results`: the statistics engine over those sums, shaped as the Results document (docs/api.md).
 """
 
 from analytics.rollup.query import RollupQuery, Statement

@@ -29,7 +29,7 @@ for the analysis, so a test unit neither enters a variant nor lends its events t
 Why increments: a unit's contribution to Σy² on day d is f(v(d))², where v(d) is its running total,
 and that is not additive over events. Its change on an event day, f(v_k)² − f(v_{k−1})², is; so the
 cumulative sum of the per-day increments over days is exactly the statistic "over units exposed by
-the end of day d, with their events up to the end of day d" (CONTRACT, Results ``timeseries``),
+the end of day d, with their events up to the end of day d" (docs/api.md, Results ``timeseries``),
 caps and binomials included, and the sum over all days is the final result. Metrics without a time
 series put their whole per-unit value on the unit's entry day (k = 1), so the same output carries
 both. Units without events never reach step 3: they only add to n, which comes from ``units``.
@@ -284,7 +284,7 @@ class RollupQuery:
         return f"sumIf(e.value, {condition})" if measure.kind == "sum" else f"countIf({condition})"
 
     def _value(self, measure: Measure, raw: str, cap_name: str) -> str:
-        """A unit's value from its raw count or sum: 0/1 for binomial, else capped (CONTRACT)."""
+        """A unit's value from its raw count or sum: 0/1 for binomial, else capped (docs/analysis.md)."""
         if measure.kind == "binomial":  # 0/1 already; a cap below 1 would make no sense
             return f"toFloat64({raw} > 0)"
         if measure.cap is None:

@@ -1,4 +1,4 @@
-"""The Results document (CONTRACT, "Results"): the statistics engine over a roll-up's sums.
+"""The Results document (docs/api.md, "Results"): the statistics engine over a roll-up's sums.
 
 Pure: a :class:`~analytics.rollup.run.Rollup` and the analysis plan in, a JSON-ready dict out, so
 the numbers can be checked against independent computations without ClickHouse or a database.

@@ -4,7 +4,7 @@ The service turns an ``Experiment`` and its ``Metric`` rows into a :class:`Rollu
 builder turns the spec into SQL. Keeping the spec plain keeps the SQL testable without a database and
 lets the benchmark describe its metrics without Django models.
 
-A metric reduces every unit to one or two *measures* (CONTRACT, "Analysis semantics"): a measure is
+A metric reduces every unit to one or two *measures* (docs/analysis.md): a measure is
 one event counted over the unit's conversion window and capped:
 
 * ``binomial``: 1 if the unit has any such event in the window, else 0;

@@ -1,4 +1,4 @@
-"""One metric's results: every variant compared with the first (the control), per the contract.
+"""One metric's results: every variant compared with the first (the control), as docs/analysis.md describes.
 
 This is the engine's entry point for the roll-up: per-variant sufficient statistics in, the
 ``variants`` and ``comparisons`` blocks of the results document out, as plain JSON-ready values
@@ -94,7 +94,7 @@ def compare(
     variant: tuple[str, MetricStats],
     options: AnalysisOptions | None = None,
 ) -> dict[str, Any]:
-    """One comparison dict of the contract's ``comparisons`` list.
+    """One comparison dict of the results' ``comparisons`` list.
 
     Keys: ``variant``, ``baseline``, ``relative`` and ``absolute`` (``{"estimate", "ci"}``),
     ``p_value`` (relative-lift test; None under Bayesian), ``p_value_adjusted`` (= ``p_value``;

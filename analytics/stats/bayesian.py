@@ -18,7 +18,7 @@ From the posterior N(μ, σ²):
 * credible interval = the (α/2, 1 − α/2) normal quantiles.
 
 The ``absolute`` interval is the normal interval on the difference of means, whatever the prior
-(CONTRACT: the prior is a belief about the relative lift; gbstats would rescale it by the baseline
+(docs/analysis.md: the prior is a belief about the relative lift; gbstats would rescale it by the baseline
 mean for its absolute mode, which this engine does not use).
 """
 
@@ -114,7 +114,7 @@ def bayesian_test(
     if moments.relative is not None and moments.relative_variance is not None:
         relative = gaussian_posterior(moments.relative, moments.relative_variance, prior, alpha)
 
-    # The absolute effect is reported as the normal interval on the difference of means (CONTRACT),
+    # The absolute effect is reported as the normal interval on the difference of means (docs/analysis.md),
     # whatever the prior: the prior is a belief about the relative lift, and it shrinks that posterior
     # (and so chance to win and risk) only. GrowthBook's absolute mode would scale the prior by the
     # baseline mean instead; here the absolute numbers stay what the data alone say.

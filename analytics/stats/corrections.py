@@ -1,6 +1,6 @@
 """Multiple-testing corrections of p-values (Holm–Bonferroni, Benjamini–Hochberg).
 
-The contract applies them across all primary and secondary comparisons of an experiment, per its
+The results apply them across all primary and secondary comparisons of an experiment, per its
 ``correction`` setting; guardrails keep their raw p-values.
 """
 

@@ -6,7 +6,7 @@ error s and Welch–Satterthwaite degrees of freedom ν,
     CI = Δ̂ ± t_{1−α/2, ν}·s,    p = 2·P(T_ν > |Δ̂/s|).
 
 The same test is run on the absolute difference and on the relative lift (delta-method s); the
-contract's ``p_value`` is the relative-lift test's.
+results' ``p_value`` is the relative-lift test's.
 
 Sequential (gbstats ``SequentialTwoSidedTTest``; Waudby-Smith et al. 2023, "Time-uniform central
 limit theory and asymptotic confidence sequences", arXiv:2103.06476v7): with N = n_a + n_b units

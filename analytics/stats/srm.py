@@ -28,6 +28,9 @@ def srm_p_value(units: Sequence[int], weights: Sequence[float]) -> float:
     pairs = [(u, w) for u, w in zip(units, weights, strict=True) if w > 0]
     if len(pairs) < 2:
         return 1.0
+    # Scaled by the largest weight first, so huge weights (1e308 each) cannot overflow the sum.
+    largest = max(w for _, w in pairs)
+    pairs = [(u, w / largest) for u, w in pairs]
     total_weight = sum(w for _, w in pairs)
     statistic = 0.0
     for observed, weight in pairs:

@@ -7,7 +7,7 @@ from django.urls import reverse
 from experiments.assignment import CompiledExperiment, assign, experiment_compile
 from experiments.models import Experiment, ExperimentStatus
 from experiments.services import experiment_create
-from tests.factories import ExperimentFactory, MetricFactory
+from tests.factories import ExperimentFactory, FeatureRuleFactory, MetricFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -275,6 +275,15 @@ def test_experiment_delete__by_status__only_drafts_and_archived(pm_client, statu
     response = pm_client.delete(detail_url(experiment.key))
     assert response.status_code == expected
     assert Experiment.objects.filter(pk=experiment.pk).exists() == (expected != 204)
+
+
+def test_experiment_delete__used_by_a_flag_rule__409_naming_the_flag(pm_client):
+    experiment = ExperimentFactory(status="draft")
+    FeatureRuleFactory(feature__key="new_checkout", type="experiment", experiment=experiment, value=None)
+    response = pm_client.delete(detail_url(experiment.key))
+    assert response.status_code == 409
+    assert "new_checkout" in json.dumps(response.json())
+    assert Experiment.objects.filter(pk=experiment.pk).exists()
 
 
 def test_experiment_list__filters_by_status_tag_and_search(pm_client):

@@ -54,3 +54,9 @@ def test_srm_check__threshold__ok_when_p_at_least_threshold(units, ok):
 def test_srm_p_value__invalid_input__raises_value_error(units, weights):
     with pytest.raises(ValueError):
         srm_p_value(units, weights)
+
+
+def test_srm_p_value__weights_near_the_largest_double__same_as_their_ratio():
+    # Experiments stored before weights were bounded may hold 1e308 each: their sum overflows.
+    reference = scipy_stats.chisquare([5000, 5210], f_exp=[5105, 5105])
+    assert srm_p_value([5000, 5210], [1e308, 1e308]) == pytest.approx(reference.pvalue, rel=1e-10)
