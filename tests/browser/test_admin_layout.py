@@ -27,7 +27,7 @@ from tests.factories import ProductManagerFactory
 pytestmark = [requires_chromium, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 SCREEN = {"width": 1440, "height": 900}
-PASSWORD = "layout-password-1"
+PASSWORD = "layout-pass-1"
 LONG_KEY = "homepage_hero_redesign_with_personalised_recommendations_v2"
 
 # Measured in the page: the page's own horizontal overflow, each list's table against its box and the
