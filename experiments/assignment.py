@@ -9,9 +9,10 @@ The steps, in order, each with the reason given when the unit stops there:
 1. the experiment must be running (``NOT_RUNNING``: draft, paused, stopped or archived -- a paused
    experiment assigns nobody, and units come back to the same variant when it resumes);
 2. the unit's attributes must match the targeting condition (``TARGETING_MISS``);
-3. the unit must fall in the experiment's traffic: in a layer, its layer position in the
-   experiment's slice ``[layer_slice_start, layer_slice_start + traffic_allocation)``, else its bucket
-   under the experiment's coverage (``NOT_IN_TRAFFIC``);
+3. the unit must fall in the experiment's traffic: in a layer, in the experiment's GrowthBook
+   namespace ``[layer, layer_slice_start, layer_slice_start + traffic_allocation)``, else its bucket
+   (GrowthBook's hash, version 2, seeded with the experiment's seed) in a variant's range at coverage
+   ``traffic_allocation`` (``NOT_IN_TRAFFIC``);
 4. the weighted variant (``ASSIGNED``).
 
 Steps 3 and 4 are ``experiments.bucketing.assign_variant``: raising ``traffic_allocation`` never
@@ -184,7 +185,8 @@ def _compile(key: str, status: str, raw: Mapping[str, Any]) -> CompiledExperimen
         weights=tuple(float(v.get("weight", 1.0)) for v in variants),
         payloads=tuple(v.get("payload") for v in variants),
         traffic_allocation=float(raw.get("traffic_allocation", 1.0)),
-        targeting=compile_condition(targeting) if targeting else None,
+        # Lenient, as GrowthBook's SDKs: a stored part saving would refuse today matches nobody.
+        targeting=compile_condition(targeting, strict=False) if targeting else None,
         layer=layer,
         layer_slice_start=layer_slice_start if layer is not None else None,
     )

@@ -1,69 +1,75 @@
-"""Deterministic bucketing: which unit sees which variant, rollout and layer slice.
+"""Deterministic bucketing, GrowthBook's: which unit sees which variant, rollout and layer slice.
 
 Pure functions over plain data (no ORM, no I/O): they run on every assignment and flag evaluation.
+They follow GrowthBook's SDK specification ("Build your own SDK": ``hash``, ``getBucketRanges``,
+``chooseVariation``, ``inNamespace``, ``isIncludedInRollout``) so that a unit lands in the same
+variant whether our server or one of GrowthBook's SDKs decides, and every case of its conformance
+suite for these functions passes (``tests/conformance/test_growthbook_cases.py``).
 
 Hash (``bucket``)
 =================
-A unit's bucket for a seed is a number in [0, 1), computed as follows so that any SDK can
-reproduce it bit for bit:
+``fnv1a32(text)`` is 32-bit FNV-1a over the UTF-16 code units of ``text`` (as JavaScript's
+``charCodeAt``): start from ``h = 2166136261``; for each code unit ``c``: ``h = (h XOR c) * 16777619
+mod 2**32``. Each code unit is XORed whole (it is not a byte-wise FNV over UTF-8): ASCII text gives
+the textbook FNV-1a values.
 
-1. ``message = seed + "\\x1f" + unit_id`` -- the two strings joined by U+001F (INFORMATION
-   SEPARATOR ONE), encoded as UTF-8. A lone surrogate code unit (possible in JSON input) is
-   encoded as U+FFFD, as the WHATWG ``TextEncoder`` does.
-2. ``digest = SHA-256(message)`` (FIPS 180-4).
-3. ``x = the first 8 bytes of digest read as an unsigned big-endian 64-bit integer``.
-4. ``bucket = (x >> 11) / 2**53`` -- the top 53 bits as a fraction. Every step is exact in IEEE 754
-   double precision, and the result is never 1.0.
+A unit's bucket for a seed is a number in [0, 1):
 
-In JavaScript, without BigInt: ``hi = view.getUint32(0); lo = view.getUint32(4);
-bucket = (hi * 2 ** 21 + (lo >>> 11)) / 2 ** 53``.
+- version 2 (every experiment and rollout rule here):
+  ``n = fnv1a32(decimal(fnv1a32(seed + unit_id)))``, ``bucket = (n mod 10000) / 10000`` --
+  ``seed + unit_id`` is plain concatenation, ``decimal(x)`` the base-10 digits of the 32-bit integer
+  (``"2166136261"``), and the division is IEEE 754 double division;
+- version 1 (GrowthBook's original, used for namespaces only): ``n = fnv1a32(unit_id + seed)``,
+  ``bucket = (n mod 1000) / 1000``.
+
+So version 2 buckets are multiples of 1/10000 and version 1 buckets multiples of 1/1000 (a slice
+narrower than 0.001 of a layer holds nobody). Any other version gives ``None``.
 
 Test vectors (also asserted in ``tests/experiments/test_bucketing.py``)::
 
-    bucket("checkout-button", "user-1")        == 0.046104729009597945
-    bucket("", "")                             == 0.9996105273049685
-    bucket("layer:homepage", "ünïcødé-42 😀")  == 0.5311401150343583
+    bucket("checkout-button", "user-1", 2)      == 0.5603
+    bucket("", "", 2)                           == 0.2305
+    bucket("__homepage", "ünïcødé-42 😀", 1)    == 0.124
+    bucket("a", "b", 1)                         == 0.708
 
-SHA-256 over a short string in CPython's C implementation costs about 1 µs (close to MD5 and
-BLAKE2b, about 4x faster than a pure-Python FNV-1a), and SHA-256 is available in every language's
-standard library. Different seeds give independent buckets for the same unit.
+Characters outside the Basic Multilingual Plane (emoji) are two UTF-16 code units, as in JavaScript;
+GrowthBook's Python SDK 4.0.0 hashes code points instead, so for unit ids or seeds with such characters
+it disagrees with its JavaScript SDK and with us. A lone surrogate (possible in JSON) is one code unit.
 
 Seeds
 =====
-- An experiment's variant: the experiment's own hash seed (stored on the experiment; it never
-  changes while the experiment runs), or its key when the seed is empty.
-- A layer position: ``"layer:" + layer_key`` (``layer_position``). The layer key is free text
-  (``"home page/v2"`` hashes the seed ``"layer:home page/v2"``), used as stored: no escaping and
-  no normalisation beyond the surrounding whitespace trimmed when it is saved.
-- A feature rollout rule: ``"rollout:" + feature_key`` (``in_rollout``).
+- An experiment's variant: ``bucket(seed, unit_id, 2)`` where ``seed`` is the experiment's hash seed
+  (stored on the experiment; it never changes while the experiment runs), or its key when the seed is
+  empty.
+- A feature rollout rule: ``bucket(feature_key, unit_id, 2)`` (GrowthBook's default rule seed is the
+  feature key). An experiment whose seed equals a feature key buckets units exactly as that feature's
+  rollouts do; give one of them another seed when both run on the same units.
+- A layer: GrowthBook's namespace ``[layer_key, start, end]``, hashed ``bucket("__" + layer_key,
+  unit_id, 1)`` (``in_namespace``). The layer key is free text, used as stored.
 
-The three kinds cannot collide: experiment keys are slugs (no ``:``), and ``Experiment.clean()``
-refuses a hash seed that starts with ``"layer:"`` or ``"rollout:"``, so an experiment never buckets
-units as a layer or a rollout does. A seed containing U+001F could produce the same message as
-another (seed, unit) pair, and lone surrogates all encode as U+FFFD; ``Experiment.clean()`` refuses
-control characters and lone surrogates in layer keys and hash seeds, which never need them.
-
-Variant ranges (GrowthBook's ``getBucketRanges``/``chooseVariation``)
-=====================================================================
-Weights are relative. Variant ``i`` owns ``[start_i, start_i + coverage * w_i)`` where ``start_i`` is
-the cumulative normalised weight of the variants before it. Raising coverage grows every range from
-its own start, so a unit that was in stays in the same variant. Ranges are clipped at the next
-variant's start, and at coverage 1 they tile [0, 1) exactly (no gap from floating-point sums).
+Variant ranges (``bucket_ranges``, ``choose_variation``)
+========================================================
+Weights are normalised to sum to 1 (``variant_ranges``) and coverage is the experiment's traffic
+allocation. Variant ``i`` owns ``[start_i, start_i + coverage * w_i)`` where ``start_i = w_0 + ... +
+w_(i-1)`` is summed left to right in doubles; a unit is in variant ``i`` when its bucket is in that
+range (the first such ``i``), and in no variant otherwise. Raising coverage grows every range from
+its own start, so a unit that was in stays in the same variant.
 
 Layers
 ======
-Experiments sharing a layer key never share a unit: a unit's layer position is
-``bucket("layer:" + layer_key, unit_id)`` and each experiment owns a slice ``[start, start + width)``
-of the layer with ``width = traffic_allocation``. Inside its slice an experiment picks the variant
-with its own seed at coverage 1, so growing the slice from its start never moves a unit that was in.
+Experiments sharing a layer key never share a unit: each owns a slice ``[start, start + width)`` of
+the layer with ``width = traffic_allocation``, published as GrowthBook's namespace ``[layer, start,
+end]``, and a unit is in the slice when ``start <= bucket("__" + layer, unit_id, 1) < end``. Inside its
+slice an experiment picks the variant with its own seed at coverage 1, so growing the slice from its
+start never moves a unit that was in.
 
 Slice arithmetic is exact on a grid of one millionth (``LAYER_RESOLUTION``): ``start`` and ``width``
-count as ``floor(x * 1_000_000 + 0.5)`` cells (rounded half up, like JavaScript's ``Math.round``) and a
-position as cell ``floor(position * 1_000_000)``. A unit is in a slice when
-``start_cells <= position_cell < start_cells + width_cells``. Integer cells make
-exclusivity independent of floating-point sums (10% + 20% + 70% fill a layer exactly, and a start
-stored as ``0.3`` still touches, not overlaps, a slice ending at ``0.1 + 0.2``). Store slice starts
-and traffic allocations with at least 6 decimal places; finer differences are rounded away.
+count as ``floor(x * 1_000_000 + 0.5)`` cells (rounded half up, like JavaScript's ``Math.round``), and
+the namespace bounds are ``start_cells / 1_000_000`` and ``(start_cells + width_cells) / 1_000_000``
+(``layer_namespace``). Two slices that touch on the grid therefore share the very same double as
+boundary (10% + 20% + 70% fill a layer exactly, and a start stored as ``0.3`` touches, not overlaps, a
+slice ending at ``0.1 + 0.2``). Store slice starts and traffic allocations with at least 6 decimal
+places; finer differences are rounded away.
 """
 
 from __future__ import annotations
@@ -71,92 +77,118 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from hashlib import sha256
-from struct import Struct
+from struct import unpack
 
 __all__ = [
     "LAYER_RESOLUTION",
-    "LAYER_SEED_PREFIX",
-    "ROLLOUT_SEED_PREFIX",
+    "NAMESPACE_SEED_PREFIX",
     "allocate_slice",
     "assign_variant",
     "bucket",
+    "bucket_ranges",
     "can_grow",
-    "choose_variant",
+    "choose_variation",
+    "equal_weights",
+    "fnv1a32",
+    "in_namespace",
     "in_rollout",
-    "in_slice",
-    "layer_position",
+    "layer_namespace",
     "variant_ranges",
 ]
 
-LAYER_SEED_PREFIX = "layer:"
-ROLLOUT_SEED_PREFIX = "rollout:"
-
+NAMESPACE_SEED_PREFIX = "__"  # GrowthBook's inNamespace hashes "__" + namespace id (version 1)
 LAYER_RESOLUTION = 1_000_000  # cells of a layer: slice starts and widths are exact multiples of 1e-6
 
-_UINT64_BE = Struct(">Q").unpack_from
-_TWO_POW_MINUS_53 = 2.0**-53
+Namespace = tuple[str, float, float]
 
 
-def _utf8(message: str) -> bytes:
-    try:
-        return message.encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates: replace each with U+FFFD, as JavaScript's TextEncoder does.
-        return message.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+def _code_units(text: str) -> Iterable[int]:
+    data = text.encode("utf-16-le", "surrogatepass")
+    return unpack(f"<{len(data) // 2}H", data)
 
 
-def bucket(seed: str, unit_id: str) -> float:
-    """The unit's deterministic position in [0, 1) for ``seed`` (algorithm in the module docstring).
+def fnv1a32(text: str) -> int:
+    """32-bit FNV-1a over the UTF-16 code units of ``text``, as GrowthBook's JavaScript SDK computes it."""
+    value = 0x811C9DC5  # the FNV offset basis; literals, not globals, in this hot loop
+    for unit in text.encode("ascii") if text.isascii() else _code_units(text):
+        value = ((value ^ unit) * 0x01000193) & 0xFFFFFFFF
+    return value
 
-    Stable across processes, machines and Python versions (never Python's ``hash()``), uniform, and
-    independent between different seeds.
+
+def bucket(seed: str, unit_id: str, version: int = 2) -> float | None:
+    """The unit's deterministic position in [0, 1) for ``seed`` (GrowthBook's ``hash``; algorithm above).
+
+    Version 2 unless told; ``None`` for a version GrowthBook does not define. Stable across processes,
+    machines and languages (never Python's ``hash()``).
     """
-    digest = sha256(_utf8(f"{seed}\x1f{unit_id}")).digest()
-    return (_UINT64_BE(digest)[0] >> 11) * _TWO_POW_MINUS_53
+    if version == 2:
+        return (fnv1a32(str(fnv1a32(seed + unit_id))) % 10000) / 10000
+    if version == 1:
+        return (fnv1a32(unit_id + seed) % 1000) / 1000
+    return None
+
+
+def equal_weights(num_variations: int) -> list[float]:
+    """GrowthBook's ``getEqualWeights``: ``num_variations`` weights of ``1 / num_variations``."""
+    if num_variations < 1:
+        return []
+    return [1.0 / num_variations] * num_variations
+
+
+def bucket_ranges(
+    num_variations: int, coverage: float, weights: Sequence[float] | None = None
+) -> list[tuple[float, float]]:
+    """GrowthBook's ``getBucketRanges``: one ``[start, end)`` range per variation.
+
+    ``coverage`` is clamped to [0, 1]; ``weights`` that are missing, of the wrong length or that do not
+    sum to 1 (within 0.99..1.01) are replaced by equal weights, as the specification says.
+    """
+    coverage = min(max(coverage, 0.0), 1.0)
+    if weights is None or len(weights) != num_variations:
+        weights = equal_weights(num_variations)
+    total = sum(weights)
+    if total < 0.99 or total > 1.01:
+        weights = equal_weights(num_variations)
+    ranges = []
+    cumulative = 0.0
+    for weight in weights:
+        start = cumulative
+        cumulative += weight
+        ranges.append((start, start + coverage * weight))
+    return ranges
+
+
+def choose_variation(n: float, ranges: Sequence[Sequence[float]]) -> int:
+    """GrowthBook's ``chooseVariation``: index of the first range holding ``n``, or -1."""
+    for index, (start, end) in enumerate(ranges):
+        if start <= n < end:
+            return index
+    return -1
+
+
+def in_namespace(unit_id: str, namespace: Sequence) -> bool:
+    """GrowthBook's ``inNamespace``: ``start <= bucket("__" + id, unit_id, 1) < end``."""
+    n = bucket(NAMESPACE_SEED_PREFIX + namespace[0], unit_id, 1)
+    return namespace[1] <= n < namespace[2]
 
 
 def variant_ranges(weights: Sequence[float], coverage: float) -> list[tuple[float, float]]:
-    """Half-open bucket ranges ``[start, end)`` of each variant, as GrowthBook's ``getBucketRanges``.
+    """The ranges of an experiment with relative ``weights`` at ``coverage`` (its traffic allocation).
 
-    ``weights`` are relative (normalised here); ``coverage`` in [0, 1] is the share of units in the
-    experiment. Raising ``coverage`` only extends each range from its own start, so it never moves a
-    unit that was already in. Raises ``ValueError`` on weights that are empty, negative, not finite or
-    all zero, and on a coverage outside [0, 1].
+    The weights are normalised to sum to 1, then passed to ``bucket_ranges``, so a GrowthBook SDK given
+    the normalised weights computes the same ranges. Raises ``ValueError`` on weights that are empty,
+    negative, not finite or all zero, and on a coverage outside [0, 1].
     """
     if not weights:
         raise ValueError("at least one variant weight is required")
     if not all(math.isfinite(w) and w >= 0 for w in weights):
         raise ValueError(f"variant weights must be finite and non-negative, got {list(weights)!r}")
     total = math.fsum(weights)
-    if total <= 0:
+    if total <= 0 or not math.isfinite(total):
         raise ValueError("variant weights must not all be zero")
     if not 0.0 <= coverage <= 1.0:  # also refuses NaN
         raise ValueError(f"coverage must be between 0 and 1, got {coverage!r}")
-
-    starts: list[float] = []
-    cumulative = 0.0
-    for weight in weights:
-        starts.append(min(cumulative / total, 1.0))
-        cumulative += weight
-    starts.append(1.0)
-
-    ranges: list[tuple[float, float]] = []
-    for i, weight in enumerate(weights):
-        start, next_start = starts[i], starts[i + 1]
-        # min() keeps ranges disjoint and monotone in coverage despite rounding; at coverage 1 the
-        # ranges tile [0, 1) exactly.
-        end = next_start if coverage >= 1.0 else min(start + coverage * (weight / total), next_start)
-        ranges.append((start, end))
-    return ranges
-
-
-def choose_variant(n: float, ranges: Sequence[tuple[float, float]]) -> int | None:
-    """Index of the variant whose range holds bucket ``n``, or ``None`` when ``n`` is not covered."""
-    for index, (start, end) in enumerate(ranges):
-        if start <= n < end:
-            return index
-    return None
+    return bucket_ranges(len(weights), coverage, [w / total for w in weights])
 
 
 @lru_cache(maxsize=1024)
@@ -165,29 +197,29 @@ def _cached_ranges(weights: tuple[float, ...], coverage: float) -> tuple[tuple[f
     return tuple(variant_ranges(weights, coverage))
 
 
-def layer_position(layer: str, unit_id: str) -> float:
-    """The unit's position in a layer: ``bucket("layer:" + layer, unit_id)``."""
-    return bucket(LAYER_SEED_PREFIX + layer, unit_id)
-
-
 def _cells(fraction: float) -> int:
     # Round half up (not Python's half-to-even round()), so every SDK gets the same cell count.
     return int(fraction * LAYER_RESOLUTION + 0.5)
 
 
-def in_slice(position: float, start: float, width: float) -> bool:
-    """Whether a layer position falls in the slice ``[start, start + width)`` (on the 1e-6 grid).
-
-    ``start`` and ``width`` are in [0, 1]; the grid is described in the module docstring.
-    """
-    first = int(start * LAYER_RESOLUTION + 0.5)
-    # position < 1, so its cell is at most LAYER_RESOLUTION - 1 (the product never rounds up to 1e6).
-    return first <= int(position * LAYER_RESOLUTION) < first + int(width * LAYER_RESOLUTION + 0.5)
-
-
 def _check_slice(start: float, width: float) -> None:
     if not (0.0 <= start <= 1.0 and 0.0 <= width <= 1.0):  # also refuses NaN
         raise ValueError(f"a layer slice needs start and width in [0, 1], got ({start!r}, {width!r})")
+
+
+def layer_namespace(layer: str, start: float, width: float) -> Namespace:
+    """The GrowthBook namespace ``(layer, start, end)`` of the slice ``[start, start + width)``.
+
+    Bounds are on the 1e-6 grid (module docstring), so touching slices share the same boundary double.
+    """
+    _check_slice(start, width)
+    first = _cells(start)
+    return (layer, first / LAYER_RESOLUTION, (first + _cells(width)) / LAYER_RESOLUTION)
+
+
+@lru_cache(maxsize=1024)
+def _cached_namespace(layer: str, start: float, width: float) -> Namespace:
+    return layer_namespace(layer, start, width)
 
 
 def _occupied(taken: Iterable[tuple[float, float]]) -> list[tuple[int, int]]:
@@ -247,28 +279,38 @@ def assign_variant(
     """The variant index of a unit in an experiment, or ``None`` when the unit is not in it.
 
     Outside a layer the experiment's ranges use ``coverage = traffic_allocation``. In a layer the unit
-    is in when its layer position falls in the experiment's slice ``[layer_slice_start,
-    layer_slice_start + traffic_allocation)`` (on the layer's 1e-6 grid), and the variant is then
-    chosen with the experiment's seed at coverage 1. Either way, raising ``traffic_allocation`` never
-    moves a unit that was in. Raises ``ValueError`` on invalid weights, allocation or slice.
+    is in when ``in_namespace(unit_id, layer_namespace(layer, layer_slice_start, traffic_allocation))``,
+    and the variant is then chosen with the experiment's seed at coverage 1. Either way the variant is
+    ``choose_variation(bucket(seed, unit_id, 2), ranges)``, raising ``traffic_allocation`` never moves a
+    unit that was in, and an empty unit id is in nothing (as GrowthBook's SDKs skip an empty hash value).
+    Raises ``ValueError`` on invalid weights, allocation or slice.
     """
     if layer is None:
         if layer_slice_start is not None:
             raise ValueError("layer_slice_start is only meaningful with a layer")
-        return choose_variant(bucket(seed, unit_id), _cached_ranges(tuple(weights), traffic_allocation))
-    if layer_slice_start is None:
-        raise ValueError(f"an experiment in layer {layer!r} needs its layer_slice_start")
-    _check_slice(layer_slice_start, traffic_allocation)
-    if not in_slice(layer_position(layer, unit_id), layer_slice_start, traffic_allocation):
+        ranges = _cached_ranges(tuple(weights), traffic_allocation)
+    else:
+        if layer_slice_start is None:
+            raise ValueError(f"an experiment in layer {layer!r} needs its layer_slice_start")
+        ranges = _cached_ranges(tuple(weights), 1.0)
+        if unit_id and not in_namespace(
+            unit_id, _cached_namespace(layer, layer_slice_start, traffic_allocation)
+        ):
+            return None
+    if not unit_id:
         return None
-    return choose_variant(bucket(seed, unit_id), _cached_ranges(tuple(weights), 1.0))
+    index = choose_variation(bucket(seed, unit_id, 2), ranges)
+    return None if index < 0 else index
 
 
-def in_rollout(feature_key: str, unit_id: str, coverage: float) -> bool:
-    """Whether a unit is in a feature rollout rule of ``coverage`` (0..1).
+def in_rollout(seed: str, unit_id: str, coverage: float) -> bool:
+    """Whether a unit is in a rollout rule of ``coverage`` (0..1): GrowthBook's ``isIncludedInRollout``.
 
-    The unit is in when ``bucket("rollout:" + feature_key, unit_id) < coverage``: coverage 0 lets
-    nobody in, 1 everybody, and raising it only adds units. Every rollout rule of a feature shares
-    the seed, so a unit's chance is the same in every rule and environment of that feature.
+    ``seed`` is the rule's seed, the feature key by default. Coverage 0 lets nobody in; otherwise the
+    unit is in when ``bucket(seed, unit_id, 2) <= coverage`` (inclusive, as the specification and the
+    JavaScript SDK; GrowthBook's Python SDK 4.0.0 uses ``<``). An empty unit id is never in. Raising
+    coverage only adds units.
     """
-    return bucket(ROLLOUT_SEED_PREFIX + feature_key, unit_id) < coverage
+    if coverage <= 0 or not unit_id:
+        return False
+    return bucket(seed, unit_id, 2) <= coverage

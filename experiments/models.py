@@ -10,7 +10,6 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 from taggit.managers import TaggableManager
 
-from experiments.bucketing import LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX
 from metrics.models import Metric
 
 
@@ -174,7 +173,7 @@ class Experiment(models.Model):
         max_length=100,
         blank=True,
         help_text="Advanced: changes who gets which variant. Empty: the experiment's key. "
-        f"Must not start with “{LAYER_SEED_PREFIX}” or “{ROLLOUT_SEED_PREFIX}”.",
+        "Avoid a feature's key: that feature's rollouts hash with it.",
     )
 
     engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.FREQUENTIST)
@@ -277,13 +276,6 @@ class Experiment(models.Model):
         )
         if seed_changed and (problem := _hashed_text_problem(self.hash_seed)):
             errors["hash_seed"] = f"The hash seed {problem}."
-        elif seed_changed and self.hash_seed.startswith((LAYER_SEED_PREFIX, ROLLOUT_SEED_PREFIX)):
-            # Layer positions and feature rollouts hash with these prefixes (experiments.bucketing):
-            # such a seed would bucket units exactly as a layer or a rollout does.
-            errors["hash_seed"] = (
-                f"The hash seed must not start with “{LAYER_SEED_PREFIX}” or “{ROLLOUT_SEED_PREFIX}”: "
-                "those seeds are reserved for layers and feature rollouts. Choose another seed or leave it empty."
-            )
         try:
             validate_condition(self.targeting)
         except ConditionError as exc:

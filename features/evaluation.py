@@ -17,11 +17,15 @@ Evaluation order (the contract's "Feature" and "OFREP" sections):
 3. Rules in order, the first that applies wins:
    ``force`` -- the condition matches: its value, ``TARGETING_MATCH``;
    ``rollout`` -- the condition matches and the unit is in ``bucketing.in_rollout(feature_key,
-   unit_id, coverage)``: its value, ``SPLIT``;
+   unit_id, coverage)`` (GrowthBook's ``isIncludedInRollout`` with the feature key as seed, hash
+   version 2): its value, ``SPLIT``;
    ``experiment`` -- the condition matches and the experiment assigns the unit
    (``experiments.assignment.assign``; only a running experiment assigns anyone): the variant's value,
    ``SPLIT``, ``variant`` = the variant key. A unit outside the experiment falls through.
 4. No rules at all: ``default_value``, ``STATIC``. Rules, none applied: ``default_value``, ``DEFAULT``.
+
+Conditions are compiled leniently (``experiments.conditions``): a stored part that saving refuses
+today, such as a pattern RE2 cannot run, matches nobody, as GrowthBook's specification says.
 
 One flag never fails a request for the others: a flag whose stored rules cannot be compiled, or
 whose evaluation raises (damaged data that saving would refuse), answers ``default_value`` with
@@ -169,7 +173,9 @@ def snapshot_version(snapshot: Mapping[str, Any]) -> str:
 
 
 def _predicate(condition: Any) -> Predicate | None:
-    return compile_condition(condition) if condition else None
+    # Lenient, as GrowthBook's SDKs evaluate the same stored condition: a part that saving would have
+    # refused (a pattern RE2 cannot run, an unknown operator) matches nobody instead of failing the flag.
+    return compile_condition(condition, strict=False) if condition else None
 
 
 def _compile_rule(feature_key: str, index: int, raw: Mapping[str, Any]) -> CompiledRule:

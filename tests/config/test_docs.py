@@ -75,9 +75,9 @@ def test_docs__index__links_every_page():
 
 
 def test_sdks_doc__bucketing_test_vectors__are_what_the_code_computes():
-    # Given the test vectors SDK authors copy from docs/sdks.md ("| seed | unit id | bucket |")
+    # Given the test vectors SDK authors copy from docs/sdks.md ("| seed | unit id | version | bucket |")
     text = (ROOT / "docs" / "sdks.md").read_text(encoding="utf-8")
-    table = text.split("| seed | unit id | bucket |", 1)[1].split("\n\n", 1)[0]
+    table = text.split("| seed | unit id | version | bucket |", 1)[1].split("\n\n", 1)[0]
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
         for line in table.splitlines()
@@ -89,8 +89,8 @@ def test_sdks_doc__bucketing_test_vectors__are_what_the_code_computes():
         return "" if value == "(empty)" else value.strip("`")
 
     # Then each is exactly the double the code computes
-    for seed, unit_id, expected in rows:
-        assert repr(bucket(cell(seed), cell(unit_id))) == expected, (seed, unit_id)
+    for seed, unit_id, version, expected in rows:
+        assert repr(bucket(cell(seed), cell(unit_id), int(version))) == expected, (seed, unit_id)
 
 
 def test_operations_doc__configuration__documents_every_setting_read_from_the_environment():

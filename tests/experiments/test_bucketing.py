@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,13 @@ from experiments.bucketing import (
     assign_variant,
     bucket,
     can_grow,
-    choose_variant,
+    choose_variation,
+    in_namespace,
     in_rollout,
-    in_slice,
-    layer_position,
+    layer_namespace,
     variant_ranges,
 )
-from tests.support.hash_reference import reference_bucket
+from tests.support.hash_reference import fnv1a32_reference, reference_bucket
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 N_UNITS = 100_000
@@ -37,10 +36,16 @@ UNIT_IDS = [f"user-{i}" for i in range(N_UNITS)]
 P_FLOOR = 0.001
 
 TEST_VECTORS = [
-    ("checkout-button", "user-1", 0.046104729009597945),
-    ("", "", 0.9996105273049685),
-    ("layer:homepage", "ünïcødé-42 😀", 0.5311401150343583),
+    ("checkout-button", "user-1", 2, 0.5603),
+    ("", "", 2, 0.2305),
+    ("__homepage", "ünïcødé-42 😀", 1, 0.124),
+    ("a", "b", 1, 0.708),
 ]
+
+
+def layer_position(layer: str, unit_id: str) -> float:
+    """The position the layer's namespace tests: GrowthBook's inNamespace hash."""
+    return bucket("__" + layer, unit_id, 1)
 
 
 @pytest.fixture(scope="module")
@@ -52,48 +57,62 @@ def buckets_by_seed() -> dict[str, np.ndarray]:
 # --- the hash ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("seed", "unit_id", "expected"), TEST_VECTORS)
+@pytest.mark.parametrize(("seed", "unit_id", "version", "expected"), TEST_VECTORS)
 def test_bucket__documented_test_vector__gives_documented_value(
-    seed: str, unit_id: str, expected: float
+    seed: str, unit_id: str, version: int, expected: float
 ) -> None:
-    assert bucket(seed, unit_id) == expected
+    assert bucket(seed, unit_id, version) == expected
 
 
 def test_bucket__module_docstring__lists_the_asserted_test_vectors() -> None:
-    documented = re.findall(r'bucket\("(.*?)", "(.*?)"\)\s+== (\S+)', bucketing.__doc__)
-    assert [(seed, unit_id, float(value)) for seed, unit_id, value in documented] == TEST_VECTORS
+    documented = re.findall(r'bucket\("(.*?)", "(.*?)", (\d)\)\s+== (\S+)', bucketing.__doc__)
+    assert [(seed, unit_id, int(v), float(value)) for seed, unit_id, v, value in documented] == TEST_VECTORS
+
+
+def test_fnv1a32__published_fnv_vectors__same_values() -> None:
+    # The FNV-1a 32-bit test vectors of the FNV reference (draft-eastlake-fnv, section 8)
+    assert bucketing.fnv1a32("") == 0x811C9DC5
+    assert bucketing.fnv1a32("a") == 0xE40C292C
+    assert bucketing.fnv1a32("foobar") == 0xBF9CF968
 
 
 @pytest.mark.parametrize(
     ("seed", "unit_id"),
     [
-        *[(seed, unit_id) for seed, unit_id, _ in TEST_VECTORS],
+        *[(seed, unit_id) for seed, unit_id, _, _ in TEST_VECTORS],
         ("checkout-button", "user-2"),
-        ("rollout:new-nav", "42"),
-        ("exp-" + "x" * 100, "long-" + "y" * 200),  # a message longer than one SHA-256 block
+        ("new-nav", "42"),
+        ("exp-" + "x" * 100, "long-" + "y" * 200),
         ("日本語", "ユーザー"),
+        ("emoji", "😀 \ud800 lone surrogate"),
     ],
 )
-def test_bucket__any_seed_and_unit__equals_independent_pure_python_reference(seed: str, unit_id: str) -> None:
-    # Fraction -> float is exact here (53-bit numerator over 2**53), so equality is exact.
-    assert Fraction(bucket(seed, unit_id)) == reference_bucket(seed, unit_id)
+@pytest.mark.parametrize("version", [1, 2])
+def test_bucket__any_seed_and_unit__equals_independent_reference(
+    seed: str, unit_id: str, version: int
+) -> None:
+    # Fraction -> float of k/1000 or k/10000 is the correctly rounded double the division gives.
+    assert bucket(seed, unit_id, version) == float(reference_bucket(seed, unit_id, version))
+    assert bucketing.fnv1a32(seed + unit_id) == fnv1a32_reference(seed + unit_id)
 
 
-def test_bucket__sample_of_units__equals_independent_pure_python_reference() -> None:
+def test_bucket__sample_of_units__equals_independent_reference() -> None:
     for i in range(0, N_UNITS, 997):
-        assert Fraction(bucket("pricing-page", UNIT_IDS[i])) == reference_bucket("pricing-page", UNIT_IDS[i])
+        assert bucket("pricing-page", UNIT_IDS[i]) == float(reference_bucket("pricing-page", UNIT_IDS[i]))
 
 
-def test_bucket__lone_surrogate__hashed_as_replacement_character() -> None:
-    # JSON may carry a lone surrogate ("\ud800"); it must not crash, and hashes like TextEncoder output.
-    assert bucket("exp", "a\ud800b") == bucket("exp", "a\ufffdb")
+def test_bucket__characters_outside_the_bmp__hashed_as_two_utf16_code_units() -> None:
+    # As JavaScript's charCodeAt: U+1F600 is the surrogate pair D83D DE00.
+    assert bucketing.fnv1a32("😀") == bucketing.fnv1a32("\ud83d\ude00")
+    assert bucket("exp", "a\ud800b") is not None  # a lone surrogate is one code unit, never an error
 
 
-def test_bucket__surrogate_pair_code_points__hashed_as_the_character_they_form() -> None:
-    assert bucket("exp", "\ud83d\ude00") == bucket("exp", "😀")
+def test_bucket__unknown_version__none() -> None:
+    assert bucket("s", "u", 3) is None
 
 
 def test_bucket__100k_units__always_in_unit_interval(buckets_by_seed: dict[str, np.ndarray]) -> None:
+    # Version 2 buckets are multiples of 1/10000 in [0, 0.9999]
     for values in buckets_by_seed.values():
         assert values.min() >= 0.0
         assert values.max() < 1.0
@@ -109,7 +128,7 @@ def test_bucket__100k_sequential_units__uniform_over_100_bins(
 
 def test_bucket__separate_python_process__same_values() -> None:
     # Given a fresh interpreter with a different hash randomisation
-    sample = [(seed, unit_id) for seed, unit_id, _ in TEST_VECTORS] + [
+    sample = [(seed, unit_id) for seed, unit_id, _, _ in TEST_VECTORS] + [
         ("pricing-page", u) for u in UNIT_IDS[:500]
     ]
     script = (
@@ -136,8 +155,8 @@ def test_bucket__separate_python_process__same_values() -> None:
 
 def test_bucket__two_experiment_seeds__variants_independent(buckets_by_seed: dict[str, np.ndarray]) -> None:
     # Given two experiments, with 3 and 2 variants, over the same 100,000 units
-    first = [choose_variant(n, variant_ranges([1, 1, 1], 1.0)) for n in buckets_by_seed["checkout-button"]]
-    second = [choose_variant(n, variant_ranges([1, 1], 1.0)) for n in buckets_by_seed["pricing-page"]]
+    first = [choose_variation(n, variant_ranges([1, 1, 1], 1.0)) for n in buckets_by_seed["checkout-button"]]
+    second = [choose_variation(n, variant_ranges([1, 1], 1.0)) for n in buckets_by_seed["pricing-page"]]
     # When we cross-tabulate their variants
     table = np.zeros((3, 2))
     for (a, b), count in Counter(zip(first, second, strict=True)).items():
@@ -183,7 +202,7 @@ def test_variant_ranges__weights_and_coverage__growthbook_ranges(
 def test_variant_ranges__full_coverage__tile_unit_interval_without_gaps(weights: list[float]) -> None:
     ranges = variant_ranges(weights, 1.0)
     assert ranges[0][0] == 0.0
-    assert ranges[-1][1] == 1.0
+    assert ranges[-1][1] > 0.9999  # covers the highest version 2 bucket (sums may round just below 1)
     for (_, end), (next_start, _) in zip(ranges, ranges[1:], strict=False):
         assert end == next_start
 
@@ -224,21 +243,21 @@ def test_variant_ranges__invalid_weights_or_coverage__raise_value_error(
     [
         (0.0, 0),
         (0.2499, 0),
-        (0.25, None),  # end is exclusive; [0.25, 0.5) is not covered
-        (0.4999, None),
+        (0.25, -1),  # end is exclusive; [0.25, 0.5) is not covered
+        (0.4999, -1),
         (0.5, 1),  # start is inclusive
         (0.7499, 1),
-        (0.75, None),
-        (0.9999999, None),
+        (0.75, -1),
+        (0.9999999, -1),
     ],
 )
-def test_choose_variant__bucket_position__variant_index_or_none(n: float, expected: int | None) -> None:
-    assert choose_variant(n, [(0.0, 0.25), (0.5, 0.75)]) == expected
+def test_choose_variation__bucket_position__variant_index_or_minus_one(n: float, expected: int) -> None:
+    assert choose_variation(n, [(0.0, 0.25), (0.5, 0.75)]) == expected
 
 
-def test_choose_variant__empty_ranges__none() -> None:
-    assert choose_variant(0.3, [(0.3, 0.3)]) is None
-    assert choose_variant(0.3, []) is None
+def test_choose_variation__empty_ranges__minus_one() -> None:
+    assert choose_variation(0.3, [(0.3, 0.3)]) == -1
+    assert choose_variation(0.3, []) == -1
 
 
 # --- assign_variant outside a layer -----------------------------------------------------------------
@@ -298,10 +317,10 @@ def test_assign_variant__traffic_allocation_bounds__nobody_or_everybody(
 
 def test_assign_variant__outside_layer__equals_documented_composition() -> None:
     for unit_id in UNIT_IDS[:1000]:
-        expected = choose_variant(bucket("checkout-button", unit_id), variant_ranges([1, 3], 0.6))
+        index = choose_variation(bucket("checkout-button", unit_id, 2), variant_ranges([1, 3], 0.6))
         assert assign_variant(
             seed="checkout-button", unit_id=unit_id, weights=[1, 3], traffic_allocation=0.6
-        ) == (expected)
+        ) == (None if index == -1 else index)
 
 
 @pytest.mark.parametrize(
@@ -320,52 +339,41 @@ def test_assign_variant__inconsistent_layer_arguments__raise_value_error(kwargs:
 # --- layers -----------------------------------------------------------------------------------------
 
 
-def test_layer_position__any_unit__bucket_of_layer_seed() -> None:
-    assert layer_position("homepage", "ünïcødé-42 😀") == TEST_VECTORS[2][2]
-    assert layer_position("homepage", "user-7") == bucket("layer:homepage", "user-7")
-
-
 @pytest.mark.parametrize("layer", ["home page/v2", "Startseite · Über uns", "rollout:checkout", "a:b/c d"])
-def test_layer_position__free_text_key__documented_hash_of_the_key_as_is(layer: str) -> None:
-    # The layer key is hashed as stored, after "layer:", with no escaping (module docstring, "Seeds").
-    for unit_id in ("user-7", "ünïcødé-42 😀", ""):
-        assert Fraction(layer_position(layer, unit_id)) == reference_bucket("layer:" + layer, unit_id)
+def test_in_namespace__free_text_layer_key__documented_hash_of_the_key_as_is(layer: str) -> None:
+    # GrowthBook's inNamespace: bucket("__" + id, unit, 1), the layer key hashed as stored.
+    for unit_id in ("user-7", "ünïcødé-42 😀", "x"):
+        n = float(reference_bucket("__" + layer, unit_id, 1))
+        assert in_namespace(unit_id, (layer, n, n + 0.001)) is True
+        assert in_namespace(unit_id, (layer, 0.0, n)) is False
 
 
 @pytest.mark.parametrize(
-    ("position", "start", "width", "expected"),
+    ("start", "width", "expected"),
     [
-        (0.2, 0.2, 0.3, True),  # start inclusive
-        (0.4999, 0.2, 0.3, True),
-        (0.5, 0.2, 0.3, False),  # end exclusive
-        (0.1999, 0.2, 0.3, False),
-        (0.2, 0.2, 0.0, False),  # an empty slice holds nobody
-        (0.9999999999, 0.0, 1.0, True),
-        (1 - 2**-53, 0.999999, 0.000001, True),  # the highest possible position is in the last cell
-        (0.3, 0.1, 0.2, False),  # 0.1 + 0.2 == 0.30000000000000004 in floats, but the grid is exact
-        (0.3, 0.3, 0.1, True),
+        (0.2, 0.3, ("home", 0.2, 0.5)),
+        (0.1, 0.2, ("home", 0.1, 0.3)),  # 0.1 + 0.2 == 0.30000000000000004 in floats; the grid gives 0.3
+        (0.0, 1.0, ("home", 0.0, 1.0)),
+        (0.3, 0.0, ("home", 0.3, 0.3)),  # an empty slice holds nobody
         # 0.1000005 is 100000.5 cells: rounded half up (as Math.round) to 100001, not to even (100000)
-        (0.10000051, 0.0, 0.1000005, True),
-        (0.10000051, 0.1000005, 0.1, False),
-        (0.10000151, 0.1000005, 0.000001, True),
+        (0.0, 0.1000005, ("home", 0.0, 0.100001)),
     ],
 )
-def test_in_slice__position__inside_half_open_slice(
-    position: float, start: float, width: float, expected: bool
+def test_layer_namespace__slice__growthbook_namespace_on_the_grid(
+    start: float, width: float, expected: tuple[str, float, float]
 ) -> None:
-    assert in_slice(position, start, width) is expected
+    assert layer_namespace("home", start, width) == expected
 
 
-def test_in_slice__adjacent_slices_with_rounded_starts__each_position_in_exactly_one() -> None:
+def test_layer_namespace__adjacent_slices__every_unit_in_at_most_one() -> None:
     # Given slices [0.1, 0.3) and [0.3, 0.4), the first ending at the float sum 0.1 + 0.2
-    slices = [(0.1, 0.2), (0.3, 0.1)]
-    # Then every position near the shared boundary (within 1,000 ulps) is in exactly one of them
-    position = 0.3
-    for _ in range(1000):
-        position = float(np.nextafter(position, 0.0))
-    for _ in range(2000):
-        assert sum(in_slice(position, start, width) for start, width in slices) == 1
-        position = float(np.nextafter(position, 1.0))
+    first, second = layer_namespace("home", 0.1, 0.2), layer_namespace("home", 0.3, 0.1)
+    assert first[2] == second[1]
+    # Then every unit is in at most one of them, and the two hold the units of [0.1, 0.4)
+    both = [(in_namespace(u, first), in_namespace(u, second)) for u in UNIT_IDS[:20_000]]
+    assert not any(a and b for a, b in both)
+    positions = [layer_position("home", u) for u in UNIT_IDS[:20_000]]
+    assert sum(a or b for a, b in both) == sum(0.1 <= p < 0.4 for p in positions)
 
 
 def test_assign_variant__two_experiments_in_one_layer__never_share_a_unit() -> None:
@@ -470,8 +478,10 @@ def test_allocate_slice__allocated_slices__never_overlap_by_construction() -> No
         taken.append((start, width))
     # Then no position of 100,000 units falls in two of them
     for unit_id in UNIT_IDS[:20_000]:
-        position = layer_position("checkout", unit_id)
-        assert sum(in_slice(position, start, width) for start, width in taken) <= 1
+        assert (
+            sum(in_namespace(unit_id, layer_namespace("checkout", start, width)) for start, width in taken)
+            <= 1
+        )
 
 
 @pytest.mark.parametrize(
@@ -526,9 +536,21 @@ def test_in_rollout__coverage_raised__units_already_in_stay_in() -> None:
         assert states == sorted(states)  # False... then True...: never out once in
 
 
-def test_in_rollout__any_unit__documented_seed() -> None:
+def test_in_rollout__any_unit__growthbook_rule_with_the_feature_key_as_seed() -> None:
     for unit_id in UNIT_IDS[:1000]:
-        assert in_rollout("new-nav", unit_id, 0.3) is (bucket("rollout:new-nav", unit_id) < 0.3)
+        assert in_rollout("new-nav", unit_id, 0.3) is (bucket("new-nav", unit_id, 2) <= 0.3)
+
+
+def test_in_rollout__bucket_equal_to_coverage__included_as_the_specification_says() -> None:
+    # GrowthBook's isIncludedInRollout includes n <= coverage (its Python SDK 4.0.0 uses <)
+    unit_id = next(u for u in UNIT_IDS if bucket("new-nav", u, 2) == 0.3)
+    assert in_rollout("new-nav", unit_id, 0.3) is True
+    assert in_rollout("new-nav", unit_id, 0.2999) is False
+
+
+def test_in_rollout__zero_coverage_or_empty_unit__never_in() -> None:
+    assert not any(in_rollout("new-nav", u, 0.0) for u in UNIT_IDS[:2000])
+    assert in_rollout("new-nav", "", 1.0) is False
 
 
 def test_in_rollout__two_features__independent() -> None:

@@ -105,15 +105,20 @@ CASES = [
     pytest.param({"email": {"$regex": "^example"}}, USER, False, id="regex-anchored"),
     pytest.param({"email": {"$regex": "EXAMPLE"}}, USER, False, id="regex-case-sensitive"),
     pytest.param({"email": {"$regex": "(?i)EXAMPLE"}}, USER, True, id="regex-inline-flag"),
-    pytest.param({"age": {"$regex": "34"}}, USER, False, id="regex-number-not-coerced"),
-    pytest.param({"tags": {"$regex": "mobile"}}, USER, False, id="regex-array-not-coerced"),
+    pytest.param({"age": {"$regex": "^34$"}}, USER, True, id="regex-number-as-its-string-form"),
+    pytest.param(
+        {"tags": {"$regex": "^early-adopter,mobile$"}}, USER, True, id="regex-array-joined-by-commas"
+    ),
+    pytest.param({"email": {"$regexi": "EXAMPLE"}}, USER, True, id="regexi-case-insensitive"),
     # dotted paths
     pytest.param({"user.country": "CA"}, USER, True, id="path"),
     pytest.param({"user.device.os": {"$in": ["ios", "android"]}}, USER, True, id="path-deep"),
     pytest.param({"user.device.model": {"$exists": False}}, USER, True, id="path-missing-leaf"),
     pytest.param({"user.missing.os": {"$exists": False}}, USER, True, id="path-missing-middle"),
     pytest.param({"country.code": {"$exists": False}}, USER, True, id="path-through-a-string"),
-    pytest.param({"tags.0": "early-adopter"}, USER, False, id="path-does-not-index-arrays"),
+    pytest.param({"tags.0": "early-adopter"}, USER, True, id="path-indexes-arrays"),
+    pytest.param({"tags.length": 2}, USER, True, id="path-array-length"),
+    pytest.param({"tags.2": {"$exists": False}}, USER, True, id="path-index-past-the-end"),
     pytest.param({"user.country": "CA"}, {"user.country": "CA"}, False, id="path-is-not-a-flat-key"),
     # $and / $or / $not
     pytest.param({"$and": [{"plan": "pro"}, {"age": {"$gte": 18}}]}, USER, True, id="and"),
@@ -148,7 +153,7 @@ CASES = [
     ),
 ]
 
-# A missing attribute reads as null: comparisons never match, negative operators do (as GrowthBook).
+# A missing attribute reads as null, which JavaScript converts to 0 or "null" (as GrowthBook).
 MISSING_ATTRIBUTE_CASES = [
     pytest.param({"$eq": "US"}, False, id="eq"),
     pytest.param({"$eq": None}, True, id="eq-null"),
@@ -159,29 +164,45 @@ MISSING_ATTRIBUTE_CASES = [
     pytest.param({"$nin": ["US", "CA"]}, True, id="nin-matches-missing"),
     pytest.param({"$nin": ["US", None]}, False, id="nin-with-null-listed"),
     pytest.param({"$gt": 5}, False, id="gt"),
-    pytest.param({"$gte": -10}, False, id="gte"),
-    pytest.param({"$lt": 10}, False, id="lt-not-null-as-zero"),
+    pytest.param({"$gte": -10}, True, id="gte-null-as-zero"),
+    pytest.param({"$lt": 10}, True, id="lt-null-as-zero"),
     pytest.param({"$lte": "z"}, False, id="lte-string"),
-    pytest.param({"$regex": ".*"}, False, id="regex"),
+    pytest.param({"$regex": "^null$"}, True, id="regex-null-as-its-string-form"),
+    pytest.param({"$regex": "^$"}, False, id="regex-empty"),
     pytest.param({"$exists": True}, False, id="exists-true"),
     pytest.param({"$exists": False}, True, id="exists-false"),
     pytest.param({"$ne": "FR", "$exists": True}, False, id="ne-with-exists-requires-it"),
     pytest.param({"$not": {"$gt": 5}}, True, id="not-gt"),
 ]
 
-# A value of another type than the operator's argument simply does not match.
+# Types mix as in GrowthBook's JavaScript SDK (ToNumber, ToString); $in and $eq stay strict.
 TYPE_MISMATCH_CASES = [
-    pytest.param({"age": {"$gt": 5}}, {"age": "10"}, False, id="gt-number-vs-string"),
-    pytest.param({"age": {"$gt": "5"}}, {"age": 10}, False, id="gt-string-vs-number"),
-    pytest.param({"age": {"$lt": 5}}, {"age": True}, False, id="lt-number-vs-bool"),
+    pytest.param({"age": {"$gt": 5}}, {"age": "10"}, True, id="gt-number-vs-string"),
+    pytest.param({"age": {"$gt": "5"}}, {"age": 10}, True, id="gt-string-vs-number"),
+    pytest.param({"age": {"$gt": "5"}}, {"age": "10"}, False, id="gt-string-vs-string-code-units"),
+    pytest.param({"age": {"$gt": 5}}, {"age": "ten"}, False, id="gt-number-vs-non-numeric-string"),
+    pytest.param({"age": {"$lte": 5}}, {"age": "ten"}, False, id="lte-nan-matches-nothing"),
+    pytest.param({"age": {"$lt": 5}}, {"age": True}, True, id="lt-number-vs-bool"),
+    pytest.param({"age": {"$gt": 5}}, {"age": " 0x10 "}, True, id="gt-hex-string"),
     pytest.param({"age": {"$gte": 1}}, {"age": [2, 3]}, False, id="gte-number-vs-array"),
     pytest.param({"age": {"$lte": 5}}, {"age": {"years": 3}}, False, id="lte-number-vs-object"),
     pytest.param({"age": {"$gt": 5}}, {"age": None}, False, id="gt-number-vs-null"),
-    pytest.param({"age": 10}, {"age": "10"}, False, id="eq-number-vs-string"),
-    pytest.param({"age": "10"}, {"age": 10}, False, id="eq-string-vs-number"),
-    pytest.param({"flag": 1}, {"flag": True}, False, id="eq-number-vs-bool"),
-    pytest.param({"flag": True}, {"flag": 1}, False, id="eq-bool-vs-number"),
-    pytest.param({"flag": False}, {"flag": 0}, False, id="eq-false-vs-zero"),
+    pytest.param({"age": 10}, {"age": "10"}, True, id="eq-number-vs-string"),
+    pytest.param({"age": "10"}, {"age": 10}, True, id="eq-string-vs-number"),
+    pytest.param({"n": "0.000001"}, {"n": 1e-6}, True, id="eq-string-vs-number-javascript-digits"),
+    pytest.param({"n": "1e-7"}, {"n": 1e-7}, True, id="eq-string-vs-number-exponent"),
+    pytest.param({"n": "1,2"}, {"n": [1, 2]}, True, id="eq-string-vs-array"),
+    pytest.param({"n": "null"}, {}, True, id="eq-string-null-vs-missing"),
+    pytest.param({"n": 0}, {}, True, id="eq-zero-vs-missing"),
+    pytest.param({"flag": 1}, {"flag": True}, True, id="eq-number-vs-bool"),
+    pytest.param({"flag": True}, {"flag": 1}, True, id="eq-bool-vs-number"),
+    pytest.param({"flag": True}, {"flag": "yes"}, True, id="eq-true-vs-truthy-string"),
+    pytest.param({"flag": True}, {}, False, id="eq-true-vs-missing"),
+    pytest.param({"flag": False}, {"flag": 0}, True, id="eq-false-vs-zero"),
+    pytest.param({"flag": False}, {}, False, id="eq-false-vs-missing"),
+    pytest.param({"flag": {"$eq": 1}}, {"flag": True}, False, id="eq-operator-strict"),
+    pytest.param({"flag": {"$eq": "1"}}, {"flag": 1}, False, id="eq-operator-strict-string"),
+    pytest.param({"o": {"b": 1, "a": 2}}, {"o": {"a": 2, "b": 1}}, False, id="eq-object-key-order-matters"),
     pytest.param({"flag": {"$in": [1]}}, {"flag": True}, False, id="in-number-vs-bool"),
     pytest.param({"flag": {"$in": [True]}}, {"flag": 1}, False, id="in-bool-vs-number"),
     pytest.param({"flag": {"$in": ["1"]}}, {"flag": 1}, False, id="in-string-vs-number"),
@@ -191,7 +212,22 @@ TYPE_MISMATCH_CASES = [
     pytest.param({"obj": {"a": 1}}, {"obj": {"a": True}}, False, id="eq-object-number-vs-bool"),
     pytest.param({"obj": {"a": 1}}, {"obj": "{'a': 1}"}, False, id="eq-object-vs-string"),
     pytest.param({"email": {"$regex": "a"}}, {"email": {"a": "a"}}, False, id="regex-vs-object"),
-    pytest.param({"email": {"$regex": "1"}}, {"email": 1}, False, id="regex-vs-number"),
+    pytest.param({"email": {"$regex": "1"}}, {"email": 1}, True, id="regex-vs-number"),
+    pytest.param({"v": {"$vgt": "1.9.0"}}, {"v": "1.10.0"}, True, id="vgt-numeric-parts"),
+    pytest.param({"v": {"$vlt": "1.0.0"}}, {"v": "1.0.0-rc.1"}, True, id="vlt-prerelease"),
+    pytest.param({"v": {"$veq": "2"}}, {"v": 2}, True, id="veq-number-attribute"),
+    pytest.param({"tags": {"$all": ["mobile"]}}, USER, True, id="all"),
+    pytest.param({"tags": {"$alli": ["MOBILE"]}}, USER, True, id="alli"),
+    pytest.param({"tags": {"$size": {"$gte": 2}}}, USER, True, id="size-operator"),
+    pytest.param({"tags": {"$elemMatch": {"$regex": "^mob"}}}, USER, True, id="elem-match-operator"),
+    pytest.param({"n": {"$elemMatch": {"$eq": 0}}}, {"n": [0]}, False, id="elem-match-skips-falsy"),
+    pytest.param({"l": {"$elemMatch": {"a": 1}}}, {"l": [{"a": 1}]}, True, id="elem-match-document"),
+    pytest.param({"country": {"$ini": ["us"]}}, USER, True, id="ini"),
+    pytest.param({"country": {"$nini": ["us"]}}, USER, False, id="nini"),
+    pytest.param({"user": {"$type": "object"}}, USER, True, id="type-object"),
+    pytest.param({"$nor": [{"plan": "free"}]}, USER, True, id="nor"),
+    pytest.param({"$nor": []}, USER, False, id="nor-empty-matches-nobody"),
+    pytest.param({"$groups": {"$elemMatch": {"$eq": "a"}}}, {"$groups": ["a"]}, True, id="dollar-attribute"),
 ]
 
 
@@ -283,10 +319,21 @@ MALFORMED = [
     pytest.param(
         {"plan": {"$equals": "pro"}}, "plan.$equals: unknown operator $equals", id="unknown-operator"
     ),
-    pytest.param({"$nor": [{"plan": "pro"}]}, "$nor: unknown operator $nor", id="unknown-top-level-operator"),
+    pytest.param({"$nor": {"plan": "pro"}}, "$nor: $nor takes a list of conditions", id="nor-not-list"),
     pytest.param(
-        {"tags": {"$elemMatch": {"$eq": "a"}}}, "tags.$elemMatch: unknown operator", id="unsupported-gb-op"
+        {"tags": {"$elemMatch": "a"}}, "tags.$elemMatch: $elemMatch takes an operator", id="elem-match-str"
     ),
+    pytest.param(
+        {"tags": {"$eq": ["a"]}}, "tags.$eq: $eq compares strings", id="eq-array-never-equal-in-sdks"
+    ),
+    pytest.param({"tags": {"$ne": {"a": 1}}}, "tags.$ne: $ne compares strings", id="ne-object"),
+    pytest.param({"tags": {"$all": "a"}}, "tags.$all: $all takes a list", id="all-not-list"),
+    pytest.param({"tags": {"$ini": "a"}}, "tags.$ini: $ini takes a list", id="ini-not-list"),
+    pytest.param({"tags": {"$size": "3"}}, "tags.$size: $size takes a number", id="size-string"),
+    pytest.param({"tags": {"$type": "list"}}, "tags.$type: $type takes one of", id="type-unknown"),
+    pytest.param({"v": {"$vgt": 1.2}}, "v.$vgt: $vgt takes a version string", id="version-number"),
+    pytest.param({"id": {"$inGroup": "beta"}}, "id.$inGroup: $inGroup needs saved groups", id="in-group"),
+    pytest.param({"ua": {"$regexi": "(?=a)"}}, "ua.$regexi: not a pattern", id="regexi-lookahead"),
     pytest.param({"country": {"$in": "US"}}, "country.$in: $in takes a list", id="in-not-list"),
     pytest.param({"country": {"$nin": {"US": 1}}}, "country.$nin: $nin takes a list", id="nin-not-list"),
     pytest.param(
@@ -373,7 +420,7 @@ def test_condition_error__any_malformed_document__is_a_value_error_with_path() -
         validate_condition({"$or": [{"plan": "pro"}, {"age": {"$between": [1, 2]}}]})
     assert isinstance(raised.value, ConditionError)
     assert raised.value.path == "$or[1].age.$between"
-    assert raised.value.problem.startswith("unknown operator $between; supported: $eq, $ne, $in")
+    assert raised.value.problem.startswith("unknown operator $between; supported: $and, $or, $nor, $not, $eq")
 
 
 def _nested_and(levels: int) -> dict:
@@ -427,19 +474,82 @@ def test_operators__documented_list__every_one_compiles() -> None:
         "$ne": "x",
         "$in": ["x"],
         "$nin": ["x"],
+        "$ini": ["x"],
+        "$nini": ["x"],
+        "$all": ["x"],
+        "$alli": ["x"],
+        "$elemMatch": {"$eq": "x"},
+        "$size": 2,
         "$gt": 1,
         "$gte": 1,
         "$lt": 1,
         "$lte": 1,
         "$exists": True,
+        "$type": "string",
         "$regex": "x",
+        "$regexi": "x",
+        "$veq": "1.0.0",
+        "$vne": "1.0.0",
+        "$vgt": "1.0.0",
+        "$vgte": "1.0.0",
+        "$vlt": "1.0.0",
+        "$vlte": "1.0.0",
         "$not": {"$eq": "x"},
+        "$inGroup": "beta",
+        "$notInGroup": "beta",
     }
+    groups = {"beta": ["x"]}
     for operator in OPERATORS:
-        if operator in ("$and", "$or"):
+        if operator in ("$and", "$or", "$nor"):
             compile_condition({operator: [{"a": "x"}]})
+        elif operator == "$not":
+            compile_condition({operator: {"a": "x"}})
         else:
-            compile_condition({"a": {operator: arguments[operator]}})
+            compile_condition({"a": {operator: arguments[operator]}}, saved_groups=groups)
+
+
+@pytest.mark.parametrize(
+    ("doc", "attributes", "expected"),
+    [
+        pytest.param({"name": {"$regx": "a"}}, {"name": "a"}, False, id="unknown-operator-matches-nobody"),
+        pytest.param({"name": {"$not": {"$regx": "a"}}}, {"name": "a"}, True, id="negated-unknown-operator"),
+        pytest.param({"name": {"$regex": "(?=a)"}}, {"name": "a"}, False, id="pattern-re2-refuses"),
+        pytest.param({"n": {"$in": 1}}, {"n": 1}, False, id="in-without-a-list"),
+        pytest.param({"n": {"$nin": 1}}, {"n": 1}, False, id="nin-without-a-list"),
+        pytest.param({"n": {"$eq": [1]}}, {"n": [1]}, False, id="eq-array-never-identical"),
+        pytest.param({"n": {"$gt": 1, "x": 2}}, {"n": {"$gt": 1, "x": 2}}, True, id="mixed-keys-a-literal"),
+        pytest.param({"$and": {"a": 1}}, {"a": 1}, False, id="and-not-a-list"),
+        pytest.param(_nested_and(200), {"plan": "pro"}, False, id="too-deep"),
+        pytest.param({"id": {"$inGroup": "beta"}}, {"id": 1}, False, id="in-group-without-groups"),
+        pytest.param({"id": {"$notInGroup": "beta"}}, {"id": 1}, True, id="not-in-group-without-groups"),
+    ],
+)
+def test_compile_condition__lenient_malformed_part__the_specification_answer_never_raises(
+    doc: dict, attributes: dict, expected: bool
+) -> None:
+    assert compile_condition(doc, strict=False)(attributes) is expected
+
+
+def test_compile_condition__saved_groups__membership_of_the_group() -> None:
+    groups = {"beta": ["user-1", 2]}
+    predicate = compile_condition({"id": {"$inGroup": "beta"}}, saved_groups=groups)
+    assert [predicate({"id": value}) for value in ("user-1", 2, "2", "user-2")] == [True, True, False, False]
+    with pytest.raises(ConditionError, match="unknown saved group"):
+        compile_condition({"id": {"$inGroup": "alpha"}}, saved_groups=groups)
+
+
+@pytest.mark.parametrize(
+    ("version", "padded"),
+    [
+        ("1.2.3", "    1-    2-    3-~"),
+        ("v1.2.3+build.7", "    1-    2-    3-~"),
+        ("1.0.0-beta.2", "    1-    0-    0-beta-    2"),
+        (None, "    0"),
+        (12, "   12"),
+    ],
+)
+def test_padded_version__growthbook_examples__padded_string(version: object, padded: str) -> None:
+    assert conditions.padded_version(version) == padded
 
 
 def test_evaluate_condition__document_mutated_after_use__uses_new_content() -> None:
@@ -451,8 +561,8 @@ def test_evaluate_condition__document_mutated_after_use__uses_new_content() -> N
 
 def test_evaluate_condition__documents_equal_in_python_but_not_json__cached_apart() -> None:
     # {"x": 1} == {"x": True} in Python, but they are different conditions
-    assert evaluate_condition({"x": 1}, {"x": 1}) is True
-    assert evaluate_condition({"x": True}, {"x": 1}) is False
+    assert evaluate_condition({"x": 1}, {"x": 2}) is False
+    assert evaluate_condition({"x": True}, {"x": 2}) is True  # 2 is truthy
     assert evaluate_condition({"x": 1.0}, {"x": 1}) is True
 
 

@@ -1,5 +1,8 @@
 """One damaged experiment or flag never fails the SDK endpoints for the others (issue 11).
 
+A stored condition that saving refuses today (a pattern RE2 cannot run) is not damage: it is evaluated
+as GrowthBook's specification says, and that part matches nobody (issue 12).
+
 Weights of 1e308 were accepted and started; then every ``POST /api/v1/assign`` answered 500
 (OverflowError in the bucket ranges' sum). Saving refuses such data now (tests/experiments/
 test_bounds_at_save.py), but data saved before, or written around the services, must still cost
@@ -36,7 +39,7 @@ def _raise(*_args: object) -> bool:
 @pytest.fixture
 def planted():
     """Healthy flags and experiments next to broken ones: weights whose sum overflows (fails when
-    assigning), targeting RE2 refuses (fails when compiling), a flag whose rule cannot compile, a
+    assigning), targeting RE2 refuses (matches nobody), a flag whose rule's pattern RE2 refuses, a
     flag served by the broken experiment, and a flag whose condition raises when evaluated."""
     config_ = compiled(
         {
@@ -65,7 +68,8 @@ def test_assign_unit__broken_experiments__error_for_them_others_assigned(planted
     by_key = {a.experiment: a for a in assign_unit(planted, "user-1", {"email": "ada@example.com"})}
     assert by_key["ok"].reason == AssignmentReason.ASSIGNED
     assert by_key["overflowing"].reason == AssignmentReason.ERROR
-    assert by_key["bad_targeting"].reason == AssignmentReason.ERROR
+    # A pattern RE2 cannot run matches nobody, as in GrowthBook's SDKs
+    assert by_key["bad_targeting"].reason == AssignmentReason.TARGETING_MISS
     assert not by_key["overflowing"].in_experiment and by_key["overflowing"].variant is None
 
 
@@ -83,8 +87,8 @@ def test_evaluate_all__broken_flags__error_with_default_others_served(planted):
     assert (by_key["healthy"].value, by_key["healthy"].reason) == (True, Reason.TARGETING_MATCH)
     assert (by_key["bad_rule"].value, by_key["bad_rule"].variant, by_key["bad_rule"].reason) == (
         "off",
-        "error",
-        Reason.ERROR,
+        "default",
+        Reason.DEFAULT,
     )
     assert (by_key["raises"].value, by_key["raises"].reason) == (7, Reason.ERROR)
     # An experiment that cannot decide assigns nobody: its rule falls through to the next one.
@@ -96,7 +100,7 @@ def test_evaluate_all__broken_flags__error_with_default_others_served(planted):
 
 def test_evaluate_feature__broken_flag__error_never_raises(planted):
     assert evaluate_feature(planted, "raises", "user-1", {}).reason == Reason.ERROR
-    assert evaluate_feature(planted, "bad_rule", "user-1", {}).reason == Reason.ERROR
+    assert evaluate_feature(planted, "bad_rule", "user-1", {}).reason == Reason.DEFAULT
 
 
 def test_evaluate_feature__broken_flag_disabled__disabled_as_any_other(planted):
@@ -119,8 +123,8 @@ def test_decision_failures__repeated__logged_once_with_the_reason(caplog):
 
 @pytest.fixture
 def damaged(db, fresh_decision_plane):
-    """A running experiment whose weights were written as 1e308 and a flag whose stored condition
-    RE2 refuses (both as data saved before today's validation, or by raw SQL), next to healthy ones."""
+    """A running experiment whose weights were written as 1e308 and a flag whose stored rule has an
+    unknown type (both as data saved before today's validation, or by raw SQL), next to healthy ones."""
     healthy = ExperimentFactory(key="healthy_exp")
     experiment_start(experiment=healthy, user=None)
     overflowing = ExperimentFactory(key="overflowing")
@@ -145,9 +149,8 @@ def damaged(db, fresh_decision_plane):
         default_value=False,
         environments=production,
     )
-    FeatureRule.objects.filter(feature__key="damaged_flag").update(
-        condition={"email": {"$regex": "(?=lookahead)"}}
-    )
+    # A rule of a type this version does not know (written by raw SQL, or by a newer version)
+    FeatureRule.objects.filter(feature__key="damaged_flag").update(type="bogus")
     config.config_invalidate()  # .update() sends no signal
     _, raw = sdk_key_create(environment=Environment.objects.get(key="production"))
     client = APIClient()

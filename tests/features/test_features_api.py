@@ -81,11 +81,11 @@ def test_feature_update__one_environment__others_kept(pm_client):
         (
             {
                 "environments": {
-                    "production": {"rules": [{"type": "force", "value": True, "condition": {"$xor": 1}}]}
+                    "production": {"rules": [{"type": "force", "value": True, "condition": {"$nor": 1}}]}
                 }
             },
             "environments",
-            "$xor",
+            "$nor",
         ),
         (
             {
