@@ -95,7 +95,20 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Concurrent writers (gunicorn's threads, the embedded scheduler's thread) queue instead of failing
+    # with "database is locked": SQLite has one writer at a time, and a transaction that starts as a
+    # reader (BEGIN, deferred) fails at once when it wants to write after another connection did,
+    # whatever the timeout. BEGIN IMMEDIATE takes the write lock first, where waiting (up to the
+    # timeout, in seconds) is safe; the WAL journal lets readers go on while one connection writes, and
+    # with it synchronous=NORMAL still survives a process crash (not a power cut, fine for the embedded
+    # default; production uses PostgreSQL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # A database that does not answer fails a request (and /api/health) in seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
