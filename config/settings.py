@@ -271,7 +271,11 @@ LOGGING = {
 }
 
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind a proxy that terminates TLS (docker-compose's Caddy), a request came over HTTPS when the
+    # proxy says so in X-Forwarded-Proto; that proxy must overwrite the header clients send (Caddy
+    # does). Off: only a direct HTTPS connection to gunicorn counts as secure.
+    if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

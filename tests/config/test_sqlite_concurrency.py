@@ -35,7 +35,7 @@ SETUP = """
 from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from rest_framework.authtoken.models import Token
-user = get_user_model().objects.create_superuser("load", "load@example.com", "load-password-1")
+user = get_user_model().objects.create_superuser("load", "load@example.com", None)  # token only
 every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
 PeriodicTask.objects.filter(task="experiments.tasks.experiments_run_schedules").update(interval=every_second)
 print(Token.objects.create(user=user).key)
