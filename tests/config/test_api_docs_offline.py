@@ -148,6 +148,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow  # collectstatic in a production process: ~10 s
 def test_docs_pages__production_after_collectstatic__static_files_served(tmp_path):
     env = production_env(
         PLATFORM_VAR_DIR=str(tmp_path / "var"),
