@@ -461,6 +461,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_and_exit_1(tmp_path):
     # Given a platform with a running experiment (its own var/), and another process owning its chDB data
     env = {
