@@ -7,14 +7,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PLATFORM_VAR_DIR=/app/var
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer that depends on pyproject.toml alone: a change to the code reuses it
+# and reinstalls only the project itself below. The list is pyproject's [project] dependencies,
+# read with the standard library (tomllib), so there is no second list to keep in sync.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY README.md manage.py ./
 COPY config ./config
 COPY experiments ./experiments
 COPY metrics ./metrics
 COPY features ./features
 COPY analytics ./analytics
-COPY manage.py ./
-RUN pip install . && useradd --create-home --uid 1000 platform && mkdir -p /app/var && chown platform /app/var
+RUN pip install --no-deps . && useradd --create-home --uid 1000 platform && mkdir -p /app/var && chown platform /app/var
 # collectstatic needs settings that load; the real secret comes from the environment at run time.
 RUN DJANGO_DEBUG=false DJANGO_SECRET_KEY=build-only DJANGO_ALLOWED_HOSTS=build python manage.py collectstatic --noinput
 USER platform

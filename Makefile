@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make demo   installs, migrates, seeds demo data and serves on http://127.0.0.1:8000
 #   make test   installs and runs the test suite
+# While developing: make test-fast (the suite without browser, fuzzing, load and slow tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install serve migrate lint bench clean
+.PHONY: demo test test-fast install serve migrate lint lint-imports bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +35,32 @@ serve: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick subset: no browser, fuzzing, load tests, statistical simulations or other slow tests
+# (markers in pyproject.toml), on every core (pytest-xdist). The workers would share one Redis
+# database: with REDIS_URL set, run them in one process with XDIST= (empty).
+FAST := not slow and not browser and not fuzz and not load
+XDIST ?= -n auto
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "$(FAST)" $(XDIST) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The architecture contracts (.importlinter): pure logic without Django, apps depending one way,
+# only analytics.clickhouse importing the ClickHouse drivers.
+lint-imports: install
+	$(BIN)/lint-imports
 
 # Every benchmark in one table; BENCH="--quick" for a short smoke run, BENCH="ingest evaluate" for some.
 bench: install
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
-	rm -rf var/ .pytest_cache .ruff_cache
+	rm -rf var/ .pytest_cache .ruff_cache .import_linter_cache

@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and ReDoc as static files of our own (no CDN): /api/docs works offline.
+    "drf_spectacular_sidecar",
     "simple_history",
     "taggit",
     "django_celery_beat",
@@ -93,7 +95,20 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Concurrent writers (gunicorn's threads, the embedded scheduler's thread) queue instead of failing
+    # with "database is locked": SQLite has one writer at a time, and a transaction that starts as a
+    # reader (BEGIN, deferred) fails at once when it wants to write after another connection did,
+    # whatever the timeout. BEGIN IMMEDIATE takes the write lock first, where waiting (up to the
+    # timeout, in seconds) is safe; the WAL journal lets readers go on while one connection writes, and
+    # with it synchronous=NORMAL still survives a process crash (not a power cut, fine for the embedded
+    # default; production uses PostgreSQL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 elif DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # A database that does not answer fails a request (and /api/health) in seconds, not minutes.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
@@ -189,6 +204,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1|/ofrep/v1",
     "ENUM_NAME_OVERRIDES": {},
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, served by WhiteNoise like the
+    # admin's: nothing on /api/docs or /api/redoc comes from another host (see also the ReDoc template
+    # in config/templates/drf_spectacular/redoc.html, which drops the web-font stylesheet).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No "valid" badge fetched from the public validator service.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Document the error answers of the management API too (config.exceptions).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -257,7 +280,11 @@ LOGGING = {
 }
 
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind a proxy that terminates TLS (docker-compose's Caddy), a request came over HTTPS when the
+    # proxy says so in X-Forwarded-Proto; that proxy must overwrite the header clients send (Caddy
+    # does). Off: only a direct HTTPS connection to gunicorn counts as secure.
+    if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

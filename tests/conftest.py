@@ -7,6 +7,29 @@ pytest_plugins = ["tests.support.clickhouse"]
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Test users' passwords hashed with a fast hasher: the default (PBKDF2, a million iterations, on
+    purpose slow) cost about a second of setup per test that makes a user. What is tested is who may
+    do what, not the hasher; processes a test starts keep the real settings."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_exposure_flusher_thread():
+    """The process-wide exposure buffer never starts its background flusher in tests: once started,
+    that thread would drain, every few seconds, the buffer of whichever test runs next (which then
+    finds its exposures gone, depending on the order tests run in). Tests flush it themselves."""
+    from features import exposures
+
+    autostart, exposures.buffer.autostart = exposures.buffer.autostart, False
+    yield
+    exposures.buffer.autostart = autostart
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _celery_eager():
     """Tasks run in the test process, whatever broker REDIS_URL names."""
     from config.celery import app

@@ -63,6 +63,7 @@ def test_clickhouse_check__server_not_listening__fails_with_one_clear_line(setti
     )
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_clickhouse_check_process__server_not_listening__exits_non_zero_without_traceback(closed_tcp_port):
     result = _manage(
         "clickhouse_check", CLICKHOUSE_URL=f"http://default@127.0.0.1:{closed_tcp_port}/experiments"
@@ -76,6 +77,7 @@ def test_clickhouse_check_process__server_not_listening__exits_non_zero_without_
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_clickhouse_check_process__embedded_data_owned_by_another_process__exits_non_zero_saying_so(tmp_path):
     # Given another process that has the embedded data directory open
     data_dir = tmp_path / "chdb"

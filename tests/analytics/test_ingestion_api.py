@@ -356,6 +356,7 @@ def test_exposures__sent_late__accepted_with_their_timestamp(clickhouse, sdk, ag
         ("last tuesday", "ISO 8601"),
         (1700000000, "ISO 8601"),
     ],
+    ids=["two-hours-ahead", "words", "a-number"],  # stable ids: the same in every xdist worker
 )
 def test_exposures__future_or_unparsable_timestamp__rejected(clickhouse, sdk, timestamp, fragment):
     ExperimentFactory(key="checkout", status="running")

@@ -501,6 +501,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_rollup_command_process__embedded_data_owned_by_another_process__one_line_exit_1_nothing_recorded(
     tmp_path,
 ):

@@ -27,6 +27,16 @@ SCREENSHOT_DIRS = (ROOT / "docs" / "screenshots", ROOT / "test-artifacts")
 VIEWPORT = {"width": 1280, "height": 860}
 TIMEOUT_MS = 15_000
 
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this directory is a browser test (``-m "not browser"`` leaves them out)."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
+
 SKIP_REASON = f"browser tests need Chromium at {CHROMIUM} (CI installs it: apt-get install chromium)"
 requires_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)
 

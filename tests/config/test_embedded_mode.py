@@ -41,6 +41,7 @@ def _settings(tmp_path, **env_overrides) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.slow  # starts Python processes of its own
 @pytest.mark.parametrize(
     ("env", "eager", "scheduler", "broker"),
     [
@@ -60,6 +61,7 @@ def test_settings__services_configured__eager_tasks_embedded_scheduler_and_broke
     assert (values[0], values[1], values[3]) == (eager, scheduler, broker)
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_settings__dot_env_file__fills_unset_variables_and_the_environment_wins(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("CSRF_PROBE=from-file\nEMBEDDED_SCHEDULER=false\n")

@@ -25,12 +25,14 @@ def _settings_process(**env_overrides) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_settings__debug_off_without_secret_key__improperly_configured():
     result = _settings_process(DJANGO_DEBUG="false")
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_settings__debug_off_with_secret_key_and_hosts__loads():
     result = _settings_process(
         DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.com"

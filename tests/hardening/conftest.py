@@ -13,6 +13,16 @@ from features.services import feature_create, sdk_key_create
 from tests.support.clickhouse import clickhouse_truncate
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+HERE = Path(__file__).resolve().parent
+# Modules of this directory that are not quick checks: the schemathesis run and the load test. The
+# fuzzer's findings (test_fuzz_findings.py) are plain regression tests and stay in the fast subset.
+MARKED_MODULES = {"test_fuzz_api.py": pytest.mark.fuzz, "test_load.py": pytest.mark.load}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent == HERE and item.path.name in MARKED_MODULES:
+            item.add_marker(MARKED_MODULES[item.path.name])
 
 
 def write_artifact(name: str, payload: object) -> Path:

@@ -256,6 +256,7 @@ print(json.dumps(answers))
 """
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_database_down__real_refused_postgres_connection__503_and_no_traceback(tmp_path):
     # Given a production-like process whose PostgreSQL refuses connections (nothing on the port)
     env = {

@@ -31,6 +31,7 @@ def _production_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts Python processes of its own
 def test_check_deploy__production_settings__no_warnings(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -50,6 +51,7 @@ SETTINGS_PROBE = (
 )
 
 
+@pytest.mark.slow  # starts Python processes of its own
 @pytest.mark.parametrize(
     "secret_key, refused",
     [
