@@ -5,6 +5,7 @@ from django.core.cache import cache
 from analytics import clickhouse
 from analytics.ingestion import spool_depth
 from analytics.models import ExperimentResult
+from analytics.results import ResultsDocument
 from experiments.models import Experiment, ExperimentStatus
 
 RESULTS_CACHE_TIMEOUT = 24 * 60 * 60  # the cache is dropped on every refresh; this only bounds memory
@@ -49,17 +50,17 @@ def _refresh_state(snapshot: ExperimentResult | None) -> dict:
     }
 
 
-def experiment_results_get(*, experiment: Experiment) -> dict:
+def experiment_results_get(*, experiment: Experiment) -> ResultsDocument:
     """The latest results document of ``experiment`` with how its last refresh went (``refresh``).
 
     Never computed: the documented shape with empty metrics, ``computed_at`` null and
     ``refresh.status`` ``never_computed``. A failed last refresh keeps the last good numbers, with
-    ``refresh.status`` ``failed`` and the error. Cached until the next refresh.
+    ``refresh.status`` ``failed`` and the error. Cached (as JSON) until the next refresh.
     """
     key = results_cache_key(experiment.pk)
     cached = cache.get(key)
     if cached is not None:
-        return cached
+        return ResultsDocument.from_dict(cached)
     snapshot = ExperimentResult.objects.filter(experiment=experiment).first()
     if snapshot is not None and snapshot.payload is not None:
         document = {**snapshot.payload, "refresh": _refresh_state(snapshot)}
@@ -78,7 +79,7 @@ def experiment_results_get(*, experiment: Experiment) -> dict:
             "POST .../results/refresh/ to compute them now.",
         }
     cache.set(key, document, RESULTS_CACHE_TIMEOUT)
-    return document
+    return ResultsDocument.from_dict(document)
 
 
 def running_experiment_ids() -> list[int]:

@@ -180,7 +180,7 @@ class ExperimentResultsView(APIView):
     )
     def get(self, request, key: str) -> Response:
         experiment = get_object_or_404(Experiment, key=key)
-        return Response(experiment_results_get(experiment=experiment))
+        return Response(experiment_results_get(experiment=experiment).to_dict())
 
 
 class ExperimentResultsRefreshView(APIView):

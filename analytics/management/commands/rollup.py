@@ -77,11 +77,11 @@ class Command(BaseCommand):
                 failed += 1
                 self.stdout.write(self.style.ERROR(f"failed: {exc}"))
                 continue
-            payload = snapshot.payload
-            warnings = len(payload["warnings"])
+            document = snapshot.document
+            warnings = len(document.warnings)
             self.stdout.write(
                 self.style.SUCCESS(f"{snapshot.duration_ms} ms")
-                + f"  {payload['units']['total']:,} units, {len(payload['metrics'])} metrics"
+                + f"  {document.total_units or 0:,} units, {len(document.metrics)} metrics"
                 + (self.style.WARNING(f", {warnings} warning(s)") if warnings else "")
             )
         if not failed:
