@@ -3,7 +3,7 @@
 from django.core.cache import cache
 
 from analytics import clickhouse
-from analytics.ingestion import spool_depth
+from analytics.ingestion.services import spool_depth
 from analytics.models import ExperimentResult
 from analytics.results import ResultsDocument
 from experiments.models import Experiment, ExperimentStatus

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus
+from analytics.results.analysis import MetricAnalysis, results_document
 from analytics.rollup import Measure, MetricSpec, RollupSpec, rollup_run
-from analytics.rollup.results import MetricAnalysis, results_document
 from analytics.selectors import results_cache_key
 from analytics.stats import (
     AnalysisOptions,

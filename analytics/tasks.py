@@ -7,8 +7,8 @@ from dataclasses import asdict
 from celery import shared_task
 from django.db import OperationalError as DatabaseUnavailable
 
-from analytics import ingestion
 from analytics.clickhouse import ClickHouseUnavailable
+from analytics.ingestion import services as ingestion
 
 logger = logging.getLogger(__name__)
 

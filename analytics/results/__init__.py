@@ -1,5 +1,9 @@
-"""Experiment results: the typed Results document that the API, the results pages and the experiment
-list read (:mod:`.document`)."""
+"""Experiment results.
+
+* :mod:`.analysis`: the statistics engine over a roll-up's sums, shaped as the Results document;
+* :mod:`.document`: the typed Results document that the API, the results pages and the experiment
+  list read.
+"""
 
 from analytics.results.document import (
     Analysis,

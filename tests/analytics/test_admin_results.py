@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.clickhouse import ClickHouseUnavailable
-from analytics.ingestion import events_write, exposures_write
+from analytics.ingestion.services import events_write, exposures_write
 from analytics.models import ExperimentResult, ResultStatus
 from experiments.models import ExperimentStatus, MetricRole
 from tests.factories import ExperimentFactory, ExperimentMetricFactory, MetricFactory, UserFactory

@@ -24,8 +24,8 @@ from scipy import stats as scipy_stats
 from analytics import tasks
 from analytics.clickhouse import ClickHouseUnavailable
 from analytics.models import ExperimentResult
+from analytics.results.analysis import MetricAnalysis, results_document
 from analytics.rollup import Measure, MetricSpec, Rollup, RollupSpec
-from analytics.rollup.results import MetricAnalysis, results_document
 from analytics.services import experiment_results_refresh
 from analytics.stats import AnalysisOptions, SampleStats
 from experiments.models import ExperimentStatus, MetricRole

@@ -1,6 +1,6 @@
 """The Results document (docs/api.md, "Results"): the statistics engine over a roll-up's sums.
 
-Pure: a :class:`~analytics.rollup.run.Rollup` and the analysis plan in, a JSON-ready dict out, so
+Pure: a :class:`~analytics.rollup.refresh.Rollup` and the analysis plan in, a JSON-ready dict out, so
 the numbers can be checked against independent computations without ClickHouse or a database.
 
 What it adds to the engine's per-metric output:
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analytics.rollup.run import Rollup
+from analytics.rollup.refresh import Rollup
 from analytics.stats import AnalysisOptions, adjust_p_values, analyse_metric, srm_check, summarise_variants
 
 logger = logging.getLogger(__name__)
