@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from analytics import clickhouse
 from analytics.ingestion.services import EVENTS, EXPOSURES
-from analytics.services import experiment_results_refresh
+from analytics.results.services import experiment_results_refresh
 from experiments.bucketing import assign_variant
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start

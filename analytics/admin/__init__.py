@@ -55,8 +55,8 @@ from analytics.admin.summary import (
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.results import RefreshInfo, ResultsDocument
-from analytics.selectors import experiment_results_get
-from analytics.services import experiment_results_refresh, experiment_results_request_refresh
+from analytics.results.selectors import experiment_results_get
+from analytics.results.services import experiment_results_refresh, experiment_results_request_refresh
 from config.exceptions import DomainError
 from experiments.models import Experiment, ExperimentStatus
 from experiments.services import experiment_start

@@ -1,6 +1,6 @@
 """The roll-up: raw events and exposures to per-variant sufficient statistics, inside ClickHouse.
 
-* :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.services``);
+* :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.results.services``);
 * :mod:`.query`: the SQL builder (one statement per experiment, one block of columns per metric);
 * :mod:`.refresh`: runs it and reads the answer as ``analytics.stats`` dataclasses (a :class:`Rollup`).
 

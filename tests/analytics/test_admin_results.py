@@ -263,7 +263,7 @@ def test_results_refresh__event_values_near_the_largest_double__non_finite_reaso
 
 
 def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(admin_client, monkeypatch):
-    from analytics import services
+    from analytics.results import services
 
     def unavailable(spec):
         raise ClickHouseUnavailable("ClickHouse is unreachable (test)")

@@ -25,8 +25,8 @@ from analytics import tasks
 from analytics.clickhouse import ClickHouseUnavailable
 from analytics.models import ExperimentResult
 from analytics.results.analysis import MetricAnalysis, results_document
+from analytics.results.services import experiment_results_refresh
 from analytics.rollup import Measure, MetricSpec, Rollup, RollupSpec
-from analytics.services import experiment_results_refresh
 from analytics.stats import AnalysisOptions, SampleStats
 from experiments.models import ExperimentStatus, MetricRole
 from metrics.models import MetricType

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from analytics.results import ResultsDocument
-from analytics.services import experiment_results_refresh
+from analytics.results.services import experiment_results_refresh
 from experiments.models import MetricRole
 from metrics.models import MetricType
 from tests.analytics.test_results import analysis, document, rollup_of, running_experiment, sample, traffic
