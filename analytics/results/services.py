@@ -8,6 +8,7 @@ experiment's ``ExperimentResult`` (one row, replaced in place) and drop the cach
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -22,6 +23,7 @@ from django.utils import timezone
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus
 from analytics.results.analysis import MetricAnalysis, results_document
+from analytics.results.document import Analysis, ResultsDocument
 from analytics.results.selectors import results_cache_key
 from analytics.rollup import Measure, MetricSpec, RollupSpec, rollup_run
 from analytics.stats import AnalysisOptions, GaussianPrior
@@ -107,7 +109,7 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     ]
 
 
-def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | None = None) -> dict[str, Any]:
+def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | None = None) -> ResultsDocument:
     """The results document of ``experiment`` as of ``now`` (ClickHouse roll-up, then the engine)."""
     now = now or timezone.now()
     spec = experiment_rollup_spec(experiment=experiment, until=experiment_analysis_time(experiment, now))
@@ -122,19 +124,20 @@ def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | Non
         correction=experiment.correction,
         computed_at=now,
     )
-    document["experiment_status"] = experiment.status
-    document["engine"] = experiment.engine
-    document["analysis"].update(
+    analysis = dataclasses.replace(
+        document.analysis or Analysis(),
         alpha=experiment.alpha,
         sequential=experiment.sequential,
         sequential_tuning=experiment.sequential_tuning,
-        environments=list(spec.environments or ()),
+        environments=tuple(spec.environments or ()),
     )
-    document["timings_ms"] = {
-        "rollup": rollup.duration_ms,
-        "statistics": (time.perf_counter() - started) * 1000,
-    }
-    return document
+    return dataclasses.replace(
+        document,
+        analysis=analysis,
+        experiment_status=experiment.status,
+        engine=experiment.engine,
+        timings_ms={"rollup": rollup.duration_ms, "statistics": (time.perf_counter() - started) * 1000},
+    )
 
 
 # --- refresh -----------------------------------------------------------------------------------------
@@ -149,7 +152,7 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
     snapshot, _ = ExperimentResult.objects.get_or_create(experiment=experiment)
     started = time.perf_counter()
     try:
-        payload = experiment_results_compute(experiment=experiment)
+        document = experiment_results_compute(experiment=experiment)
     except Exception as exc:  # any failure is recorded on the snapshot, then re-raised
         snapshot.status = ResultStatus.FAILED
         snapshot.last_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
@@ -159,8 +162,8 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
         cache.delete(results_cache_key(experiment.pk))
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
-    snapshot.payload = payload
-    snapshot.computed_at = dt.datetime.fromisoformat(payload["computed_at"])
+    snapshot.payload = document.to_dict()
+    snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
     snapshot.duration_ms = round((time.perf_counter() - started) * 1000)
     snapshot.refreshed_by = refreshed_by[:150]

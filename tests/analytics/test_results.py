@@ -91,8 +91,9 @@ def analysis(
 
 
 def document(rollup: Rollup, metrics: list[MetricAnalysis], *, correction="holm", weights=(1.0, 1.0)) -> dict:
+    """The document's JSON, as the API serves it."""
     return results_document(experiment="exp", rollup=rollup, metrics=metrics, weights=weights,
-                            srm_threshold=0.001, correction=correction, computed_at=NOW)  # fmt: skip
+                            srm_threshold=0.001, correction=correction, computed_at=NOW).to_dict()  # fmt: skip
 
 
 @pytest.mark.parametrize(("correction", "reference"), [("holm", holm_reference), ("bh", bh_reference)])

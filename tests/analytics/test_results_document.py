@@ -13,6 +13,24 @@ from experiments.models import MetricRole
 from metrics.models import MetricType
 from tests.analytics.test_results import analysis, document, rollup_of, running_experiment, sample, traffic
 
+TOP_LEVEL_KEYS = ["experiment", "computed_at", "srm", "units", "multiple_exposures", "analysis", "data",
+                  "metrics", "timeseries", "warnings", "errors", "experiment_status", "engine", "timings_ms"]  # fmt: skip
+ANALYSIS_KEYS = ["from", "until", "correction", "alpha", "sequential", "sequential_tuning", "environments"]
+METRIC_KEYS = [
+    "metric",
+    "name",
+    "type",
+    "role",
+    "higher_is_better",
+    "cuped",
+    "variants",
+    "comparisons",
+    "error",
+]
+COMPARISON_KEYS = ["variant", "baseline", "relative", "absolute", "p_value", "p_value_adjusted", "significant",
+                   "direction", "chance_to_win", "risk", "error", "guardrail_violated"]  # fmt: skip
+REFRESH_KEYS = ["status", "last_error", "last_error_at", "duration_ms", "refreshed_by", "updated_at"]
+
 
 def _json(value: dict) -> str:
     """The JSON text, keys in order: "the same JSON" means the same text, not only equal values."""
@@ -75,8 +93,23 @@ def test_results_document__refreshed_and_served__api_json_is_the_stored_payload_
     assert _json(typed.to_dict()) == _json(snapshot.payload)
     assert answer.status_code == 200
     served = answer.json()
-    assert served.pop("refresh")["status"] == "ok"
+    assert list(served.pop("refresh")) == REFRESH_KEYS
     assert _json(served) == _json(snapshot.payload)
+    # ... and that JSON has the API's shape, key for key and in order (docs/api.md, "Results")
+    assert list(served) == TOP_LEVEL_KEYS
+    assert list(served["srm"]) == ["p_value", "units", "ok", "threshold", "weights"]
+    assert list(served["units"]) == ["total", "variants", "multiple_exposures", "unknown_variant"]
+    assert list(served["analysis"]) == ANALYSIS_KEYS
+    assert list(served["data"]) == ["first_exposure_at", "last_exposure_at", "last_event_at"]
+    for block in served["metrics"]:
+        assert list(block) == METRIC_KEYS
+        assert [list(v) for v in block["variants"]] == [["variant", "units", "mean"]] * 2
+        assert [list(c) for c in block["comparisons"]] == [COMPARISON_KEYS]
+    point = served["timeseries"][0]["points"][-1]
+    assert list(served["timeseries"][0]) == ["metric", "role", "points"]
+    assert list(point) == ["date", "variants", "comparisons"]
+    daily_keys = [key for key in COMPARISON_KEYS if key not in ("p_value_adjusted", "guardrail_violated")]
+    assert [list(c) for c in point["comparisons"]] == [daily_keys]
 
 
 def test_results_document__stored_by_an_earlier_version__read_with_no_answer_where_fields_are_missing():
