@@ -6,7 +6,7 @@
    (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
    three experiments as production traffic (the environment the experiments analyse), with their purchases and errors, inserted into the ingestion path's ClickHouse
-   tables (``analytics.ingestion.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
+   tables (``analytics.ingestion.services.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
    experiments already have exposures in ClickHouse, and every event has a deterministic ``event_id``,
    so a replay collapses instead of doubling the traffic;
 3. ``demo_experiments_backdate``: each experiment's ``started_at`` set back to its first exposure, so the
@@ -42,8 +42,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics import clickhouse
-from analytics.ingestion import EVENTS, EXPOSURES
-from analytics.services import experiment_results_refresh
+from analytics.ingestion.services import EVENTS, EXPOSURES
+from analytics.results.services import experiment_results_refresh
 from experiments.bucketing import assign_variant
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start

@@ -12,6 +12,8 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from analytics.results.document import ResultsDocument
+
 
 class JSONTextField(models.TextField):
     """JSON kept as text. PostgreSQL's jsonb refuses the NUL character, which ClickHouse strings may
@@ -100,3 +102,12 @@ class ExperimentResult(models.Model):
     def __str__(self) -> str:
         when = f"{self.computed_at:%Y-%m-%d %H:%M:%S}" if self.computed_at else "never computed"
         return f"Results of {self.experiment_id} ({when})"
+
+    @property
+    def document(self) -> ResultsDocument | None:
+        """The stored payload as a :class:`ResultsDocument`; None when never computed successfully.
+
+        Readers outside ``analytics`` (the experiment list) reach it through the reverse one-to-one
+        ``experiment.result.document``, so they read the type without importing this app.
+        """
+        return ResultsDocument.from_dict(self.payload) if self.payload else None

@@ -7,8 +7,8 @@ from dataclasses import asdict
 from celery import shared_task
 from django.db import OperationalError as DatabaseUnavailable
 
-from analytics import ingestion
 from analytics.clickhouse import ClickHouseUnavailable
+from analytics.ingestion import services as ingestion
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def spool_drain() -> dict[str, int]:
 )
 def experiment_results_refresh_task(experiment_id: int, refreshed_by: str = "") -> dict | None:
     """Recompute the results of one experiment (by id; nothing to do if it was deleted meanwhile)."""
-    from analytics.services import experiment_results_refresh  # services enqueue this task: import late
+    from analytics.results.services import (
+        experiment_results_refresh,  # services enqueue this task: import late
+    )
     from experiments.models import Experiment
 
     try:
@@ -66,8 +68,8 @@ def running_experiments_rollup() -> int:
     One task per experiment, so a slow or failing experiment does not hold the others back and
     workers share the load. Safe to run twice: the refreshes are idempotent.
     """
-    from analytics.selectors import running_experiment_ids
-    from analytics.services import experiment_results_enqueue
+    from analytics.results.selectors import running_experiment_ids
+    from analytics.results.services import experiment_results_enqueue
 
     ids = running_experiment_ids()
     for experiment_id in ids:

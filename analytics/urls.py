@@ -1,6 +1,7 @@
 from django.urls import path
 
-from analytics.views import ExperimentResultsRefreshView, ExperimentResultsView, PowerView
+from analytics.results.views import ExperimentResultsRefreshView, ExperimentResultsView
+from analytics.views import PowerView
 
 urlpatterns = [
     path("experiments/<slug:key>/results/", ExperimentResultsView.as_view(), name="experiment-results"),

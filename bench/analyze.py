@@ -39,8 +39,8 @@ ROUNDS = int(os.environ.get("BENCH_ANALYZE_ROUNDS", "3"))
 
 
 def _spec_and_plan():
+    from analytics.results.analysis import MetricAnalysis
     from analytics.rollup import Measure, MetricSpec, RollupSpec
-    from analytics.rollup.results import MetricAnalysis
     from analytics.stats import AnalysisOptions
 
     revenue = Measure("purchase", "sum", cap=200.0)
@@ -123,8 +123,8 @@ def _optimize() -> None:
 
 
 def _refresh(spec, plan) -> dict[str, Any]:
+    from analytics.results.analysis import results_document
     from analytics.rollup import rollup_run
-    from analytics.rollup.results import results_document
 
     rollup = rollup_run(spec)
     return {
@@ -175,9 +175,9 @@ def pandas_refresh(spec, plan) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
+    from analytics.results.analysis import results_document
     from analytics.rollup.query import stats_class
-    from analytics.rollup.results import results_document
-    from analytics.rollup.run import DailyStats, Rollup
+    from analytics.rollup.refresh import DailyStats, Rollup
     from analytics.stats import CupedStats, RatioStats, SampleStats
 
     exposures = _arrow_frame(

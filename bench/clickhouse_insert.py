@@ -5,7 +5,7 @@
 Measures rows/s of ``analytics.clickhouse.insert`` into ``events`` for batches of 500 and 100,000 rows,
 embedded (chDB) and over HTTP (clickhouse-connect against the test suite's HTTP interface, which
 runs on the same embedded engine, so it adds the HTTP round trip and both Native codecs), and of
-``analytics.ingestion.events_write`` for API-sized requests of 1,000 events (validation-free rows to
+``analytics.ingestion.services.events_write`` for API-sized requests of 1,000 events (validation-free rows to
 stored rows, end to end). Uses a throw-away data directory; never touches var/chdb.
 """
 
@@ -36,9 +36,9 @@ def main() -> None:
     from django.conf import settings
 
     from analytics import clickhouse as ch
-    from analytics import ingestion
     from analytics.clickhouse import migrations
     from analytics.clickhouse.embedded import close_engine, get_engine
+    from analytics.ingestion import services as ingestion
     from tests.support.clickhouse_http import ClickHouseHTTPServer
 
     with tempfile.TemporaryDirectory(prefix="bench-chdb-") as data_dir:

@@ -85,7 +85,7 @@ def _direct_inserts(platform: BenchPlatform, batches: list[list[dict]]) -> tuple
     from django.conf import settings
 
     from analytics import clickhouse
-    from analytics.ingestion import EVENTS
+    from analytics.ingestion.services import EVENTS
 
     settings.CLICKHOUSE_DATA_DIR = str(platform.var / "chdb")
     clickhouse.reset()

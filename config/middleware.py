@@ -1,7 +1,7 @@
 """The edge of the SDK endpoints: body limits, per-key rate limits and CORS, in one middleware.
 
 SDK views say who they are with ``sdk_endpoint = True`` on their class (``features.sdk_views``,
-``analytics.ingestion_views``), so a new SDK endpoint gets the same edge by inheriting from them and
+``analytics.ingestion.views``), so a new SDK endpoint gets the same edge by inheriting from them and
 no list of paths has to be kept here. For them, in this order:
 
 1. A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) is answered

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config.health import HealthView
 
 api_v1 = [
-    path("", include("analytics.ingestion_urls")),
+    path("", include("analytics.ingestion.urls")),
     path("", include("metrics.urls")),
     path("", include("analytics.urls")),  # experiments/{key}/results/ before the experiments router
     path("", include("experiments.urls")),

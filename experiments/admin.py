@@ -5,8 +5,9 @@ everywhere; fields that define who sees what are read-only once the experiment h
 
 The results page and the pre-flight check before a start need analytics, which this app must not
 import: they live in ``analytics.admin`` and are linked here by URL name. The list reads each
-experiment's latest results document through the reverse one-to-one ``experiment.result`` (the
-``analytics.ExperimentResult`` row, when there is one) without importing its model.
+experiment's latest results through the reverse one-to-one ``experiment.result`` (the
+``analytics.ExperimentResult`` row, when there is one): its ``document`` is the typed Results document
+(``analytics.results.ResultsDocument``), read without importing analytics.
 """
 
 import math
@@ -290,14 +291,11 @@ class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
 
     @admin.display(description="users so far")
     def units_so_far(self, obj: Experiment) -> str:
-        payload = _results_payload(obj)
-        if payload is None:
+        document = _results_document(obj)
+        if document is None or document.total_units is None:
             return "–"
-        total = (payload.get("units") or {}).get("total")
-        if total is None:
-            total = sum(((payload.get("srm") or {}).get("units") or {}).values())
-        srm = payload.get("srm") or {}
-        if srm.get("ok") is False:
+        total = document.total_units
+        if document.srm_failed:
             return format_html(
                 '{} <span style="color:{};font-weight:600" title="{}">⚠ SRM</span>',
                 f"{total:,}",
@@ -309,30 +307,29 @@ class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     @admin.display(description="primary metric")
     def primary_lift(self, obj: Experiment) -> str:
         """The first primary metric's relative lift of the first treatment, coloured when significant."""
-        payload = _results_payload(obj)
-        block = _primary_block(payload)
-        if block is None or not block.get("comparisons"):
+        document = _results_document(obj)
+        block = document.primary_metric if document is not None else None
+        if block is None or not block.comparisons:
             return "–"
-        comparison = block["comparisons"][0]
-        relative = comparison.get("relative") or {}
-        estimate = relative.get("estimate")
+        comparison = block.comparisons[0]
+        estimate = comparison.relative.estimate
         if estimate is None:
             return "–"
-        direction = comparison.get("direction")
+        direction = comparison.direction
         colour = GOOD if direction == "improved" else BAD if direction == "regressed" else NEUTRAL
-        ci = relative.get("ci")
-        title = f"{block.get('name') or block.get('metric')}: {comparison.get('variant')} vs {comparison.get('baseline')}"
+        ci = comparison.relative.ci
+        title = f"{block.label}: {comparison.variant} vs {comparison.baseline}"
         if ci:
             title += f", interval {_signed_percent(ci[0])} to {_signed_percent(ci[1])}"
-        title += ", significant" if comparison.get("significant") else ", not significant"
+        title += ", significant" if comparison.significant else ", not significant"
         return format_html(
             '<span style="color:{};font-weight:{}" title="{}">{}</span> <span style="color:{}">{}</span>',
             colour,
-            600 if comparison.get("significant") else 400,
+            600 if comparison.significant else 400,
             title,
             _signed_percent(estimate),
             NEUTRAL,
-            block.get("name") or block.get("metric"),
+            block.label,
         )
 
     @admin.display(description="")
@@ -431,20 +428,15 @@ def _url_or_none(name: str, pk: int) -> str | None:
         return None
 
 
-def _results_payload(experiment: Experiment) -> dict[str, Any] | None:
-    """The experiment's latest results document, or None when it has never been computed."""
+def _results_document(experiment: Experiment) -> Any:
+    """The experiment's latest results (an ``analytics.results.ResultsDocument``), or None when never
+    computed: read through the reverse one-to-one ``experiment.result`` (the ``ExperimentResult`` row,
+    whose ``document`` property gives the type), so this app does not import analytics."""
     try:
         result = experiment.result  # analytics.ExperimentResult, through the reverse one-to-one
     except (ObjectDoesNotExist, AttributeError):
         return None
-    return result.payload or None
-
-
-def _primary_block(payload: dict[str, Any] | None) -> dict[str, Any] | None:
-    for block in (payload or {}).get("metrics") or []:
-        if block.get("role") == "primary":
-            return block
-    return None
+    return result.document
 
 
 def _signed_percent(value: float) -> str:

@@ -15,7 +15,6 @@ to change them, as in the API.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import gzip
 import logging
@@ -47,7 +46,6 @@ from analytics.admin.preflight import (
 from analytics.admin.summary import (
     SEQUENTIAL_NOTE,
     ago,
-    is_sequential,
     metric_rows,
     p_value_text,
     percent,
@@ -56,8 +54,9 @@ from analytics.admin.summary import (
 )
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
-from analytics.selectors import experiment_results_get
-from analytics.services import experiment_results_refresh, experiment_results_request_refresh
+from analytics.results import RefreshInfo, ResultsDocument
+from analytics.results.selectors import experiment_results_get
+from analytics.results.services import experiment_results_refresh, experiment_results_request_refresh
 from config.exceptions import DomainError
 from experiments.models import Experiment, ExperimentStatus
 from experiments.services import experiment_start
@@ -171,12 +170,12 @@ class ExperimentResultAdmin(admin.ModelAdmin):
 
     @admin.display(description="users")
     def users(self, result: ExperimentResult) -> str:
-        total = ((result.payload or {}).get("units") or {}).get("total")
+        total = result.document.total_units if result.document is not None else None
         return f"{total:,}" if total is not None else "–"
 
     @admin.display(description="warnings")
     def warning_count(self, result: ExperimentResult) -> int:
-        return len((result.payload or {}).get("warnings") or [])
+        return len(result.document.warnings) if result.document is not None else 0
 
     @admin.display(description="")
     def open_page(self, result: ExperimentResult) -> str:
@@ -243,19 +242,19 @@ class ExperimentResultAdmin(admin.ModelAdmin):
         experiment = self._experiment(request, experiment_id, VIEW_EXPERIMENT)
         document = experiment_results_get(experiment=experiment)
         names = _variant_names(experiment)
-        computed_at = _datetime(document.get("computed_at"))
-        computed = computed_at is not None
-        refresh = document.get("refresh") or {}
+        computed_at = document.computed_at
+        computed = document.computed
+        refresh = document.refresh or RefreshInfo()
         context = self._context(request, experiment, f"Results: {experiment.name}")
         context.update(
             document=document,
             has_results=computed,
             computed_at=computed_at,
             computed_ago=ago(computed_at),
-            failed=refresh.get("status") == ResultStatus.FAILED,
-            last_error=refresh.get("last_error"),
-            last_error_ago=ago(_datetime(refresh.get("last_error_at"))),
-            refreshed_by=refresh.get("refreshed_by"),
+            failed=refresh.status == ResultStatus.FAILED,
+            last_error=refresh.last_error,
+            last_error_ago=ago(refresh.last_error_at),
+            refreshed_by=refresh.refreshed_by,
             can_refresh=request.user.has_perm(CHANGE_EXPERIMENT),
             refresh_url=reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk]),
             plotly_url=reverse("admin:analytics_plotly_js", args=[_plotly_version()]),
@@ -264,13 +263,13 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             timeseries_plots=charts.timeseries_plots(document, variant_names=names) if computed else [],
             units_plot=charts.units_per_variant(document, variant_names=names) if computed else "",
             units=units_rows(document, names),
-            srm=document.get("srm"),
-            srm_p=p_value_text((document.get("srm") or {}).get("p_value")),
-            warnings=document.get("warnings") or [],
-            errors=document.get("errors") or [],
+            srm=document.srm,
+            srm_p=p_value_text(document.srm.p_value if document.srm is not None else None),
+            warnings=document.warnings,
+            errors=document.errors,
             metric_rows=metric_rows(document, names),
-            engine=document.get("engine") or experiment.engine,
-            sequential=is_sequential(document),
+            engine=document.engine or experiment.engine,
+            sequential=document.is_sequential,
             sequential_note=SEQUENTIAL_NOTE,
             running_since=experiment.started_at,
             running_since_ago=ago(experiment.started_at),
@@ -297,9 +296,9 @@ class ExperimentResultAdmin(admin.ModelAdmin):
                 f"The refresh failed, so the page shows the last results that could be computed. Why: {exc}",
             )
             return HttpResponseRedirect(results_url)
-        payload = snapshot.payload or {}
-        total = (payload.get("units") or {}).get("total", 0)
-        warnings = len(payload.get("warnings") or [])
+        document = snapshot.document
+        total = (document.total_units if document is not None else None) or 0
+        warnings = len(document.warnings) if document is not None else 0
         text = f"Results refreshed in {(snapshot.duration_ms or 0) / 1000:.1f} s from {total:,} users."
         if warnings:
             messages.warning(request, f"{text} {warnings} warning(s): read them before the numbers.")
@@ -373,17 +372,14 @@ class ExperimentResultAdmin(admin.ModelAdmin):
 
 
 # --- what the templates show ---------------------------------------------------------------------------
-def _datetime(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text) if text else None
-
-
-def _environments_context(document: dict[str, Any], experiment: Experiment) -> dict[str, Any]:
+def _environments_context(document: ResultsDocument, experiment: Experiment) -> dict[str, Any]:
     """Whose traffic the numbers count: the environments of the shown results (documents made before
     the setting existed counted every environment), and the setting when it has changed since."""
     configured = list(experiment.analysis_environments)
-    if not document.get("computed_at"):
+    if not document.computed:
         return {"analysed_environments": ", ".join(configured), "environments_changed": ""}
-    analysed = (document.get("analysis") or {}).get("environments")
+    analysed = document.analysed_environments
+    analysed = list(analysed) if analysed is not None else None
     return {
         "analysed_environments": ", ".join(analysed) if analysed else "every environment",
         "environments_changed": ", ".join(configured) if analysed != configured else "",

@@ -20,7 +20,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from analytics.admin.summary import comparison_sentence, comparison_tone, confidence_level, is_sequential
+from analytics.admin.summary import comparison_sentence, comparison_tone, confidence_level
+from analytics.results import MetricResult, ResultsDocument, Timeseries
 
 GOOD, BAD, NEUTRAL = "#198754", "#dc3545", "#6c757d"
 TONE_COLOURS = {"good": GOOD, "bad": BAD, "neutral": NEUTRAL}
@@ -68,37 +69,32 @@ def _name(names: Mapping[str, str], key: str) -> str:
 
 
 def forest_plot(
-    document: Mapping[str, Any], *, variant_names: Mapping[str, str], div_id: str = "forest-plot"
+    document: ResultsDocument, *, variant_names: Mapping[str, str], div_id: str = "forest-plot"
 ) -> str:
     """Relative lift of every variant on every metric with its interval, one row each."""
     import plotly.graph_objects as go
 
-    engine = document.get("engine") or "frequentist"
-    alpha = (document.get("analysis") or {}).get("alpha")
     rows: list[dict[str, Any]] = []
-    for block in document.get("metrics") or []:
-        role = block.get("role") or "secondary"
-        for comparison in block.get("comparisons") or []:
-            relative = comparison.get("relative") or {}
-            estimate, ci = relative.get("estimate"), relative.get("ci")
+    for block in document.metrics:
+        role = block.role
+        for comparison in block.comparisons:
+            estimate, ci = comparison.relative.estimate, comparison.relative.ci
             if estimate is None:
                 continue
-            tone = comparison_tone(
-                comparison, higher_is_better=block.get("higher_is_better", True) is not False
-            )
-            label = f"<b>{html.escape(block.get('name') or block.get('metric') or '')}</b>"
+            tone = comparison_tone(comparison, higher_is_better=block.higher_is_better)
+            label = f"<b>{html.escape(block.label)}</b>"
             tags = [role]
-            if block.get("higher_is_better") is False:
+            if not block.higher_is_better:
                 tags.append("lower is better")
             label += f" <span style='font-size:11px'>({', '.join(tags)})</span>"
-            label += f"<br>{html.escape(_name(variant_names, comparison.get('variant') or ''))}"
+            label += f"<br>{html.escape(_name(variant_names, comparison.variant))}"
             sentence = comparison_sentence(
                 metric=block,
                 comparison=comparison,
-                engine=engine,
-                alpha=alpha,
+                engine=document.engine_name,
+                alpha=document.alpha,
                 variant_names=variant_names,
-                sequential=is_sequential(document),
+                sequential=document.is_sequential,
             )
             rows.append(
                 {
@@ -110,7 +106,7 @@ def forest_plot(
                     "symbol": ROLE_SYMBOLS.get(role, "circle"),
                     "guardrail": role == "guardrail",
                     "hover": html.escape(sentence.text),
-                    "significant": bool(comparison.get("significant")),
+                    "significant": comparison.significant,
                 }
             )
     if not rows:
@@ -151,7 +147,9 @@ def forest_plot(
         _layout(
             height=max(220, 90 + 62 * len(rows)),
             xaxis={
-                "title": {"text": f"relative lift against the control, {confidence_level(alpha)} interval"},
+                "title": {
+                    "text": f"relative lift against the control, {confidence_level(document.alpha)} interval"
+                },
                 "ticksuffix": "%",
                 "zeroline": False,
                 "showgrid": True,
@@ -193,9 +191,9 @@ def _clip(values: Sequence[float | None], low: float, high: float) -> list[float
 
 
 def cumulative_lift(
-    series: Mapping[str, Any],
+    series: Timeseries,
     *,
-    metric: Mapping[str, Any] | None,
+    metric: MetricResult | None,
     variant_names: Mapping[str, str],
     alpha: float | None,
     div_id: str,
@@ -204,14 +202,13 @@ def cumulative_lift(
     import plotly.graph_objects as go
 
     by_variant: dict[str, dict[str, list[Any]]] = {}
-    for point in series.get("points") or []:
-        for comparison in point.get("comparisons") or []:
-            relative = comparison.get("relative") or {}
-            estimate, ci = relative.get("estimate"), relative.get("ci")
-            if estimate is None:
+    for point in series.points:
+        for comparison in point.comparisons:
+            estimate, ci = comparison.relative.estimate, comparison.relative.ci
+            if estimate is None or point.date is None:
                 continue
-            line = by_variant.setdefault(comparison["variant"], {"date": [], "y": [], "lo": [], "hi": []})
-            line["date"].append(point["date"])
+            line = by_variant.setdefault(comparison.variant, {"date": [], "y": [], "lo": [], "hi": []})
+            line["date"].append(point.date.isoformat())
             line["y"].append(estimate * 100)
             line["lo"].append(ci[0] * 100 if ci else None)
             line["hi"].append(ci[1] * 100 if ci else None)
@@ -266,7 +263,7 @@ def cumulative_lift(
             xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom", showarrow=False,
             font={"size": 11, "color": NEUTRAL},
         )  # fmt: skip
-    title = html.escape((metric or {}).get("name") or series.get("metric") or "")
+    title = html.escape((metric.name if metric is not None else "") or series.metric)
     figure.update_layout(
         _layout(
             height=320,
@@ -287,21 +284,20 @@ def cumulative_lift(
 
 
 def units_per_variant(
-    document: Mapping[str, Any], *, variant_names: Mapping[str, str], div_id: str = "units-plot"
+    document: ResultsDocument, *, variant_names: Mapping[str, str], div_id: str = "units-plot"
 ) -> str:
     """Users per variant against what the configured weights expect (the sample-ratio check)."""
     import plotly.graph_objects as go
 
-    srm = document.get("srm") or {}
-    units: Mapping[str, int] = srm.get("units") or {}
-    if not units or not sum(units.values()):
+    srm = document.srm
+    if srm is None or not srm.units or not sum(srm.units.values()):
         return ""
+    units, weights = srm.units, srm.weights
     keys = list(units)
-    weights = srm.get("weights") or {}
     total = sum(units.values())
     weight_total = sum(weights.get(key, 0) for key in keys)
     names = [html.escape(_name(variant_names, key)) for key in keys]
-    ok = srm.get("ok", True) is not False
+    ok = srm.ok
     figure = go.Figure(
         go.Bar(
             x=names,
@@ -342,17 +338,15 @@ def units_per_variant(
     return _html(figure, div_id)
 
 
-def timeseries_plots(document: Mapping[str, Any], *, variant_names: Mapping[str, str]) -> list[str]:
+def timeseries_plots(document: ResultsDocument, *, variant_names: Mapping[str, str]) -> list[str]:
     """One cumulative-lift chart per metric with a time series (the primary metrics)."""
-    metrics = {block.get("metric"): block for block in document.get("metrics") or []}
-    alpha = (document.get("analysis") or {}).get("alpha")
     plots = []
-    for index, series in enumerate(document.get("timeseries") or []):
+    for index, series in enumerate(document.timeseries):
         fragment = cumulative_lift(
             series,
-            metric=metrics.get(series.get("metric")),
+            metric=document.metric(series.metric),
             variant_names=variant_names,
-            alpha=alpha,
+            alpha=document.alpha,
             div_id=f"timeseries-plot-{index}",
         )
         if fragment:

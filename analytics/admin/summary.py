@@ -1,6 +1,6 @@
 """Words for a results document: the sentences and labels product managers read. Pure: no ORM, no I/O.
 
-Every function takes the Results document (docs/api.md) (or one of its blocks) as plain data and copes
+Every function takes the typed Results document (``analytics.results``) or one of its blocks, and copes
 with ``None`` wherever the document allows it (no interval yet, no p-value under the Bayesian engine,
 an error instead of an estimate).
 """
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from analytics.results import Comparison, MetricResult, ResultsDocument
 
 Tone = Literal["good", "bad", "neutral"]
 
@@ -140,17 +142,17 @@ def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
     return f"{timesince(moment, now)} ago"
 
 
-def comparison_tone(comparison: Mapping[str, Any], *, higher_is_better: bool) -> Tone:
+def comparison_tone(comparison: Comparison, *, higher_is_better: bool) -> Tone:
     """``good`` / ``bad`` when the change is significant in the metric's good / bad direction."""
-    direction = comparison.get("direction")
+    direction = comparison.direction
     if direction == "improved":
         return "good"
     if direction == "regressed":
         return "bad"
-    if direction is None and comparison.get("significant"):
-        estimate = (comparison.get("relative") or {}).get("estimate")
+    if direction is None and comparison.significant:  # a document from before ``direction`` existed
+        estimate = comparison.relative.estimate
         if estimate is None:
-            estimate = (comparison.get("absolute") or {}).get("estimate")
+            estimate = comparison.absolute.estimate
         if estimate:
             return "good" if (estimate > 0) == higher_is_better else "bad"
     return "neutral"
@@ -168,8 +170,8 @@ class Sentence:
 
 def comparison_sentence(
     *,
-    metric: Mapping[str, Any],
-    comparison: Mapping[str, Any],
+    metric: MetricResult,
+    comparison: Comparison,
     engine: str,
     alpha: float | None = 0.05,
     variant_names: Mapping[str, str] | None = None,
@@ -182,34 +184,32 @@ def comparison_sentence(
     p-value is the always-valid one of a sequential test, and the sentence says so. Respects
     ``higher_is_better``; says plainly when there is no estimate yet."""
     names = variant_names or {}
-    variant = comparison.get("variant") or "?"
-    baseline = comparison.get("baseline") or "control"
+    variant = comparison.variant
+    baseline = comparison.baseline
     who = capitalised(names.get(variant) or variant)
     against = names.get(baseline) or baseline
-    what = metric_label(metric.get("name") or metric.get("metric") or "the metric")
-    higher_is_better = metric.get("higher_is_better", True) is not False
+    what = metric_label(metric.label or "the metric")
+    higher_is_better = metric.higher_is_better
     tone = comparison_tone(comparison, higher_is_better=higher_is_better)
 
     def sentence(text: str, tone_: Tone = tone) -> Sentence:
-        return Sentence(text=text, tone=tone_, metric=metric.get("metric") or "", variant=variant)
+        return Sentence(text=text, tone=tone_, metric=metric.metric, variant=variant)
 
-    relative = comparison.get("relative") or {}
-    estimate = relative.get("estimate")
+    estimate = comparison.relative.estimate
     if estimate is None or not math.isfinite(estimate):
-        reason = NO_ESTIMATE_REASONS.get(comparison.get("error") or "", "not enough data yet")
-        absolute = (comparison.get("absolute") or {}).get("estimate")
-        if absolute is not None and comparison.get("error") == "baseline_zero":
+        reason = NO_ESTIMATE_REASONS.get(comparison.error or "", "not enough data yet")
+        absolute = comparison.absolute.estimate
+        if absolute is not None and comparison.error == "baseline_zero":
             return sentence(
-                f"{who} changes {what} by {mean_text(absolute, metric.get('type', ''))} in absolute terms "
-                f"({reason})."
+                f"{who} changes {what} by {mean_text(absolute, metric.type)} in absolute terms ({reason})."
             )
         return sentence(f"No estimate yet for {who} against {against} on {what}: {reason}.", "neutral")
 
-    ci = relative.get("ci")
+    ci = comparison.relative.ci
     interval = ""
     if ci and ci[0] is not None and ci[1] is not None:
         interval = f" ({confidence_level(alpha)} CI {percent(ci[0])} to {percent(ci[1])})"
-    significant = bool(comparison.get("significant"))
+    significant = comparison.significant
     if significant:
         if estimate > 0:
             change = f"raises {what} by {percent(estimate)}"
@@ -225,24 +225,24 @@ def comparison_sentence(
             heading = f"No clear difference in {what} between {who} and {against} yet"
         else:
             heading = f"No detectable difference in {what} between {who} and {against}"
-            p_raw, p_adjusted = comparison.get("p_value"), comparison.get("p_value_adjusted")
+            p_raw, p_adjusted = comparison.p_value, comparison.p_value_adjusted
             excludes_zero = bool(ci and ci[0] is not None and ci[1] is not None and (ci[0] > 0 or ci[1] < 0))
             if excludes_zero and p_adjusted is not None and p_adjusted != p_raw:
                 heading += " once adjusted for multiple testing"
         text = f"{heading}: {percent(estimate, signed=True)}{interval}"
 
     if engine == "bayesian":
-        chance = chance_text(comparison.get("chance_to_win"))
+        chance = chance_text(comparison.chance_to_win)
         if chance:
             text += f", {chance} chance to beat {against}"
         if tone == "bad":
             text += f" ({'lower' if not higher_is_better else 'higher'} is better)"
         return sentence(text + ".")
 
-    p_value = comparison.get("p_value_adjusted")
-    adjusted = p_value is not None and p_value != comparison.get("p_value")
+    p_value = comparison.p_value_adjusted
+    adjusted = p_value is not None and p_value != comparison.p_value
     if p_value is None:
-        p_value = comparison.get("p_value")
+        p_value = comparison.p_value
     p_text = p_value_text(p_value)
     notes = (["sequential test, always valid"] if sequential else []) + (
         ["adjusted for multiple testing"] if adjusted else []
@@ -261,39 +261,32 @@ def comparison_sentence(
 
 
 def primary_sentences(
-    document: Mapping[str, Any], *, variant_names: Mapping[str, str] | None = None
+    document: ResultsDocument, *, variant_names: Mapping[str, str] | None = None
 ) -> list[Sentence]:
     """One sentence per comparison of every primary metric (every metric when none is primary).
 
     When the sample-ratio check failed, every sentence says so and none is coloured as a win or a loss:
     the numbers cannot be trusted.
     """
-    engine = document.get("engine") or "frequentist"
-    srm_failed = (document.get("srm") or {}).get("ok") is False
-    alpha = (document.get("analysis") or {}).get("alpha")
-    sequential = is_sequential(document)
-    blocks: Sequence[Mapping[str, Any]] = document.get("metrics") or []
-    primary = [block for block in blocks if block.get("role") == "primary"] or list(blocks)
+    primary = [block for block in document.metrics if block.role == "primary"] or list(document.metrics)
     sentences = []
     for block in primary:
-        if block.get("error"):
-            name = metric_label(block.get("name") or block.get("metric") or "")
+        if block.error:
+            name = metric_label(block.label)
             sentences.append(
-                Sentence(
-                    f"Could not analyse {name}: {block['error']}", "neutral", block.get("metric", ""), ""
-                )
+                Sentence(f"Could not analyse {name}: {block.error}", "neutral", block.metric, "")
             )
             continue
-        for comparison in block.get("comparisons") or []:
+        for comparison in block.comparisons:
             sentence = comparison_sentence(
                 metric=block,
                 comparison=comparison,
-                engine=engine,
-                alpha=alpha,
+                engine=document.engine_name,
+                alpha=document.alpha,
                 variant_names=variant_names,
-                sequential=sequential,
+                sequential=document.is_sequential,
             )
-            if srm_failed:
+            if document.srm_failed:
                 sentence = Sentence(
                     f"{sentence.text} But users are not split as configured (sample ratio mismatch), "
                     "so do not trust this until the cause is fixed.",
@@ -305,18 +298,12 @@ def primary_sentences(
     return sentences
 
 
-def is_sequential(document: Mapping[str, Any]) -> bool:
-    """The frequentist engine with sequential testing: p-values and intervals are always valid."""
-    engine = document.get("engine") or "frequentist"
-    return engine == "frequentist" and bool((document.get("analysis") or {}).get("sequential"))
-
-
 # --- tables -------------------------------------------------------------------------------------------
-def units_rows(document: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
+def units_rows(document: ResultsDocument, names: Mapping[str, str]) -> list[dict[str, Any]]:
     """The users table: each variant's users, its share and the share its weight expects."""
-    srm = document.get("srm") or {}
-    units = srm.get("units") or {}
-    weights = srm.get("weights") or {}
+    if document.srm is None:
+        return []
+    units, weights = document.srm.units, document.srm.weights
     total, weight_total = sum(units.values()), sum(weights.values())
     return [
         {
@@ -330,53 +317,50 @@ def units_rows(document: Mapping[str, Any], names: Mapping[str, str]) -> list[di
     ]
 
 
-def metric_rows(document: Mapping[str, Any], names: Mapping[str, str]) -> list[dict[str, Any]]:
+def metric_rows(document: ResultsDocument, names: Mapping[str, str]) -> list[dict[str, Any]]:
     """The numbers table: per metric, each variant's mean and, for treatments, the comparison."""
-    engine = document.get("engine") or "frequentist"
+    engine = document.engine_name
     rows = []
-    for block in document.get("metrics") or []:
-        comparisons = {c.get("variant"): c for c in block.get("comparisons") or []}
-        higher_is_better = block.get("higher_is_better", True) is not False
+    for block in document.metrics:
         variants = []
-        for variant in block.get("variants") or []:
-            comparison = comparisons.get(variant.get("variant"))
+        for variant in block.variants:
+            comparison = block.comparison_of(variant.variant)
             cell: dict[str, Any] = {
-                "name": names.get(variant.get("variant"), variant.get("variant")),
-                "units": variant.get("units"),
-                "mean": mean_text(variant.get("mean"), block.get("type", "")),
+                "name": names.get(variant.variant, variant.variant),
+                "units": variant.units,
+                "mean": mean_text(variant.mean, block.type),
                 "comparison": None,
             }
             if comparison is not None:
-                relative = comparison.get("relative") or {}
-                ci = relative.get("ci")
+                relative = comparison.relative
+                ci = relative.ci
                 cell["comparison"] = {
-                    "lift": percent(relative.get("estimate"), signed=True),
+                    "lift": percent(relative.estimate, signed=True),
                     "ci": f"{percent(ci[0])} to {percent(ci[1])}" if ci else "–",
                     "evidence": (
-                        chance_text(comparison.get("chance_to_win")) + " to win"
-                        if engine == "bayesian" and comparison.get("chance_to_win") is not None
-                        else p_value_text(comparison.get("p_value_adjusted") or comparison.get("p_value"))
-                        or "–"
+                        chance_text(comparison.chance_to_win) + " to win"
+                        if engine == "bayesian" and comparison.chance_to_win is not None
+                        else p_value_text(comparison.p_value_adjusted or comparison.p_value) or "–"
                     ),
-                    "tone": comparison_tone(comparison, higher_is_better=higher_is_better),
-                    "significant": bool(comparison.get("significant")),
-                    "guardrail_violated": bool(comparison.get("guardrail_violated")),
+                    "tone": comparison_tone(comparison, higher_is_better=block.higher_is_better),
+                    "significant": comparison.significant,
+                    "guardrail_violated": bool(comparison.guardrail_violated),
                     "note": (
-                        NO_ESTIMATE_REASONS.get(comparison.get("error") or "", "not enough data yet")
-                        if relative.get("estimate") is None
+                        NO_ESTIMATE_REASONS.get(comparison.error or "", "not enough data yet")
+                        if relative.estimate is None
                         else ""
                     ),
                 }
             variants.append(cell)
         rows.append(
             {
-                "name": block.get("name") or block.get("metric"),
-                "key": block.get("metric"),
-                "role": block.get("role"),
-                "type": block.get("type"),
-                "higher_is_better": higher_is_better,
-                "cuped": block.get("cuped"),
-                "error": block.get("error"),
+                "name": block.label,
+                "key": block.metric,
+                "role": block.role,
+                "type": block.type,
+                "higher_is_better": block.higher_is_better,
+                "cuped": block.cuped,
+                "error": block.error,
                 "variants": variants,
             }
         )

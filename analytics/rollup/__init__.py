@@ -1,13 +1,14 @@
 """The roll-up: raw events and exposures to per-variant sufficient statistics, inside ClickHouse.
 
-* :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.services``);
+* :mod:`.spec`: what to compute (plain dataclasses, built from the models by ``analytics.results.services``);
 * :mod:`.query`: the SQL builder (one statement per experiment, one block of columns per metric);
-* :mod:`.run`: runs it and reads the answer as ``analytics.stats`` dataclasses;
-* :mod:`.results`: the statistics engine over those sums, shaped as the Results document (docs/api.md).
+* :mod:`.refresh`: runs it and reads the answer as ``analytics.stats`` dataclasses (a :class:`Rollup`).
+
+The statistics engine over those sums, shaped as the Results document, is ``analytics.results.analysis``.
 """
 
 from analytics.rollup.query import RollupQuery, Statement
-from analytics.rollup.run import DailyStats, Rollup, rollup_run
+from analytics.rollup.refresh import DailyStats, Rollup, rollup_run
 from analytics.rollup.spec import Measure, MetricSpec, RollupSpec
 
 __all__ = [

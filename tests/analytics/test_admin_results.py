@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.clickhouse import ClickHouseUnavailable
-from analytics.ingestion import events_write, exposures_write
+from analytics.ingestion.services import events_write, exposures_write
 from analytics.models import ExperimentResult, ResultStatus
 from experiments.models import ExperimentStatus, MetricRole
 from tests.factories import ExperimentFactory, ExperimentMetricFactory, MetricFactory, UserFactory
@@ -263,7 +263,7 @@ def test_results_refresh__event_values_near_the_largest_double__non_finite_reaso
 
 
 def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(admin_client, monkeypatch):
-    from analytics import services
+    from analytics.results import services
 
     def unavailable(spec):
         raise ClickHouseUnavailable("ClickHouse is unreachable (test)")

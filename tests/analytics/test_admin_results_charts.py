@@ -6,6 +6,7 @@ import re
 import pytest
 
 from analytics.admin.charts import cumulative_lift, lift_axis_range
+from analytics.results import MetricResult, Timeseries
 
 
 def _series(days: list[tuple[float, float, float]]) -> dict:
@@ -53,8 +54,9 @@ def test_lift_axis_range__flat_zero_line__a_visible_margin():
 
 
 def test_cumulative_lift__day_one_interval_huge__axis_from_the_later_days_and_a_note():
-    fragment = cumulative_lift(_series(SETTLING), metric={"name": "Purchase rate"}, variant_names={}, alpha=0.05,
-                               div_id="plot")  # fmt: skip
+    fragment = cumulative_lift(Timeseries.from_dict(_series(SETTLING)),
+                               metric=MetricResult.from_dict({"name": "Purchase rate"}), variant_names={},
+                               alpha=0.05, div_id="plot")  # fmt: skip
 
     low, high, _ = lift_axis_range(_percent_lines(SETTLING))
     figure = json.loads(re.search(r"Plotly\.newPlot\(\s*\"plot\",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{\"displaylogo", fragment,

@@ -13,8 +13,16 @@ from analytics.admin.summary import (
     percent,
     primary_sentences,
 )
+from analytics.results import Comparison, MetricResult, ResultsDocument
 
 NAMES = {"control": "Blue button", "treatment": "Green button"}
+
+
+def _sentence(*, metric: dict, comparison: dict, **options):
+    """The sentence of a hand-made metric block and comparison, read as the typed document's parts."""
+    return comparison_sentence(
+        metric=MetricResult.from_dict(metric), comparison=Comparison.from_dict(comparison), **options
+    )
 
 
 def _metric(**overrides) -> dict:
@@ -93,7 +101,7 @@ def test_percent__huge_lift__power_of_ten_not_hundreds_of_digits():
 
 
 def test_comparison_sentence__non_finite__says_the_values_are_too_large():
-    sentence = comparison_sentence(
+    sentence = _sentence(
         metric=_metric(type="sum"),
         comparison=_comparison(None, None, error="non_finite"),
         engine="frequentist",
@@ -105,7 +113,7 @@ def test_comparison_sentence__non_finite__says_the_values_are_too_large():
 def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvement():
     comparison = _comparison(0.041, [0.012, 0.070], p_value=0.003, p_value_adjusted=0.003, significant=True,
                              direction="improved")  # fmt: skip
-    sentence = comparison_sentence(
+    sentence = _sentence(
         metric=_metric(), comparison=comparison, engine="frequentist", alpha=0.05, variant_names=NAMES
     )
     assert sentence.text == (
@@ -116,7 +124,7 @@ def test_comparison_sentence__frequentist_significant__ci_p_value_and_improvemen
 
 def test_comparison_sentence__frequentist_not_significant__no_detectable_difference_not_a_change():
     comparison = _comparison(-0.008, [-0.031, 0.015], p_value=0.47, p_value_adjusted=0.47)
-    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist", alpha=0.1)
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="frequentist", alpha=0.1)
     assert sentence.text == (
         "No detectable difference in purchase rate between Treatment and control: "
         "\u22120.8% (90% CI \u22123.1% to 1.5%), p = 0.47."
@@ -127,7 +135,7 @@ def test_comparison_sentence__frequentist_not_significant__no_detectable_differe
 def test_comparison_sentence__a_a_test_not_significant__never_reads_as_a_win():
     # The demo's A/A test once read "A again raises purchase rate by 0.8% ...: not significant."
     comparison = _comparison(0.008, [-0.021, 0.037], p_value=0.62, p_value_adjusted=0.62)
-    sentence = comparison_sentence(
+    sentence = _sentence(
         metric=_metric(), comparison=comparison, engine="frequentist",
         variant_names={"control": "A", "treatment": "A again"},
     )  # fmt: skip
@@ -140,16 +148,12 @@ def test_comparison_sentence__a_a_test_not_significant__never_reads_as_a_win():
 
 def test_comparison_sentence__sequential__says_the_p_value_is_always_valid():
     comparison = _comparison(0.008, [-0.05, 0.07], p_value=1.0, p_value_adjusted=1.0)
-    sentence = comparison_sentence(
-        metric=_metric(), comparison=comparison, engine="frequentist", sequential=True
-    )
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="frequentist", sequential=True)
     assert sentence.text.endswith("p = 1 (sequential test, always valid).")
 
     significant = _comparison(0.1, [0.04, 0.16], p_value=0.001, p_value_adjusted=0.003, significant=True,
                               direction="improved")  # fmt: skip
-    sentence = comparison_sentence(
-        metric=_metric(), comparison=significant, engine="frequentist", sequential=True
-    )
+    sentence = _sentence(metric=_metric(), comparison=significant, engine="frequentist", sequential=True)
     assert sentence.text.endswith(
         "p = 0.003 (sequential test, always valid; adjusted for multiple testing): a significant improvement."
     )
@@ -157,7 +161,7 @@ def test_comparison_sentence__sequential__says_the_p_value_is_always_valid():
 
 def test_comparison_sentence__interval_excludes_zero_but_adjusted_p_too_high__says_adjusted():
     comparison = _comparison(0.129, [0.012, 0.247], p_value=0.02, p_value_adjusted=0.05)
-    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="frequentist")
     assert sentence.text.startswith(
         "No detectable difference in purchase rate between Treatment and control once adjusted for multiple "
         "testing: +12.9% (95% CI 1.2% to 24.7%), p = 0.05 (adjusted for multiple testing)"
@@ -168,15 +172,15 @@ def test_primary_sentences__sequential_document__sentences_say_sequential():
     document = {"engine": "frequentist", "analysis": {"alpha": 0.05, "sequential": True},
                 "metrics": [{**_metric(), "comparisons": [_comparison(0.01, [-0.1, 0.12], p_value=1.0,
                                                                       p_value_adjusted=1.0)]}]}  # fmt: skip
-    assert "(sequential test, always valid)" in primary_sentences(document)[0].text
+    assert "(sequential test, always valid)" in primary_sentences(ResultsDocument.from_dict(document))[0].text
     document["analysis"]["sequential"] = False
-    assert "sequential" not in primary_sentences(document)[0].text
+    assert "sequential" not in primary_sentences(ResultsDocument.from_dict(document))[0].text
 
 
 def test_comparison_sentence__adjusted_p_value__named_as_adjusted():
     comparison = _comparison(0.05, [0.01, 0.09], p_value=0.01, p_value_adjusted=0.03, significant=True,
                              direction="improved")  # fmt: skip
-    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="frequentist")
     assert "p = 0.03 (adjusted for multiple testing)" in sentence.text
 
 
@@ -184,7 +188,7 @@ def test_comparison_sentence__bayesian__chance_to_beat_control():
     comparison = _comparison(
         0.041, [0.012, 0.070], chance_to_win=0.983, significant=True, direction="improved"
     )
-    sentence = comparison_sentence(
+    sentence = _sentence(
         metric=_metric(), comparison=comparison, engine="bayesian", alpha=0.05, variant_names=NAMES
     )
     assert sentence.text == (
@@ -198,7 +202,7 @@ def test_comparison_sentence__lower_is_better_went_up__worse_and_red():
                      role="guardrail")  # fmt: skip
     comparison = _comparison(0.12, [0.05, 0.19], p_value=0.002, p_value_adjusted=0.002, significant=True,
                              direction="regressed")  # fmt: skip
-    sentence = comparison_sentence(metric=metric, comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=metric, comparison=comparison, engine="frequentist")
     assert sentence.text == (
         "Treatment raises errors per user by 12.0% (95% CI 5.0% to 19.0%), p = 0.002: "
         "significantly worse (lower is better)."
@@ -210,7 +214,7 @@ def test_comparison_sentence__lower_is_better_went_down_without_direction__good(
     # Given a document without "direction" (an older payload): the sign and higher_is_better decide
     metric = _metric(name="Errors per user", higher_is_better=False)
     comparison = _comparison(-0.2, [-0.3, -0.1], significant=True, direction=None, p_value=0.001)
-    sentence = comparison_sentence(metric=metric, comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=metric, comparison=comparison, engine="frequentist")
     assert sentence.tone == "good"
     assert sentence.text.startswith("Treatment lowers errors per user by 20.0%")
 
@@ -225,21 +229,21 @@ def test_comparison_sentence__lower_is_better_went_down_without_direction__good(
     ],
 )
 def test_comparison_sentence__no_estimate__says_why(comparison, fragment):
-    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="frequentist")
     assert fragment in sentence.text
     assert sentence.tone == "neutral"
 
 
 def test_comparison_sentence__estimate_without_interval_or_p_value__no_none_in_text():
     comparison = _comparison(0.02, None)
-    sentence = comparison_sentence(metric=_metric(), comparison=comparison, engine="bayesian")
+    sentence = _sentence(metric=_metric(), comparison=comparison, engine="bayesian")
     assert sentence.text == "No clear difference in purchase rate between Treatment and control yet: +2.0%."
     assert "None" not in sentence.text
 
 
 def test_comparison_sentence__baseline_zero__absolute_change():
     comparison = _comparison(None, None, error="baseline_zero", absolute={"estimate": 0.5, "ci": [0.1, 0.9]})
-    sentence = comparison_sentence(metric=_metric(type="count"), comparison=comparison, engine="frequentist")
+    sentence = _sentence(metric=_metric(type="count"), comparison=comparison, engine="frequentist")
     assert "changes purchase rate by 0.500 in absolute terms" in sentence.text
 
 
@@ -275,7 +279,7 @@ def test_primary_sentences__primary_only_and_srm_failure__one_neutral_warning_ea
             },
         ],
     }
-    sentences = primary_sentences(document, variant_names=NAMES)
+    sentences = primary_sentences(ResultsDocument.from_dict(document), variant_names=NAMES)
     assert len(sentences) == 1
     assert "sample ratio mismatch" in sentences[0].text
     assert sentences[0].tone == "neutral"
@@ -296,7 +300,7 @@ def test_primary_sentences__no_primary_and_metric_error__every_metric_and_the_er
             },
         ],
     }
-    texts = [s.text for s in primary_sentences(document)]
+    texts = [s.text for s in primary_sentences(ResultsDocument.from_dict(document))]
     assert texts == [
         "No clear difference in purchase rate between Treatment and control yet: +1.0% (95% CI \u22122.0% to "
         "4.0%), 70% chance to beat control.",

@@ -12,7 +12,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from analytics import clickhouse as ch
-from analytics import ingestion
+from analytics.ingestion import services as ingestion
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)

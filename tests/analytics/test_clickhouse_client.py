@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from analytics import clickhouse as ch
-from analytics import ingestion
 from analytics.clickhouse.embedded import EmbeddedEngine
 from analytics.clickhouse.params import prepare
+from analytics.ingestion import services as ingestion
 
 EVENT_COLUMNS = list(ingestion.EVENTS.columns)
 EXPOSURE_COLUMNS = list(ingestion.EXPOSURES.columns)

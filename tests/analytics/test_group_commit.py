@@ -7,8 +7,8 @@ import pytest
 from django.db import connections
 
 from analytics import clickhouse as ch
-from analytics import ingestion
-from analytics.ingestion import spool_depth
+from analytics.ingestion import services as ingestion
+from analytics.ingestion.services import spool_depth
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

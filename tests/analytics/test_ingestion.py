@@ -10,8 +10,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from analytics import clickhouse as ch
-from analytics import ingestion, tasks
+from analytics import tasks
 from analytics.clickhouse import client
+from analytics.ingestion import services as ingestion
 from analytics.models import SpoolBatch, SpoolKind
 
 pytestmark = pytest.mark.django_db

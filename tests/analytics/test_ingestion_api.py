@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from analytics import clickhouse as ch
-from analytics.ingestion import spool_depth
+from analytics.ingestion.services import spool_depth
 from analytics.tasks import spool_drain
 from experiments.models import Experiment
 from features.models import Environment

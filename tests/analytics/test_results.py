@@ -24,9 +24,9 @@ from scipy import stats as scipy_stats
 from analytics import tasks
 from analytics.clickhouse import ClickHouseUnavailable
 from analytics.models import ExperimentResult
+from analytics.results.analysis import MetricAnalysis, results_document
+from analytics.results.services import experiment_results_refresh
 from analytics.rollup import Measure, MetricSpec, Rollup, RollupSpec
-from analytics.rollup.results import MetricAnalysis, results_document
-from analytics.services import experiment_results_refresh
 from analytics.stats import AnalysisOptions, SampleStats
 from experiments.models import ExperimentStatus, MetricRole
 from metrics.models import MetricType
@@ -91,8 +91,9 @@ def analysis(
 
 
 def document(rollup: Rollup, metrics: list[MetricAnalysis], *, correction="holm", weights=(1.0, 1.0)) -> dict:
+    """The document's JSON, as the API serves it."""
     return results_document(experiment="exp", rollup=rollup, metrics=metrics, weights=weights,
-                            srm_threshold=0.001, correction=correction, computed_at=NOW)  # fmt: skip
+                            srm_threshold=0.001, correction=correction, computed_at=NOW).to_dict()  # fmt: skip
 
 
 @pytest.mark.parametrize(("correction", "reference"), [("holm", holm_reference), ("bh", bh_reference)])

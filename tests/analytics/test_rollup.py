@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from analytics import ingestion
+from analytics.ingestion import services as ingestion
 from analytics.rollup import Measure, MetricSpec, RollupQuery, RollupSpec, rollup_run
 from analytics.rollup.query import stats_class
 from analytics.stats import CupedStats, RatioCupedStats, RatioStats, SampleStats

@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils import timezone
 
-from analytics.ingestion import events_write, exposures_write
-from analytics.services import experiment_results_refresh
+from analytics.ingestion.services import events_write, exposures_write
+from analytics.results.services import experiment_results_refresh
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start
 from features import config

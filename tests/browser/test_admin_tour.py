@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
-from analytics.ingestion import events_write, exposures_write
+from analytics.ingestion.services import events_write, exposures_write
 from experiments.bucketing import assign_variant
 from experiments.models import Experiment, ExperimentStatus
 from features import config

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.clickhouse import ClickHouseUnavailable
-from analytics.ingestion import events_write, exposures_write
+from analytics.ingestion.services import events_write, exposures_write
 from analytics.stats import days_needed
 from experiments.models import ExperimentStatus, MetricRole
 from tests.factories import ExperimentFactory, ExperimentMetricFactory, MetricFactory, UserFactory
@@ -202,7 +202,7 @@ def test_preflight_baseline__conversion_window__the_rate_the_running_experiment_
     clickhouse, admin_client
 ):
     # Given a purchase rate with a 168-hour window, and an experiment already running on the same users
-    from analytics.services import experiment_results_refresh
+    from analytics.results.services import experiment_results_refresh
 
     now = timezone.now()
     _window_story(now)

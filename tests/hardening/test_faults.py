@@ -17,7 +17,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from analytics import clickhouse as ch
-from analytics.ingestion import spool_drain
+from analytics.ingestion.services import spool_drain
 from analytics.models import SpoolBatch
 from config.exceptions import DATABASE_UNAVAILABLE
 from features.services import sdk_key_create

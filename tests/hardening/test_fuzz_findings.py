@@ -6,7 +6,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from analytics import clickhouse as ch
-from analytics import ingestion
+from analytics.ingestion import services as ingestion
 from analytics.models import SpoolBatch
 from config.exceptions import VALUE_NOT_STORABLE
 from tests.factories import MetricFactory, ProductManagerFactory
@@ -132,7 +132,7 @@ def test_exposures__nul_character__item_rejected(two_environments, clickhouse):
 def test_exposures_write__nul_in_an_attribute_while_clickhouse_is_down__spooled(
     clickhouse, clickhouse_faults
 ):
-    from analytics.ingestion import exposures_write
+    from analytics.ingestion.services import exposures_write
 
     # An exposure logged by evaluate/assign/OFREP keeps a NUL in an attribute: the spool stores JSON
     # text (PostgreSQL's jsonb would refuse it), and the drain brings it to ClickHouse unchanged.

@@ -50,7 +50,7 @@ import json
 import django
 django.setup()
 from analytics import clickhouse
-from analytics.ingestion import spool_drain, spool_depth
+from analytics.ingestion.services import spool_drain, spool_depth
 drained = spool_drain()
 print(json.dumps({
     "events": clickhouse.query("SELECT count() AS n FROM events_dedup")[0]["n"],

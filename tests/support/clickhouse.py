@@ -102,7 +102,7 @@ def clickhouse_fixture(
 
 def _reset_write_path() -> None:
     """Each test starts with ClickHouse believed reachable (no outage left over from another test)."""
-    from analytics.ingestion import clickhouse_breaker  # needs Django's app registry
+    from analytics.ingestion.services import clickhouse_breaker  # needs Django's app registry
 
     clickhouse_breaker.reset()
 

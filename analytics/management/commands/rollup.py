@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 from analytics import clickhouse
 from analytics.clickhouse import ClickHouseError, ClickHouseUnavailable
 from analytics.clickhouse.cli import clickhouse_command_errors
-from analytics.selectors import running_experiment_ids
-from analytics.services import experiment_results_refresh
+from analytics.results.selectors import running_experiment_ids
+from analytics.results.services import experiment_results_refresh
 from experiments.models import Experiment
 
 SCHEMA_MISSING_CODES = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 return
         keys_by_id = dict(Experiment.objects.filter(pk__in=ids).values_list("pk", "key"))
         # This command reports each failure itself; the service's warning would repeat it on stderr.
-        service_logger = logging.getLogger("analytics.services")
+        service_logger = logging.getLogger("analytics.results.services")
         level = service_logger.level
         service_logger.setLevel(logging.ERROR)
         try:
@@ -77,11 +77,11 @@ class Command(BaseCommand):
                 failed += 1
                 self.stdout.write(self.style.ERROR(f"failed: {exc}"))
                 continue
-            payload = snapshot.payload
-            warnings = len(payload["warnings"])
+            document = snapshot.document
+            warnings = len(document.warnings)
             self.stdout.write(
                 self.style.SUCCESS(f"{snapshot.duration_ms} ms")
-                + f"  {payload['units']['total']:,} units, {len(payload['metrics'])} metrics"
+                + f"  {document.total_units or 0:,} units, {len(document.metrics)} metrics"
                 + (self.style.WARNING(f", {warnings} warning(s)") if warnings else "")
             )
         if not failed:

@@ -1,9 +1,9 @@
 """The shapes of the ingestion endpoints, for the OpenAPI document (validation is in
-``ingestion_validation.py``, which is faster per item)."""
+``validation.py``, which is faster per item)."""
 
 from rest_framework import serializers
 
-from analytics.ingestion_validation import MAX_ITEMS, MAX_NAME_LENGTH
+from analytics.ingestion.validation import MAX_ITEMS, MAX_NAME_LENGTH
 from features.sdk_serializers import UNIT_ID_MAX_LENGTH
 
 

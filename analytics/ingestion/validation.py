@@ -2,7 +2,7 @@
 
 Hand-written rather than DRF serializers because it runs on every item of every batch (the
 ingestion goal is 20,000 events/s on two cores); the DRF serializers in
-``ingestion_serializers.py`` describe the same shapes for the OpenAPI document. Each rejected item
+``serializers.py`` describe the same shapes for the OpenAPI document. Each rejected item
 is reported with its index and, per field, the reason; accepted items go on as storage rows.
 """
 
@@ -183,7 +183,7 @@ def _event_fast(item: Any, bounds: TimeBounds, environment: str, limit: float) -
 
 
 def _event_row(event_id, name, unit_id, value, timestamp, environment, properties) -> dict[str, Any]:
-    """A storage row for ``analytics.ingestion.events_write`` (both validation paths end here)."""
+    """A storage row for ``analytics.ingestion.services.events_write`` (both validation paths end here)."""
     return {
         "event_id": event_id,
         "name": name,

@@ -16,13 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics.clickhouse import ClickHouseError
-from analytics.ingestion import events_write, exposures_write
-from analytics.ingestion_serializers import (
+from analytics.ingestion.serializers import (
     EventBatchSerializer,
     ExposureBatchSerializer,
     IngestResultSerializer,
 )
-from analytics.ingestion_validation import (
+from analytics.ingestion.services import events_write, exposures_write
+from analytics.ingestion.validation import (
     MAX_BODY_BYTES,
     MAX_ITEMS,
     Rejection,

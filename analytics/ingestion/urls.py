@@ -1,6 +1,6 @@
 from django.urls import path
 
-from analytics.ingestion_views import EventIngestView, ExposureIngestView
+from analytics.ingestion.views import EventIngestView, ExposureIngestView
 
 urlpatterns = [
     path("events", EventIngestView.as_view(), name="events"),

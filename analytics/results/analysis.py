@@ -1,7 +1,9 @@
 """The Results document (docs/api.md, "Results"): the statistics engine over a roll-up's sums.
 
-Pure: a :class:`~analytics.rollup.run.Rollup` and the analysis plan in, a JSON-ready dict out, so
-the numbers can be checked against independent computations without ClickHouse or a database.
+Pure: a :class:`~analytics.rollup.refresh.Rollup` and the analysis plan in, a
+:class:`~analytics.results.document.ResultsDocument` out, so the numbers can be checked against
+independent computations without ClickHouse or a database. The engine (``analytics.stats``) answers
+in JSON-shaped dicts, which are adjusted here, then read once as the typed document.
 
 What it adds to the engine's per-metric output:
 
@@ -23,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analytics.rollup.run import Rollup
+from analytics.results.document import ResultsDocument
+from analytics.rollup.refresh import Rollup
 from analytics.stats import AnalysisOptions, adjust_p_values, analyse_metric, srm_check, summarise_variants
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ def results_document(
     srm_threshold: float,
     correction: str,
     computed_at: dt.datetime,
-) -> dict[str, Any]:
+) -> ResultsDocument:
     """The Results document of one experiment from its roll-up (see the module docstring).
 
     ``metrics`` in the experiment's order; ``weights`` per variant in the roll-up's variant order.
@@ -176,35 +179,37 @@ def results_document(
             }
         )
 
-    return {
-        "experiment": experiment,
-        "computed_at": _iso(computed_at),
-        "srm": {
-            "p_value": srm["p_value"],
-            "units": dict(zip(variants, units, strict=True)),
-            "ok": srm["ok"],
-            "threshold": srm_threshold,
-            "weights": dict(zip(variants, (float(w) for w in weights), strict=True)),
-        },
-        "units": {
-            "total": total_units,
-            "variants": dict(zip(variants, units, strict=True)),
+    return ResultsDocument.from_dict(
+        {
+            "experiment": experiment,
+            "computed_at": _iso(computed_at),
+            "srm": {
+                "p_value": srm["p_value"],
+                "units": dict(zip(variants, units, strict=True)),
+                "ok": srm["ok"],
+                "threshold": srm_threshold,
+                "weights": dict(zip(variants, (float(w) for w in weights), strict=True)),
+            },
+            "units": {
+                "total": total_units,
+                "variants": dict(zip(variants, units, strict=True)),
+                "multiple_exposures": rollup.multiple_exposures,
+                "unknown_variant": rollup.unknown_variant_units,
+            },
             "multiple_exposures": rollup.multiple_exposures,
-            "unknown_variant": rollup.unknown_variant_units,
-        },
-        "multiple_exposures": rollup.multiple_exposures,
-        "analysis": {
-            "from": _iso(rollup.first_exposure_at),
-            "until": _iso(rollup.spec.until),
-            "correction": correction,
-        },
-        "data": {
-            "first_exposure_at": _iso(rollup.first_exposure_at),
-            "last_exposure_at": _iso(rollup.last_exposure_at),
-            "last_event_at": _iso(rollup.last_event_at),
-        },
-        "metrics": blocks,
-        "timeseries": [_timeseries_block(m, rollup) for m in metrics if m.key in rollup.daily],
-        "warnings": warnings,
-        "errors": errors,
-    }
+            "analysis": {
+                "from": _iso(rollup.first_exposure_at),
+                "until": _iso(rollup.spec.until),
+                "correction": correction,
+            },
+            "data": {
+                "first_exposure_at": _iso(rollup.first_exposure_at),
+                "last_exposure_at": _iso(rollup.last_exposure_at),
+                "last_event_at": _iso(rollup.last_event_at),
+            },
+            "metrics": blocks,
+            "timeseries": [_timeseries_block(m, rollup) for m in metrics if m.key in rollup.daily],
+            "warnings": warnings,
+            "errors": errors,
+        }
+    )

@@ -1,0 +1,201 @@
+"""Writes of experiment results: computing and storing them.
+
+``experiment_results_refresh`` is the one way results are made, whoever asks (the API's refresh, the
+15-minute schedule, ``manage.py rollup``): roll the experiment's exposures and events up in ClickHouse
+(``analytics.rollup``), run the statistics engine over the sums (``analytics.results.analysis``), store the document in the
+experiment's ``ExperimentResult`` (one row, replaced in place) and drop the cached copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from celery.exceptions import Retry
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from analytics.clickhouse import ClickHouseError
+from analytics.models import ExperimentResult, ResultStatus
+from analytics.results.analysis import MetricAnalysis, results_document
+from analytics.results.document import Analysis, ResultsDocument
+from analytics.results.selectors import results_cache_key
+from analytics.rollup import Measure, MetricSpec, RollupSpec, rollup_run
+from analytics.stats import AnalysisOptions, GaussianPrior
+from experiments.models import Experiment, ExperimentMetric, ExperimentStatus, MetricRole
+from metrics.models import Metric, MetricType
+
+logger = logging.getLogger(__name__)
+
+# Roles whose metrics also get a daily time series (each costs a little more roll-up work).
+TIMESERIES_ROLES = frozenset({MetricRole.PRIMARY})
+
+
+# --- from the models to the roll-up and the engine -------------------------------------------------------
+def _measure(metric: Metric) -> Measure:
+    """The metric's per-unit value (docs/analysis.md); for a ratio, the numerator: the sum of its event's value."""
+    kind = "sum" if metric.type == MetricType.RATIO else metric.type
+    return Measure(event=metric.event, kind=kind, window_hours=metric.window_hours, cap=metric.cap_value)
+
+
+def _metric_spec(link: ExperimentMetric) -> MetricSpec:
+    metric = link.metric
+    denominator = None
+    if metric.type == MetricType.RATIO:
+        if metric.denominator is None:
+            raise ValueError(f"Ratio metric {metric.key} has no denominator.")
+        denominator = _measure(metric.denominator)
+    return MetricSpec(
+        key=metric.key,
+        type=metric.type,
+        measure=_measure(metric),
+        denominator=denominator,
+        cuped=metric.cuped,
+        cuped_lookback_days=metric.cuped_lookback_days,
+        timeseries=link.role in TIMESERIES_ROLES,
+    )
+
+
+def experiment_analysis_time(experiment: Experiment, now: dt.datetime) -> dt.datetime:
+    """Events count up to now, or up to ``stopped_at`` once the experiment has stopped (docs/analysis.md)."""
+    if experiment.status in (ExperimentStatus.STOPPED, ExperimentStatus.ARCHIVED) and experiment.stopped_at:
+        return min(experiment.stopped_at, now)
+    return now
+
+
+def _links(experiment: Experiment) -> list[ExperimentMetric]:
+    return list(experiment.metric_links.select_related("metric", "metric__denominator").order_by("id"))
+
+
+def experiment_rollup_spec(*, experiment: Experiment, until: dt.datetime) -> RollupSpec:
+    """What to roll up for ``experiment``: its variants (control first), metrics and analysed environments."""
+    return RollupSpec(
+        experiment=experiment.key,
+        variants=tuple(v.key for v in experiment.variants.all()),
+        until=until,
+        metrics=tuple(_metric_spec(link) for link in _links(experiment)),
+        environments=tuple(experiment.analysis_environments),
+    )
+
+
+def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
+    """How each metric is analysed: the experiment's engine settings with the metric's own."""
+    prior = None
+    if experiment.prior_mean is not None and experiment.prior_stddev:
+        prior = GaussianPrior(mean=experiment.prior_mean, variance=experiment.prior_stddev**2)
+    return [
+        MetricAnalysis(
+            key=link.metric.key,
+            name=link.metric.name,
+            role=link.role,
+            type=link.metric.type,
+            options=AnalysisOptions(
+                engine=experiment.engine,
+                alpha=experiment.alpha,
+                sequential=experiment.sequential,
+                sequential_tuning=float(experiment.sequential_tuning),
+                prior=prior,
+                higher_is_better=link.metric.higher_is_better,
+                cuped=link.metric.cuped,
+                binomial=link.metric.type == MetricType.BINOMIAL,
+            ),
+        )
+        for link in _links(experiment)
+    ]
+
+
+def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | None = None) -> ResultsDocument:
+    """The results document of ``experiment`` as of ``now`` (ClickHouse roll-up, then the engine)."""
+    now = now or timezone.now()
+    spec = experiment_rollup_spec(experiment=experiment, until=experiment_analysis_time(experiment, now))
+    rollup = rollup_run(spec)
+    started = time.perf_counter()
+    document = results_document(
+        experiment=experiment.key,
+        rollup=rollup,
+        metrics=experiment_analysis_plan(experiment),
+        weights=[v.weight for v in experiment.variants.all()],
+        srm_threshold=experiment.srm_threshold,
+        correction=experiment.correction,
+        computed_at=now,
+    )
+    analysis = dataclasses.replace(
+        document.analysis or Analysis(),
+        alpha=experiment.alpha,
+        sequential=experiment.sequential,
+        sequential_tuning=experiment.sequential_tuning,
+        environments=tuple(spec.environments or ()),
+    )
+    return dataclasses.replace(
+        document,
+        analysis=analysis,
+        experiment_status=experiment.status,
+        engine=experiment.engine,
+        timings_ms={"rollup": rollup.duration_ms, "statistics": (time.perf_counter() - started) * 1000},
+    )
+
+
+# --- refresh -----------------------------------------------------------------------------------------
+def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") -> ExperimentResult:
+    """Recompute and store the results of the experiment ``experiment_id``; the stored snapshot.
+
+    On failure the snapshot keeps its last good payload, records the error and its time, and the
+    exception propagates (``ClickHouseUnavailable`` is transient: the Celery task retries it).
+    Raises ``Experiment.DoesNotExist`` when there is no such experiment.
+    """
+    experiment = Experiment.objects.prefetch_related("variants").get(pk=experiment_id)
+    snapshot, _ = ExperimentResult.objects.get_or_create(experiment=experiment)
+    started = time.perf_counter()
+    try:
+        document = experiment_results_compute(experiment=experiment)
+    except Exception as exc:  # any failure is recorded on the snapshot, then re-raised
+        snapshot.status = ResultStatus.FAILED
+        snapshot.last_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+        snapshot.last_error_at = timezone.now()
+        snapshot.refreshed_by = refreshed_by[:150]
+        snapshot.save(update_fields=["status", "last_error", "last_error_at", "refreshed_by", "updated_at"])
+        cache.delete(results_cache_key(experiment.pk))
+        logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
+        raise
+    snapshot.payload = document.to_dict()
+    snapshot.computed_at = document.computed_at
+    snapshot.status = ResultStatus.OK
+    snapshot.duration_ms = round((time.perf_counter() - started) * 1000)
+    snapshot.refreshed_by = refreshed_by[:150]
+    snapshot.save()
+    cache.delete(results_cache_key(experiment.pk))
+    logger.info("Results of %s refreshed in %d ms", experiment.key, snapshot.duration_ms)
+    return snapshot
+
+
+def experiment_results_enqueue(experiment_id: int, *, refreshed_by: str) -> None:
+    """Queue a refresh now (the schedule's fan-out; the API goes through the commit hook below)."""
+    from analytics.tasks import experiment_results_refresh_task  # the task calls this module
+
+    try:
+        experiment_results_refresh_task.delay(experiment_id, refreshed_by=refreshed_by)
+    except (ClickHouseError, ValueError, Retry) as exc:
+        # Only when tasks run eagerly (the embedded default): the refresh ran here and failed (an eager
+        # task's retry surfaces as ``Retry``). The snapshot records the error, which GET .../results/
+        # shows; the request that asked for the refresh succeeded all the same.
+        logger.warning("Eager results refresh of experiment %s failed: %s", experiment_id, exc)
+
+
+def experiment_results_request_refresh(*, experiment: Experiment, user: Any = None) -> None:
+    """Queue a refresh of ``experiment``'s results once the current transaction commits.
+
+    This is ``delay_on_commit`` (``transaction.on_commit`` + ``delay``), with the eager failure case
+    above handled. Where tasks run eagerly the refresh is done when this returns.
+    """
+    refreshed_by = f"user:{user.get_username()}" if user is not None and user.is_authenticated else "api"
+    transaction.on_commit(lambda: experiment_results_enqueue(experiment.pk, refreshed_by=refreshed_by))
+
+
+def refresh_interval_seconds() -> int:
+    """Least time between two refreshes of one experiment requested through the API."""
+    return int(getattr(settings, "RESULTS_REFRESH_MIN_INTERVAL_SECONDS", 30))
