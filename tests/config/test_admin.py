@@ -285,7 +285,7 @@ def test_admin_feature_add__rules_as_rows__saved(admin_client_su):
         ({"default_value": '"on"'}, "true or false"),
         ({"rules-0-value": '"yes"'}, "true or false"),
         ({"rules-0-coverage": "3"}, "coverage"),
-        ({"rules-0-condition": '{"$bogus": 1}'}, "$bogus"),
+        ({"rules-0-condition": '{"plan": {"$bogus": 1}}'}, "$bogus"),
     ],
 )
 def test_admin_feature_add__invalid__form_explains(admin_client_su, overrides, fragment):
