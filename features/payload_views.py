@@ -7,7 +7,8 @@ key travels in the path, as GrowthBook's SDKs send it.
 Served from the compiled per-environment configuration (``features.config``): a warm request reads
 no table. The body is built once per process and configuration (generation and version) and kept.
 ``dateUpdated`` is the first time any process served that configuration (a cache ``add`` shared
-through Redis), so it changes with every change and stays put otherwise; the ``ETag`` is a hash of
+through Redis; later than the previous one's), so it changes with every change and stays put
+otherwise; the ``ETag`` is a hash of
 the body and ``If-None-Match`` answers 304. Any origin may read it (``Access-Control-Allow-Origin:
 *``: the key in the URL is the credential, no cookie is involved), and shared caches may keep it a
 few seconds.
@@ -47,13 +48,24 @@ config.on_invalidate(_memo.clear)
 
 
 def _date_updated(config_: CompiledConfig) -> str:
-    """When this configuration was first served, as GrowthBook's ISO ``dateUpdated`` (UTC, ms)."""
+    """When this configuration was first served, as GrowthBook's ISO ``dateUpdated`` (UTC, ms).
+
+    Later than the environment's previous configuration's by at least a millisecond, so that an SDK
+    that ignores a payload whose date did not move (the JavaScript SDK) always takes a change.
+    """
     when = config_.built_at
     if config_.generation is not None:
         key = f"flags:payload-date:{config_.environment_id}:{config_.generation}:{config_.version}"
-        now = time.time()
-        config.cache_call(cache.add, key, now, DATE_TTL)
         stored = config.cache_call(cache.get, key)
+        if stored is None:
+            last_key = f"flags:payload-date:{config_.environment_id}:last"
+            last = config.cache_call(cache.get, last_key)
+            candidate = time.time()
+            if isinstance(last, int | float):
+                candidate = max(candidate, last + 0.001)
+            if config.cache_call(cache.add, key, candidate, DATE_TTL) is True:
+                config.cache_call(cache.set, last_key, candidate, DATE_TTL)
+            stored = config.cache_call(cache.get, key)
         if isinstance(stored, int | float):
             when = stored
     moment = dt.datetime.fromtimestamp(when, tz=dt.UTC)
