@@ -422,7 +422,10 @@ OFREP_REQUEST_EXAMPLE = OpenApiExample(
 )
 OFREP_AUTH_RESPONSES = {
     401: OpenApiResponse(description="No SDK key, or an unknown or revoked one (no body)."),
-    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key (no body)."),
+    403: OpenApiResponse(
+        description="A user credential (Token) instead of an SDK key (no body), or a client key, which only "
+        "reads GET /api/features/{client_key} (`errorDetails` says so)."
+    ),
     **EDGE_RESPONSES,
 }
 
