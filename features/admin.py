@@ -33,6 +33,7 @@ from features.models import (
     FeaturePrerequisite,
     FeatureRule,
     SdkKey,
+    SdkKeyKind,
 )
 from features.services import (
     environment_delete,
@@ -379,7 +380,15 @@ class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
 class SdkKeyForm(forms.ModelForm):
     class Meta:
         model = SdkKey
-        fields = ["environment", "name", "revoked"]
+        fields = ["environment", "name", "kind", "revoked"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "kind" in self.fields:  # read-only once made; left out of a post, a secret key as before
+            self.fields["kind"].required = False
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or SdkKeyKind.SECRET
 
 
 class SdkKeyStatusFilter(admin.SimpleListFilter):
@@ -398,8 +407,17 @@ class SdkKeyStatusFilter(admin.SimpleListFilter):
 @admin.register(SdkKey)
 class SdkKeyAdmin(admin.ModelAdmin):
     form = SdkKeyForm
-    list_display = ["prefix", "name", "environment", "status", "last_used", "created_at", "created_by"]
-    list_filter = ["environment", SdkKeyStatusFilter]
+    list_display = [
+        "prefix",
+        "name",
+        "kind",
+        "environment",
+        "status",
+        "last_used",
+        "created_at",
+        "created_by",
+    ]
+    list_filter = ["environment", "kind", SdkKeyStatusFilter]
     search_fields = ["prefix", "name"]
     list_select_related = ["environment", "created_by"]
     readonly_fields = ["prefix", "last_used_at", "created_at", "created_by"]
@@ -428,7 +446,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None:
-            return [*self.readonly_fields, "environment"]
+            return [*self.readonly_fields, "environment", "kind"]
         return self.readonly_fields
 
     def save_model(self, request, obj, form, change):
@@ -437,7 +455,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             messages.warning(
                 request,
-                f"Copy this SDK key for {obj.environment.name} now; it is not stored and will not be shown again: {raw}",
+                f"Copy this {'client' if obj.kind == SdkKeyKind.CLIENT else 'secret'} SDK key for {obj.environment.name} now; it is not stored and will not be shown again: {raw}",
             )
             return
         super().save_model(request, obj, form, change)

@@ -44,6 +44,12 @@ class SdkClient:
     # The first 16 hex digits of the key's hash: names the key in rate-limit counters (ids of rows
     # rolled back can come again on SQLite; a random key's hash does not).
     key_tag: str = ""
+    # ``SdkKeyKind``: "secret" calls every SDK endpoint; "client" (publishable) only reads the payload.
+    kind: str = "secret"
+
+    @property
+    def is_client_key(self) -> bool:
+        return self.kind == "client"
 
     is_authenticated = True
     is_anonymous = False
@@ -80,6 +86,7 @@ def _lookup(hashed: str) -> dict | None:
             "environment__key",
             "environment__name",
             "environment__cors_allowed_origins",
+            "kind",
         )
         .first()
     )
@@ -91,6 +98,7 @@ def _lookup(hashed: str) -> dict | None:
         "environment_key": key["environment__key"],
         "environment_name": key["environment__name"],
         "cors_allowed_origins": list(cors_origins_parse(key["environment__cors_allowed_origins"])),
+        "kind": key["kind"],
     }
 
 
@@ -121,6 +129,7 @@ def _sdk_client_lookup(raw_key: str) -> SdkClient | None:
             generation=generation,
             cors_allowed_origins=client.cors_allowed_origins,
             key_tag=client.key_tag,
+            kind=client.kind,
         )
     cache_key = f"flags:sdk-key:{generation}:{hashed}"
     entry = config.cache_call(cache.get, cache_key) if generation is not None else None
@@ -150,6 +159,7 @@ def _sdk_client_lookup(raw_key: str) -> SdkClient | None:
             # .get: an entry cached by an older release has no origins; it expires with its generation.
             cors_allowed_origins=tuple(found.get("cors_allowed_origins", ())),
             key_tag=hashed[:16],
+            kind=found.get("kind", "secret"),
         )
     if len(_memo) >= MEMO_LIMIT:
         _memo.clear()
@@ -198,6 +208,12 @@ def _any_origins_clear() -> None:
 config.on_invalidate(_any_origins_clear)
 
 
+CLIENT_KEY_REFUSAL = (
+    "A client key (publishable, read-only) only reads the flags payload (GET /api/features/<key>); "
+    "assignments, evaluations, events, exposures and OFREP need a secret SDK key (sdk_...)."
+)
+
+
 class SdkKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <key>` or `X-API-Key: <key>`; the key binds the request to one environment."""
 
@@ -241,8 +257,8 @@ class SdkKeyRefusal(authentication.BaseAuthentication):
 
     refusal = (
         "An SDK key only calls the SDK endpoints (/api/v1/assign, /api/v1/evaluate, /api/v1/events, "
-        "/api/v1/exposures, /ofrep/v1/...). Here, use a user's token (Authorization: Token <token>) or "
-        "sign in."
+        "/api/v1/exposures, /ofrep/v1/..., /api/features/<key>). Here, use a user's token "
+        "(Authorization: Token <token>) or sign in."
     )
 
     def authenticate(self, request):

@@ -62,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "flags:generation"
-SNAPSHOT_FORMAT = 1  # bump when the snapshot's shape changes, so old cached snapshots are ignored
+SNAPSHOT_FORMAT = 2  # bump when the snapshot's shape changes, so old cached snapshots are ignored
 CACHE_RETRY_SECONDS = 5.0
 
 
@@ -249,6 +249,7 @@ def config_get(environment_id: int, *, generation: str | None | object = _MISSIN
             experiments=compiled.experiments,
             built_at=snapshot["built_at"],
             generation=generation,
+            snapshot=compiled.snapshot,
         )
     else:
         fresh = config_compile(snapshot, generation=generation)
@@ -261,7 +262,7 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
 
     Shape: ``{"environment": {"id", "key"}, "features": {key: {"type", "default", "enabled",
     "rules": [{"type", "condition", "value", "coverage", "experiment", "values"}],
-    "prerequisites": [{"feature", "value"}]}}, "experiments": {key: {"status", "seed", "variants",
+    "prerequisites": [{"feature", "value"}]}}, "experiments": {key: {"status", "name", "seed", "variants",
     "traffic_allocation", "targeting", "layer", "layer_slice_start"}}, "version", "built_at"}``.
     Running and paused experiments come whole; drafts and stopped ones only with their status.
     """
@@ -319,6 +320,7 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
         .values(
             "id",
             "key",
+            "name",
             "status",
             "hash_seed",
             "traffic_allocation",
@@ -333,6 +335,7 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             continue
         item = {
             "status": row["status"],
+            "name": row["name"],
             "seed": row["hash_seed"] or row["key"],
             "variants": [],
             "traffic_allocation": row["traffic_allocation"],
@@ -346,11 +349,11 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
         variants = (
             Variant.objects.filter(experiment_id__in=list(live))
             .order_by("experiment_id", "position", "id")
-            .values("experiment_id", "key", "weight", "payload")
+            .values("experiment_id", "key", "name", "weight", "payload")
         )
         for row in variants:
             live[row["experiment_id"]]["variants"].append(
-                {"key": row["key"], "weight": row["weight"], "payload": row["payload"]}
+                {"key": row["key"], "name": row["name"], "weight": row["weight"], "payload": row["payload"]}
             )
 
     snapshot: dict[str, Any] = {"environment": environment, "features": features, "experiments": experiments}

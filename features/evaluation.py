@@ -47,7 +47,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.assignment import (
@@ -156,6 +156,8 @@ class CompiledConfig:
     experiments: Mapping[str, CompiledExperiment]
     built_at: float  # wall-clock time the snapshot was read from the database
     generation: str | None = None  # the cache generation it was loaded under (features.config)
+    # The plain snapshot it was compiled from (``features.growthbook`` writes the SDK payload from it).
+    snapshot: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def snapshot_version(snapshot: Mapping[str, Any]) -> str:
@@ -254,6 +256,7 @@ def config_compile(snapshot: Mapping[str, Any], *, generation: str | None = None
         },
         built_at=snapshot.get("built_at", time.time()),
         generation=generation,
+        snapshot=snapshot,
     )
 
 

@@ -198,8 +198,19 @@ def hash_sdk_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def generate_sdk_key() -> str:
-    return "sdk_" + secrets.token_urlsafe(24)
+class SdkKeyKind(models.TextChoices):
+    """What a key may do. A secret key calls every SDK endpoint and reads the payload; a client key is
+    publishable (browsers, mobile apps): it only reads the environment's GrowthBook payload."""
+
+    SECRET = "secret", "Secret (server SDKs)"
+    CLIENT = "client", "Client (publishable, read-only)"
+
+
+SDK_KEY_PREFIXES = {SdkKeyKind.SECRET: "sdk_", SdkKeyKind.CLIENT: "pk_"}
+
+
+def generate_sdk_key(kind: str = SdkKeyKind.SECRET) -> str:
+    return SDK_KEY_PREFIXES[SdkKeyKind(kind)] + secrets.token_urlsafe(24)
 
 
 class SdkKey(models.Model):
@@ -207,6 +218,13 @@ class SdkKey(models.Model):
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="sdk_keys")
     name = models.CharField(max_length=100, blank=True, help_text="Who uses it, e.g. “web app”.")
+    kind = models.CharField(
+        max_length=10,
+        choices=SdkKeyKind.choices,
+        default=SdkKeyKind.SECRET,
+        help_text="Secret: server SDKs, every SDK endpoint. Client: publishable in browsers and apps, "
+        "it only reads the flags payload (/api/features/<key>).",
+    )
     prefix = models.CharField(max_length=SDK_KEY_PREFIX_LENGTH, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     revoked = models.BooleanField(default=False, help_text="A revoked key is refused at once.")

@@ -24,7 +24,13 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from features.authentication import SdkClient, SdkKeyAuthentication, sdk_client_for_key, sdk_key_from_request
+from features.authentication import (
+    CLIENT_KEY_REFUSAL,
+    SdkClient,
+    SdkKeyAuthentication,
+    sdk_client_for_key,
+    sdk_key_from_request,
+)
 from features.config import config_get
 from features.evaluation import (
     CompiledConfig,
@@ -364,13 +370,15 @@ def _is_user_token(request: HttpRequest) -> bool:
 
 def ofrep_client(request: HttpRequest) -> SdkClient | HttpResponse:
     """The SDK client of an OFREP request, or its refusal: 401 (no, unknown or revoked key) or 403
-    (a valid user token, which is not an SDK key), both without a body as OFREP specifies."""
-    client = getattr(request, "sdk_client", None)  # looked up by the SDK edge middleware
-    if client is not None:
-        return client
+    (a valid user token, which is not an SDK key), both without a body as OFREP specifies; 403 with
+    ``errorDetails`` for a client key, which only reads the payload."""
     raw = sdk_key_from_request(request)
-    client = sdk_client_for_key(raw) if raw is not None else None
+    client = getattr(request, "sdk_client", None)  # looked up by the SDK edge middleware
+    if client is None:
+        client = sdk_client_for_key(raw) if raw is not None else None
     if client is not None:
+        if client.is_client_key:  # publishable keys read the payload only; the reason, as JSON
+            return _json({"errorDetails": CLIENT_KEY_REFUSAL}, status=403)
         return client
     if raw is None and _is_user_token(request):
         return HttpResponse(status=403)
@@ -414,7 +422,10 @@ OFREP_REQUEST_EXAMPLE = OpenApiExample(
 )
 OFREP_AUTH_RESPONSES = {
     401: OpenApiResponse(description="No SDK key, or an unknown or revoked one (no body)."),
-    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key (no body)."),
+    403: OpenApiResponse(
+        description="A user credential (Token) instead of an SDK key (no body), or a client key, which only "
+        "reads GET /api/features/{client_key} (`errorDetails` says so)."
+    ),
     **EDGE_RESPONSES,
 }
 

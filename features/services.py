@@ -25,6 +25,7 @@ from features.models import (
     FeatureType,
     RuleType,
     SdkKey,
+    SdkKeyKind,
     generate_sdk_key,
     hash_sdk_key,
 )
@@ -303,7 +304,7 @@ def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
 
 def sdk_key_assign_secret(key: SdkKey, *, user: AbstractBaseUser | None = None) -> str:
     """Give an unsaved key its secret: only the hash and a short prefix are kept; the raw key is returned."""
-    raw = generate_sdk_key()
+    raw = generate_sdk_key(key.kind)
     key.prefix = raw[: SdkKey._meta.get_field("prefix").max_length]
     key.hashed_key = hash_sdk_key(raw)
     if user is not None and user.is_authenticated:
@@ -313,10 +314,14 @@ def sdk_key_assign_secret(key: SdkKey, *, user: AbstractBaseUser | None = None) 
 
 @transaction.atomic
 def sdk_key_create(
-    *, environment: Environment, name: str = "", user: AbstractBaseUser | None = None
+    *,
+    environment: Environment,
+    name: str = "",
+    user: AbstractBaseUser | None = None,
+    kind: str = SdkKeyKind.SECRET,
 ) -> tuple[SdkKey, str]:
-    """Make a key; the raw key is returned once and never stored."""
-    key = SdkKey(environment=environment, name=name)
+    """Make a key (secret or client); the raw key is returned once and never stored."""
+    key = SdkKey(environment=environment, name=name, kind=kind)
     raw = sdk_key_assign_secret(key, user=user)
     key.save()
     return key, raw

@@ -236,6 +236,20 @@ def test_admin_sdk_key_add__shows_key_once_and_stores_hash(admin_client_su):
     assert raw not in page_again
 
 
+def test_admin_sdk_key__client_kind__publishable_key_shown_once(admin_client_su):
+    env = Environment.objects.get(key="production")
+    response = admin_client_su.post(
+        reverse("admin:features_sdkkey_add"),
+        {"environment": env.pk, "name": "web", "kind": "client"},
+        follow=True,
+    )
+    raw = re.search(r"(pk_[A-Za-z0-9_\-]{20,})", response.content.decode()).group(1)
+    key = SdkKey.objects.get()
+    assert key.kind == "client" and key.hashed_key == hash_sdk_key(raw)
+    listing = admin_client_su.get(reverse("admin:features_sdkkey_changelist")).content.decode()
+    assert "Client (publishable, read-only)" in listing
+
+
 def _feature_form(**overrides) -> dict:
     envs = list(Environment.objects.all())
     data = {

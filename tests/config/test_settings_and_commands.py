@@ -53,6 +53,17 @@ def test_create_sdk_key__environment__key_alone_on_last_line_and_authenticates(c
 
 
 @pytest.mark.django_db
+def test_create_sdk_key__client__publishable_key_alone_on_last_line(capsys):
+    call_command("create_sdk_key", "production", "--client")
+    raw = capsys.readouterr().out.strip().splitlines()[-1]
+    key = SdkKey.objects.get(hashed_key=hash_sdk_key(raw))
+    assert key.kind == "client" and raw.startswith("pk_")
+    call_command("create_sdk_key", "production")
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert SdkKey.objects.get(hashed_key=hash_sdk_key(secret)).kind == "secret" and secret.startswith("sdk_")
+
+
+@pytest.mark.django_db
 def test_create_sdk_key__unknown_environment__clear_error():
     from django.core.management.base import CommandError
 

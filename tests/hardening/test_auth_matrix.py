@@ -19,6 +19,7 @@ from rest_framework.authtoken.models import Token
 from experiments.services import experiment_pause, experiment_start
 from features import config
 from features.models import Environment
+from features.services import sdk_key_create
 from tests.factories import (
     ExperimentFactory,
     ExperimentMetricFactory,
@@ -30,25 +31,34 @@ from tests.hardening.conftest import TwoEnvironments
 
 pytestmark = pytest.mark.django_db
 
-CALLERS = ("anonymous", "sdk_a", "sdk_b", "user", "pm", "admin")
+# sdk_a, sdk_b: secret SDK keys of environments A and B; client_a: a client (publishable) key of A.
+CALLERS = ("anonymous", "sdk_a", "sdk_b", "client_a", "user", "pm", "admin")
 # Shorthands for rows: the status of each caller, in CALLERS order.
-PUBLIC = (200,) * 6
+PUBLIC = (200,) * 7
 
 
 def sdk_only(ok: int) -> tuple[int, ...]:
-    """SDK endpoints: no credential 401, either environment's key ``ok``, a user's token 403."""
-    return (401, ok, ok, 403, 403, 403)
+    """SDK endpoints: no credential 401, either environment's secret key ``ok``, a client key 403
+    (it only reads the payload), a user's token 403."""
+    return (401, ok, ok, 403, 403, 403, 403)
+
+
+def payload(ok: int) -> tuple[int, ...]:
+    """The GrowthBook payload: the key is in the path; any valid key (client or secret) reads it.
+    Callers without a key ask with an unknown one: 401."""
+    return (401, ok, ok, ok, 401, 401, 401)
 
 
 def signed_in(ok: int) -> tuple[int, ...]:
-    """Management reads: any signed-in user; an SDK key is a valid credential not allowed here (403)."""
-    return (401, 403, 403, ok, ok, ok)
+    """Management reads: any signed-in user; an SDK key (secret or client) is a valid credential not
+    allowed here (403)."""
+    return (401, 403, 403, 403, ok, ok, ok)
 
 
 def with_permission(ok: int, *, pm: bool = True) -> tuple[int, ...]:
     """Management writes: the model's permission (product managers have it for metrics,
     experiments and features; only admins for environments). An SDK key: 403, as on reads."""
-    return (401, 403, 403, 403, ok if pm else 403, ok)
+    return (401, 403, 403, 403, 403, ok if pm else 403, ok)
 
 
 # --- the objects the rows act on ---------------------------------------------------------------------------
@@ -56,6 +66,7 @@ def with_permission(ok: int, *, pm: bool = True) -> tuple[int, ...]:
 class World:
     envs: TwoEnvironments
     tokens: dict[str, str]
+    client_key_a: str = ""
 
 
 @pytest.fixture
@@ -77,14 +88,18 @@ def world(two_environments, clean_clickhouse) -> World:
     }
     tokens = {name: Token.objects.create(user=user).key for name, user in users.items()}
     cache.delete("analytics:results-refresh:exp_running")
-    return World(envs=two_environments, tokens=tokens)
+    _, client_key_a = sdk_key_create(environment=two_environments.a, name="browser", kind="client")
+    return World(envs=two_environments, tokens=tokens, client_key_a=client_key_a)
+
+
+def sdk_key_of(world: World, caller: str) -> str | None:
+    return {"sdk_a": world.envs.key_a, "sdk_b": world.envs.key_b, "client_a": world.client_key_a}.get(caller)
 
 
 def credentials(world: World, caller: str) -> dict[str, str]:
     if caller == "anonymous":
         return {}
-    if caller in ("sdk_a", "sdk_b"):
-        key = world.envs.key_a if caller == "sdk_a" else world.envs.key_b
+    if key := sdk_key_of(world, caller):
         return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
     return {"HTTP_AUTHORIZATION": f"Token {world.tokens[caller]}"}
 
@@ -123,6 +138,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/ofrep/v1/evaluate/flags/{key}"): Row(
         sdk_only(200), path="/ofrep/v1/evaluate/flags/only_in_a", body=CONTEXT
     ),
+    # the key in the path ({client_key} is the caller's key, or an unknown one)
+    ("GET", "/api/features/{client_key}"): Row(payload(200)),
     # metrics
     ("GET", "/api/v1/metrics/"): Row(signed_in(200)),
     ("POST", "/api/v1/metrics/"): Row(with_permission(201), body=METRIC),
@@ -207,9 +224,9 @@ PAGES: dict[tuple[str, str], Row] = {
     ("GET", "/api/schema"): Row(PUBLIC),
     ("GET", "/api/docs"): Row(PUBLIC),
     ("GET", "/api/redoc"): Row(PUBLIC),
-    ("GET", "/admin/"): Row((302, 302, 302, 302, 200, 200), session=True),
-    ("GET", "/admin/features/sdkkey/"): Row((302, 302, 302, 302, 200, 200), session=True),
-    ("GET", "/admin/auth/user/"): Row((302, 302, 302, 302, 403, 200), session=True),
+    ("GET", "/admin/"): Row((302, 302, 302, 302, 302, 200, 200), session=True),
+    ("GET", "/admin/features/sdkkey/"): Row((302, 302, 302, 302, 302, 200, 200), session=True),
+    ("GET", "/admin/auth/user/"): Row((302, 302, 302, 302, 302, 403, 200), session=True),
 }
 
 
@@ -238,9 +255,12 @@ def call(world: World, method: str, path: str, caller: str, row: Row):
         client.force_login(Token.objects.get(key=world.tokens[caller]).user)
         headers = {}
     send: Callable = getattr(client, method.lower())
+    path = row.path or path
+    if "{client_key}" in path:
+        path = path.replace("{client_key}", sdk_key_of(world, caller) or "pk_unknown")
     if method == "GET":
-        return send(row.path or path, **headers)
-    return send(row.path or path, row.body or {}, content_type="application/json", **headers)
+        return send(path, **headers)
+    return send(path, row.body or {}, content_type="application/json", **headers)
 
 
 @pytest.mark.parametrize(
@@ -337,3 +357,42 @@ def test_sdk_key__revoked__refused_at_once(two_environments):
     key.save()
     assert client.post("/api/v1/evaluate", {"unit_id": "u"}, format="json").status_code == 401
     assert client.post("/ofrep/v1/evaluate/flags", CONTEXT, format="json").status_code == 401
+
+
+# --- a client key (publishable) reads the payload, nothing else -------------------------------------------------
+@pytest.mark.parametrize(
+    "path, body, reason_field",
+    [
+        ("/api/v1/assign", {"unit_id": "u-1", "log_exposure": False}, "detail"),
+        ("/api/v1/evaluate", {"unit_id": "u-1"}, "detail"),
+        ("/api/v1/events", EVENT, "detail"),
+        ("/api/v1/exposures", EXPOSURE, "detail"),
+        ("/ofrep/v1/evaluate/flags", CONTEXT, "errorDetails"),
+        ("/ofrep/v1/evaluate/flags/only_in_a", CONTEXT, "errorDetails"),
+    ],
+)
+def test_client_key__on_an_sdk_endpoint__403_with_the_reason(world, path, body, reason_field):
+    response = TwoEnvironments.client(world.client_key_a).post(path, body, format="json")
+    assert response.status_code == 403, response.content
+    assert "client key" in response.json()[reason_field] and "secret SDK key" in response.json()[reason_field]
+
+
+def test_client_key__reads_its_environments_payload__same_as_the_secret_key(world):
+    by_client = Client().get(f"/api/features/{world.client_key_a}")
+    by_secret = Client().get(f"/api/features/{world.envs.key_a}")
+    assert by_client.status_code == by_secret.status_code == 200
+    assert by_client.json()["features"] == by_secret.json()["features"]
+    assert by_client.json()["features"]["only_in_a"] == {"defaultValue": False, "rules": [{"force": True}]}
+    other = Client().get(f"/api/features/{world.envs.key_b}").json()
+    assert other["features"]["only_in_a"] == {"defaultValue": False}  # disabled in B: the default only
+
+
+def test_client_key__revoked__payload_401(world):
+    from features.models import SdkKey, hash_sdk_key
+
+    key = SdkKey.objects.get(hashed_key=hash_sdk_key(world.client_key_a))
+    key.revoked = True
+    key.save()
+    response = Client().get(f"/api/features/{world.client_key_a}")
+    assert response.status_code == 401
+    assert response.has_header("WWW-Authenticate")

@@ -1,24 +1,35 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from features.models import Environment
+from features.models import Environment, SdkKeyKind
 from features.services import sdk_key_create
 
 
 class Command(BaseCommand):
-    help = "Make an SDK key for an environment. The key is shown once, alone on the last line."
+    help = (
+        "Make an SDK key for an environment: secret (server SDKs, every SDK endpoint) or, with --client, "
+        "a publishable client key that only reads the flags payload. The key is shown once, alone on "
+        "the last line."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("environment", help="Environment key, e.g. production")
         parser.add_argument("--name", default="", help="Who uses the key, e.g. 'web app'")
+        parser.add_argument(
+            "--client",
+            action="store_true",
+            help="A publishable client key (pk_...) for browsers and apps: reads /api/features/<key> only",
+        )
 
-    def handle(self, *args, environment: str, name: str, **options):
+    def handle(self, *args, environment: str, name: str, client: bool, **options):
         try:
             env = Environment.objects.get(key=environment)
         except Environment.DoesNotExist:
             known = ", ".join(Environment.objects.values_list("key", flat=True))
             raise CommandError(f"There is no environment '{environment}'. Known: {known}.") from None
-        key, raw = sdk_key_create(environment=env, name=name)
+        kind = SdkKeyKind.CLIENT if client else SdkKeyKind.SECRET
+        key, raw = sdk_key_create(environment=env, name=name, kind=kind)
+        label = "Client key" if client else "SDK key"
         self.stdout.write(
-            f"SDK key {key.prefix}… for {env.key} created. It is shown only now; store it safely:"
+            f"{label} {key.prefix}… for {env.key} created. It is shown only now; store it safely:"
         )
         self.stdout.write(raw)

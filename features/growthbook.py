@@ -1,0 +1,163 @@
+"""An environment's flags as GrowthBook's SDK payload (``GET /api/features/{client_key}``). Pure: no ORM.
+
+GrowthBook's SDKs (``build-your-own-sdk.mdx``) download ``{"features": {key: {"defaultValue",
+"rules"}}}`` once and evaluate it locally. ``features_payload`` writes an environment's snapshot
+(``features.config.snapshot_build``'s plain data) so that an SDK evaluating it gives, for a unit
+whose attribute ``id`` is its unit id, exactly what ``features.evaluation`` gives:
+
+- an environment switched off, or a flag whose stored rules cannot be compiled: ``defaultValue``
+  alone (our ``DISABLED`` / ``ERROR`` answer the default);
+- ``force``: ``{"condition", "force"}``;
+- ``rollout``: ``{"condition", "force", "coverage", "hashAttribute": "id", "seed": <flag key>,
+  "hashVersion": 2}`` (``bucketing.in_rollout``);
+- ``experiment``: the rule only while its experiment is running (a paused, stopped or unknown
+  experiment assigns nobody, so the rule falls through, as if absent), with ``key``, ``variations``
+  (the rule's value per variant, in variant order), ``weights`` (normalised, as ``variant_ranges``
+  does), ``coverage`` (the traffic allocation; 1 in a layer, whose slice is the ``namespace``
+  ``[layer, start, end]``: ``bucketing.assign_variant``), ``hashAttribute: "id"``, ``hashVersion: 2``,
+  ``seed``, ``meta`` (variant keys and names: the only way variant keys reach an SDK), ``name``,
+  ``phase: "0"``, and as ``condition`` the rule's condition and the experiment's targeting together;
+- prerequisites: ``parentConditions`` ``[{"id": parent, "condition": {"value": required}}]`` on
+  every rule, without ``gate``. A gate answers ``null`` when it fails (the specification's
+  ``getFeatureResult(null, "prerequisite")``), while our evaluation answers the default value; a
+  failed non-gating parent condition skips the rule, so with every rule skipped the SDK answers
+  ``defaultValue``, as we do.
+
+Not expressible, so left out (our evaluation then falls through too, except as noted): an
+experiment rule lacking a value for one of its variants (saving refuses it; we fall through only for
+that variant, the payload drops the whole rule).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from experiments.bucketing import layer_namespace
+
+__all__ = ["feature_payload", "features_payload"]
+
+HASH_ATTRIBUTE = "id"
+HASH_VERSION = 2
+RUNNING = "running"
+
+
+def _both(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    conditions = [dict(c) for c in (first, second) if c]
+    if not conditions:
+        return None
+    if len(conditions) == 1:
+        return conditions[0]
+    return {"$and": conditions}
+
+
+def _experiment_rule(
+    raw_rule: Mapping[str, Any], experiment_key: str, experiment: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    variants = experiment.get("variants") or []
+    values = raw_rule.get("values") or {}
+    if not variants or any(v["key"] not in values for v in variants):
+        return None
+    weights = [float(v.get("weight", 1.0)) for v in variants]
+    total = math.fsum(weights)
+    if total <= 0 or not math.isfinite(total):
+        return None
+    traffic = float(experiment.get("traffic_allocation", 1.0))
+    rule: dict[str, Any] = {}
+    condition = _both(raw_rule.get("condition"), experiment.get("targeting"))
+    if condition:
+        rule["condition"] = condition
+    rule.update(
+        {
+            "key": experiment_key,
+            "variations": [values[v["key"]] for v in variants],
+            "weights": [w / total for w in weights],
+            "coverage": traffic,
+            "hashAttribute": HASH_ATTRIBUTE,
+            "hashVersion": HASH_VERSION,
+            "seed": experiment.get("seed") or experiment_key,
+            "meta": [{"key": v["key"], "name": v.get("name") or v["key"]} for v in variants],
+            "name": experiment.get("name") or experiment_key,
+            "phase": "0",
+        }
+    )
+    layer = experiment.get("layer")
+    if layer:
+        start = experiment.get("layer_slice_start")
+        if start is None:
+            return None  # damaged: our evaluation assigns nobody
+        rule["coverage"] = 1.0
+        rule["namespace"] = list(layer_namespace(layer, float(start), traffic))
+    return rule
+
+
+def feature_payload(
+    key: str,
+    raw: Mapping[str, Any],
+    experiments: Mapping[str, Mapping[str, Any]],
+    *,
+    running: Collection[str] | None = None,
+    broken: bool = False,
+) -> dict[str, Any]:
+    """One flag of a snapshot as a GrowthBook feature definition.
+
+    ``experiments`` is the snapshot's experiments; ``running`` the keys of those that assign units
+    (default: status ``running``); ``broken`` a flag whose stored rules cannot be compiled.
+    """
+    definition: dict[str, Any] = {"defaultValue": raw.get("default")}
+    if not raw.get("enabled") or broken:
+        return definition
+    parents = [
+        {"id": p["feature"], "condition": {"value": p["value"]}} for p in raw.get("prerequisites") or ()
+    ]
+    rules: list[dict[str, Any]] = []
+    for raw_rule in raw.get("rules") or ():
+        kind = raw_rule["type"]
+        if kind == "experiment":
+            experiment_key = raw_rule.get("experiment")
+            experiment = experiments.get(experiment_key) if experiment_key else None
+            is_running = (
+                experiment_key in running
+                if running is not None
+                else experiment is not None and experiment.get("status") == RUNNING
+            )
+            if experiment is None or not is_running:
+                continue
+            rule = _experiment_rule(raw_rule, experiment_key, experiment)
+            if rule is None:
+                continue
+        else:
+            rule = {}
+            if raw_rule.get("condition"):
+                rule["condition"] = raw_rule["condition"]
+            rule["force"] = raw_rule.get("value")
+            if kind == "rollout":
+                rule.update(
+                    {
+                        "coverage": float(raw_rule.get("coverage") or 0.0),
+                        "hashAttribute": HASH_ATTRIBUTE,
+                        "seed": key,
+                        "hashVersion": HASH_VERSION,
+                    }
+                )
+        if parents:
+            rule["parentConditions"] = parents
+        rules.append(rule)
+    if rules:
+        definition["rules"] = rules
+    return definition
+
+
+def features_payload(
+    snapshot: Mapping[str, Any],
+    *,
+    running: Collection[str] | None = None,
+    broken: Collection[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Every flag of a snapshot (``features.config.snapshot_build``) as GrowthBook's ``features``."""
+    experiments = snapshot.get("experiments") or {}
+    return {
+        key: feature_payload(key, raw, experiments, running=running, broken=key in broken)
+        for key, raw in (snapshot.get("features") or {}).items()
+    }
