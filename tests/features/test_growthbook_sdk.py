@@ -23,6 +23,7 @@ import string
 
 import pytest
 from growthbook import GrowthBook
+from growthbook.growthbook import feature_repo
 from rest_framework.test import APIClient
 
 from experiments.bucketing import bucket
@@ -232,6 +233,11 @@ def test_growthbook_python_sdk__random_units__same_values_and_variants_as_evalua
                 continue
             (edge if _on_rollout_edge(flag, unit_id) else mismatches).append(difference)
     gb.destroy()
+    # The SDK keeps its HTTP pool module-wide; a kept-alive connection holds a live-server thread and
+    # its database connection open, which PostgreSQL then refuses to drop at teardown.
+    if feature_repo.http is not None:
+        feature_repo.http.clear()
+        feature_repo.http = None
     print(
         f"GrowthBook Python SDK vs /api/v1/evaluate: {UNITS} units x {len(flags)} flags, {len(mismatches)} "
         f"differ, {len(edge)} on a rollout edge (hash == coverage: the Python SDK's `<`)"

@@ -256,8 +256,9 @@ def call(world: World, method: str, path: str, caller: str, row: Row):
         headers = {}
     send: Callable = getattr(client, method.lower())
     path = row.path or path
-    if "{client_key}" in path:
-        path = path.replace("{client_key}", sdk_key_of(world, caller) or "pk_unknown")
+    if "{client_key}" in path:  # the payload's key travels in its path, GrowthBook's way
+        before, _, after = path.partition("{client_key}")
+        path = before + (sdk_key_of(world, caller) or "pk_unknown") + after
     if method == "GET":
         return send(path, **headers)
     return send(path, row.body or {}, content_type="application/json", **headers)
