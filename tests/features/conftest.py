@@ -1,0 +1,33 @@
+"""Fixtures shared by the feature tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+@pytest.fixture(scope="session")
+def growthbook_node() -> Path:
+    """The directory holding GrowthBook's JavaScript SDK installed from npm, ready for ``node``.
+
+    Runs ``npm ci`` (the versions pinned by package-lock.json) when ``node_modules`` is missing or
+    older than the lock file. Node and npm are part of the test machine: without them this fails
+    rather than skipping, since the SDK tests would then prove nothing.
+    """
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: the JavaScript SDK tests need node 20+ and npm")
+    stamp = NODE_DIR / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < (NODE_DIR / "package-lock.json").stat().st_mtime:
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR,
+            check=True,
+            timeout=300,
+        )
+    return NODE_DIR
