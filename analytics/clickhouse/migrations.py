@@ -129,8 +129,34 @@ def bootstrap_statements(database: str, layout: ClusterLayout | None = None) -> 
     return [rewritten for statement in statements for rewritten in layout.statements(statement)]
 
 
+def cluster_shape(cluster: str) -> tuple[int, int]:
+    """(shards, replicas) of ``cluster`` as the connected server knows it; (0, 0) when it does not."""
+    rows = client.query(
+        "SELECT uniqExact(shard_num) AS shards, count() AS replicas FROM system.clusters "
+        "WHERE cluster = {cluster:String}",
+        {"cluster": cluster},
+        use_database=False,
+    )
+    return (int(rows[0]["shards"]), int(rows[0]["replicas"])) if rows else (0, 0)
+
+
+def _check_cluster(layout: ClusterLayout) -> None:
+    if cluster_shape(layout.cluster)[0] == 0:
+        known = client.query(
+            "SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster", use_database=False
+        )
+        names = ", ".join(row["cluster"] for row in known) or "none"
+        raise ClickHouseError(
+            f"CLICKHOUSE_CLUSTER={layout.cluster}: the ClickHouse server has no such cluster in its "
+            f"remote_servers (it has: {names})."
+        )
+
+
 def _bootstrap(database: str) -> None:
-    for statement in bootstrap_statements(database, cluster_layout(database)):
+    layout = cluster_layout(database)
+    if layout is not None:
+        _check_cluster(layout)
+    for statement in bootstrap_statements(database, layout):
         client.command(statement, use_database=False)
 
 

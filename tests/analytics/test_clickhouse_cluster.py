@@ -12,10 +12,12 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from io import StringIO
 from pathlib import Path
 
 import pytest
 import yaml
+from django.core.management import call_command
 
 from analytics import clickhouse as ch
 from analytics.clickhouse import ClickHouseError, migrations
@@ -263,32 +265,27 @@ CLUSTER_SUITE = [
     "tests/analytics/test_end_to_end.py",
     "tests/analytics/test_ingestion.py",
 ]
-# Not for a cluster: chDB's streamed insert into a Distributed table reports the rows it routed, not
-# the shard's refusal, so this test of chDB's silent drop on a single table has nothing to see there.
+# Left out of the cluster suite, with why:
 CLUSTER_SUITE_DESELECTED = [
-    "tests/analytics/test_ingestion.py::test_events_write__embedded_engine_drops_an_insert_silently__spooled_then_drained",
+    # chDB's streamed insert into a Distributed table reports the rows it routed, not the shard's
+    # refusal, so this test of chDB's silent drop on a single table has nothing to see on a cluster
+    "tests/analytics/test_ingestion.py::test_events_write__embedded_engine_drops_an_insert_silently__spooled_then_drained[chdb]",
+    # about who owns the data directory (its own processes, no cluster), and a minute long
+    "tests/analytics/test_results.py::test_rollup_command_process__embedded_data_owned_by_another_process__one_line_exit_1_nothing_recorded",
 ]
 
 
-@pytest.mark.slow  # a pytest process of its own, about three minutes on two cores
+@pytest.mark.slow  # a pytest process of its own, about two minutes on two cores
 def test_cluster_suite__analytics_tests_through_distributed_tables__pass(tmp_path):
     # Given a process whose embedded ClickHouse has the one_shard and two_shards clusters, and whose
     # migrations create Distributed tables over one_shard (chDB opens one data directory per process)
     config = write_config(tmp_path)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *CLUSTER_SUITE,
-        "-q",
-        "-rs",
-        "-p",
-        "no:cacheprovider",
-        "-m",
-        "not browser",
-    ]
+    command = [sys.executable, "-m", "pytest", *CLUSTER_SUITE, "-q", "-rs", "-p", "no:cacheprovider"]
+    # The embedded backend only, except for the cluster's own tests: the HTTP backend runs the same
+    # SQL against the same engine, so running both would only double the time
+    command += ["-m", "not browser", "-k", "not http or test_cluster_shards"]
     for test in CLUSTER_SUITE_DESELECTED:
-        command += ["--deselect", f"{test}[chdb]", "--deselect", f"{test}[http]"]
+        command += ["--deselect", test]
 
     # When the analytics suites run there
     result = subprocess.run(command, cwd=ROOT, env=cluster_suite_env(config), capture_output=True, text=True)
@@ -298,3 +295,26 @@ def test_cluster_suite__analytics_tests_through_distributed_tables__pass(tmp_pat
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary
     assert "test_cluster_shards.py" not in result.stdout  # -rs would list it had it been skipped
+
+
+# --- a cluster the server does not know -------------------------------------------------------------------
+def test_migrate__cluster_unknown_to_the_server__refused_naming_it(clickhouse, settings):
+    settings.CLICKHOUSE_CLUSTER, settings.CLICKHOUSE_CLUSTER_REPLICATED = "nowhere", False
+    settings.CLICKHOUSE_DATABASE = "experiments_nowhere"
+
+    with pytest.raises(ClickHouseError, match="CLICKHOUSE_CLUSTER=nowhere: .* no such cluster"):
+        migrations.migrate()
+
+    databases = ch.query(
+        "SELECT name FROM system.databases WHERE name = 'experiments_nowhere'", use_database=False
+    )
+    assert databases == []
+
+
+def test_clickhouse_check__cluster_unknown_to_the_server__warns(clickhouse, settings):
+    settings.CLICKHOUSE_CLUSTER = "nowhere"
+    out = StringIO()
+
+    call_command("clickhouse_check", stdout=out)
+
+    assert "Cluster nowhere (CLICKHOUSE_CLUSTER) is not in this server's remote_servers." in out.getvalue()

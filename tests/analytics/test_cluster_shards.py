@@ -7,9 +7,11 @@ in a single-server run they are skipped. The suite's tables are the ``one_shard`
 """
 
 from dataclasses import fields
+from io import StringIO
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import call_command
 
 from analytics import clickhouse as ch
 from analytics.rollup import RollupQuery, rollup_run
@@ -46,6 +48,14 @@ def test_cluster_schema__migrated__distributed_tables_over_shard_local_tables(cl
         assert tables[f"{table}_local"].startswith("ReplacingMergeTree")
         assert tables[f"{table}_dedup_local"] == "View"
     assert tables["schema_migrations"].startswith("MergeTree")  # no unit_id: not sharded
+
+
+def test_clickhouse_check__cluster__prints_its_shards_and_replicas(clickhouse):
+    out = StringIO()
+
+    call_command("clickhouse_check", stdout=out)
+
+    assert f"Cluster {ONE_SHARD}: shards 1, replicas 1" in out.getvalue()
 
 
 def test_cluster_insert__through_the_distributed_table__on_its_shard_when_acknowledged(clickhouse):
