@@ -16,7 +16,7 @@ from django.core.management import call_command
 from analytics import clickhouse as ch
 from analytics.rollup import RollupQuery, rollup_run
 from analytics.rollup.query import QUERY_SETTINGS, Shards
-from tests.analytics.test_rollup import T0, Event, flatten, generate, write
+from tests.analytics.test_rollup import T0, Event, Exposure, flatten, generate, write
 from tests.support.clickhouse_cluster import ONE_SHARD, TWO_SHARDS
 
 pytestmark = [
@@ -139,3 +139,38 @@ def test_rollup_query__two_shards__exact_unit_keys_same_sums_as_hashed_keys(clic
         assert a.keys() == b.keys()
         for column in a:
             assert flatten(a[column]) == pytest.approx(flatten(b[column]), rel=1e-12), column
+
+
+def test_distributed_tables_in_a_nested_join__two_shards__joined_on_the_initiator(clickhouse):
+    # Why the roll-up reads the shards' own tables inside cluster(view(...)) rather than the Distributed
+    # tables: given Distributed tables over the two-shard cluster of this one server
+    ch.command(
+        "CREATE TABLE IF NOT EXISTS events_two AS events_local "
+        "ENGINE = Distributed(two_shards, currentDatabase(), events_local, cityHash64(unit_id))"
+    )
+    ch.command(
+        "CREATE TABLE IF NOT EXISTS exposures_two AS exposures_local "
+        "ENGINE = Distributed(two_shards, currentDatabase(), exposures_local, cityHash64(unit_id))"
+    )
+    assert TWO_SHARDS == "two_shards"
+    write(
+        exposures=[Exposure(f"u{i}", "a", T0) for i in range(10)],
+        events=[Event(f"u{i}", "buy", T0, value=float(i)) for i in range(10)],
+    )
+
+    # When a per-unit join and grouping reads them, even with distributed_product_mode = 'local'
+    nested = """
+        SELECT count() AS n, sum(y) AS sum_y, sum(y * y) AS sum_y2
+        FROM (
+            SELECT e.unit_id, sum(e.value) AS y
+            FROM (SELECT unit_id, value FROM events_two FINAL) AS e
+            INNER JOIN (SELECT unit_id, min(timestamp) AS t0 FROM exposures_two GROUP BY unit_id) AS u
+                ON e.unit_id = u.unit_id
+            GROUP BY e.unit_id
+        )
+    """
+    rows = ch.query(nested, settings={"distributed_product_mode": "local"})
+
+    # Then only the innermost scans ran per shard: units counted once, Σy twice, Σy² four times
+    expected_sum, expected_squares = sum(range(10)), sum(i * i for i in range(10))
+    assert rows == [{"n": 10, "sum_y": 2 * expected_sum, "sum_y2": 4 * expected_squares}]
