@@ -23,6 +23,7 @@ from analytics import clickhouse as ch
 from analytics.clickhouse import ClickHouseError, migrations
 from analytics.clickhouse.client import cluster_insert_settings
 from analytics.clickhouse.cluster import ClusterLayout
+from analytics.ingestion import services as ingestion
 from tests.support.clickhouse_cluster import cluster_suite_env, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,3 +319,18 @@ def test_clickhouse_check__cluster_unknown_to_the_server__warns(clickhouse, sett
     call_command("clickhouse_check", stdout=out)
 
     assert "Cluster nowhere (CLICKHOUSE_CLUSTER) is not in this server's remote_servers." in out.getvalue()
+
+
+def test_client__cluster_with_quorum__every_insert_of_either_backend_carries_them(clickhouse, settings):
+    settings.CLICKHOUSE_CLUSTER, settings.CLICKHOUSE_INSERT_QUORUM = "platform", "2"
+
+    backend = ch.get_backend()
+
+    assert backend.insert_settings == {
+        "max_partitions_per_insert_block": 0,
+        "distributed_foreground_insert": 1,
+        "insert_quorum": 2,
+    }
+    # and ClickHouse takes them (the quorum means nothing on this server's unreplicated tables)
+    ingestion.events_write(rows=[{"name": "e", "unit_id": "u"}])
+    assert clickhouse.count("events") == 1
