@@ -3,6 +3,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from experiments.approvals import experiment_write
 from experiments.filters import ExperimentFilter
 from experiments.models import Experiment
 from experiments.serializers import ExperimentSerializer, LifecycleSerializer, StopSerializer
@@ -121,7 +122,14 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         if "metric_links" in data:
             data["metrics"] = data.pop("metric_links")
-        experiment = experiment_update(experiment=serializer.instance, user=request.user, **data)
+        # A ramp-up or a new schedule of an experiment serving an environment that requires approval
+        # is held as a change request (202, experiments/approvals.py).
+        experiment = experiment_write(
+            experiment=serializer.instance,
+            operation="update",
+            user=request.user,
+            run=lambda: experiment_update(experiment=serializer.instance, user=request.user, **data),
+        )
         return Response(self.get_serializer(self._reload(experiment)).data)
 
     def destroy(self, request, *args, **kwargs):
@@ -134,8 +142,17 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     def _lifecycle(self, request, action_name: str, serializer_class=LifecycleSerializer) -> Response:
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        experiment = LIFECYCLE_SERVICES[action_name](
-            experiment=self.get_object(), user=request.user, **serializer.validated_data
+        experiment, arguments = self.get_object(), serializer.validated_data
+        # A start or a stop of an experiment serving an environment that requires approval is held as
+        # a change request (202, experiments/approvals.py); the version is checked when it is proposed.
+        experiment = experiment_write(
+            experiment=experiment,
+            operation=action_name,
+            user=request.user,
+            run=lambda: LIFECYCLE_SERVICES[action_name](
+                experiment=experiment, user=request.user, **arguments
+            ),
+            params={name: value for name, value in arguments.items() if name != "version"},
         )
         return Response(self.get_serializer(self._reload(experiment)).data)
 

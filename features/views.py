@@ -3,6 +3,7 @@ from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from features.filters import FeatureFilter
+from features.governance.services import feature_write
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from features.services import environment_delete, feature_create, feature_update
@@ -86,15 +87,23 @@ class FeatureViewSet(viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        feature = feature_create(user=request.user, **_service_fields(serializer.validated_data))
+        fields = _service_fields(serializer.validated_data)
+        # A flag created on (or with rules) in an environment that requires approval is held: 202.
+        feature = feature_write(
+            feature=None, user=request.user, run=lambda: feature_create(user=request.user, **fields)
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data, status=201)
 
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        feature = feature_update(
-            feature=serializer.instance, user=request.user, **_service_fields(serializer.validated_data)
+        fields = _service_fields(serializer.validated_data)
+        # A change to an environment that requires approval is held as a change request: 202.
+        feature = feature_write(
+            feature=serializer.instance,
+            user=request.user,
+            run=lambda: feature_update(feature=serializer.instance, user=request.user, **fields),
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data)
 
