@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -47,14 +47,21 @@ STOP_EXAMPLE = OpenApiExample(
     request_only=True,
 )
 VERSION_EXAMPLE = OpenApiExample("With a version check", value={"version": 2}, request_only=True)
+# A start, stop, ramp-up or schedule change of an experiment serving an environment that requires
+# approval is held as a change request (the features app's /api/v1/change-requests/).
+HELD = OpenApiResponse(
+    description="Held for approval: the experiment serves an environment that requires approval. The body is "
+    "the change request (`/api/v1/change-requests/{id}/`, also in `Location`); it applies once someone "
+    "else approves it."
+)
 
 
-def _lifecycle_schema(verb: str, description: str) -> dict:
+def _lifecycle_schema(verb: str, description: str, *, held: bool = False) -> dict:
     return extend_schema(
         summary=f"{verb.capitalize()} the experiment",
         description=description + " Refused with 409 when the experiment's status does not allow it.",
         request=LifecycleSerializer,
-        responses={200: ExperimentSerializer},
+        responses={200: ExperimentSerializer, 202: HELD} if held else {200: ExperimentSerializer},
         examples=[VERSION_EXAMPLE],
     )
 
@@ -76,23 +83,31 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
         summary="Change an experiment",
         description="Variants, weights, targeting, layer and hash seed are locked once started (409). "
         "`traffic_allocation` may be raised to ramp up, not lowered while running or paused (409). "
-        "A stale `version` answers 409.",
+        "A stale `version` answers 409. A ramp-up or schedule change of an experiment serving an environment "
+        "that requires approval answers 202 with the change request.",
+        responses={200: ExperimentSerializer, 202: HELD},
         examples=[OpenApiExample("Ramp up", value={"traffic_allocation": 0.8, "version": 4})],
     ),
     update=extend_schema(summary="Replace an experiment", examples=[EXPERIMENT_EXAMPLE]),
     destroy=extend_schema(
         summary="Delete an experiment", description="Only drafts and archived experiments; otherwise 409."
     ),
-    start=_lifecycle_schema("start", "Draft → running. Takes a slice of its layer, if it has one."),
+    start=_lifecycle_schema(
+        "start",
+        "Draft → running. Takes a slice of its layer, if it has one. Needs approval (202) when the "
+        "experiment serves an environment that requires it.",
+        held=True,
+    ),
     pause=_lifecycle_schema("pause", "Running → paused: nobody new enters, assignments stop."),
     resume=_lifecycle_schema("resume", "Paused → running."),
     archive=_lifecycle_schema("archive", "Draft or stopped → archived."),
     stop=extend_schema(
         summary="Stop the experiment",
         description="Running or paused → stopped, recording the decision: the variant shipped (or none) and "
-        "why. Refused with 409 from other statuses.",
+        "why. Refused with 409 from other statuses. Needs approval (202) when the experiment serves an "
+        "environment that requires it.",
         request=StopSerializer,
-        responses={200: ExperimentSerializer},
+        responses={200: ExperimentSerializer, 202: HELD},
         examples=[STOP_EXAMPLE],
     ),
 )

@@ -3,6 +3,7 @@ from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from features.filters import FeatureFilter
+from features.governance.serializers import ChangeRequestSerializer
 from features.governance.services import feature_write
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
@@ -39,6 +40,13 @@ ENVIRONMENT_EXAMPLE = OpenApiExample(
 )
 
 
+HELD = (
+    "A write that changes an environment requiring approval (its switch or rules; or the type, default "
+    "value or prerequisites, served everywhere) is not applied: 202 with the change request "
+    "(`/api/v1/change-requests/`), applied once someone else approves it."
+)
+
+
 def _service_fields(validated_data: dict) -> dict:
     data = dict(validated_data)
     if "prerequisites" in data:
@@ -57,17 +65,25 @@ def _service_fields(validated_data: dict) -> dict:
     retrieve=extend_schema(summary="Get a feature", examples=[FEATURE_EXAMPLE]),
     create=extend_schema(
         summary="Create a feature flag",
-        description="Values must match the feature's type; rules are tried in order, the first that applies wins.",
+        description="Values must match the feature's type; rules are tried in order, the first that applies wins. "
+        + HELD,
+        responses={201: FeatureSerializer, 202: ChangeRequestSerializer},
         examples=[FEATURE_EXAMPLE],
     ),
     partial_update=extend_schema(
         summary="Change a feature",
-        description="Environments you send replace their rules; environments you leave out are kept.",
+        description="Environments you send replace their rules; environments you leave out are kept. " + HELD,
+        responses={200: FeatureSerializer, 202: ChangeRequestSerializer},
         examples=[
             OpenApiExample("Turn on in staging", value={"environments": {"staging": {"enabled": True}}})
         ],
     ),
-    update=extend_schema(summary="Replace a feature", examples=[FEATURE_EXAMPLE]),
+    update=extend_schema(
+        summary="Replace a feature",
+        description=HELD,
+        responses={200: FeatureSerializer, 202: ChangeRequestSerializer},
+        examples=[FEATURE_EXAMPLE],
+    ),
     destroy=extend_schema(summary="Delete a feature"),
 )
 class FeatureViewSet(viewsets.ModelViewSet):

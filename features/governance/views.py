@@ -38,7 +38,67 @@ class ChangeRequestFilter(filters.FilterSet):
         )
 
 
-REVIEW_EXAMPLE = OpenApiExample("Looks good", value={"comment": "Checked the diff with the team."})
+REVIEW_EXAMPLE = OpenApiExample(
+    "Looks good", value={"comment": "Checked the diff with the team."}, request_only=True
+)
+CHANGE_REQUEST_EXAMPLE = OpenApiExample(
+    "A rollout widened in production",
+    value={
+        "id": 12,
+        "url": "/api/v1/change-requests/12/",
+        "status": "open",
+        "operation": "feature.update",
+        "title": "Change flag “dark_mode” in production",
+        "target": {"type": "feature", "key": "dark_mode"},
+        "environments": ["production"],
+        "diff": [
+            {
+                "path": "environments.production.rules[1]",
+                "before": {"type": "rollout", "condition": {}, "value": True, "coverage": 0.2},
+                "after": {"type": "rollout", "condition": {}, "value": True, "coverage": 0.5},
+            }
+        ],
+        "params": {
+            "environments": {
+                "production": {
+                    "enabled": True,
+                    "rules": [{"type": "rollout", "condition": {}, "value": True, "coverage": 0.5}],
+                }
+            }
+        },
+        "outdated": False,
+        "comment": "",
+        "created_by": "alice",
+        "created_at": "2026-12-07T09:12:00+00:00",
+        "reviewed_by": None,
+        "reviewed_at": None,
+        "review_comment": "",
+        "applied_at": None,
+    },
+    response_only=True,
+)
+SCHEDULED_CHANGE_EXAMPLE = OpenApiExample(
+    "Switch on at launch",
+    value={
+        "id": 3,
+        "feature": "new_checkout",
+        "environment": "production",
+        "action": "switch_on",
+        "rule_position": None,
+        "coverage": None,
+        "run_at": "2030-05-01T09:00:00+00:00",
+        "status": "pending",
+        "description": "Switch new_checkout in production on",
+        "result": "",
+        "comment": "",
+        "change_request": 14,
+        "created_by": "alice",
+        "created_at": "2026-12-07T09:12:00+00:00",
+        "cancelled_by": None,
+        "fired_at": None,
+    },
+    response_only=True,
+)
 
 
 @extend_schema_view(
@@ -46,8 +106,9 @@ REVIEW_EXAMPLE = OpenApiExample("Looks good", value={"comment": "Checked the dif
         summary="List change requests",
         description="Newest first; filter by `status` (`open`, `applied`, `rejected`), `operation`, "
         "`target_key`, `environment`.",
+        examples=[CHANGE_REQUEST_EXAMPLE],
     ),
-    retrieve=extend_schema(summary="Get a change request, with its diff"),
+    retrieve=extend_schema(summary="Get a change request, with its diff", examples=[CHANGE_REQUEST_EXAMPLE]),
     approve=extend_schema(
         summary="Approve and apply a change request",
         description="Needs the permission `features.approve_changerequest` and is refused (403) to the "
@@ -56,14 +117,14 @@ REVIEW_EXAMPLE = OpenApiExample("Looks good", value={"comment": "Checked the dif
         "proposed (reject it and propose again).",
         request=ReviewSerializer,
         responses={200: ChangeRequestSerializer},
-        examples=[REVIEW_EXAMPLE],
+        examples=[REVIEW_EXAMPLE, CHANGE_REQUEST_EXAMPLE],
     ),
     reject=extend_schema(
         summary="Reject (or, its author, withdraw) a change request",
         description="Needs `features.approve_changerequest`, unless you are its author. Nothing is applied.",
         request=ReviewSerializer,
         responses={200: ChangeRequestSerializer},
-        examples=[REVIEW_EXAMPLE],
+        examples=[REVIEW_EXAMPLE, CHANGE_REQUEST_EXAMPLE],
     ),
 )
 class ChangeRequestViewSet(viewsets.ReadOnlyModelViewSet):
@@ -97,14 +158,17 @@ class ChangeRequestViewSet(viewsets.ReadOnlyModelViewSet):
     list=extend_schema(
         summary="List scheduled flag changes",
         description="Soonest first; filter by `status`, `feature__key`, `environment__key`.",
+        examples=[SCHEDULED_CHANGE_EXAMPLE],
     ),
-    retrieve=extend_schema(summary="Get a scheduled change"),
+    retrieve=extend_schema(summary="Get a scheduled change", examples=[SCHEDULED_CHANGE_EXAMPLE]),
     create=extend_schema(
         summary="Schedule a flag change",
         description="Switch a flag on or off in an environment, or set a rollout rule's coverage, at "
         "`run_at` (to the minute). In an environment that requires approval the schedule itself needs "
         "approval: 202 with the change request that creates it once approved.",
+        responses={201: ScheduledChangeSerializer, 202: ChangeRequestSerializer},
         examples=[
+            SCHEDULED_CHANGE_EXAMPLE,
             OpenApiExample(
                 "Switch on at launch",
                 value={
@@ -134,6 +198,7 @@ class ChangeRequestViewSet(viewsets.ReadOnlyModelViewSet):
         description="Only a pending one (409 once it ran or was cancelled). Never needs approval.",
         request=None,
         responses={200: ScheduledChangeSerializer},
+        examples=[SCHEDULED_CHANGE_EXAMPLE],
     ),
 )
 class ScheduledChangeViewSet(
