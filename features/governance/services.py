@@ -74,6 +74,7 @@ from features.models import Environment, Feature, FeatureRule, RuleType
 from features.services import feature_create, feature_environments_as_dict, feature_update
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 APPROVE_PERMISSION = "features.approve_changerequest"
 
@@ -164,23 +165,25 @@ def _open(*, user: AbstractBaseUser | None, comment: str = "", **fields: Any) ->
     return change_request
 
 
-def _dry_run(run: Callable[[], T], inspect: Callable[[T], Any]) -> tuple[T, Any, Callable[[bool], None]]:
-    """Run a write in a savepoint and inspect its result; the returned function keeps or undoes it."""
-    savepoint = transaction.savepoint()
+class _Undo(Exception):
+    """Raised inside the dry run's atomic block to roll it back (with its on-commit callbacks)."""
+
+
+def _dry_run(run: Callable[[], T], inspect: Callable[[T], S], hold: Callable[[S], bool]) -> tuple[T, S, bool]:
+    """Run a write in an atomic block and ``inspect`` its result; when ``hold(seen)``, roll the block
+    back. Rolling back an atomic block (not a bare savepoint) also discards the on-commit callbacks
+    the write registered (cache invalidation, webhooks), so a held write leaves no trace."""
+    outcome: list[Any] = []
     try:
-        result = run()
-        seen = inspect(result)
-    except BaseException:
-        transaction.savepoint_rollback(savepoint)
-        raise
-
-    def settle(keep: bool) -> None:
-        if keep:
-            transaction.savepoint_commit(savepoint)
-        else:
-            transaction.savepoint_rollback(savepoint)
-
-    return result, seen, settle
+        with transaction.atomic():
+            result = run()
+            seen = inspect(result)
+            outcome[:] = [result, seen]
+            if hold(seen):
+                raise _Undo
+    except _Undo:
+        return outcome[0], outcome[1], True
+    return outcome[0], outcome[1], False
 
 
 def feature_write(
@@ -195,21 +198,23 @@ def feature_write(
         return run()
     with transaction.atomic():
         before = feature_state(feature) if feature is not None else None
-        result, after, settle = _dry_run(run, feature_state)
-        if before is None:
-            scope = [
-                f"environments.{key}"
-                for key, settings in after["environments"].items()
-                if key in protected and (settings["enabled"] or settings["rules"])
-            ]
-            environments = sorted(name.partition(".")[2] for name in scope)
-        else:
+
+        def touched(after: dict[str, Any]) -> tuple[list[str], list[str]]:
+            """The parts of the flag the write changes, and the protected environments among them."""
+            if before is None:  # a new flag: what it serves in protected environments
+                scope = [
+                    f"environments.{key}"
+                    for key, settings in after["environments"].items()
+                    if key in protected and (settings["enabled"] or settings["rules"])
+                ]
+                return scope, sorted(name.partition(".")[2] for name in scope)
             scope = scope_of(diff(before, after))
-            environments = _feature_environments(scope, protected)
-        if not environments:
-            settle(True)
+            return scope, _feature_environments(scope, protected)
+
+        result, after, held = _dry_run(run, feature_state, lambda after: bool(touched(after)[1]))
+        if not held:
             return result
-        settle(False)
+        scope, environments = touched(after)
         if before is None:
             change_request = _open(
                 user=user,
@@ -276,17 +281,22 @@ def experiment_gate(
         return run()
     with transaction.atomic():
         before = experiment_state(experiment)
-        result, after, settle = _dry_run(run, lambda result: experiment_state(experiment))
-        changes = [change for change in diff(before, after) if change["path"] != "version"]
-        governed = {change["path"].split(".")[0].split("[")[0] for change in changes} & set(
-            EXPERIMENT_GOVERNED
+
+        def changed(after: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
+            """The write's changes (the version aside), and the fields they touch."""
+            changes = [change for change in diff(before, after) if change["path"] != "version"]
+            return changes, {change["path"].split(".")[0].split("[")[0] for change in changes}
+
+        result, after, held = _dry_run(
+            run,
+            lambda result: experiment_state(experiment),
+            # A start or a stop always waits; a write of the fields when it ramps up or reschedules.
+            lambda after: operation != "update" or bool(changed(after)[1] & set(EXPERIMENT_GOVERNED)),
         )
-        if operation == "update" and not governed:
-            settle(True)
+        if not held:
             return result
-        settle(False)
+        changes, heads = changed(after)
         if operation == "update":
-            heads = {change["path"].split(".")[0].split("[")[0] for change in changes}
             params = {name: after[name] for name in EXPERIMENT_WRITABLE if name in heads}
         change_request = _open(
             user=user,

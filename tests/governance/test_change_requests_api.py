@@ -288,3 +288,60 @@ def test_environment_api__requires_approval_field(production, superuser):
         reverse("environment-detail", args=["staging"]), {"requires_approval": True}, format="json"
     )
     assert response.status_code == 200 and response.json()["requires_approval"] is True
+
+
+def test_signals__opened_approved_applied_rejected__on_commit(
+    production, flag, author_client, reviewer_client, django_capture_on_commit_callbacks
+):
+    from features.governance import signals
+
+    received = []
+    names = [
+        "change_request_opened",
+        "change_request_approved",
+        "change_request_applied",
+        "change_request_rejected",
+    ]
+    for name in names:
+        getattr(signals, name).connect(
+            lambda sender, instance, name=name, **kwargs: received.append(
+                (name, instance.pk, instance.status)
+            ),
+            dispatch_uid=f"test-{name}",
+            weak=False,
+        )
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = author_client.patch(
+                feature_url("dark_mode"), {"environments": {"production": {"enabled": False}}}, format="json"
+            ).json()["id"]
+            second = author_client.patch(
+                feature_url("dark_mode"), {"default_value": True}, format="json"
+            ).json()["id"]
+            reviewer_client.post(approve_url(first), {}, format="json")
+            reviewer_client.post(reject_url(second), {}, format="json")
+    finally:
+        for name in names:
+            getattr(signals, name).disconnect(dispatch_uid=f"test-{name}")
+    assert received == [
+        ("change_request_opened", first, "open"),
+        ("change_request_opened", second, "open"),
+        ("change_request_approved", first, "applied"),
+        ("change_request_applied", first, "applied"),
+        ("change_request_rejected", second, "rejected"),
+    ]
+
+
+def test_held_write__on_commit_work_of_the_dry_run__discarded(
+    production, flag, author_client, django_capture_on_commit_callbacks
+):
+    # The dry run saved rows (whose receivers schedule work on commit, e.g. cache invalidation and
+    # webhooks); rolled back, none of that work may run: only the change request's "opened".
+    from features.governance import signals
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        author_client.patch(
+            feature_url("dark_mode"), {"environments": {"production": {"enabled": False}}}, format="json"
+        )
+    assert len(callbacks) == 1
+    assert callbacks[0].__qualname__.startswith(signals.send_on_commit.__qualname__)
