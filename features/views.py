@@ -4,7 +4,7 @@ from rest_framework.response import Response
 
 from features.filters import FeatureFilter
 from features.governance.serializers import ChangeRequestSerializer
-from features.governance.services import feature_write
+from features.governance.services import feature_delete, feature_write
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from features.services import environment_delete, feature_create, feature_update
@@ -84,7 +84,12 @@ def _service_fields(validated_data: dict) -> dict:
         responses={200: FeatureSerializer, 202: ChangeRequestSerializer},
         examples=[FEATURE_EXAMPLE],
     ),
-    destroy=extend_schema(summary="Delete a feature"),
+    destroy=extend_schema(
+        summary="Delete a feature",
+        description="A flag that is on, or has rules, in an environment requiring approval is not deleted: "
+        "202 with the change request that deletes it once approved.",
+        responses={204: None, 202: ChangeRequestSerializer},
+    ),
 )
 class FeatureViewSet(viewsets.ModelViewSet):
     queryset = Feature.objects.select_related("owner").prefetch_related(
@@ -122,6 +127,10 @@ class FeatureViewSet(viewsets.ModelViewSet):
             run=lambda: feature_update(feature=serializer.instance, user=request.user, **fields),
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data)
+
+    def destroy(self, request, *args, **kwargs):
+        feature_delete(feature=self.get_object(), user=request.user)  # held for approval: 202
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

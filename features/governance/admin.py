@@ -37,6 +37,8 @@ from features.governance.services import (
     APPROVE_PERMISSION,
     change_request_approve,
     change_request_reject,
+    feature_delete,
+    feature_delete_environments,
     feature_write,
     scheduled_change_cancel,
     scheduled_change_create,
@@ -341,6 +343,31 @@ class GovernedFeatureAdmin(ApprovalHeldSave, FeatureAdmin):
 
     def held_write(self, request, obj, change, run):
         return feature_write(feature=obj if change else None, user=request.user, run=run)
+
+    # --- deletion: a flag serving a protected environment is deleted by an approved change request ----
+    def log_deletions(self, request, queryset):
+        held = [obj for obj in queryset if feature_delete_environments(obj)]
+        super().log_deletions(request, [obj for obj in queryset if obj not in held])
+
+    def delete_model(self, request, obj):
+        try:
+            feature_delete(feature=obj, user=request.user)
+        except ApprovalRequired as held:
+            request._approval_held = held
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            try:
+                feature_delete(feature=obj, user=request.user)
+            except ApprovalRequired as held:
+                approval_held_message(request, held)
+
+    def response_delete(self, request, obj_display, obj_id):
+        held = getattr(request, "_approval_held", None)
+        if held is None:
+            return super().response_delete(request, obj_display, obj_id)
+        approval_held_message(request, held)
+        return HttpResponseRedirect(reverse("admin:features_feature_change", args=[obj_id]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

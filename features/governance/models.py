@@ -23,6 +23,7 @@ class ChangeOperation(models.TextChoices):
 
     FEATURE_CREATE = "feature.create", "Create a flag"
     FEATURE_UPDATE = "feature.update", "Change a flag"
+    FEATURE_DELETE = "feature.delete", "Delete a flag"
     EXPERIMENT_START = "experiment.start", "Start an experiment"
     EXPERIMENT_STOP = "experiment.stop", "Stop an experiment"
     EXPERIMENT_UPDATE = "experiment.update", "Change an experiment (ramp-up, schedule)"

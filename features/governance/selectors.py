@@ -26,6 +26,10 @@ def change_request_current_fingerprint(change_request: ChangeRequest) -> str | N
     if operation == "feature.create":
         exists = Feature.objects.filter(key=change_request.params.get("key")).exists()
         return fingerprint("exists" if exists else None)
+    if operation == "feature.delete":
+        if change_request.feature_id is None:
+            return None
+        return fingerprint(feature_state(change_request.feature))
     if operation == "feature.update":
         if change_request.feature_id is None:
             return None

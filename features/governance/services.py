@@ -6,7 +6,7 @@ An environment with ``requires_approval`` protects:
 
 - its flags: a write that changes a flag's switch or rules in that environment, or a flag's type,
   default value or prerequisites (served in every environment), or that creates a flag already on or
-  with rules there. Name, description and tags are not served: they never need approval.
+  with rules there, or deletes a flag that is on or has rules there. Name, description and tags are not served: they never need approval.
 - the experiments that serve it: an experiment whose ``analysis_environments`` include it, or that a
   flag's experiment rule in it uses. Their start, stop, ramp-up (a change of ``traffic_allocation``)
   and schedule (``scheduled_start_at``, ``scheduled_stop_at``) need approval; pause and resume do not,
@@ -250,6 +250,49 @@ def feature_write(
     raise _held(change_request)
 
 
+def feature_delete_environments(feature: Feature) -> list[str]:
+    """The environments requiring approval where deleting ``feature`` changes what is served (it is
+    on there, or has rules)."""
+    protected = protected_environment_keys()
+    if not protected:
+        return []
+    settings = feature_environments_as_dict(feature)
+    return sorted(
+        key for key, value in settings.items() if key in protected and (value["enabled"] or value["rules"])
+    )
+
+
+def _feature_delete(feature: Feature, user: AbstractBaseUser | None) -> None:
+    if user is not None and user.is_authenticated:
+        feature._history_user = user
+    feature.delete()
+
+
+def feature_delete(*, feature: Feature, user: AbstractBaseUser | None, comment: str = "") -> None:
+    """Delete a flag, unless it is on or has rules in an environment that requires approval: then
+    ``ApprovalRequired`` is raised, holding a change request that deletes it once approved (its code
+    would get its fallback value there from then on)."""
+    environments = feature_delete_environments(feature)
+    if not environments:
+        _feature_delete(feature, user)
+        return
+    with transaction.atomic():
+        state = feature_state(feature)
+        change_request = _open(
+            user=user,
+            comment=comment,
+            operation=ChangeOperation.FEATURE_DELETE,
+            title=f"Delete flag “{feature.key}”",
+            feature=feature,
+            target_key=feature.key,
+            environments=environments,
+            params={},
+            diff=diff(state, {}),
+            base_fingerprint=fingerprint(state),
+        )
+    raise _held(change_request)
+
+
 def _experiment_title(operation: str, before: dict[str, Any], after: dict[str, Any]) -> str:
     key = before["key"]
     if operation == "start":
@@ -337,6 +380,7 @@ def change_request_approve(
         locked = _lock_open(change_request)
         with history_reason(f"change request #{locked.pk} approved by {user.get_username()}"):
             _apply(locked, user)
+        locked.refresh_from_db(fields=["feature", "experiment"])  # a deleted flag's link is now null
         now = timezone.now()
         locked.status = ChangeRequestStatus.APPLIED
         locked.reviewed_by, locked.reviewed_at, locked.applied_at = user, now, now
@@ -381,6 +425,13 @@ def _apply(change_request: ChangeRequest, user: AbstractBaseUser) -> None:
         if Feature.objects.filter(key=params["key"]).exists():
             raise _stale(change_request, f"A flag “{params['key']}” was created meanwhile; it")
         feature_create(user=user, owner=change_request.created_by, **params)
+    elif operation == ChangeOperation.FEATURE_DELETE:
+        feature = Feature.objects.select_for_update().filter(pk=change_request.feature_id).first()
+        if feature is None:
+            raise _stale(change_request, f"The flag “{change_request.target_key}” was deleted; it")
+        if change_request_current_fingerprint(change_request) != change_request.base_fingerprint:
+            raise _stale(change_request, f"The flag “{feature.key}”")
+        _feature_delete(feature, user)
     elif operation == ChangeOperation.FEATURE_UPDATE:
         feature = Feature.objects.select_for_update().filter(pk=change_request.feature_id).first()
         if feature is None:

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('status', models.CharField(choices=[('open', 'Waiting for review'), ('applied', 'Approved and applied'), ('rejected', 'Rejected')], db_index=True, default='open', max_length=16)),
-                ('operation', models.CharField(choices=[('feature.create', 'Create a flag'), ('feature.update', 'Change a flag'), ('experiment.start', 'Start an experiment'), ('experiment.stop', 'Stop an experiment'), ('experiment.update', 'Change an experiment (ramp-up, schedule)'), ('schedule.create', 'Schedule a flag change')], max_length=32)),
+                ('operation', models.CharField(choices=[('feature.create', 'Create a flag'), ('feature.update', 'Change a flag'), ('feature.delete', 'Delete a flag'), ('experiment.start', 'Start an experiment'), ('experiment.stop', 'Stop an experiment'), ('experiment.update', 'Change an experiment (ramp-up, schedule)'), ('schedule.create', 'Schedule a flag change')], max_length=32)),
                 ('title', models.CharField(help_text='The change in a sentence.', max_length=300)),
                 ('target_key', models.CharField(help_text="The flag's or experiment's key (kept if it is deleted).", max_length=100)),
                 ('environments', models.JSONField(blank=True, default=list, help_text='The approval-requiring environments the change affects.')),
@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
                 ('status', models.CharField(choices=[('open', 'Waiting for review'), ('applied', 'Approved and applied'), ('rejected', 'Rejected')], db_index=True, default='open', max_length=16)),
-                ('operation', models.CharField(choices=[('feature.create', 'Create a flag'), ('feature.update', 'Change a flag'), ('experiment.start', 'Start an experiment'), ('experiment.stop', 'Stop an experiment'), ('experiment.update', 'Change an experiment (ramp-up, schedule)'), ('schedule.create', 'Schedule a flag change')], max_length=32)),
+                ('operation', models.CharField(choices=[('feature.create', 'Create a flag'), ('feature.update', 'Change a flag'), ('feature.delete', 'Delete a flag'), ('experiment.start', 'Start an experiment'), ('experiment.stop', 'Stop an experiment'), ('experiment.update', 'Change an experiment (ramp-up, schedule)'), ('schedule.create', 'Schedule a flag change')], max_length=32)),
                 ('title', models.CharField(help_text='The change in a sentence.', max_length=300)),
                 ('target_key', models.CharField(help_text="The flag's or experiment's key (kept if it is deleted).", max_length=100)),
                 ('environments', models.JSONField(blank=True, default=list, help_text='The approval-requiring environments the change affects.')),

@@ -380,3 +380,16 @@ def test_environment_admin__requires_approval_editable(superuser, client):
     assert client.post(url, data).status_code == 302
     production.refresh_from_db()
     assert production.requires_approval is True
+
+
+def test_flag_delete_page__protected__held_with_message(production, flag, author_admin):
+    from django.contrib.admin.models import LogEntry
+
+    url = reverse("admin:features_feature_delete", args=[flag.pk])
+    response = author_admin.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert response["Location"] == feature_page(flag)
+    assert Feature.objects.filter(pk=flag.pk).exists()
+    assert ChangeRequest.objects.get().operation == "feature.delete"
+    assert not LogEntry.objects.filter(action_flag=3).exists()  # no "deleted" entry for what was not
+    assert "requires approval" in " ".join(messages_of(response))

@@ -345,3 +345,26 @@ def test_held_write__on_commit_work_of_the_dry_run__discarded(
         )
     assert len(callbacks) == 1
     assert callbacks[0].__qualname__.startswith(signals.send_on_commit.__qualname__)
+
+
+def test_delete__on_in_protected_environment__202_then_deleted_on_approval(
+    production, flag, author_client, reviewer_client
+):
+    response = author_client.delete(feature_url("dark_mode"))
+    assert response.status_code == 202, response.content
+    assert response.json()["operation"] == "feature.delete"
+    assert author_client.get(feature_url("dark_mode")).status_code == 200
+    assert reviewer_client.post(approve_url(response.json()["id"]), {}, format="json").status_code == 200
+    assert author_client.get(feature_url("dark_mode")).status_code == 404
+
+
+def test_delete__off_everywhere_protected__204(production, author_client):
+    feature_create(user=None, key="old", name="Old", environments={"staging": {"enabled": True}})
+    assert author_client.delete(feature_url("old")).status_code == 204
+
+
+def test_delete__changed_since__409(production, flag, author_client, reviewer_client):
+    pk = author_client.delete(feature_url("dark_mode")).json()["id"]
+    feature_update(feature=flag, user=None, environments={"production": {"enabled": False}})
+    assert reviewer_client.post(approve_url(pk), {}, format="json").status_code == 409
+    assert author_client.get(feature_url("dark_mode")).status_code == 200
