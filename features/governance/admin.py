@@ -104,7 +104,7 @@ class ChangeRequestAdmin(SimpleHistoryAdmin):
         "status",
         "operation",
         "target_key",
-        "environments",
+        "where",
         "comment",
         "created_by",
         "created_at",
