@@ -164,3 +164,23 @@ def test_approve__start_no_longer_fits_layer__409_stays_open(production, author_
     assert "Layer" in response.json()["detail"]
     assert ChangeRequest.objects.get(pk=pk).status == "open"
     assert status_of("exp") == "draft"
+
+
+def test_hook__no_gate_registered__writes_apply_at_once(production):
+    # experiments alone (the features app not installed): the hook runs the write itself.
+    from experiments import approvals
+    from features.governance.services import experiment_gate
+
+    experiment = ExperimentFactory(key="exp")
+    approvals.gate_register(None)
+    try:
+        approvals.experiment_write(
+            experiment=experiment,
+            operation="start",
+            user=None,
+            run=lambda: experiment_start(experiment=experiment, user=None),
+        )
+    finally:
+        approvals.gate_register(experiment_gate)
+    assert status_of("exp") == "running"
+    assert not ChangeRequest.objects.exists()
