@@ -1,4 +1,4 @@
-"""Approvals and scheduled changes: the writes of the governance workflow.
+"""Approvals: writes held as change requests, approved (and applied) or rejected.
 
 Which changes need approval
 ---------------------------
@@ -33,20 +33,16 @@ a change request); once approved they run at their time without asking again. Ca
 needs approval: it only keeps things as they are.
 """
 
-import contextlib
-import contextvars
-import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from config.exceptions import ApprovalRequired, Conflict, DomainError
+from config.exceptions import Conflict
 from experiments.models import Experiment
 from experiments.services import LIFECYCLE_SERVICES, experiment_update
 from features.governance import signals
@@ -54,11 +50,17 @@ from features.governance.models import (
     ChangeOperation,
     ChangeRequest,
     ChangeRequestStatus,
-    ScheduledAction,
-    ScheduledChange,
-    ScheduledChangeStatus,
 )
-from features.governance.selectors import change_request_current_fingerprint, change_request_data
+from features.governance.selectors import change_request_current_fingerprint
+from features.governance.services.common import (
+    APPROVE_PERMISSION,
+    StaleChangeRequest,
+    approval_required,
+    change_request_open,
+    history_reason,
+    protected_environment_keys,
+)
+from features.governance.services.schedules import scheduled_change_save
 from features.governance.state import (
     EXPERIMENT_GOVERNED,
     EXPERIMENT_WRITABLE,
@@ -70,45 +72,11 @@ from features.governance.state import (
     part,
     scope_of,
 )
-from features.models import Environment, Feature, FeatureRule, RuleType
+from features.models import Environment, Feature, FeatureRule
 from features.services import feature_create, feature_environments_as_dict, feature_update
 
 T = TypeVar("T")
 S = TypeVar("S")
-
-APPROVE_PERMISSION = "features.approve_changerequest"
-
-
-class StaleChangeRequest(Conflict):
-    code = "stale_change_request"
-
-
-# --- the reason written on history rows while a change request or a scheduled change applies -------
-_history_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("history_reason", default=None)
-
-
-@contextlib.contextmanager
-def history_reason(reason: str) -> Iterator[None]:
-    token = _history_reason.set(reason[:100])  # simple-history's column is 100 characters
-    try:
-        yield
-    finally:
-        _history_reason.reset(token)
-
-
-def history_reason_fill(sender: Any, history_instance: Any, **kwargs: Any) -> None:
-    """``pre_create_historical_record`` receiver: history rows written while a change request or a
-    scheduled change applies say so (recording, not business logic)."""
-    reason = _history_reason.get()
-    if reason and not getattr(history_instance, "history_change_reason", None):
-        history_instance.history_change_reason = reason
-
-
-# --- which environments need approval ---------------------------------------------------------------
-
-
-def protected_environment_keys() -> set[str]:
-    return set(Environment.objects.filter(requires_approval=True).values_list("key", flat=True))
 
 
 def experiment_protected_environments(experiment: Experiment, protected: set[str] | None = None) -> list[str]:
@@ -138,31 +106,6 @@ def _feature_environments(scope: list[str], protected: set[str]) -> list[str]:
 
 
 # --- proposing ----------------------------------------------------------------------------------------
-
-
-def _held(change_request: ChangeRequest) -> ApprovalRequired:
-    environments = ", ".join(change_request.environments)
-    message = (
-        f"{change_request.title}: {environments} requires approval, so this change waits as change request "
-        f"#{change_request.pk} until someone else with the permission approves it."
-    )
-    try:
-        admin_url = reverse("admin:features_changerequest_change", args=[change_request.pk])
-    except NoReverseMatch:
-        admin_url = ""
-    data = change_request_data(change_request)
-    return ApprovalRequired(message, payload=data, location=data["url"] or "", admin_url=admin_url)
-
-
-def _open(*, user: AbstractBaseUser | None, comment: str = "", **fields: Any) -> ChangeRequest:
-    change_request = ChangeRequest(
-        created_by=user if user is not None and user.is_authenticated else None, comment=comment, **fields
-    )
-    if change_request.created_by is not None:
-        change_request._history_user = user
-    change_request.save()
-    signals.send_on_commit(signals.change_request_opened, change_request)
-    return change_request
 
 
 class _Undo(Exception):
@@ -216,7 +159,7 @@ def feature_write(
             return result
         scope, environments = touched(after)
         if before is None:
-            change_request = _open(
+            change_request = change_request_open(
                 user=user,
                 comment=comment,
                 operation=ChangeOperation.FEATURE_CREATE,
@@ -235,7 +178,7 @@ def feature_write(
                     params.setdefault("environments", {})[env] = after["environments"][env]
                 else:
                     params[name] = after[name]
-            change_request = _open(
+            change_request = change_request_open(
                 user=user,
                 comment=comment,
                 operation=ChangeOperation.FEATURE_UPDATE,
@@ -247,7 +190,7 @@ def feature_write(
                 diff=diff(part(before, scope), part(after, scope)),
                 base_fingerprint=fingerprint(part(before, scope)),
             )
-    raise _held(change_request)
+    raise approval_required(change_request)
 
 
 def feature_delete_environments(feature: Feature) -> list[str]:
@@ -278,7 +221,7 @@ def feature_delete(*, feature: Feature, user: AbstractBaseUser | None, comment: 
         return
     with transaction.atomic():
         state = feature_state(feature)
-        change_request = _open(
+        change_request = change_request_open(
             user=user,
             comment=comment,
             operation=ChangeOperation.FEATURE_DELETE,
@@ -290,7 +233,7 @@ def feature_delete(*, feature: Feature, user: AbstractBaseUser | None, comment: 
             diff=diff(state, {}),
             base_fingerprint=fingerprint(state),
         )
-    raise _held(change_request)
+    raise approval_required(change_request)
 
 
 def _experiment_title(operation: str, before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -341,7 +284,7 @@ def experiment_gate(
         changes, heads = changed(after)
         if operation == "update":
             params = {name: after[name] for name in EXPERIMENT_WRITABLE if name in heads}
-        change_request = _open(
+        change_request = change_request_open(
             user=user,
             operation=f"experiment.{operation}",
             title=_experiment_title(operation, before, after),
@@ -352,7 +295,7 @@ def experiment_gate(
             diff=changes,
             base_fingerprint=fingerprint(before),
         )
-    raise _held(change_request)
+    raise approval_required(change_request)
 
 
 # --- reviewing ----------------------------------------------------------------------------------------
@@ -460,7 +403,7 @@ def _apply(change_request: ChangeRequest, user: AbstractBaseUser) -> None:
             raise _stale(
                 change_request, f"The flag or environment of “{change_request.title}” was deleted; it"
             )
-        _scheduled_change_save(
+        scheduled_change_save(
             feature=feature,
             environment=environment,
             action=params["action"],
@@ -473,201 +416,3 @@ def _apply(change_request: ChangeRequest, user: AbstractBaseUser) -> None:
         )
     else:  # pragma: no cover - the choices above are all the operations
         raise ValueError(f"unknown operation {operation}")
-
-
-# --- scheduled changes ------------------------------------------------------------------------------
-
-
-def _rules_of(feature: Feature, environment: Environment) -> list[dict[str, Any]]:
-    return feature_environments_as_dict(feature).get(environment.key, {}).get("rules", [])
-
-
-def scheduled_change_validate(
-    *,
-    feature: Feature,
-    environment: Environment,
-    action: str,
-    run_at: dt.datetime | None,
-    rule_position: int | None = None,
-    coverage: float | None = None,
-    now: dt.datetime | None = None,
-) -> dt.datetime:
-    """The checks of a scheduled change; returns ``run_at`` to the minute (it runs at that minute)."""
-    if action not in ScheduledAction.values:
-        raise ValidationError({"action": f"Choose one of {', '.join(ScheduledAction.values)}."})
-    if run_at is None:
-        raise ValidationError({"run_at": "Give the date and time it should happen."})
-    run_at = run_at.replace(second=0, microsecond=0)
-    if run_at <= (now or timezone.now()):
-        raise ValidationError({"run_at": "Choose a time in the future."})
-    if action == ScheduledAction.SET_COVERAGE:
-        if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 <= coverage <= 1:
-            raise ValidationError(
-                {"coverage": "A share from 0 to 1, e.g. 0.5 for half of the matching users."}
-            )
-        rules = _rules_of(feature, environment)
-        if not isinstance(rule_position, int) or not 1 <= rule_position <= len(rules):
-            raise ValidationError(
-                {
-                    "rule_position": f"{feature.key} has {len(rules)} rules in {environment.key}; give one from 1."
-                }
-            )
-        if rules[rule_position - 1]["type"] != RuleType.ROLLOUT:
-            raise ValidationError(
-                {"rule_position": f"Rule {rule_position} of {environment.key} is not a rollout rule."}
-            )
-    elif rule_position is not None or coverage is not None:
-        raise ValidationError({"action": "Rule and coverage are only for “set coverage”."})
-    return run_at
-
-
-def _scheduled_change_save(**fields: Any) -> ScheduledChange:
-    fields["run_at"] = scheduled_change_validate(
-        feature=fields["feature"],
-        environment=fields["environment"],
-        action=fields["action"],
-        run_at=fields["run_at"],
-        rule_position=fields.get("rule_position"),
-        coverage=fields.get("coverage"),
-    )
-    scheduled_change = ScheduledChange(**fields)
-    if fields.get("created_by") is not None:
-        scheduled_change._history_user = fields["created_by"]
-    scheduled_change.save()
-    return scheduled_change
-
-
-def scheduled_change_create(
-    *,
-    feature: Feature,
-    environment: Environment,
-    action: str,
-    run_at: dt.datetime | None,
-    user: AbstractBaseUser | None,
-    rule_position: int | None = None,
-    coverage: float | None = None,
-    comment: str = "",
-) -> ScheduledChange:
-    """Schedule a switch or a coverage change. In an environment that requires approval, the schedule
-    itself is the change to approve: ``ApprovalRequired`` is raised with the change request that
-    creates it once approved."""
-    run_at = scheduled_change_validate(
-        feature=feature,
-        environment=environment,
-        action=action,
-        run_at=run_at,
-        rule_position=rule_position,
-        coverage=coverage,
-    )
-    author = user if user is not None and user.is_authenticated else None
-    if not environment.requires_approval:
-        return _scheduled_change_save(
-            feature=feature,
-            environment=environment,
-            action=action,
-            run_at=run_at,
-            rule_position=rule_position,
-            coverage=coverage,
-            comment=comment,
-            created_by=author,
-        )
-    proposal = ScheduledChange(
-        feature=feature,
-        environment=environment,
-        action=action,
-        run_at=run_at,
-        rule_position=rule_position,
-        coverage=coverage,
-    )
-    params = {
-        "feature": feature.key,
-        "environment": environment.key,
-        "action": action,
-        "run_at": run_at.isoformat(),
-        "rule_position": rule_position,
-        "coverage": coverage,
-        "comment": comment,
-    }
-    with transaction.atomic():
-        change_request = _open(
-            user=user,
-            comment=comment,
-            operation=ChangeOperation.SCHEDULE_CREATE,
-            title=f"Schedule: {proposal}",
-            feature=feature,
-            target_key=feature.key,
-            environments=[environment.key],
-            params=params,
-            diff=[{"path": "scheduled_changes", "before": None, "after": str(proposal)}],
-            base_fingerprint=fingerprint(None),
-        )
-    raise _held(change_request)
-
-
-def scheduled_change_cancel(
-    *, scheduled_change: ScheduledChange, user: AbstractBaseUser | None
-) -> ScheduledChange:
-    """Cancel a pending scheduled change (409 once it ran or was cancelled)."""
-    with transaction.atomic():
-        locked = ScheduledChange.objects.select_for_update().get(pk=scheduled_change.pk)
-        if locked.status != ScheduledChangeStatus.PENDING:
-            raise Conflict(f"This scheduled change is already {locked.get_status_display().lower()}.")
-        locked.status = ScheduledChangeStatus.CANCELLED
-        if user is not None and user.is_authenticated:
-            locked.cancelled_by = user
-            locked._history_user = user
-        locked.save()
-    return locked
-
-
-def _fire(scheduled_change: ScheduledChange, now: dt.datetime) -> ScheduledChange | None:
-    with transaction.atomic():
-        locked = (
-            ScheduledChange.objects.select_for_update()
-            .select_related("feature", "environment")
-            .filter(pk=scheduled_change.pk, status=ScheduledChangeStatus.PENDING)
-            .first()
-        )
-        if locked is None:  # ran or cancelled meanwhile
-            return None
-        feature, environment = locked.feature, locked.environment
-        if locked.action == ScheduledAction.SET_COVERAGE:
-            rules = _rules_of(feature, environment)
-            position = locked.rule_position or 0
-            if not 1 <= position <= len(rules) or rules[position - 1]["type"] != RuleType.ROLLOUT:
-                settings: dict[str, Any] | None = None
-                failure = (
-                    f"Rule {position} of {environment.key} is no longer a rollout rule; nothing changed."
-                )
-            else:
-                rules[position - 1]["coverage"] = locked.coverage
-                settings, failure = {"rules": rules}, ""
-        else:
-            settings, failure = {"enabled": locked.action == ScheduledAction.SWITCH_ON}, ""
-        if settings is not None:
-            try:
-                with transaction.atomic(), history_reason(f"scheduled change #{locked.pk}"):
-                    feature_update(feature=feature, user=None, environments={environment.key: settings})
-            except (DomainError, ValidationError) as exc:
-                failure = exc.message if isinstance(exc, DomainError) else "; ".join(exc.messages)
-        locked.status = ScheduledChangeStatus.FAILED if failure else ScheduledChangeStatus.DONE
-        locked.result = failure or f"{locked.describe()}: done."
-        locked.fired_at = now
-        locked.save()
-        signals.send_on_commit(signals.scheduled_change_fired, locked)
-    return locked
-
-
-def scheduled_changes_apply(*, now: dt.datetime) -> list[ScheduledChange]:
-    """Run the pending scheduled changes whose time has come, oldest first; returns those that ran
-    (done or failed). Running it twice is harmless: a change that ran is no longer pending, and each
-    locks its row."""
-    due = ScheduledChange.objects.filter(status=ScheduledChangeStatus.PENDING, run_at__lte=now).order_by(
-        "run_at", "pk"
-    )
-    fired = []
-    for scheduled_change in due:
-        result = _fire(scheduled_change, now)
-        if result is not None:
-            fired.append(result)
-    return fired
