@@ -206,7 +206,9 @@ class ScheduledChangeForm(forms.ModelForm):
         model = ScheduledChange
         fields = ["feature", "environment", "action", "rule_position", "coverage", "run_at", "comment"]
         widgets = {"comment": forms.Textarea(attrs={"rows": 2})}
-        help_texts = {"run_at": "Your local time as shown by the admin; it happens within that minute."}
+        help_texts = {
+            "run_at": "In the admin's time zone (UTC unless configured otherwise); it happens in that minute."
+        }
 
     def clean(self):
         cleaned = super().clean()
@@ -329,6 +331,8 @@ class ScheduledChangeAdmin(SimpleHistoryAdmin):
         return HttpResponseRedirect(back)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:  # read only once made: cancel it instead
+            context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
         if obj is not None and obj.status == ScheduledChangeStatus.PENDING:
             if self.has_change_permission(request, obj):
                 context["cancel_url"] = reverse("admin:features_scheduledchange_cancel", args=[obj.pk])

@@ -184,3 +184,23 @@ def test_hook__no_gate_registered__writes_apply_at_once(production):
         approvals.gate_register(experiment_gate)
     assert status_of("exp") == "running"
     assert not ChangeRequest.objects.exists()
+
+
+def test_update__moves_into_protected_environment_while_ramping__held(production, author_client):
+    experiment_start(
+        experiment=ExperimentFactory(key="exp", traffic_allocation=0.2, analysis_environments=["staging"]),
+        user=None,
+    )
+    response = author_client.patch(
+        reverse("experiment-detail", args=["exp"]),
+        {"analysis_environments": ["staging", "production"], "traffic_allocation": 0.5},
+        format="json",
+    )
+    assert response.status_code == 202, response.json()
+    assert response.json()["environments"] == ["production"]
+    assert Experiment.objects.get(key="exp").analysis_environments == ["staging"]
+    # Moving it without ramping up applies: only results read it.
+    response = author_client.patch(
+        reverse("experiment-detail", args=["exp"]), {"analysis_environments": ["production"]}, format="json"
+    )
+    assert response.status_code == 200

@@ -262,8 +262,11 @@ def experiment_gate(
     allocation or schedule of an experiment serving a protected environment are held for approval."""
     if operation not in ("start", "stop", "update"):
         return run()
-    environments = experiment_protected_environments(experiment)
-    if not environments:
+    protected = protected_environment_keys()
+    serving = experiment_protected_environments(experiment, protected)
+    # An update may also bring the experiment into a protected environment (its analysis
+    # environments) while ramping it up: that write is judged by where it leads too.
+    if not serving and (operation != "update" or not protected):
         return run()
     with transaction.atomic():
         before = experiment_state(experiment)
@@ -273,14 +276,19 @@ def experiment_gate(
             changes = [change for change in diff(before, after) if change["path"] != "version"]
             return changes, {change["path"].split(".")[0].split("[")[0] for change in changes}
 
-        result, after, held = _dry_run(
-            run,
-            lambda result: experiment_state(experiment),
+        def environments_of(after: dict[str, Any]) -> list[str]:
+            return sorted(set(serving) | (set(after.get("analysis_environments") or []) & protected))
+
+        def needs_approval(after: dict[str, Any]) -> bool:
             # A start or a stop always waits; a write of the fields when it ramps up or reschedules.
-            lambda after: operation != "update" or bool(changed(after)[1] & set(EXPERIMENT_GOVERNED)),
-        )
+            if not environments_of(after):
+                return False
+            return operation != "update" or bool(changed(after)[1] & set(EXPERIMENT_GOVERNED))
+
+        result, after, held = _dry_run(run, lambda result: experiment_state(experiment), needs_approval)
         if not held:
             return result
+        environments = environments_of(after)
         changes, heads = changed(after)
         if operation == "update":
             params = {name: after[name] for name in EXPERIMENT_WRITABLE if name in heads}
