@@ -1,9 +1,12 @@
 """Approvals in the browser: a product manager's save of a production flag opens a change request;
 a colleague sees its diff and approves it, which applies it. Screenshot: the change request page."""
 
+import datetime as dt
+
 import pytest
 
 from features.governance.models import ChangeRequest
+from features.governance.services import scheduled_change_create
 from features.models import Environment, Feature
 from features.services import feature_create
 from tests.browser.conftest import admin_login, requires_chromium, screenshot
@@ -40,7 +43,20 @@ def test_admin_approvals__save_held_then_colleague_approves__applied(browser_pag
     message = page.locator(".messagelist .warning").first
     assert "requires approval" in message.inner_text()
     assert Feature.objects.get(pk=flag.pk).default_value is False
-    page.click(".messagelist .warning a")
+    # The flag's page lists what waits: the change request and a scheduled change, with "Cancel"
+    scheduled_change_create(
+        feature=flag,
+        environment=Environment.objects.get(key="staging"),
+        action="switch_on",
+        run_at=dt.datetime(2099, 1, 1, 9, tzinfo=dt.UTC),
+        user=None,
+    )
+    page.goto(f"/admin/features/feature/{flag.pk}/change/")
+    panel = page.locator("#flag-governance").inner_text()
+    assert "Change flag “new_checkout” in production" in panel
+    assert "Switch new_checkout in staging on" in panel and "Cancel" in panel
+    screenshot(page, "flag-waiting-changes", full_page=False, docs=False)
+    page.click("#open-change-requests a")
     assert "Approve and apply" not in page.content()  # not for her own change
     page.context.clear_cookies()
     # When Bob opens the change request, reads the diff and approves it
