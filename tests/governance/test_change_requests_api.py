@@ -368,3 +368,13 @@ def test_delete__changed_since__409(production, flag, author_client, reviewer_cl
     feature_update(feature=flag, user=None, environments={"production": {"enabled": False}})
     assert reviewer_client.post(approve_url(pk), {}, format="json").status_code == 409
     assert author_client.get(feature_url("dark_mode")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["changerequest-list", "scheduledchange-list"])
+def test_sdk_key__403_on_governance_endpoints(api_client, name):
+    from features.models import Environment
+    from features.services import sdk_key_create
+
+    _, raw = sdk_key_create(environment=Environment.objects.get(key="production"))
+    response = api_client.get(reverse(name), HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 403
