@@ -13,7 +13,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 from experiments.models import Experiment
-from features.models import Feature
+from features.models import Environment, Feature
 from features.services import feature_environments_as_dict
 
 # The fields of an experiment a write may change (as the API names them), and those read only.
@@ -64,7 +64,7 @@ def feature_state(feature: Feature) -> dict[str, Any]:
             "description": feature.description,
             "type": feature.type,
             "default_value": feature.default_value,
-            "environments": feature_environments_as_dict(feature),
+            "environments": _every_environment(feature),
             "prerequisites": [
                 {"feature": item.prerequisite.key, "value": item.value}
                 for item in feature.prerequisites.select_related("prerequisite")
@@ -72,6 +72,16 @@ def feature_state(feature: Feature) -> dict[str, Any]:
             "tags": sorted(feature.tags.names()),
         }
     )
+
+
+def _every_environment(feature: Feature) -> dict[str, Any]:
+    """The flag's settings in every environment: one without a row (made after the flag) serves the
+    default value, as a switched-off one does, so both read the same and adding the row is no change."""
+    settings = {
+        key: {"enabled": False, "rules": []} for key in Environment.objects.values_list("key", flat=True)
+    }
+    settings.update(feature_environments_as_dict(feature))
+    return settings
 
 
 def experiment_state(experiment: Experiment) -> dict[str, Any]:

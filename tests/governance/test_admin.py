@@ -393,3 +393,16 @@ def test_flag_delete_page__protected__held_with_message(production, flag, author
     assert ChangeRequest.objects.get().operation == "feature.delete"
     assert not LogEntry.objects.filter(action_flag=3).exists()  # no "deleted" entry for what was not
     assert "requires approval" in " ".join(messages_of(response))
+
+
+def test_flag_save__new_protected_environment_without_a_row__name_change_applied(flag, author_admin):
+    # Given an environment made after the flag (the flag has no switch row there) that requires approval
+    Environment.objects.create(key="eu_production", name="EU production", requires_approval=True)
+    data = form_data(author_admin, feature_page(flag), "feature_form")
+    data["name"] = "Dark theme"
+    # When the flag's name is saved (the admin adds the missing, switched-off row as it saves)
+    assert author_admin.post(feature_page(flag), data).status_code == 302
+    # Then that is no change to what the environment serves: applied, no change request
+    flag.refresh_from_db()
+    assert flag.name == "Dark theme"
+    assert not ChangeRequest.objects.exists()
