@@ -365,7 +365,8 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
 @admin.register(Environment)
 class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
-    list_display = ["name", "key", "position", "description"]
+    list_display = ["name", "key", "position", "requires_approval", "description"]
+    list_filter = ["requires_approval"]
     search_fields = ["key", "name"]
     ordering = ["position"]
 
@@ -459,3 +460,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
             )
             return
         super().save_model(request, obj, form, change)
+
+
+# Change requests, scheduled changes, and the flag admin's save through approvals (re-registers Feature).
+from features.governance import admin as governance_admin  # noqa: E402, F401

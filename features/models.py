@@ -58,6 +58,11 @@ class Environment(models.Model):
         "line, e.g. https://shop.example.com or http://localhost:3000. * allows every site. Empty: none "
         "(server-side SDKs are not affected).",
     )
+    requires_approval = models.BooleanField(
+        default=False,
+        help_text="Changes to flags in this environment (switches, rules, values), and the start, stop and "
+        "ramp-up of experiments analysed here, wait for someone else to approve them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
@@ -246,3 +251,7 @@ class SdkKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.environment.key})"
+
+
+# Change requests and scheduled changes (features/governance/models.py) belong to this app.
+from features.governance.models import ChangeRequest, ScheduledChange  # noqa: E402, F401
