@@ -215,7 +215,8 @@ config.on_invalidate(_any_origins_clear)
 
 
 CLIENT_KEY_REFUSAL = (
-    "A client key (publishable, read-only) only reads the flags payload (GET /api/features/<key>); "
+    "A client key (publishable, read-only) only reads the flags payload (GET /api/features/<key>) "
+    "and asks for remote evaluation (POST /api/eval/<key>); "
     "assignments, evaluations, events, exposures and OFREP need a secret SDK key (sdk_...)."
 )
 
