@@ -1,9 +1,13 @@
-"""GrowthBook's real Python SDK evaluating our payload locally agrees with ``/api/v1/evaluate``.
+"""GrowthBook's real SDKs evaluating our payload locally agree with ``/api/v1/evaluate``.
 
-The SDK (PyPI ``growthbook``) is pointed at the live server (``api_host`` + a client key: it fetches
-``{api_host}/api/features/{client_key}``) and evaluates every flag for random units with random
-attributes; each value, and the variant of each unit in an experiment (the SDK's
-``experimentResult.key``, from the rule's ``meta``), must equal what ``/api/v1/evaluate`` answers.
+The SDKs (PyPI ``growthbook`` 4.x in this process, npm ``@growthbook/growthbook`` 1.8 under node:
+``node/evaluate.mjs``) are pointed at the live server (``apiHost`` + a client key: they fetch
+``{apiHost}/api/features/{clientKey}``) and evaluate every flag for 10,000 random units with random
+attributes (``GROWTHBOOK_AGREEMENT_UNITS``); each value, and the variant of each unit in an
+experiment (the SDK's ``experimentResult.key``, from the rule's ``meta``), must equal what
+``/api/v1/evaluate`` answers. The flags (``growthbook_flags``) cover force, rollout, experiment
+(weights, coverage, targeting), layers (namespaces), a paused experiment, prerequisites and a
+disabled environment.
 
 Known differences of the Python SDK (4.0.0), kept out of the way rather than hidden:
 
