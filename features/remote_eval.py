@@ -9,7 +9,8 @@ then evaluate that trivial payload locally. The request, as both SDKs send it::
 
 The answer is a GrowthBook payload in which each flag of the key's environment is
 ``{"defaultValue": value}``, the value ``features.evaluation`` gives the unit (the same decision as
-``/api/v1/evaluate``: ``attributes.id`` is the unit id, the other attributes are its attributes). A
+``/api/v1/evaluate``: ``attributes.id`` is the unit id, and the attributes, ``id`` included, are what
+conditions read, as in an SDK evaluating locally). A
 flag whose value came from an experiment (its own, or a prerequisite's) also gets
 ``"rules": [{"force": value, "tracks": [{"experiment", "result"}]}]``: the SDK then fires its
 tracking callback with the experiment and the variant (``result.key``, from the variant keys in
@@ -148,7 +149,7 @@ def remote_eval_request(body: bytes) -> RemoteEvalRequest:
         raise RemoteEvalError("url must be a string.")
     if len(url) > URL_MAX_LENGTH:
         raise RemoteEvalError(f"url is longer than {URL_MAX_LENGTH} characters.")
-    attributes = {name: value for name, value in attributes.items() if name != "id"}
+    # ``id`` stays among the attributes: an SDK evaluating locally lets conditions read it too.
     return RemoteEvalRequest(unit_id, attributes, forced_variations, forced_features, url)
 
 

@@ -255,3 +255,23 @@ def test_remote_eval__defaults_of_the_sdks__every_flag_decided(fresh_decision_pl
     assert body["status"] == 200 and body["dateUpdated"].endswith("Z")
     assert body["features"] == {"on": {"defaultValue": True}, "off": {"defaultValue": False}}
     assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_remote_eval__condition_on_the_id_attribute__as_the_sdk_decides_locally(fresh_decision_plane):
+    # Given a flag forced on for one unit id, which an SDK evaluating locally reads as the attribute `id`
+    from features.services import feature_create
+
+    feature_create(user=None, key="vip", name="vip", type="boolean", default_value=False,
+                   environments={"production": {"enabled": True, "rules": [
+                       {"type": "force", "condition": {"id": {"$in": ["vip-1"]}}, "value": True}]}})  # fmt: skip
+    client_key, _ = _keys()
+    payload = APIClient().get(f"/api/features/{client_key}").json()
+    for unit_id in ("vip-1", "someone"):
+        # When our server decides, and GrowthBook's Python SDK decides from the payload
+        remote = _post(client_key, {"attributes": {"id": unit_id}}).json()["features"]["vip"]["defaultValue"]
+        local = GrowthBook(features=payload["features"], attributes={"id": unit_id}).get_feature_value(
+            "vip", None
+        )
+        # Then they agree
+        assert remote is local is (unit_id == "vip-1")
