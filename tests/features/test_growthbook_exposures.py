@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import random
+import subprocess
 import urllib.request
 from collections import Counter
 
@@ -48,14 +49,9 @@ def tracking_callback(api_host: str, secret_key: str):
     return on_experiment_viewed
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
-def test_growthbook_sdk_tracking_callback__posts_exposures__results_count_the_sdks_units(
-    live_server, fresh_decision_plane, clickhouse, pm_client
-):
-    # Given a running experiment behind a flag, with a metric, and GrowthBook's Python SDK whose
-    # tracking callback sends exposures with a secret key
+@pytest.fixture
+def checkout_experiment(fresh_decision_plane, clickhouse) -> tuple[str, str]:
+    """A running experiment behind the flag ``button_color``, with a metric; (client key, secret key)."""
     experiment = ExperimentFactory(key="checkout_button", variants=["control", "treatment"])
     ExperimentMetricFactory(experiment=experiment, metric=MetricFactory(key="orders", type=MetricType.COUNT))
     experiment_start(experiment=experiment, user=None)
@@ -81,36 +77,85 @@ def test_growthbook_sdk_tracking_callback__posts_exposures__results_count_the_sd
     production = Environment.objects.get(key="production")
     _, client_key = sdk_key_create(environment=production, kind="client")
     _, secret_key = sdk_key_create(environment=production)
+    return client_key, secret_key
+
+
+def assert_results_count(pm_client, secret_key: str, seen: Counter, units: list[str]) -> None:
+    """The experiment's results count exactly the SDK's units per variant, which are also the
+    variants our server assigns them."""
+    call_command("rollup", stdout=io.StringIO())
+    body = pm_client.get(reverse("experiment-results", kwargs={"key": "checkout_button"})).json()
+    assert body["srm"]["units"] == dict(seen)
+    assert seen["control"] > 50 and seen["treatment"] > 50
+    server = APIClient()
+    server.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
+    assigned = Counter(
+        server.post("/api/v1/assign", {"unit_id": unit, "log_exposure": False}, format="json").json()[
+            "assignments"
+        ][0]["variant"]
+        for unit in units
+    )
+    assert assigned == seen
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_python_sdk_tracking_callback__posts_exposures__results_count_the_sdks_units(
+    live_server, checkout_experiment, pm_client
+):
+    # Given GrowthBook's Python SDK whose tracking callback sends exposures with a secret key
+    client_key, secret_key = checkout_experiment
     gb = GrowthBook(
         api_host=live_server.url,
         client_key=client_key,
         on_experiment_viewed=tracking_callback(live_server.url, secret_key),
     )
     gb.load_features()
-
     # When 200 units see the flag (twice each: the SDK tracks a unit's exposure once)
     rng = random.Random(5)
+    units = [f"unit-{index}" for index in range(200)]
     seen = Counter()
-    for index in range(200):
-        gb.set_attributes({"id": f"unit-{index}", "country": rng.choice(["US", "DE"])})
+    for unit in units:
+        gb.set_attributes({"id": unit, "country": rng.choice(["US", "DE"])})
         for _ in range(2):
             value = gb.get_feature_value("button_color", "blue")
         seen["treatment" if value == "green" else "control"] += 1
     gb.destroy()
     close_python_sdk_pool()
-    call_command("rollup", stdout=io.StringIO())
+    # Then the results count them
+    assert_results_count(pm_client, secret_key, seen, units)
 
-    # Then the results count exactly the SDK's units in each variant
-    body = pm_client.get(reverse("experiment-results", kwargs={"key": "checkout_button"})).json()
-    assert body["srm"]["units"] == dict(seen)
-    assert seen["control"] > 50 and seen["treatment"] > 50
-    # ... and they are the variants our server assigns those units
-    server = APIClient()
-    server.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
-    assigned = Counter(
-        server.post("/api/v1/assign", {"unit_id": f"unit-{i}", "log_exposure": False}, format="json").json()[
-            "assignments"
-        ][0]["variant"]
-        for i in range(200)
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_javascript_sdk_tracking_callback__posts_exposures__results_count_the_sdks_units(
+    live_server, checkout_experiment, pm_client, growthbook_node, tmp_path
+):
+    # Given GrowthBook's JavaScript SDK under node with the trackingCallback of docs/sdks.md
+    client_key, secret_key = checkout_experiment
+    units = [f"js-unit-{index}" for index in range(200)]
+    request = {
+        "apiHost": live_server.url,
+        "clientKey": client_key,
+        "secretKey": secret_key,
+        "flag": "button_color",
+        "units": units,
+    }
+    request_file = tmp_path / "track.json"
+    request_file.write_text(json.dumps(request), encoding="utf-8")
+    # When 200 units see the flag (twice each)
+    done = subprocess.run(
+        ["node", str(growthbook_node / "track.mjs"), str(request_file)],
+        cwd=growthbook_node,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert assigned == seen
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout)
+    # Then one exposure a unit was accepted, and the results count the SDK's units
+    assert answer["posted"] == len(units) and set(answer["statuses"]) == {202}
+    seen = Counter("treatment" if value == "green" else "control" for value in answer["values"])
+    assert_results_count(pm_client, secret_key, seen, units)
