@@ -382,8 +382,9 @@ class SdkKeyForm(forms.ModelForm):
     encrypt_payload = forms.BooleanField(
         required=False,
         label="Encrypt the payload",
-        help_text="GrowthBook's SDKs then need the decryption key shown after saving, and browsers "
-        "cannot read your targeting rules without it. Only when the key is made.",
+        help_text="GrowthBook's SDKs then need the decryption key shown after saving; without it the "
+        "payload's targeting rules cannot be read. The key ships with your app, so this keeps rules "
+        "from casual view; remote evaluation keeps them on the server. Only when the key is made.",
     )
 
     class Meta:
