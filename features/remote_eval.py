@@ -231,7 +231,11 @@ def _experiment_rules(config_: CompiledConfig) -> dict[tuple[str, str], dict[str
 
 
 def _track(
-    rules: Mapping[tuple[str, str], Mapping[str, Any]], flag: str, experiment: str, variant: str, unit_id: str
+    rules: Mapping[tuple[str, str], Mapping[str, Any]],
+    flag: str,
+    experiment: str,
+    variant: str,
+    attributes: Mapping[str, Any],
 ) -> dict[str, Any] | None:
     """GrowthBook's ``TrackData`` for one exposure: the experiment (without its targeting) and the result."""
     own = rules.get((flag, experiment))
@@ -254,7 +258,7 @@ def _track(
             "value": rule["variations"][index],
             "hashUsed": True,
             "hashAttribute": rule["hashAttribute"],
-            "hashValue": unit_id,
+            "hashValue": attributes.get(rule["hashAttribute"], ""),  # the id the unit was hashed on
             "key": variant,
             "name": rule["meta"][index]["name"],
             "stickyBucketUsed": False,
@@ -263,7 +267,7 @@ def _track(
 
 
 def remote_eval_features(
-    config_: CompiledConfig, evaluations: list[Evaluation], unit_id: str
+    config_: CompiledConfig, evaluations: list[Evaluation], attributes: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Every flag decided, as GrowthBook's remote evaluation writes it (module docstring)."""
     rules = _experiment_rules(config_) if any(e.exposures for e in evaluations) else {}
@@ -274,7 +278,7 @@ def remote_eval_features(
             tracks = [
                 track
                 for experiment, variant in evaluation.exposures
-                if (track := _track(rules, evaluation.key, experiment, variant, unit_id)) is not None
+                if (track := _track(rules, evaluation.key, experiment, variant, attributes)) is not None
             ]
             if tracks:
                 definition["rules"] = [{"force": evaluation.value, "tracks": tracks}]
@@ -409,7 +413,7 @@ class RemoteEvalView(APIView):
         moment = dt.datetime.fromtimestamp(stored.built_at, tz=dt.UTC)
         payload = {
             "status": 200,
-            "features": remote_eval_features(stored, evaluations, context.unit_id),
+            "features": remote_eval_features(stored, evaluations, context.attributes),
             "dateUpdated": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
         response = HttpResponse(

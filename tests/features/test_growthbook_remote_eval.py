@@ -69,7 +69,7 @@ def test_remote_eval__python_and_javascript_sdks__same_values_and_variants_as_ev
         remote_eval=True,
         attributes={"id": units[0][0], **units[0][1]},  # it posts at once: attributes.id is required
         on_experiment_viewed=lambda experiment, result, user_context=None: tracked.append(
-            (result.featureId, result.key)
+            (result.featureId, result.key, result.hashValue)
         ),
     )
     python_mismatches = []
@@ -83,9 +83,9 @@ def test_remote_eval__python_and_javascript_sdks__same_values_and_variants_as_ev
             value = gb.eval_feature(flag).value
             if value != answer[flag]["value"] or type(value) is not type(answer[flag]["value"]):
                 python_mismatches.append((flag, unit_id, "value", value, answer[flag]))
-        own = sorted((flag, variant) for flag, variant in tracked if flag is not None)
-        if own != expected:
-            python_mismatches.append((unit_id, "tracked", own, expected))
+        own = sorted((flag, variant) for flag, variant, _ in tracked if flag is not None)
+        if own != expected or any(hashed != unit_id for _, _, hashed in tracked):
+            python_mismatches.append((unit_id, "tracked", tracked, expected))
     gb.destroy()
     close_python_sdk_pool()
 
