@@ -25,6 +25,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin import ServiceDeletion
 from features.config import config_get
+from features.encryption import encryption_key_generate
 from features.evaluation import Reason, evaluate_feature
 from features.models import (
     Environment,
@@ -379,6 +380,14 @@ class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
 
 
 class SdkKeyForm(forms.ModelForm):
+    encrypt_payload = forms.BooleanField(
+        required=False,
+        label="Encrypt the payload",
+        help_text="GrowthBook's SDKs then need the decryption key shown after saving; without it the "
+        "payload's targeting rules cannot be read. The key ships with your app, so this keeps rules "
+        "from casual view; remote evaluation keeps them on the server. Only when the key is made.",
+    )
+
     class Meta:
         model = SdkKey
         fields = ["environment", "name", "kind", "revoked"]
@@ -421,7 +430,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
     list_filter = ["environment", "kind", SdkKeyStatusFilter]
     search_fields = ["prefix", "name"]
     list_select_related = ["environment", "created_by"]
-    readonly_fields = ["prefix", "last_used_at", "created_at", "created_by"]
+    readonly_fields = ["prefix", "encryption_key", "last_used_at", "created_at", "created_by"]
 
     @admin.display(description="status", ordering="revoked")
     def status(self, key: SdkKey) -> str:
@@ -450,10 +459,24 @@ class SdkKeyAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "environment", "kind"]
         return self.readonly_fields
 
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        # Encryption is chosen when the key is made; afterwards its decryption key is shown.
+        hidden = "encrypt_payload" if obj is not None else "encryption_key"
+        return [f for f in fields if f != hidden]
+
     def save_model(self, request, obj, form, change):
         if not change:
             raw = sdk_key_assign_secret(obj, user=request.user)
+            if form.cleaned_data.get("encrypt_payload"):
+                obj.encryption_key = encryption_key_generate()
             super().save_model(request, obj, form, change)
+            if obj.encryption_key:
+                messages.info(
+                    request,
+                    "The payload of this key is encrypted; give GrowthBook's SDK this decryption key "
+                    f"(decryptionKey / decryption_key), also shown on the key's page: {obj.encryption_key}",
+                )
             messages.warning(
                 request,
                 f"Copy this {'client' if obj.kind == SdkKeyKind.CLIENT else 'secret'} SDK key for {obj.environment.name} now; it is not stored and will not be shown again: {raw}",

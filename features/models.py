@@ -233,6 +233,15 @@ class SdkKey(models.Model):
     prefix = models.CharField(max_length=SDK_KEY_PREFIX_LENGTH, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     revoked = models.BooleanField(default=False, help_text="A revoked key is refused at once.")
+    # GrowthBook's payload encryption (``features.encryption``): the server encrypts with it, so it is
+    # stored as is; it is as public as the client key it goes with (both ship in the app).
+    encryption_key = models.CharField(
+        max_length=44,
+        blank=True,
+        editable=False,
+        help_text="When set, /api/features/<key> answers the flags encrypted (GrowthBook's "
+        "encryptedFeatures); give this to the SDK as its decryption key.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

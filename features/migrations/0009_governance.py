@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('experiments', '0006_hash_seed_help'),
-        ('features', '0006_sdkkey_kind'),
+        ('features', '0008_sdkkey_encryption_key'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
