@@ -46,7 +46,7 @@ def condition_attributes(condition: Any) -> Iterator[str]:
 def attribute_suggestions(conditions: Iterable[Any]) -> list[str]:
     """Distinct attribute names of ``conditions``, sorted, at most ``MAX_ATTRIBUTES``."""
     names = {name for condition in conditions for name in condition_attributes(condition)}
-    return sorted(names, key=str.casefold)[:MAX_ATTRIBUTES]
+    return sorted(names, key=lambda name: (name.casefold(), name))[:MAX_ATTRIBUTES]
 
 
 def rule_editor_data(feature: Feature | None) -> dict[str, Any]:

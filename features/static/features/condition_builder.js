@@ -4,7 +4,8 @@
  *
  * A group is {kind: "and" | "or" | "nor", items: [clause | group]}; the top group is always "and" and
  * is written as one object ({"country": {"$in": ["DE"]}, "plan": "pro"}); a nested group is written
- * as "$and", "$or" or "$nor" with a list of documents. A clause is {attribute, operator, text}: the
+ * as "$and", "$or" or "$nor" with a list of documents, except an "and" group read from one object of
+ * such a list ({"$or": [{"plan": "pro", "country": "DE"}, ...]}, marked ``implicit``), written back so. A clause is {attribute, operator, text}: the
  * operator is a key of OPERATORS, the text what the user typed ("DE, FR", "18", "\"42\"").
  *
  * The builder writes only what the evaluator's strict validation accepts: known operators with
@@ -106,6 +107,14 @@
     return items.filter(function (item) { return item.trim() !== ""; });
   }
 
+  /** Why the server's engine (RE2, linear time) would refuse ``pattern``, where the browser can tell. */
+  function patternProblem(pattern) {
+    try { new RegExp(pattern); } catch (error) { return "Not a pattern: " + error.message.replace(/^Invalid regular expression: /, ""); }
+    if (/\(\?<?[=!]/.test(pattern)) { return "Patterns cannot use lookarounds such as (?=...)."; }
+    if (/\\[1-9]|\\k</.test(pattern)) { return "Patterns cannot use back-references such as \\1."; }
+    return null;
+  }
+
   // --- clause -> document ------------------------------------------------------------------------------
 
   /** {document} or {error} for one clause: {attribute: argument} as the evaluator reads it. */
@@ -144,6 +153,10 @@
       case "text":
         if (text.trim() === "") { return {error: clause.operator.indexOf("$regex") === 0 ? "Type a pattern." : "Type a version, e.g. 2.1.0."}; }
         argument = clause.operator.indexOf("$regex") === 0 ? text : text.trim();
+        if (clause.operator.indexOf("$regex") === 0) {
+          var problem = patternProblem(text);
+          if (problem) { return {error: problem}; }
+        }
         break;
       case "count":
         if (!/^[0-9]+$/.test(text.trim())) { return {error: "Type a whole number."}; }
@@ -203,7 +216,7 @@
         documents.push(document);
       }
     });
-    if (top) { return mergeAll(documents); }
+    if (top || (group.implicit && group.kind === "and")) { return mergeAll(documents); }
     if (!documents.length) { return {}; }
     var written = {};
     written["$" + group.kind] = documents;
@@ -280,7 +293,8 @@
 
   function groupOf(document, kind, depth) {
     if (!isPlainObject(document)) { throw new Unsupported("a condition is an object"); }
-    if (depth > MAX_GROUP_DEPTH + 1) { throw new Unsupported("groups nested more than " + MAX_GROUP_DEPTH + " deep"); }
+    // The server refuses documents nested deeper than 10 levels; what it accepted, the builder shows.
+    if (depth > 10) { throw new Unsupported("groups nested more than 10 deep"); }
     var group = {kind: kind, items: []};
     Object.keys(document).forEach(function (key) {
       var value = document[key];
@@ -289,8 +303,11 @@
         if (!value.length) { throw new Unsupported(key + " with an empty list"); }
         group.items.push({kind: key.slice(1), items: value.map(function (part) {
           var inner = groupOf(part, "and", depth + 1);
-          // A document of one clause is that clause; of several, an "all of" group.
-          return inner.items.length === 1 && !inner.items[0].items ? inner.items[0] : inner;
+          // A document of one clause or group is that item; of several, an "all of" group written
+          // back as one object, as it came.
+          if (inner.items.length === 1) { return inner.items[0]; }
+          inner.implicit = true;
+          return inner;
         })});
       } else if (key.charAt(0) === "$") {
         throw new Unsupported(key);
