@@ -5,20 +5,30 @@ formset's fields, so saving goes through the same form validation and services a
 needs names the formset does not carry: the environments (tabs), the experiments an experiment rule
 can pick with their variants and weights, and the attribute names already used in conditions (as
 suggestions in the condition builder). This module reads them, as JSON-able data for ``json_script``.
+
+It also lets "try it" evaluate the rules as edited, before they are saved (``draft_rules_clean``,
+``draft_config``): the same validation as a save, the same evaluator as the SDKs, over the saved
+configuration with this flag's rules in one environment replaced by the editor's.
 """
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from experiments.models import Experiment, ExperimentStatus, Variant
-from features.models import Environment, Feature, FeatureRule
+from features.config import snapshot_build
+from features.evaluation import CompiledConfig, config_compile
+from features.models import Environment, Feature, FeatureRule, RuleType
+from features.services import rule_validate
 
 LOGICAL_KEYS = ("$and", "$or", "$nor")
 MAX_ATTRIBUTES = 200  # suggestions, not a schema: enough for a workspace, small for the page
 MAX_EXPERIMENTS = 500
 MAX_CONDITIONS_READ = 5000  # the newest conditions, for the suggestions
+MAX_DRAFT_RULES = 200  # rules of one environment that "try it" evaluates unsaved
 # Running experiments first: they are the ones a rule serves; archived ones only when a rule uses them.
 STATUS_ORDER = [
     ExperimentStatus.RUNNING,
@@ -87,3 +97,48 @@ def rule_editor_data(feature: Feature | None) -> dict[str, Any]:
         ],
         "attributes": attribute_suggestions(conditions),
     }
+
+
+def draft_rules_clean(text: str, *, feature: Feature, environment: Environment) -> list[dict[str, Any]]:
+    """The editor's unsaved rules for one environment (a JSON list of ``{"type", "condition", "value",
+    "coverage", "experiment" (a key), "values"}``), validated as a save validates them, in the shape of
+    the configuration snapshot; ``ValidationError`` naming the rule otherwise."""
+    try:
+        rules = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    if not isinstance(rules, list):
+        raise ValidationError("The rules must be a JSON list.")
+    if len(rules) > MAX_DRAFT_RULES:
+        raise ValidationError(f"At most {MAX_DRAFT_RULES} rules in one environment.")
+    cleaned = []
+    for number, rule in enumerate(rules, start=1):
+        where = f"{environment.name} rule {number}: "
+        if not isinstance(rule, dict):
+            raise ValidationError(f"{where}a rule is a JSON object.")
+        try:
+            rule_validate(rule, feature_type=feature.type, where=where)
+        except ValidationError as exc:
+            raise ValidationError([m for messages in exc.message_dict.values() for m in messages]) from None
+        experiment = rule.get("experiment") if rule["type"] == RuleType.EXPERIMENT else None
+        cleaned.append(
+            {
+                "type": rule["type"],
+                "condition": rule.get("condition") or {},
+                "value": rule.get("value") if rule["type"] != RuleType.EXPERIMENT else None,
+                "coverage": rule.get("coverage") if rule["type"] == RuleType.ROLLOUT else None,
+                "experiment": experiment.key if isinstance(experiment, Experiment) else experiment,
+                "values": rule.get("values") if rule["type"] == RuleType.EXPERIMENT else None,
+            }
+        )
+    return cleaned
+
+
+def draft_config(
+    *, feature: Feature, environment: Environment, rules: list[dict[str, Any]]
+) -> CompiledConfig:
+    """The environment's configuration as saved, except ``feature``'s rules there: ``rules``
+    (``draft_rules_clean``'s). Built from the database, not the cache: it is one person's question."""
+    snapshot = snapshot_build(environment.pk)
+    snapshot["features"][feature.key]["rules"] = rules
+    return config_compile(snapshot)

@@ -80,7 +80,8 @@ def _sentences(page) -> list[str]:
     return [text.strip() for text in _cards(page).locator(".re-sentence").all_inner_texts()]
 
 
-def _try(page, attributes: str) -> tuple[str, str]:
+def _try(page, attributes: str, *, as_edited: bool = False) -> tuple[str, str]:
+    page.set_checked("#try-draft", as_edited)
     page.select_option("#try_environment", "production")
     page.fill("#try_unit_id", "user-42")
     page.fill("#try_attributes", attributes)
@@ -149,6 +150,10 @@ def test_flag_editor__two_conditions_built_and_dragged_first__saved_and_try_it_c
     assert _sentences(page)[0].startswith("Force true for users where country is one of DE, FR")
     assert _cards(page).nth(0).locator(".re-number").text_content() == "Rule 1"
     screenshot(page, "flag-editor", full_page=False)
+    # "try it" answers for the rules as edited before they are saved, and for the saved ones without
+    value, why = _try(page, '{"country": "DE", "plan": "pro"}', as_edited=True)
+    assert value == "true" and "Rule 1 of Production. (The rules as edited, not saved.)" in why
+    assert _try(page, '{"country": "DE", "plan": "pro"}')[0] == "false"
     _save(page)
 
     # Then: saved in the cards' order, with the condition the builder wrote

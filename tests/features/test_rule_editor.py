@@ -214,3 +214,59 @@ def test_editor_post__condition_refused__the_rows_error_is_next_to_its_row(admin
         r'<tr class="row-form-errors">(.*?)</tr>\s*<tr class="form-row[^"]*"\s*id="rules-(\d+)"', page, re.S
     )
     assert match and match.group(2) == "1" and "$bogus" in match.group(1)
+
+
+def _try_draft(client, flag: Feature, rules: list | str, **params):
+    body = {"environment": "production", "unit_id": "user-42", "attributes": "{}", **params}
+    body["rules"] = rules if isinstance(rules, str) else json.dumps(rules)
+    return client.post(reverse("admin:features_feature_try", args=[flag.pk]), body)
+
+
+def test_try_it_with_unsaved_rules__evaluates_them_and_saves_nothing(admin_client, flag):
+    # Given the saved flag leaves a pro user in Italy to the experiment rule...
+    saved = admin_client.get(
+        reverse("admin:features_feature_try", args=[flag.pk]),
+        {"environment": "production", "unit_id": "user-42", "attributes": '{"country": "IT", "plan": "pro"}'},
+    ).json()
+    assert (saved["reason"], saved["variant"]) == ("SPLIT", "green")
+    # When "try it" is asked with the editor's unsaved rules, a new first rule for Italy
+    draft = [
+        {"type": "force", "condition": {"country": {"$in": ["IT"]}, "plan": "pro"}, "value": True},
+        {"type": "rollout", "condition": {}, "value": True, "coverage": 0.0},
+        {"type": "experiment", "experiment": "checkout_button", "values": {"control": False, "green": True}},
+    ]
+    body = _try_draft(admin_client, flag, draft, attributes='{"country": "IT", "plan": "pro"}').json()
+    # Then the draft decides, says so, and nothing was saved
+    assert (body["value"], body["variant"], body["reason"]) == (True, "rule-1", "TARGETING_MATCH")
+    assert body["explanation"].endswith("Rule 1 of Production. (The rules as edited, not saved.)")
+    assert flag.rules.count() == 3 and flag.rules.get(position=0).condition == {"plan": "internal"}
+    # and the rest of the draft: coverage 0 lets everyone through to the experiment rule
+    body = _try_draft(admin_client, flag, draft, attributes='{"country": "FR"}').json()
+    assert body["reason"] == "SPLIT" and body["variant"] in ("control", "green")
+
+
+@pytest.mark.parametrize(
+    ("rules", "fragment"),
+    [
+        ("[{", "Not valid JSON"),
+        ('{"type": "force"}', "must be a JSON list"),
+        ("[1]", "Production rule 1: a rule is a JSON object"),
+        ([{"type": "force", "value": True}, {"type": "force", "condition": {"a": {"$bogus": 1}}, "value": True}],
+         "Production rule 2: condition: a.$bogus"),
+        ([{"type": "force", "value": "yes"}], "Production rule 1: 'yes' is not"),
+        ([{"type": "experiment", "experiment": "nope", "values": {}}], "there is no experiment “nope”"),
+        ([{"type": "force", "value": True}] * 201, "At most 200 rules"),
+    ],
+)  # fmt: skip
+def test_try_it_with_unsaved_rules__invalid__400_naming_the_rule(admin_client, flag, rules, fragment):
+    response = _try_draft(admin_client, flag, rules)
+    assert response.status_code == 400
+    assert fragment in " ".join(response.json()["errors"]["rules"])
+
+
+def test_try_it_with_unsaved_rules__needs_the_csrf_token(flag, superuser):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(superuser)
+    assert _try_draft(client, flag, []).status_code == 403

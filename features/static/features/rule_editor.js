@@ -731,6 +731,47 @@
     });
   }
 
+  /** One environment's rules as the cards show them, unsaved, for "try it": {rules} or {error}. */
+  function draftRules(environmentKey) {
+    const panel = [...panels.values()].find((p) => p.key === environmentKey);
+    if (!panel) { return {error: `No environment ${environmentKey}.`}; }
+    const draft = [];
+    for (const [index, card] of [...panel.list.children].entries()) {
+      const rule = card.rule;
+      const name = `${panel.name} rule ${index + 1}`;
+      const item = {type: rule.type};
+      if (rule.mode === "builder") {
+        const result = C.toDocument(rule.group);
+        if (!result.document) { return {error: `${name} is not finished: ${result.errors[0].message}`}; }
+        item.condition = result.document;
+      } else {
+        const parsed = parseJson(rule.jsonText.trim() || "{}");
+        if (parsed.error) { return {error: `${name}: the condition is not valid JSON.`}; }
+        item.condition = parsed.value;
+      }
+      if (rule.type !== "experiment") {
+        const parsed = parseJson(rule.valueText);
+        if (parsed.error) { return {error: `${name}: the value is not valid JSON.`}; }
+        item.value = parsed.value;
+      }
+      if (rule.type === "rollout") { item.coverage = rule.coverage === "" ? null : Math.round(Number(rule.coverage) * 100) / 10000; }
+      if (rule.type === "experiment") {
+        const experiment = experiments.get(rule.experiment);
+        item.experiment = experiment ? experiment.key : null;
+        item.values = {};
+        for (const [key, text] of Object.entries(rule.variantTexts)) {
+          if (experiment && !experiment.variants.some((v) => v.key === key)) { continue; }
+          const parsed = parseJson(text);
+          if (parsed.error) { return {error: `${name}: the value for ${key} is not valid JSON.`}; }
+          item.values[key] = parsed.value;
+        }
+      }
+      draft.push(item);
+    }
+    return {rules: draft};
+  }
+  window.FlagRuleEditor = {draftRules};
+
   // Unfinished conditions never reach the server as a guess: the save waits until they are complete.
   form.addEventListener("submit", (event) => {
     for (const rule of rules) {
