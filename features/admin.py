@@ -1,8 +1,13 @@
 """The feature-flag admin: flags with per-environment switches and rules as rows, and SDK keys.
 
+On a flag's page the flag editor (``features/rule_editor.py`` and ``features/static/features/``) shows
+the rules formset as cards per environment and writes every edit back into the formset's fields, so
+the formset below is what is validated and saved, with or without JavaScript.
+
 The flag's page has a "try it" box: it evaluates the saved flag for a unit id and attributes in one
 environment, through the same compiled configuration and evaluator the SDK endpoints use
-(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
+(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why; or the
+editor's unsaved rules for that environment, posted with the question.
 """
 
 import datetime as dt

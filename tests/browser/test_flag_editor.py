@@ -233,12 +233,13 @@ def test_flag_editor__raw_json_toggle__round_trips_and_keeps_what_the_builder_ca
     assert card.locator(".re-json textarea").input_value().replace("\n", "").replace(" ", "") == (
         '{"age":{"$gte":18,"$lt":65},"$or":[{"plan":"pro"},{"beta":{"$exists":true}}]}'
     )
+    page.evaluate("document.getElementById('rule-editor').scrollIntoView()")
+    screenshot(page, "flag-editor-json", full_page=False)
     # What the builder cannot show stays JSON, with the reason
     textarea.fill('{"$not": {"country": "FR"}}')
     card.locator(".re-json-toggle").click()
     assert card.locator(".re-json").is_visible()
     assert "cannot show this condition ($not)" in card.locator(".re-json-note").inner_text()
-    screenshot(page, "flag-editor-json", full_page=False)
     _save(page)
     assert _saved_rules(flag)[0]["condition"] == {"$not": {"country": "FR"}}
     # Reloaded, a condition the builder cannot show opens as JSON
@@ -315,3 +316,41 @@ def test_flag_editor__sidebar_open__fits_the_screen(chromium, live_server, flag,
     assert size["page"] <= size["screen"] and size["card"] <= size["screen"], size
     screenshot(page, f"flag-editor-{width}", docs=False)
     context.close()
+
+
+def test_flag_editor__add_page__value_inputs_fit_the_flags_type_and_a_rollout_saves(browser_page, admin_user):
+    page = browser_page
+    admin_login(page, "admin", PASSWORD)
+    page.goto("/admin/features/feature/add/")
+    page.fill("#id_name", "Discount")
+    page.fill("#id_key", "discount")
+    page.select_option("#id_type", "number")
+    page.fill("#id_default_value", "0")
+    page.click("#re-tab-staging")
+    page.click("#re-panel-staging .re-add")
+    card = page.locator("#re-panel-staging .re-card").nth(0)
+    # A number flag gets a number box; a rollout a share in percent
+    assert card.locator(".re-value input").get_attribute("type") == "number"
+    card.locator(".re-type").select_option("rollout")
+    card.locator(".re-value input").fill("2.5")
+    card.locator(".re-percent").fill("30")
+    assert card.locator(".re-sentence").inner_text() == "Serve 2.5 to 30% of all users"
+    # The type changed: the inputs follow, keeping the value where it fits
+    page.select_option("#id_type", "string")
+    assert card.locator(".re-value input").get_attribute("type") == "text"
+    assert card.locator(".re-value input").input_value() == "2.5"
+    assert card.locator(".re-sentence").inner_text() == "Serve “2.5” to 30% of all users"
+    page.select_option("#id_type", "json")
+    assert card.locator(".re-value textarea").count() == 1
+    page.select_option("#id_type", "number")
+    page.fill("#id_default_value", "0")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    rule = Feature.objects.get(key="discount").rules.get()
+    assert (rule.environment.key, rule.type, rule.value, rule.coverage, rule.condition) == (
+        "staging",
+        "rollout",
+        2.5,
+        0.3,
+        {},
+    )

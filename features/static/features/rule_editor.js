@@ -389,6 +389,7 @@
         rule.jsonText = JSON.stringify(result.document || JSON.parse(field(rule, "condition").value || "{}"), null, 2);
       }
       textarea.value = rule.jsonText;
+      textarea.rows = Math.min(16, Math.max(3, rule.jsonText.split("\n").length));
       rule.mode = "json";
       note.textContent = rule.builderNote;
     } else {
