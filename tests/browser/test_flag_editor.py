@@ -274,6 +274,14 @@ def test_flag_editor__unfinished_clause__save_waits_and_points_at_it(browser_pag
     assert card.locator(".re-clause-error").inner_text() == 'Type a value ("" for empty text).'
     assert page.evaluate("document.activeElement.classList.contains('re-arg')")
     assert card.locator(".re-arg").get_attribute("aria-invalid") == "true"
+    assert "is not finished: Type a value" in page.locator("#rule-editor .re-live").inner_text()
+    # An experiment rule without its experiment waits too
+    card.locator(".re-remove-clause").click()
+    card.locator(".re-type").select_option("experiment")
+    page.click("input[name=_continue]")
+    assert card.locator(".re-experiment-error").inner_text() == "Pick the experiment that decides."
+    assert page.evaluate("document.activeElement.classList.contains('re-experiment')")
+    assert flag.rules.filter(type="experiment").count() == 0
 
 
 def test_flag_editor__experiment_rule__shows_the_variants_and_saves_their_values(browser_page, flag):
@@ -354,3 +362,23 @@ def test_flag_editor__add_page__value_inputs_fit_the_flags_type_and_a_rollout_sa
         0.3,
         {},
     )
+
+
+def test_flag_editor__any_of_group_built_with_buttons__written_as_or_and_saved(browser_page, flag):
+    page = browser_page
+    _open(page, flag)
+    card = _cards(page).nth(1)
+    card.locator(".re-add-group").click()
+    group = card.locator(".re-nested")
+    assert page.evaluate("document.activeElement.classList.contains('re-attr')")  # the group's first box
+    group.locator(".re-attr").fill("plan")
+    group.locator(".re-arg").fill("pro")
+    group.locator(".re-add-clause").click()
+    group.locator(".re-attr").nth(1).fill("beta")
+    group.locator(".re-op").nth(1).select_option("$exists")
+    assert _sentences(page)[1] == "Force false for users where (plan is equal to pro or beta is set)"
+    group.locator(".re-group-kind").select_option("nor")
+    assert _sentences(page)[1] == "Force false for users where none of (plan is equal to pro, beta is set)"
+    group.locator(".re-group-kind").select_option("or")
+    _save(page)
+    assert _saved_rules(flag)[1]["condition"] == {"$or": [{"plan": "pro"}, {"beta": {"$exists": True}}]}

@@ -43,13 +43,13 @@
     "$regexi": {label: "matches the pattern (any case)", argument: "text"},
     "$veq": {label: "is version", argument: "text"},
     "$vne": {label: "is not version", argument: "text"},
-    "$vgt": {label: "is a version above", argument: "text"},
-    "$vgte": {label: "is version or above", argument: "text"},
-    "$vlt": {label: "is a version below", argument: "text"},
-    "$vlte": {label: "is version or below", argument: "text"},
+    "$vgt": {label: "is above version", argument: "text"},
+    "$vgte": {label: "is at least version", argument: "text"},
+    "$vlt": {label: "is below version", argument: "text"},
+    "$vlte": {label: "is at most version", argument: "text"},
     "$elemMatch": {label: "contains", argument: "scalar"},
     "$all": {label: "contains all of", argument: "list"},
-    "$size": {label: "has this many items", argument: "count"},
+    "$size": {label: "has a length of", argument: "count"},
     "$type": {label: "is of type", argument: "type"},
     "$eq": {label: "is exactly (same type)", argument: "scalar"}
   };

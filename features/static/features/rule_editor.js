@@ -447,7 +447,13 @@
         writeAll(rule); refresh(rule); renderWhat(rule);
         box.querySelector(".re-experiment").focus();
       });
-      parts.push(el("div", {class: "re-experiment-pick"}, el("label", {for: id, text: "Experiment"}), select));
+      const missing = rule.showErrors && !rule.experiment;
+      if (missing) {
+        select.setAttribute("aria-invalid", "true");
+        select.setAttribute("aria-describedby", `${id}-error`);
+      }
+      parts.push(el("div", {class: "re-experiment-pick"}, el("label", {for: id, text: "Experiment"}), select,
+        missing ? el("span", {class: "re-clause-error re-experiment-error", id: `${id}-error`, text: "Pick the experiment that decides."}) : null));
       const experiment = experiments.get(rule.experiment);
       if (experiment) {
         const total = experiment.variants.reduce((sum, v) => sum + v.weight, 0) || 1;
@@ -790,12 +796,18 @@
       } else if (parseJson(rule.jsonText.trim() || "{}").error) {
         problem = rule.card.querySelector(".re-json textarea");
       }
+      if (!problem && rule.type === "experiment" && !rule.experiment) {
+        rule.showErrors = true;
+        renderWhat(rule);
+        problem = rule.card.querySelector(".re-experiment");
+      }
       if (problem) {
         event.preventDefault();
         const panel = panels.get(rule.environment);
         selectTab(panel, false);
         problem.focus();
-        announce(`${rule.card.querySelector(".re-number").textContent} in ${panel.name} is not finished: ${rule.card.querySelector(".re-clause-error")?.textContent || "its condition is not valid JSON"}.`);
+        const why = rule.card.querySelector(".re-clause-error:not(:empty), .re-experiment-error");
+        announce(`${rule.card.querySelector(".re-number").textContent} in ${panel.name} is not finished: ${why ? why.textContent : "its condition is not valid JSON."}`);
         return;
       }
     }
