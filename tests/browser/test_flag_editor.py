@@ -145,7 +145,15 @@ def test_flag_editor__two_conditions_built_and_dragged_first__saved_and_try_it_c
     assert (
         _sentences(page)[2] == "Force true for users where country is one of DE, FR and plan is equal to pro"
     )
-    # ...and dragged above the other two
+    # ...and dragged above the other two (Escape during a drag puts the card back)
+    handle = _cards(page).nth(2).locator(".re-handle").bounding_box()
+    page.mouse.move(handle["x"] + 5, handle["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + 5, _cards(page).nth(0).bounding_box()["y"] + 10, steps=6)
+    assert _sentences(page)[0].startswith("Force true for users where country")
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    assert _sentences(page)[2].startswith("Force true for users where country")
     _drag(page, _cards(page).nth(2), _cards(page).nth(0))
     assert _sentences(page)[0].startswith("Force true for users where country is one of DE, FR")
     assert _cards(page).nth(0).locator(".re-number").text_content() == "Rule 1"
@@ -181,8 +189,10 @@ def test_flag_editor__keyboard_only__reorders_with_arrow_keys_and_saves_the_orde
     page = browser_page
     _open(page, flag)
     # The handle takes the arrow keys; focus stays on it as the card moves
+    assert page.locator("#rule-editor .re-unsaved").is_hidden()
     _cards(page).nth(1).locator(".re-handle").focus()
     page.keyboard.press("ArrowUp")
+    assert page.locator("#rule-editor .re-unsaved").is_visible()
     assert _sentences(page) == [
         "Force false for everyone",
         "Force true for users where plan is equal to internal",
@@ -202,6 +212,7 @@ def test_flag_editor__keyboard_only__reorders_with_arrow_keys_and_saves_the_orde
     page.keyboard.press("ArrowLeft")
     assert page.get_attribute("#re-tab-staging", "aria-selected") == "true"
     assert page.evaluate("document.activeElement.id") == "re-tab-staging"
+    assert page.input_value("#try_environment") == "staging"  # "try it" asks about the tab's environment
     _save(page)
     assert [r["condition"] for r in _saved_rules(flag)] == [{}, {"plan": "internal"}]
 

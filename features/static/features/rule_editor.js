@@ -117,8 +117,14 @@
       const experiment = experiments.get(value);
       input.append(new Option(experiment ? experiment.label : value, value));
     }
+    if (input.value !== value && ready) { markUnsaved(); }
     input.value = value;
   }
+
+  // Once the page is built, any change to a row says so until the flag is saved.
+  let ready = false;
+  const unsaved = el("p", {class: "re-unsaved", hidden: true, text: "Unsaved changes: save the flag to apply them."});
+  function markUnsaved() { unsaved.hidden = false; }
 
   function writeCondition(rule) {
     if (rule.mode === "json") {
@@ -518,10 +524,18 @@
       // Dragged over a card, the dragged card takes its place (the others shift).
       placeAt(card, [...list.children].indexOf(target));
     };
+    const cancel = (keyEvent) => {
+      if (keyEvent.key !== "Escape") { return; }
+      keyEvent.preventDefault();
+      placeAt(card, start);
+      handle.releasePointerCapture(event.pointerId);
+      end();
+    };
     const end = () => {
       handle.removeEventListener("pointermove", move);
       handle.removeEventListener("pointerup", end);
       handle.removeEventListener("pointercancel", end);
+      document.removeEventListener("keydown", cancel, true);
       card.classList.remove("re-dragging");
       const finish = [...list.children].indexOf(card);
       writePositions();
@@ -530,6 +544,7 @@
     handle.addEventListener("pointermove", move);
     handle.addEventListener("pointerup", end);
     handle.addEventListener("pointercancel", end);
+    document.addEventListener("keydown", cancel, true);
   }
 
   function buildCard(rule) {
@@ -624,6 +639,7 @@
     const deletion = field(rule, "DELETE");
     if (deletion) { deletion.checked = true; } else { rule.row.append(el("input", {type: "hidden", name: `${PREFIX}-${rule.index}-DELETE`, value: "on"})); }
     rule.card.remove();
+    markUnsaved();
     writePositions();
     const next = list.children[Math.min(index, list.children.length - 1)];
     (next ? next.querySelector(".re-remove") : panels.get(rule.environment).add).focus();
@@ -665,11 +681,17 @@
     if (focus) { panel.tab.focus(); }
   }
 
+  /** "Try it" asks about the environment whose rules are being looked at. */
+  function followInTryIt(panel) {
+    const select = document.getElementById("try_environment");
+    if (select && [...select.options].some((o) => o.value === panel.key)) { select.value = panel.key; }
+  }
+
   const editor = el("div", {class: "rule-editor module", id: "rule-editor"});
   const heading = el("h2", {id: "rule-editor-heading", text: "Rules"});
   const help = el("p", {class: "re-help", text: "In each environment, rules are tried from the top: the first that applies to a user decides what they get; anyone no rule applies to gets the default value. Drag a rule by its handle (or use Move up / Move down, or Alt+Arrow keys) to change the order."});
   editor.setAttribute("aria-labelledby", "rule-editor-heading");
-  editor.append(heading, help);
+  editor.append(heading, help, unsaved);
   const nonFormErrors = group.querySelector("ul.errorlist.nonform");
   if (nonFormErrors) { editor.append(nonFormErrors.cloneNode(true)); }
   editor.append(tablist);
@@ -684,14 +706,16 @@
     const panel = el("div", {role: "tabpanel", id: `re-panel-${environment.key}`, "aria-labelledby": `re-tab-${environment.key}`, class: "re-panel"}, list, empty, add);
     const entry = {id, key: environment.key, name: environment.name, tab, panel, list, empty, add};
     panels.set(id, entry);
-    tab.addEventListener("click", () => selectTab(entry, false));
+    tab.addEventListener("click", () => { selectTab(entry, false); followInTryIt(entry); });
     tab.addEventListener("keydown", (event) => {
       const order = [...panels.values()];
       const at = order.indexOf(entry);
       const to = {ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: order.length - 1}[event.key];
       if (to === undefined) { return; }
       event.preventDefault();
-      selectTab(order[(to + order.length) % order.length], true);
+      const next = order[(to + order.length) % order.length];
+      selectTab(next, true);
+      followInTryIt(next);
     });
     tablist.append(tab);
     editor.append(panel);
@@ -723,6 +747,7 @@
     initial = panels.get(remembered) || [...panels.values()].find((p) => environmentEnabled(p.id)) || panels.values().next().value;
   }
   if (initial) { selectTab(initial, false); }
+  ready = true;
 
   document.addEventListener("change", (event) => {
     if (event.target.closest && event.target.closest("#environment_settings-group")) { panels.forEach(updateTab); }
