@@ -372,7 +372,10 @@ class FeatureAdmin(SimpleHistoryAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The flag editor (features/rule_editor.py) shows the rules formset as cards; read-only pages
         # (view permission only) keep the table.
-        if self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request):
+        editable = (
+            self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
+        )
+        if editable:
             context["rule_editor"] = rule_editor_data(obj)
         if obj is not None:
             enabled = [fe.environment.key for fe in obj.environment_settings.all() if fe.enabled]

@@ -19,7 +19,8 @@
   const dataNode = document.getElementById("rule-editor-data");
   const group = document.getElementById(`${PREFIX}-group`);
   const form = group && group.closest("form");
-  if (!dataNode || !group || !form || !C) { return; }
+  // Only over an editable formset (its empty row is there when rules may be added); else the table stays.
+  if (!dataNode || !group || !form || !C || !document.getElementById(`${PREFIX}-empty`)) { return; }
   const data = JSON.parse(dataNode.textContent);
   const totalForms = document.getElementById(`id_${PREFIX}-TOTAL_FORMS`);
   const typeSelect = document.getElementById("id_type");
