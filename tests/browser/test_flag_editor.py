@@ -139,9 +139,10 @@ def test_flag_editor__two_conditions_built_and_dragged_first__saved_and_try_it_c
     card.locator(".re-op").nth(0).select_option("$in")
     card.locator(".re-arg").nth(0).fill("DE, FR")
     card.locator(".re-add-clause").click()
-    card.locator(".re-attr").nth(1).fill("plan")
-    card.locator(".re-arg").nth(1).fill("pro")
-    assert card.locator(".re-switch-input").is_checked()  # a new rule of a boolean flag serves true
+    # (each box has a label that says which condition it belongs to)
+    card.get_by_label("Condition 2: attribute").fill("plan")
+    card.get_by_label("Condition 2: value").fill("pro")
+    assert card.get_by_label("Serve").is_checked()  # a new rule of a boolean flag serves true
     assert (
         _sentences(page)[2] == "Force true for users where country is one of DE, FR and plan is equal to pro"
     )

@@ -257,8 +257,8 @@
   }
 
   // --- the condition builder ------------------------------------------------------------------------------------------
-  function operatorSelect(clause, onChange) {
-    const select = el("select", {class: "re-op", "aria-label": "Operator"});
+  function operatorSelect(clause, label, onChange) {
+    const select = el("select", {class: "re-op", "aria-label": label});
     for (const [operator, spec] of Object.entries(C.OPERATORS)) {
       select.append(new Option(spec.label, operator, false, operator === clause.operator));
     }
@@ -266,11 +266,11 @@
     return select;
   }
 
-  function argumentInput(clause, onInput) {
+  function argumentInput(clause, label, onInput) {
     const spec = C.OPERATORS[clause.operator];
     if (!spec || spec.argument === "none") { return null; }
     if (spec.argument === "type") {
-      const select = el("select", {class: "re-arg", "aria-label": "Type"});
+      const select = el("select", {class: "re-arg", "aria-label": `${label}type`});
       select.append(new Option("pick a type", ""));
       for (const name of C.TYPE_NAMES) { select.append(new Option(name, name, false, clause.text === name)); }
       select.addEventListener("change", () => onInput(select.value));
@@ -279,7 +279,7 @@
     const title = spec.argument === "list" ? "Values, separated by commas; quotes keep text as text (\"42\")"
       : spec.argument === "text" ? (clause.operator.startsWith("$regex") ? "A regular expression (RE2)" : "A version such as 2.1.0")
         : "Value; quotes keep text as text (\"42\")";
-    const input = el("input", {type: "text", class: "re-arg", "aria-label": "Value", title, placeholder: C.PLACEHOLDERS[spec.argument] || "", value: clause.text || ""});
+    const input = el("input", {type: "text", class: "re-arg", "aria-label": `${label}value`, title, placeholder: C.PLACEHOLDERS[spec.argument] || "", value: clause.text || ""});
     input.addEventListener("input", () => onInput(input.value));
     return input;
   }
@@ -296,9 +296,14 @@
       li.querySelectorAll("input, select").forEach((input) => input.setAttribute("aria-invalid", visible ? "true" : "false"));
     };
     const changed = () => { clause.touched = true; writeCondition(rule); refresh(rule); showError(); };
-    const attribute = el("input", {type: "text", class: "re-attr", "aria-label": "Attribute", "aria-describedby": errorId, list: "re-attributes", placeholder: "attribute, e.g. country", value: clause.attribute || "", autocomplete: "off"});
-    attribute.addEventListener("input", () => { clause.attribute = attribute.value; changed(); });
-    const operator = operatorSelect(clause, (value) => {
+    const number = `Condition ${group.items.indexOf(clause) + 1}`;
+    const attribute = el("input", {type: "text", class: "re-attr", "aria-label": `${number}: attribute`, "aria-describedby": errorId, list: "re-attributes", placeholder: "attribute, e.g. country", value: clause.attribute || "", autocomplete: "off"});
+    attribute.addEventListener("input", () => {
+      clause.attribute = attribute.value;
+      remove.setAttribute("aria-label", `Remove the condition on ${clause.attribute || "an attribute"}`);
+      changed();
+    });
+    const operator = operatorSelect(clause, `${number}: operator`, (value) => {
       const before = C.OPERATORS[clause.operator], after = C.OPERATORS[value];
       clause.operator = value;
       if (!before || before.argument !== after.argument) { clause.text = ""; }
@@ -307,7 +312,7 @@
       replacement.querySelector(".re-op").focus();
       changed();
     });
-    const argument = argumentInput(clause, (value) => { clause.text = value; changed(); });
+    const argument = argumentInput(clause, `${number}: `, (value) => { clause.text = value; changed(); });
     if (argument) { argument.setAttribute("aria-describedby", errorId); }
     const remove = el("button", {type: "button", class: "re-icon re-remove-clause", "aria-label": `Remove the condition on ${clause.attribute || "an attribute"}`, text: "×",
       onclick: () => {
