@@ -287,6 +287,13 @@ def test_flag_editor__unfinished_clause__save_waits_and_points_at_it(browser_pag
     assert page.evaluate("document.activeElement.classList.contains('re-arg')")
     assert card.locator(".re-arg").get_attribute("aria-invalid") == "true"
     assert "is not finished: Type a value" in page.locator("#rule-editor .re-live").inner_text()
+    # "try it" with the rules as edited says the same, without asking the server
+    page.check("#try-draft")
+    page.click("#try-submit")
+    assert (
+        page.inner_text("#try-result")
+        == 'Production rule 2 is not finished: Type a value ("" for empty text).'
+    )
     # An experiment rule without its experiment waits too
     card.locator(".re-remove-clause").click()
     card.locator(".re-type").select_option("experiment")
