@@ -1,8 +1,13 @@
 """The feature-flag admin: flags with per-environment switches and rules as rows, and SDK keys.
 
+On a flag's page the flag editor (``features/rule_editor.py`` and ``features/static/features/``) shows
+the rules formset as cards per environment and writes every edit back into the formset's fields, so
+the formset below is what is validated and saved, with or without JavaScript.
+
 The flag's page has a "try it" box: it evaluates the saved flag for a unit id and attributes in one
 environment, through the same compiled configuration and evaluator the SDK endpoints use
-(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
+(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why; or the
+editor's unsaved rules for that environment, posted with the question.
 """
 
 import datetime as dt
@@ -36,6 +41,7 @@ from features.models import (
     SdkKey,
     SdkKeyKind,
 )
+from features.rule_editor import draft_config, draft_rules_clean, rule_editor_data
 from features.services import (
     environment_delete,
     environment_delete_validate,
@@ -258,10 +264,16 @@ class TryItForm(forms.Form):
 
 
 def feature_try(
-    *, feature: Feature, environment: Environment, unit_id: str, attributes: dict
+    *, feature: Feature, environment: Environment, unit_id: str, attributes: dict, rules: list | None = None
 ) -> dict[str, Any]:
-    """Evaluate the saved ``feature`` for a unit as the SDK endpoints would; the answer and why."""
-    evaluation = evaluate_feature(config_get(environment.pk), feature.key, unit_id, attributes)
+    """Evaluate the saved ``feature`` for a unit as the SDK endpoints would; the answer and why.
+    With ``rules`` (the flag editor's, unsaved, from ``draft_rules_clean``), those rules instead."""
+    config = (
+        config_get(environment.pk)
+        if rules is None
+        else draft_config(feature=feature, environment=environment, rules=rules)
+    )
+    evaluation = evaluate_feature(config, feature.key, unit_id, attributes)
     if evaluation is None:  # saved after the configuration was read; it reloads within a second
         return {"error": "This flag is not in the environment's configuration yet; try again in a moment."}
     if evaluation.reason == Reason.SPLIT and evaluation.experiment:
@@ -272,6 +284,8 @@ def feature_try(
         explanation = REASON_WORDS.get(evaluation.reason, "")
     if evaluation.variant.startswith("rule-"):
         explanation += f" Rule {evaluation.variant.removeprefix('rule-')} of {environment.name}."
+    if rules is not None:
+        explanation += " (The rules as edited, not saved.)"
     return {
         "environment": environment.key,
         "unit_id": unit_id,
@@ -327,25 +341,43 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
     def try_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """JSON for the "try it" box: ``{"value", "value_json", "variant", "reason", "explanation"}``,
-        or ``{"errors": {field: [messages]}}`` with status 400."""
+        or ``{"errors": {field: [messages]}}`` with status 400. GET evaluates the saved flag; POST
+        with ``rules`` (the flag editor's, unsaved, for the environment) evaluates those rules."""
         feature = get_object_or_404(Feature, pk=object_id)
         if not self.has_view_permission(request, feature):
             raise PermissionDenied
-        form = TryItForm(request.GET)
-        if not form.is_valid():
-            return JsonResponse(
-                {"errors": {k: [str(m) for m in v] for k, v in form.errors.items()}}, status=400
-            )
+        form = TryItForm(request.POST if request.method == "POST" else request.GET)
+        errors = {} if form.is_valid() else {k: [str(m) for m in v] for k, v in form.errors.items()}
+        rules = None
+        if request.method == "POST" and not errors:
+            try:
+                rules = draft_rules_clean(
+                    request.POST.get("rules", ""),
+                    feature=feature,
+                    environment=form.cleaned_data["environment"],
+                )
+            except ValidationError as exc:
+                errors["rules"] = list(exc.messages)
+        if errors:
+            return JsonResponse({"errors": errors}, status=400)
         return JsonResponse(
             feature_try(
                 feature=feature,
                 environment=form.cleaned_data["environment"],
                 unit_id=form.cleaned_data["unit_id"],
                 attributes=form.cleaned_data["attributes"],
+                rules=rules,
             )
         )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The flag editor (features/rule_editor.py) shows the rules formset as cards; read-only pages
+        # (view permission only) keep the table.
+        editable = (
+            self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
+        )
+        if editable:
+            context["rule_editor"] = rule_editor_data(obj)
         if obj is not None:
             enabled = [fe.environment.key for fe in obj.environment_settings.all() if fe.enabled]
             initial = {
