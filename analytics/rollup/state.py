@@ -50,11 +50,13 @@ def raw_kind(measure: Measure) -> str:
 
 @dataclass(frozen=True)
 class ValueDef:
-    """One row kind of ``rollup_values``: a measure's in-window raw value, or a covariate's."""
+    """One row kind of ``rollup_values``: a measure's in-window raw value (with its events' days when
+    a metric with a time series needs them), or a covariate's."""
 
     key: str
     measure: Measure
     lookback_days: int | None = None  # set for a CUPED covariate
+    series: bool = False  # keep (day, increment) per event: a metric with a time series uses it
 
     @property
     def is_covariate(self) -> bool:
@@ -62,18 +64,19 @@ class ValueDef:
 
 
 def value_defs(query: RollupQuery, units: str) -> tuple[list[ValueDef], list[ValueDef]]:
-    """The value rows the spec needs: one per distinct raw measure, and one per distinct covariate
-    (caps and kinds that only differ after aggregation share a row)."""
+    """The value rows the spec needs: one per distinct raw measure (aligned with ``query.measures``),
+    and one per distinct covariate (aligned with ``query.covariates``). Caps and kinds that only
+    differ after aggregation share a row's value."""
 
-    def post(measure: Measure) -> ValueDef:
-        return ValueDef(
-            _digest("post", units, measure.event, raw_kind(measure), measure.window_hours), measure
-        )
+    def post(index: int, measure: Measure) -> ValueDef:
+        series = index in query.series_measures
+        key = _digest("post", units, measure.event, raw_kind(measure), measure.window_hours, series)
+        return ValueDef(key, measure, series=series)
 
     def pre(measure: Measure, days: int) -> ValueDef:
         return ValueDef(_digest("pre", units, measure.event, raw_kind(measure), days), measure, days)
 
-    return [post(m) for m in query.measures], [pre(m, days) for m, days in query.covariates]
+    return [post(i, m) for i, m in enumerate(query.measures)], [pre(m, days) for m, days in query.covariates]
 
 
 class StateQuery(RollupQuery):
@@ -237,11 +240,11 @@ class StateQuery(RollupQuery):
                 condition += f" AND e.ts < u.t0_ms + {window}"
         increment = "e.value" if raw_kind(measure) == "sum" else "1"
         total = f"toFloat64(sumIf(toFloat64({increment}), {condition}))"
-        if definition.is_covariate:
-            days, increments = "CAST([], 'Array(Int32)')", "CAST([], 'Array(Float64)')"
+        if definition.series:  # one element per event (days repeat): the aggregation sorts them
+            by_event = f"groupArrayIf((toInt32(intDiv(e.ts, {DAY_MS})), toFloat64({increment})), {condition})"
+            days, increments = f"arrayMap(t -> t.1, {by_event})", f"arrayMap(t -> t.2, {by_event})"
         else:
-            by_day = f"sumMapIf(([toInt32(intDiv(e.ts, {DAY_MS}))], [toFloat64({increment})]), {condition})"
-            days, increments = f"{by_day}.1", f"{by_day}.2"
+            days, increments = "CAST([], 'Array(Int32)')", "CAST([], 'Array(Float64)')"
         last = f"maxIf(e.ts, e.code = {code} AND e.ts < {until})"
         pending = f"min(if(e.code = {code} AND e.ts >= {until}, e.ts, {never}))"
         return f"({key}, {total}, {days}, {increments}, {last}, {pending})"
@@ -278,11 +281,13 @@ class StateQuery(RollupQuery):
         )
         unique = list({d.key: d for d in definitions}.values())
         tuples = ", ".join(self._value_tuple(d, codes[d.measure.event]) for d in unique)
-        join = "LEFT JOIN" if touched_only else "INNER JOIN"
+        # The units are the hash join's build side (the right one), events stream through; touched
+        # units without any event still get their (zero) rows, hence RIGHT JOIN.
+        join = "RIGHT JOIN" if touched_only else "INNER JOIN"
         per_unit = select(
             ["u.unit_id AS unit_id", f"[{tuples}] AS unit_values"],
-            f"({self._state_units(valid_only=True, touched_only=touched_only)}) AS u "
-            f"{join} ({rows}) AS e ON e.unit_id = u.unit_id",
+            f"({rows}) AS e {join} ({self._state_units(valid_only=True, touched_only=touched_only)}) AS u "
+            "ON e.unit_id = u.unit_id",
             group_by="u.unit_id",
         )
         columns = [
