@@ -29,10 +29,13 @@ from typing import Any
 from analytics.rollup.query import DAY_MS, HOUR_MS, RollupQuery, Statement, select
 from analytics.rollup.spec import Measure, RollupSpec
 
-NEVER_MS = 2**63 - 1  # pending_ms of a unit with no event at or after the analysis time
+NEVER_MS = 2**63 - 1
+EPOCH = dt.datetime(
+    1970, 1, 1, tzinfo=dt.UTC
+)  # pending_ms of a unit with no event at or after the analysis time
 
 
-def _digest(*parts: Any) -> str:
+def digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()[:24]
 
 
@@ -40,7 +43,7 @@ def units_key(spec: RollupSpec, generation: str) -> str:
     """What decides each unit's t0 and variant index: the experiment, its variants in order, its
     analysed environments; and the state's generation (new at every full recompute)."""
     environments = None if spec.environments is None else sorted(spec.environments)
-    return _digest("units", spec.experiment, list(spec.variants), environments, generation)
+    return digest("units", spec.experiment, list(spec.variants), environments, generation)
 
 
 def raw_kind(measure: Measure) -> str:
@@ -70,11 +73,11 @@ def value_defs(query: RollupQuery, units: str) -> tuple[list[ValueDef], list[Val
 
     def post(index: int, measure: Measure) -> ValueDef:
         series = index in query.series_measures
-        key = _digest("post", units, measure.event, raw_kind(measure), measure.window_hours, series)
+        key = digest("post", units, measure.event, raw_kind(measure), measure.window_hours, series)
         return ValueDef(key, measure, series=series)
 
     def pre(measure: Measure, days: int) -> ValueDef:
-        return ValueDef(_digest("pre", units, measure.event, raw_kind(measure), days), measure, days)
+        return ValueDef(digest("pre", units, measure.event, raw_kind(measure), days), measure, days)
 
     return [post(i, m) for i, m in enumerate(query.measures)], [pre(m, days) for m, days in query.covariates]
 
@@ -86,10 +89,13 @@ class StateQuery(RollupQuery):
     row of a unit wins) and naming the refresh's touched units.
     """
 
-    def __init__(self, spec: RollupSpec, *, units_key: str, version: int) -> None:
+    def __init__(self, spec: RollupSpec, *, units_key: str, version: int, touched_only: bool = False) -> None:
         super().__init__(spec, exact_unit_keys=True)
         self.units_key = units_key
         self.version = version
+        # units_statement and metrics_statement over the touched units only: their contributions,
+        # which an incremental refresh subtracts (before) and adds (after recomputing them)
+        self.touched_only = touched_only
         self.post_defs, self.pre_defs = value_defs(self, units_key)
 
     @property
@@ -114,9 +120,12 @@ class StateQuery(RollupQuery):
         return f"unit_id IN ({touched})"
 
     # --- 1. touched units --------------------------------------------------------------------------------
-    def touched_statement(self, *, watermark: dt.datetime, value_keys: list[str]) -> Statement:
+    def touched_statement(
+        self, *, watermark: dt.datetime, value_keys: list[str], previous_until: dt.datetime
+    ) -> Statement:
         """Write the units this refresh recomputes: exposures or events received after ``watermark``,
-        and units with a pending event the analysis time has now passed (``value_keys``: the state's)."""
+        units with a pending event the analysis time has now passed (``value_keys``: the state's), and
+        units whose t0 was at or after the previous analysis time (their entry day was that time's)."""
         self.params = {}
         experiment = self._experiment()
         after = self._bind("watermark", "DateTime64(3, 'UTC')", watermark)
@@ -146,6 +155,16 @@ class StateQuery(RollupQuery):
                     where=f"experiment = {experiment} AND value_key IN {keys} AND pending_ms < {until}",
                 )
             )
+        previous = self._bind(
+            "previous_until_ms", "Int64", (previous_until - EPOCH) // dt.timedelta(milliseconds=1)
+        )
+        arrivals.append(
+            select(
+                ["unit_id"],
+                "rollup_units",
+                where=f"experiment = {experiment} AND units_key = {self._units_key()} AND t0_ms >= {previous}",
+            )
+        )
         refresh = self._bind("refresh_id", "UInt64", self.version)
         units = select(
             [experiment, refresh, "unit_id"], f"({' UNION ALL '.join(arrivals)})", group_by="unit_id"
@@ -214,7 +233,7 @@ class StateQuery(RollupQuery):
         ]
         sql = select(
             columns,
-            f"({self._state_units(valid_only=False)})",
+            f"({self._state_units(valid_only=False, touched_only=self.touched_only)})",
             group_by="variant_index, entry_day",
             order_by="variant_index, entry_day",
         )
@@ -333,12 +352,10 @@ class StateQuery(RollupQuery):
                     f"anyIf(increments, value_key = {key(definition)}))"
                 )
             columns.append(f"arraySort(arrayConcat({', '.join(parts)})) AS series")
-        values = select(
-            columns,
-            "rollup_values FINAL",
-            where=f"experiment = {experiment} AND value_key IN {keys}",
-            group_by="unit_id",
-        )
+        where = f"experiment = {experiment} AND value_key IN {keys}"
+        if self.touched_only:
+            where += f" AND {self._touched()}"
+        values = select(columns, "rollup_values FINAL", where=where, group_by="unit_id")
         unit_columns = [
             "u.variant_index AS unit_variant",
             "u.t0_ms AS unit_t0",
@@ -350,7 +367,8 @@ class StateQuery(RollupQuery):
             unit_columns.append("v.series AS series")
         return select(
             unit_columns,
-            f"({self._state_units(valid_only=True)}) AS u INNER JOIN ({values}) AS v ON u.unit_id = v.unit_id",
+            f"({self._state_units(valid_only=True, touched_only=self.touched_only)}) AS u "
+            f"INNER JOIN ({values}) AS v ON u.unit_id = v.unit_id",
         )
 
     def delete_statements(self) -> list[Statement]:

@@ -198,6 +198,7 @@ def test_rollup_refresh__batches_of_late_data__equals_cold_refresh_every_time(cl
 
         assert rollup.kind == "incremental", step
         assert rollup.recomputed_metrics == ()
+        assert rollup.state.updates == step  # the sums were updated by differences, not re-aggregated
         state = rollup.state
     assert rollup.multiple_exposures > 0 and rollup.unknown_variant_units > 0
     # and the cold refresh it equals is the reference's answer
