@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -61,6 +62,12 @@ class RollupState:
         data["value_keys"] = list(self.value_keys)
         data["unit_rows"] = [dict(row) for row in self.unit_rows]
         data["metric_rows"] = [dict(row) for row in self.metric_rows]
+        if not all(
+            math.isfinite(v) for row in self.metric_rows for v in row.values() if isinstance(v, float)
+        ):
+            # sums that overflowed (values near the largest double) cannot be stored as JSON: keep
+            # no sums, so the next refresh aggregates the state again
+            data.update(aggregation_key="", unit_rows=[], metric_rows=[])
         data["watermark"] = self.watermark.isoformat()
         data["until"] = self.until.isoformat()
         return data
