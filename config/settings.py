@@ -249,6 +249,12 @@ SPECTACULAR_SETTINGS = {
 # --- Results --------------------------------------------------------------------------------------
 # A results refresh asked through the API or the admin runs at most this often per experiment.
 RESULTS_REFRESH_MIN_INTERVAL_SECONDS = env.int("RESULTS_REFRESH_MIN_INTERVAL_SECONDS", default=30)
+# Running experiments' results are refreshed this often (the schedule's interval when
+# `manage.py migrate` installs it; the admin's "Periodic tasks" edits it afterwards).
+RESULTS_REFRESH_INTERVAL_MINUTES = env.int("RESULTS_REFRESH_INTERVAL_MINUTES", default=5)
+# Incremental refresh: rows stamped this long before a refresh started are still read again by the
+# next one (inserts in flight, clock skew between processes); keep it above CLICKHOUSE_QUERY_TIMEOUT.
+ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default=300)
 
 # --- SDK endpoints --------------------------------------------------------------------------------
 # Flag configuration: a change made in another process is served here within this many seconds

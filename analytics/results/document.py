@@ -422,7 +422,13 @@ class Notice:
 
 @dataclass(frozen=True)
 class RefreshInfo:
-    """How the last refresh of the results went (``status``: ok, failed or never_computed)."""
+    """How the last refresh of the results went (``status``: ok, failed or never_computed).
+
+    ``kind`` (``"full"`` or ``"incremental"``) and ``watermark`` describe the last good results: how
+    they were rolled up, and the arrival time up to which every exposure and event is in them (rows
+    received later may be too); ``recomputed_metrics`` lists the metrics whose per-unit state an
+    incremental refresh rebuilt from every event (a new or changed definition).
+    """
 
     status: str = "never_computed"
     last_error: str | None = None
@@ -430,6 +436,9 @@ class RefreshInfo:
     duration_ms: int | None = None
     refreshed_by: str | None = None
     updated_at: dt.datetime | None = None
+    kind: str | None = None
+    watermark: dt.datetime | None = None
+    recomputed_metrics: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any) -> RefreshInfo | None:
@@ -443,6 +452,9 @@ class RefreshInfo:
             duration_ms=data.get("duration_ms"),
             refreshed_by=data.get("refreshed_by"),
             updated_at=_datetime(data.get("updated_at")),
+            kind=data.get("kind"),
+            watermark=_datetime(data.get("watermark")),
+            recomputed_metrics=tuple(_list(data.get("recomputed_metrics"))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -453,6 +465,9 @@ class RefreshInfo:
             "duration_ms": self.duration_ms,
             "refreshed_by": self.refreshed_by,
             "updated_at": _iso(self.updated_at),
+            "kind": self.kind,
+            "watermark": _iso(self.watermark),
+            "recomputed_metrics": list(self.recomputed_metrics),
         }
 
     @property

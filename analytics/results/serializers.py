@@ -95,6 +95,20 @@ class RefreshStateSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField(allow_null=True)
     refreshed_by = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=["full", "incremental"],
+        allow_null=True,
+        help_text="How the last good results were rolled up: every unit recomputed, or only the units "
+        "that new data touched.",
+    )
+    watermark = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Every exposure and event received (received_at) up to this time is in the results.",
+    )
+    recomputed_metrics = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Metrics an incremental refresh rebuilt from every event (new or changed definitions).",
+    )
 
 
 class ResultsSerializer(serializers.Serializer):
