@@ -27,7 +27,7 @@ from analytics.results.document import Analysis, ResultsDocument
 from analytics.results.selectors import results_cache_key
 from analytics.rollup import Measure, MetricSpec, RollupSpec
 from analytics.rollup.incremental import RollupState, rollup_refresh
-from analytics.rollup.refresh import Rollup
+from analytics.rollup.refresh import Rollup, rollup_run
 from analytics.stats import AnalysisOptions, GaussianPrior
 from experiments.models import Experiment, ExperimentMetric, ExperimentStatus, MetricRole
 from metrics.models import Metric, MetricType
@@ -111,6 +111,12 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     ]
 
 
+def rollup_incremental_enabled() -> bool:
+    """Whether refreshes run incrementally (``ROLLUP_INCREMENTAL``, never on a cluster yet: the state
+    statements do not run per shard). Otherwise every refresh is the cold roll-up."""
+    return settings.ROLLUP_INCREMENTAL and not settings.CLICKHOUSE_CLUSTER
+
+
 def arrivals_watermark(read_at: dt.datetime) -> dt.datetime:
     """Rows received after this time are the next refresh's arrivals (docs/analysis.md, "Incremental
     refresh", the watermark rule): ``read_at``, or the oldest batch still waiting in the spool (its
@@ -137,7 +143,11 @@ def experiment_results_compute(
     now = now or timezone.now()
     watermark = arrivals_watermark(now)
     spec = experiment_rollup_spec(experiment=experiment, until=experiment_analysis_time(experiment, now))
-    rollup = rollup_refresh(spec, previous=previous, read_at=now, watermark=watermark, full=full)
+    if rollup_incremental_enabled():
+        rollup = rollup_refresh(spec, previous=previous, read_at=now, watermark=watermark, full=full)
+    else:  # the cold refresh: every event read, no state kept
+        rollup = rollup_run(spec)
+        rollup.kind = "full"
     started = time.perf_counter()
     document = results_document(
         experiment=experiment.key,
@@ -195,7 +205,13 @@ def experiment_results_refresh(
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
     snapshot.payload = document.to_dict()
-    snapshot.rollup_state = {**rollup.state.to_dict(), "recomputed_metrics": list(rollup.recomputed_metrics)}
+    if rollup.state is not None:
+        snapshot.rollup_state = {
+            **rollup.state.to_dict(),
+            "recomputed_metrics": list(rollup.recomputed_metrics),
+        }
+    else:  # a cold refresh: what the refresh block reports, and no state for the next one
+        snapshot.rollup_state = {"kind": rollup.kind, "watermark": None, "recomputed_metrics": []}
     snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
     snapshot.duration_ms = round((time.perf_counter() - started) * 1000)

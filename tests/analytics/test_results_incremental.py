@@ -16,6 +16,12 @@ from tests.analytics.test_rollup import Event, Exposure, write
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _incremental(settings):
+    settings.ROLLUP_INCREMENTAL = True
+
+
 T0 = dt.datetime(2024, 5, 10, 12, 0, 0, tzinfo=dt.UTC)
 
 
@@ -73,3 +79,20 @@ def test_arrivals_watermark__spooled_rows_waiting__held_back_to_the_oldest_batch
     )
 
     assert arrivals_watermark(now) == now - dt.timedelta(hours=2) - margin
+
+
+def test_experiment_results_refresh__incremental_off__every_refresh_cold_and_no_state(clickhouse, settings):
+    # Given incremental refresh switched off (the default)
+    settings.ROLLUP_INCREMENTAL = False
+    experiment = running_experiment()
+    traffic(20, 20)
+
+    # When the experiment is refreshed twice
+    experiment_results_refresh(experiment_id=experiment.pk)
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then both were full (cold) refreshes that kept no state, and the refresh block says so
+    assert second.rollup_state == {"kind": "full", "watermark": None, "recomputed_metrics": []}
+    refresh = experiment_results_get(experiment=experiment).refresh
+    assert refresh.kind == "full"
+    assert refresh.watermark is None
