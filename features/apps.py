@@ -11,3 +11,8 @@ class FeaturesConfig(AppConfig):
         from features import signals
 
         signals.connect()
+        # Stream servers hear of every change (features.streaming.notify): published through Redis.
+        from features import config
+        from features.streaming import notify
+
+        config.on_change(notify.publish_change)
