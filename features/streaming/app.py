@@ -153,6 +153,7 @@ class StreamingApp:
             task.cancel()
         await asyncio.wait(self._tasks, timeout=5)
         self._tasks.clear()
+        await self.hub.release_connections()
 
     # --- one stream ----------------------------------------------------------------------------------
 

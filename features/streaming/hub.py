@@ -18,7 +18,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connections
 
 from features import config
 from features.authentication import SdkClient, sdk_client_for_key
@@ -107,8 +107,23 @@ class Opening:
     body: bytes = b""
 
 
+def _connections_refresh() -> None:
+    """What Django does before each request: close connections past ``CONN_MAX_AGE`` or broken, so
+    the stream server's long-lived thread reconnects. A connection inside a transaction is in use
+    (a test's, which calls the app from its own thread) and is left alone."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+def _connections_close() -> None:
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
 def _open(key: str) -> Opening:
-    close_old_connections()
+    _connections_refresh()
     client = sdk_client_for_key(key)
     if client is None:
         return Opening(client=None)
@@ -124,7 +139,7 @@ def _rebuild(
 ) -> tuple[dict[int, tuple[str, bytes] | None], set[str]]:
     """Each environment's (version, payload) now (None: the environment is gone), and the keys no
     longer valid."""
-    close_old_connections()
+    _connections_refresh()
     generation = config.generation_refresh()
     payloads: dict[int, tuple[str, bytes] | None] = {}
     for environment_id in environment_ids:
@@ -219,6 +234,10 @@ class Hub:
         for streams in list(self._by_environment.values()):
             for stream in list(streams):
                 stream.close()
+
+    async def release_connections(self) -> None:
+        """Close the database thread's connections (the server is stopping)."""
+        await sync_to_async(_connections_close)()
 
     # --- changes -------------------------------------------------------------------------------------
 

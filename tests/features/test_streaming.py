@@ -22,7 +22,7 @@ from features import streaming
 from features.config import config_get, config_invalidate
 from features.models import Environment, Feature, SdkKey, SdkKeyKind
 from features.services import feature_create, feature_update, sdk_key_create
-from features.streaming import notify
+from features.streaming import hub, notify
 from features.streaming.app import StreamingApp
 from features.streaming.hub import sse_event
 from tests.factories import ExperimentFactory
@@ -112,6 +112,12 @@ def run(test):
             await app.stop()
 
     return async_to_sync(main)()
+
+
+@pytest.fixture(autouse=True)
+def _no_periodic_recheck(monkeypatch):
+    """Only the change notification may deliver within a test's wait, not the periodic re-check."""
+    monkeypatch.setattr(hub, "RECHECK_SECONDS", 60.0)
 
 
 @pytest.fixture
