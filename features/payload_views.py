@@ -208,7 +208,8 @@ class GrowthBookPayloadView(APIView):
         "(publishable, `pk_...`) or a secret SDK key (`sdk_...`); the key is in the path. Units hash on "
         "the attribute `id` (the unit id). `ETag` with `If-None-Match` answers 304; "
         "`Access-Control-Allow-Origin: *`; `dateUpdated` changes with every change. "
-        "Not yet: streaming, remote evaluation, encryption, `hashAttribute` other than `id`.",
+        "`x-sse-support: enabled` where `GET /sub/{client_key}` streams changes (server-sent events). "
+        "Not yet: remote evaluation, encryption, `hashAttribute` other than `id`.",
         tags=["sdk"],
         auth=[],
         parameters=[
