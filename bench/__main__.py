@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.common import Result
 
-ENTRIES = ["ingest", "evaluate", "growthbook", "analyze", "incremental"]
+ENTRIES = ["ingest", "evaluate", "growthbook", "streaming", "analyze", "incremental"]
 # --quick: shorter runs and smaller data, to check that every benchmark works end to end (the
 # numbers are noisier). Explicit environment variables still win.
 QUICK_ENV = {

@@ -286,6 +286,25 @@ SDK_MAX_BODY_BYTES = env.int("SDK_MAX_BODY_BYTES", default=1024 * 1024)
 # config.middleware): 413 past it. A feature with hundreds of rules is a few hundred KiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
 # Browser origins allowed to call the SDK endpoints are set per environment (Environment.cors_allowed_origins).
+# GrowthBook's streaming (GET /sub/{key}, features.streaming): served by an ASGI process (config.asgi).
+# "auto": /api/features advertises it (x-sse-support) only from a process that serves /sub itself;
+# "on": always (a proxy routes /sub/* to a stream process, as in docker-compose.yml); "off": never,
+# and /sub answers 404.
+SDK_STREAMING = env.str("SDK_STREAMING", default="auto")
+if SDK_STREAMING not in ("auto", "on", "off"):
+    raise ImproperlyConfigured("SDK_STREAMING must be auto, on or off.")
+# Open streams one process holds, in all and per key (past either: 503 / 429 with Retry-After), so
+# that a client cannot take every connection; each idle stream costs a socket and a few KiB.
+SDK_STREAM_MAX_CONNECTIONS = env.int("SDK_STREAM_MAX_CONNECTIONS", default=10_000)
+SDK_STREAM_MAX_PER_KEY = env.int("SDK_STREAM_MAX_PER_KEY", default=5_000)
+# A comment line this often on an idle stream, so that proxies and load balancers keep it open
+# (nginx's and most balancers' idle timeout is 60 s).
+SDK_STREAM_KEEPALIVE_SECONDS = env.float("SDK_STREAM_KEEPALIVE_SECONDS", default=15.0)
+if SDK_STREAM_KEEPALIVE_SECONDS <= 0:
+    raise ImproperlyConfigured("SDK_STREAM_KEEPALIVE_SECONDS must be greater than 0.")
+# Threads serving the requests other than streams when Django runs under uvicorn (config.asgi), as
+# gunicorn's --threads does.
+ASGI_THREADS = env.int("ASGI_THREADS", default=8)
 
 # --- Internationalisation, static files -----------------------------------------------------------
 LANGUAGE_CODE = "en-us"

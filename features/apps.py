@@ -21,3 +21,8 @@ class FeaturesConfig(AppConfig):
         pre_create_historical_record.connect(
             governance.history_reason_fill, dispatch_uid="governance-history-reason", weak=False
         )
+        # Stream servers hear of every change (features.streaming.notify): published through Redis.
+        from features import config
+        from features.streaming import notify
+
+        config.on_change(notify.publish_change)
