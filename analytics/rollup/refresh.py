@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from analytics import clickhouse
+from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import (
     QUERY_SETTINGS,
     STATS_TERMS,
@@ -59,6 +60,7 @@ class Rollup:
     daily: dict[str, list[DailyStats]] = field(default_factory=dict)  # by metric key (time series only)
     exact_unit_keys: bool = False
     duration_ms: float = 0.0
+    metric_errors: dict[str, str] = field(default_factory=dict)  # by metric key: why it has no totals
 
 
 def _build_stats(metric: MetricSpec, n: int, sums: dict[str, float]) -> MetricStats:
@@ -83,6 +85,7 @@ def rollup_run(spec: RollupSpec) -> Rollup:
     Raises ``ClickHouseError`` (``ClickHouseUnavailable`` when ClickHouse cannot be reached).
     """
     started = time.perf_counter()
+    full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: their own statements
     variants = spec.variants
     shards = rollup_shards()
     query = RollupQuery(spec, shards=shards)
@@ -134,6 +137,7 @@ def rollup_run(spec: RollupSpec) -> Rollup:
     elif spec.metrics:  # no exposures yet: every metric has empty variants
         for metric in spec.metrics:
             rollup.totals[metric.key] = [(v, _build_stats(metric, 0, {})) for v in variants]
+    rollup_quantiles(rollup, full_spec, shards)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
 
