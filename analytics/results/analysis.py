@@ -60,8 +60,6 @@ def _decide(comparison: dict[str, Any], options: AnalysisOptions) -> None:
 
 
 def _metric_block(metric: MetricAnalysis, rollup: Rollup) -> dict[str, Any]:
-    if metric.key in rollup.metric_errors:
-        raise ValueError(rollup.metric_errors[metric.key])
     variants = rollup.totals[metric.key]
     block: dict[str, Any] = {
         "metric": metric.key,

@@ -18,9 +18,12 @@ as every other metric, built by the same builder. Per variant it returns:
 
 Memory: one Float64 per observation of a variant (twice for ``event`` scope: the sorted copy and
 each unit's own array, needed to count its events at or below the estimate after it is known); the
-events are read once. On a ClickHouse cluster the order statistics need every shard's values in one
-place, which the per-shard roll-up does not do yet: quantile metrics are refused there
-(:class:`QuantileOnClusterError`) and reported as the metric's error.
+events are read once. On a ClickHouse cluster (:class:`~analytics.rollup.query.Shards`) each shard
+reduces its own units and events to per-variant observations and the initiator concatenates them and
+takes the order statistics: exact, and unavoidable for an exact quantile, the observations (one
+number per unit or per event, never the event rows) cross the network once.
+
+Every refresh recomputes a quantile whole: order statistics do not add up from increments.
 """
 
 from __future__ import annotations
@@ -42,10 +45,6 @@ if TYPE_CHECKING:
     from analytics.rollup.refresh import Rollup
 
 
-class QuantileOnClusterError(ValueError):
-    """Quantile metrics are not computed on a ClickHouse cluster yet (see the module docstring)."""
-
-
 def _rank(n: str, level: str) -> str:
     """The 1-based rank max(1, ⌈n·level⌉), at most n (analytics.stats.quantile.order_statistic_rank)."""
     return f"least({n}, greatest(toUInt64(1), toUInt64(ceil({n} * {level}))))"
@@ -57,11 +56,6 @@ class QuantileQuery(RollupQuery):
     def quantile_statement(self, metric: MetricSpec) -> Statement:
         if metric.type != "quantile" or metric.quantile is None:
             raise ValueError(f"{metric.key} is not a quantile metric.")
-        if self.shards is not None:
-            raise QuantileOnClusterError(
-                "Quantile metrics are not computed on a ClickHouse cluster yet: their order statistics "
-                "need every shard's values in one place."
-            )
         self.params = {}
         index = self._measure_index(metric.measure)
         level = self._bind("level", "Float64", float(metric.quantile))
@@ -85,12 +79,12 @@ class QuantileQuery(RollupQuery):
                 group_by="e.unit_key",
             )
             observations = select(
-                ["unit_variant", "groupArray(y) AS with_events"], f"({per_unit})", group_by="unit_variant"
+                ["unit_variant", "groupArray(y) AS observed"], f"({per_unit})", group_by="unit_variant"
             )
             # Units without events in the window are 0s: as many as the variant's units not listed.
             sorted_values = (
-                "arraySort(arrayConcat(arrayWithConstant(toUInt64(c.units - length(o.with_events)), "
-                "toFloat64(0)), o.with_events))"
+                "arraySort(arrayConcat(arrayWithConstant(toUInt64(p.units - length(p.observed)), "
+                "toFloat64(0)), p.observed))"
             )
             extra: list[str] = []
         else:
@@ -104,13 +98,13 @@ class QuantileQuery(RollupQuery):
                 group_by="e.unit_key",
             )
             observations = select(
-                ["unit_variant", "groupArray(unit_values) AS per_unit"],
+                ["unit_variant", "groupArray(unit_values) AS observed"],
                 f"({per_unit})",
                 group_by="unit_variant",
             )
-            sorted_values = "arraySort(arrayFlatten(o.per_unit))"
-            below = "arrayMap(v -> toFloat64(arrayCount(x -> x <= estimate, v)), o.per_unit)"
-            events = "arrayMap(v -> toFloat64(length(v)), o.per_unit)"
+            sorted_values = "arraySort(arrayFlatten(p.observed))"
+            below = "arrayMap(v -> toFloat64(arrayCount(x -> x <= estimate, v)), p.observed)"
+            events = "arrayMap(v -> toFloat64(length(v)), p.observed)"
             extra = [
                 f"{below} AS s",
                 f"{events} AS m",
@@ -120,20 +114,31 @@ class QuantileQuery(RollupQuery):
                 "arraySum(arrayMap(x -> x * x, m)) AS denominator_sum_squares",
                 "arraySum(arrayMap((a, b) -> a * b, s, m)) AS main_denominator_sum_product",
             ]
+        # Per variant: its units and its observations (unit scope: the values of units with events;
+        # event scope: each unit's event values). On a cluster every shard answers for its own units
+        # and the initiator concatenates the shards' observations (groupArrayArray), exact because a
+        # unit and its events live on one shard (analytics.rollup.query's docstring).
+        partial = select(
+            ["c.variant_index AS variant_index", "c.units AS units", "o.observed AS observed"],
+            f"({units}) AS c LEFT JOIN ({observations}) AS o ON o.unit_variant = c.variant_index",
+        )
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            partial = select(
+                ["variant_index", "sum(shard.units) AS units", "groupArrayArray(shard.observed) AS observed"],
+                f"cluster({cluster}, view({partial})) AS shard",
+                group_by="variant_index",
+            )
         columns = [
-            "c.variant_index AS variant_index",
-            "c.units AS units",
+            "p.variant_index AS variant_index",
+            "p.units AS units",
             f"{sorted_values} AS sorted_values",
             "toUInt64(length(sorted_values)) AS n",
             f"if(n = 0, 0, arrayElement(sorted_values, {_rank('n', level)})) AS estimate",
-            f"arrayMap(p -> if(n = 0, 0, arrayElement(sorted_values, {_rank('n', 'p')})), {levels}) AS grid",
+            f"arrayMap(q -> if(n = 0, 0, arrayElement(sorted_values, {_rank('n', 'q')})), {levels}) AS grid",
             *extra,
         ]
-        sql = select(
-            columns,
-            f"({units}) AS c LEFT JOIN ({observations}) AS o ON o.unit_variant = c.variant_index",
-            order_by="variant_index",
-        )
+        sql = select(columns, f"({partial}) AS p")
         outer = ["variant_index", "units", "n", "estimate", "grid"]
         if metric.quantile_scope == "event":
             outer += [
@@ -192,7 +197,7 @@ def without_quantiles(spec: RollupSpec) -> RollupSpec:
 
 def rollup_quantiles(rollup: Rollup, spec: RollupSpec, shards: Shards | None) -> None:
     """Add the quantile metrics of ``spec`` to a roll-up made from :func:`without_quantiles` (the
-    hook in :func:`analytics.rollup.refresh.rollup_run`): their totals, or their error."""
+    hook in :func:`analytics.rollup.refresh.rollup_run`): their totals."""
     rollup.spec = spec
     metrics = [m for m in spec.metrics if m.type == "quantile"]
     if not metrics:
@@ -207,7 +212,4 @@ def rollup_quantiles(rollup: Rollup, spec: RollupSpec, shards: Shards | None) ->
         if rollup.first_exposure_at is None:  # no exposures yet
             rollup.totals[metric.key] = [(v, quantile_stats_from_row(metric, None)) for v in spec.variants]
             continue
-        try:
-            rollup.totals[metric.key] = quantile_totals(query, metric)
-        except QuantileOnClusterError as exc:
-            rollup.metric_errors[metric.key] = str(exc)
+        rollup.totals[metric.key] = quantile_totals(query, metric)

@@ -60,7 +60,6 @@ class Rollup:
     daily: dict[str, list[DailyStats]] = field(default_factory=dict)  # by metric key (time series only)
     exact_unit_keys: bool = False
     duration_ms: float = 0.0
-    metric_errors: dict[str, str] = field(default_factory=dict)  # by metric key: why it has no totals
 
 
 def _build_stats(metric: MetricSpec, n: int, sums: dict[str, float]) -> MetricStats:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from analytics.rollup import Measure, MetricSpec, rollup_run
-from analytics.rollup.quantile import QuantileOnClusterError, QuantileQuery
+from analytics.rollup.quantile import QuantileQuery
 from analytics.rollup.query import Shards
 from analytics.stats.quantile import (
     QuantileClusteredStats,
@@ -159,8 +159,11 @@ def test_quantile_query__values__bound_never_in_the_sql(clickhouse):
         assert statement.params["p_level"] == metric.quantile
 
 
-def test_quantile_query__cluster__refused_with_a_reason():
+def test_quantile_query__cluster__each_shard_reduces_the_initiator_merges():
     spec, _, _, _ = generate(seed=3)
-    query = QuantileQuery(spec, shards=Shards(cluster="c", database="d"))
-    with pytest.raises(QuantileOnClusterError, match="cluster"):
-        query.quantile_statement(QUANTILE_METRICS[0])
+    for metric in QUANTILE_METRICS:
+        statement = QuantileQuery(spec, shards=Shards(cluster="c", database="d")).quantile_statement(metric)
+        assert "cluster({p_cluster:String}, view(" in statement.sql
+        assert "groupArrayArray(shard.observed)" in statement.sql
+        assert "d.events_dedup_local" in statement.sql and "d.exposures_local" in statement.sql
+        assert statement.params["p_cluster"] == "c"
