@@ -77,4 +77,7 @@ def test_quantile_metrics__refresh__results_api_reports_quantile_stats_and_compa
     # And the admin results page shows them
     page = admin_client.get(reverse("admin:analytics_experiment_results", args=[experiment.pk]))
     assert page.status_code == 200
-    assert p90.name in page.content.decode() and p95.name in page.content.decode()
+    html = page.content.decode()
+    assert p90.name in html and p95.name in html
+    label = 'title="The mean column shows each variant\'s quantile">quantile</span>'
+    assert html.count(label) == 2
