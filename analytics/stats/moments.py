@@ -2,7 +2,7 @@
 
 Both engines start here, as GrowthBook's do (gbstats ``EffectMoments``): the absolute effect is the
 difference of (CUPED-adjusted) means with variance Var_b/n_b + Var_a/n_a; the relative lift is
-(mean_b − mean_a) / unadjusted mean_a with its variance by the delta method:
+(mean_b − mean_a) / |unadjusted mean_a| (gbstats ``frequentist_diff``) with its variance by the delta method:
 
     Var(lift) ≈ Var_b / (n_b·μ_a²) + Var_a·μ_b² / (n_a·μ_a⁴)
 
@@ -222,7 +222,8 @@ def effect_moments(
         if arm_a.mean == 0 or arm_a.unadjusted_mean == 0:
             error = BASELINE_ZERO
         else:
-            relative = absolute / arm_a.unadjusted_mean
+            # gbstats frequentist_diff: over |baseline|, so a rise is a positive lift whatever the sign
+            relative = absolute / abs(arm_a.unadjusted_mean)
             if special_rel_var is not None:
                 relative_variance = special_rel_var
             else:

@@ -172,6 +172,20 @@ def test_quantile_bayesian__same_summaries__agree_with_gbstats(scope, higher_is_
     _close(ours["risk"][1], theirs.risk[1])
 
 
+def test_quantile__negative_baseline__relative_over_its_magnitude_like_gbstats():
+    # Given quantiles below 0 (net revenue after refunds) that rise from −10 to −9
+    gb = _gbstats()
+    control = QuantileStats(5000, 3200, 0.5, -10.0, -10.5, -9.5)
+    treatment = QuantileStats(5000, 3200, 0.5, -9.0, -9.6, -8.4)
+    theirs = gb["TwoSidedTTest"]([(_to_gbstats(gb, control), _to_gbstats(gb, treatment))]).compute_result()
+    ours = compare(("control", control), ("treatment", treatment))
+    # Then the lift is +10%, an improvement, as GrowthBook reports it
+    _close(ours["relative"]["estimate"], theirs.expected)
+    _close(ours["relative"]["ci"][0], theirs.ci[0])
+    _close(ours["relative"]["ci"][1], theirs.ci[1])
+    assert ours["relative"]["estimate"] == pytest.approx(0.1) and ours["direction"] == "improved"
+
+
 @pytest.mark.parametrize(("n", "level"), [(3, 0.5), (30, 0.9), (300, 0.99), (200, 0.999), (200, 0.001)])
 def test_quantile__too_few_observations__no_estimate_like_gbstats(n, level):
     gb = _gbstats()
