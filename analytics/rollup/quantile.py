@@ -23,7 +23,13 @@ reduces its own units and events to per-variant observations and the initiator c
 takes the order statistics: exact, and unavoidable for an exact quantile, the observations (one
 number per unit or per event, never the event rows) cross the network once.
 
-Every refresh recomputes a quantile whole: order statistics do not add up from increments.
+Every refresh recomputes a quantile whole: order statistics do not add up from increments. The
+statement reads the experiment's exposures twice (units per variant, and the units the events join)
+and its events once.
+
+Built on :class:`~analytics.rollup.query.RollupQuery`'s own pieces (its units and events subqueries,
+window conditions and parameter binding), so a quantile sees exactly the units and events every other
+metric sees.
 """
 
 from __future__ import annotations
