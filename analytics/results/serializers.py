@@ -40,11 +40,23 @@ class ComparisonSerializer(serializers.Serializer):
     )
 
 
+class QuantileSummarySerializer(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Observations: units (unit quantile) or events (event quantile).")
+    n_star = serializers.IntegerField(help_text="The grid size the bounds were taken at.")
+    estimate = serializers.FloatField(allow_null=True, help_text="The variant's quantile.")
+    lower = serializers.FloatField(allow_null=True, help_text="The order statistic at the lower bound.")
+    upper = serializers.FloatField(allow_null=True, help_text="The order statistic at the upper bound.")
+
+
 class VariantSummarySerializer(serializers.Serializer):
     variant = serializers.CharField()
     units = serializers.IntegerField()
     mean = serializers.FloatField(
-        allow_null=True, help_text="Unadjusted mean (also under CUPED); Σm/Σd for ratios."
+        allow_null=True,
+        help_text="Unadjusted mean (also under CUPED); Σm/Σd for ratios; the quantile for quantile metrics.",
+    )
+    quantile_stats = QuantileSummarySerializer(
+        required=False, help_text="Quantile metrics only: the summary the comparison was computed from."
     )
 
 

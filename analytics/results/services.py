@@ -41,7 +41,8 @@ TIMESERIES_ROLES = frozenset({MetricRole.PRIMARY})
 # --- from the models to the roll-up and the engine -------------------------------------------------------
 def _measure(metric: Metric) -> Measure:
     """The metric's per-unit value (docs/analysis.md); for a ratio, the numerator: the sum of its event's value."""
-    kind = "sum" if metric.type == MetricType.RATIO else metric.type
+    # A ratio's numerator and a quantile's observations are sums of the event's value.
+    kind = "sum" if metric.type in (MetricType.RATIO, MetricType.QUANTILE) else metric.type
     return Measure(event=metric.event, kind=kind, window_hours=metric.window_hours, cap=metric.cap_value)
 
 
@@ -59,7 +60,10 @@ def _metric_spec(link: ExperimentMetric) -> MetricSpec:
         denominator=denominator,
         cuped=metric.cuped,
         cuped_lookback_days=metric.cuped_lookback_days,
-        timeseries=link.role in TIMESERIES_ROLES,
+        # A quantile is not a sum over units: no daily increments to add up (docs/analysis.md).
+        timeseries=link.role in TIMESERIES_ROLES and metric.type != MetricType.QUANTILE,
+        quantile=metric.quantile if metric.type == MetricType.QUANTILE else None,
+        quantile_scope=(metric.quantile_scope or None) if metric.type == MetricType.QUANTILE else None,
     )
 
 

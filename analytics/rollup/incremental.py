@@ -23,6 +23,7 @@ from typing import Any
 
 from analytics import clickhouse
 from analytics.clickhouse import ClickHouseError
+from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import QUERY_SETTINGS, Statement
 from analytics.rollup.refresh import Rollup, empty_metrics, read_metrics, read_units
 from analytics.rollup.spec import RollupSpec
@@ -143,6 +144,7 @@ def rollup_refresh(
     recompute everything (``manage.py rollup --full``). Raises ``ClickHouseError``.
     """
     started = time.perf_counter()
+    full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: recomputed whole, every time
     reason = full_reason(spec, previous, full=full)
     version = _ms(read_at)
     if reason is None:
@@ -224,6 +226,7 @@ def rollup_refresh(
         first_exposure_ms=first_ms,
         updates=previous.updates + 1 if by_difference else 0,
     )
+    rollup_quantiles(rollup, full_spec, None)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
 

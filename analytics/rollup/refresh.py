@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from analytics import clickhouse
+from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import (
     QUERY_SETTINGS,
     STATS_TERMS,
@@ -90,6 +91,7 @@ def rollup_run(spec: RollupSpec) -> Rollup:
     cannot be reached).
     """
     started = time.perf_counter()
+    full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: their own statements
     shards = rollup_shards()
     query = RollupQuery(spec, shards=shards)
     statement = query.units_statement()
@@ -110,6 +112,7 @@ def rollup_run(spec: RollupSpec) -> Rollup:
         read_metrics(rollup, metric_rows, units_by_day)
     else:
         empty_metrics(rollup)
+    rollup_quantiles(rollup, full_spec, shards)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
 

@@ -262,6 +262,7 @@ def test_cluster_compose__two_shards_of_two_replicas_and_three_keepers__consiste
 CLUSTER_SUITE = [
     "tests/analytics/test_cluster_shards.py",
     "tests/analytics/test_rollup.py",
+    "tests/analytics/test_rollup_quantile.py",
     "tests/analytics/test_results.py",
     "tests/analytics/test_end_to_end.py",
     "tests/analytics/test_ingestion.py",
