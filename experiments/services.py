@@ -26,6 +26,7 @@ from experiments.models import (
     MetricRole,
     Variant,
 )
+from experiments.signals import experiment_started, experiment_stopped
 from metrics.models import Metric
 
 logger = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ def experiment_start(
         locked.layer_slice_start = start
     locked.started_at = timezone.now()
     _save(locked, user)
+    experiment_started.send(sender=Experiment, experiment=locked, user=user)
     return locked
 
 
@@ -396,6 +398,7 @@ def experiment_stop(
     locked.decision_reason = reason
     locked.stopped_at = timezone.now()
     _save(locked, user)
+    experiment_stopped.send(sender=Experiment, experiment=locked, user=user)
     return locked
 
 

@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -38,6 +39,8 @@ from features.models import (
 from features.services import (
     environment_delete,
     environment_delete_validate,
+    feature_changed_emit,
+    feature_delete,
     feature_value_validate,
     prerequisites_validate,
     rule_validate,
@@ -361,6 +364,17 @@ class FeatureAdmin(SimpleHistoryAdmin):
         # Every environment gets its on/off row, so the switches are always there to flip.
         for environment in Environment.objects.all():
             FeatureEnvironment.objects.get_or_create(feature=form.instance, environment=environment)
+        feature_changed_emit(
+            feature=form.instance, action="updated" if change else "created", user=request.user
+        )
+
+    def delete_model(self, request, obj):
+        feature_delete(feature=obj, user=request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for feature in queryset:
+                feature_delete(feature=feature, user=request.user)
 
 
 @admin.register(Environment)
@@ -459,3 +473,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
             )
             return
         super().save_model(request, obj, form, change)
+
+
+# Webhooks' admin lives with them (features/webhooks/admin.py); importing it registers it here.
+from features.webhooks import admin as webhooks_admin  # noqa: E402, F401

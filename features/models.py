@@ -246,3 +246,7 @@ class SdkKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.environment.key})"
+
+
+# Webhooks live in their own package (features/webhooks/); their models belong to this app.
+from features.webhooks.models import Webhook, WebhookDelivery  # noqa: E402, F401

@@ -1,8 +1,10 @@
 from rest_framework.routers import DefaultRouter
 
 from features.views import EnvironmentViewSet, FeatureViewSet
+from features.webhooks.views import WebhookViewSet
 
 router = DefaultRouter()
 router.register("features", FeatureViewSet, basename="feature")
 router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("webhooks", WebhookViewSet, basename="webhook")
 urlpatterns = router.urls

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from features.filters import FeatureFilter
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
-from features.services import environment_delete, feature_create, feature_update
+from features.services import environment_delete, feature_create, feature_delete, feature_update
 
 FEATURE_EXAMPLE = OpenApiExample(
     "New checkout",
@@ -97,6 +97,10 @@ class FeatureViewSet(viewsets.ModelViewSet):
             feature=serializer.instance, user=request.user, **_service_fields(serializer.validated_data)
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data)
+
+    def destroy(self, request, *args, **kwargs):
+        feature_delete(feature=self.get_object(), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

@@ -24,6 +24,7 @@ from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus
 from analytics.results.analysis import MetricAnalysis, results_document
 from analytics.results.document import Analysis, ResultsDocument
+from analytics.results.notify import results_events_emit
 from analytics.results.selectors import results_cache_key
 from analytics.rollup import Measure, MetricSpec, RollupSpec, rollup_run
 from analytics.stats import AnalysisOptions, GaussianPrior
@@ -162,6 +163,7 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
         cache.delete(results_cache_key(experiment.pk))
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
+    previous = ResultsDocument.from_dict(snapshot.payload or {})
     snapshot.payload = document.to_dict()
     snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
@@ -169,6 +171,7 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
     snapshot.refreshed_by = refreshed_by[:150]
     snapshot.save()
     cache.delete(results_cache_key(experiment.pk))
+    results_events_emit(experiment=experiment, previous=previous, current=document)
     logger.info("Results of %s refreshed in %d ms", experiment.key, snapshot.duration_ms)
     return snapshot
 

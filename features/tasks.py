@@ -1,0 +1,23 @@
+"""Celery entry points of the features app."""
+
+from celery import shared_task
+
+from features.webhooks.services import delivery_attempt
+
+
+@shared_task(
+    name="features.tasks.webhook_deliver",
+    bind=True,
+    # Retries are counted on the delivery (WEBHOOK_MAX_ATTEMPTS), not by Celery.
+    max_retries=None,
+    # Run twice after a worker crash, a receiver gets the event twice with the same id: deliveries
+    # are at least once, and the documentation asks receivers to ignore a repeated id.
+    acks_late=True,
+    soft_time_limit=90,
+    time_limit=120,
+)
+def webhook_deliver(self, delivery_id: int) -> None:
+    """One attempt at a webhook delivery; when it should be tried again, a retry after the backoff."""
+    wait = delivery_attempt(delivery_id=delivery_id)
+    if wait is not None:
+        raise self.retry(countdown=wait)
