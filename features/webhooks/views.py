@@ -18,6 +18,29 @@ from features.webhooks.services import (
     webhook_update,
 )
 
+DELIVERY_EXAMPLE = OpenApiExample(
+    "A delivered test event",
+    value={
+        "id": 12,
+        "event_id": "6f1c1f8e-2b1a-4f0e-9a51-8d1f2c3b4a5e",
+        "event_type": "webhook.test",
+        "status": "delivered",
+        "attempts": 1,
+        "response_code": 200,
+        "response_body": "ok",
+        "error": "",
+        "duration_ms": 84,
+        "created_at": "2026-12-07T10:00:00Z",
+        "last_attempt_at": "2026-12-07T10:00:01Z",
+        "next_attempt_at": None,
+        "body": '{"id":"6f1c1f8e-2b1a-4f0e-9a51-8d1f2c3b4a5e","type":"webhook.test","created":"2026-12-07T10:00:00+00:00","data":{}}',
+    },
+    response_only=True,
+    status_codes=["200", "202"],
+)
+SECRET_EXAMPLE = OpenApiExample(
+    "New secret", value={"secret": "whsec_3q2+7wN0bq1nHvb0fHc8v1Lk0qk3fJm1kOQ1w6Q0b9E"}, response_only=True
+)
 WEBHOOK_EXAMPLE = OpenApiExample(
     "Chat bridge",
     value={
@@ -46,8 +69,8 @@ class WebhookPermission(DjangoModelPermissions):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List webhooks"),
-    retrieve=extend_schema(summary="Get a webhook"),
+    list=extend_schema(summary="List webhooks", examples=[WEBHOOK_EXAMPLE]),
+    retrieve=extend_schema(summary="Get a webhook", examples=[WEBHOOK_EXAMPLE]),
     create=extend_schema(
         summary="Create a webhook",
         description="The answer holds the generated `secret`, shown this once: keep it to verify "
@@ -55,8 +78,10 @@ class WebhookPermission(DjangoModelPermissions):
         examples=[WEBHOOK_EXAMPLE],
         responses={201: WebhookCreatedSerializer},
     ),
-    partial_update=extend_schema(summary="Change a webhook"),
-    update=extend_schema(summary="Replace a webhook"),
+    partial_update=extend_schema(
+        summary="Change a webhook", examples=[OpenApiExample("Switch off", value={"enabled": False})]
+    ),
+    update=extend_schema(summary="Replace a webhook", examples=[WEBHOOK_EXAMPLE]),
     destroy=extend_schema(summary="Delete a webhook and its delivery log"),
 )
 class WebhookViewSet(viewsets.ModelViewSet):
@@ -85,6 +110,7 @@ class WebhookViewSet(viewsets.ModelViewSet):
         "outcome shows in `deliveries`.",
         request=None,
         responses={202: WebhookDeliverySerializer},
+        examples=[DELIVERY_EXAMPLE],
     )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
@@ -96,13 +122,19 @@ class WebhookViewSet(viewsets.ModelViewSet):
         description="Deliveries from now on are signed with the new secret, shown this once.",
         request=None,
         responses={200: WebhookSecretSerializer},
+        examples=[SECRET_EXAMPLE],
     )
     @action(detail=True, methods=["post"], url_path="rotate-secret")
     def rotate_secret(self, request, pk=None):
         secret = webhook_secret_rotate(webhook=self.get_object(), user=request.user)
         return Response(WebhookSecretSerializer({"secret": secret}).data)
 
-    @extend_schema(summary="The delivery log", responses={200: WebhookDeliverySerializer(many=True)})
+    @extend_schema(
+        summary="The delivery log",
+        description="Newest first: status, attempts, the receiver's answer code and the start of its body.",
+        responses={200: WebhookDeliverySerializer(many=True)},
+        examples=[DELIVERY_EXAMPLE],
+    )
     @action(detail=True, methods=["get"])
     def deliveries(self, request, pk=None):
         page = self.paginate_queryset(self.get_object().deliveries.all())
