@@ -197,7 +197,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         if not request.user.has_perm("features.change_webhook"):
             raise PermissionDenied
         count = 0
-        for delivery in queryset.exclude(status=DeliveryStatus.PENDING):
+        # Pending ones too: one left behind by a process that stopped mid-delivery would wait forever.
+        for delivery in queryset:
             delivery_retry(delivery=delivery)
             count += 1
         messages.success(request, f"{count} deliver{'y' if count == 1 else 'ies'} queued again.")

@@ -415,3 +415,32 @@ def test_send_test__disabled_webhook_still_tested(receiver):
     deliver(delivery.pk)
     assert len(receiver.requests) == 1
     assert Feature.objects.count() == 0
+
+
+# --- the documented recipe -------------------------------------------------------------------------
+def documented_verify():
+    """The ``verify`` function of docs/api.md, "Verifying the signature", exactly as printed there."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("### Verifying the signature", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(snippet, "docs/api.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    return namespace["verify"]
+
+
+def test_docs_recipe__verifies_a_real_delivery__refuses_tampering(receiver):
+    verify = documented_verify()
+    webhook = subscribe(receiver, EventType.FLAG_CHANGED)
+    feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
+    deliver(WebhookDelivery.objects.get().pk)
+    [request] = receiver.requests
+    header = request.headers[signing.SIGNATURE_HEADER]
+
+    assert verify(header, request.body, webhook.secret)
+    assert not verify(header, request.body.replace(b"dark_mode", b"dark_mod3"), webhook.secret)
+    assert not verify(header, request.body, "whsec_wrong")
+    old = signing.signature_header(webhook.secret, int(time.time()) - 301, request.body)
+    assert not verify(old, request.body, webhook.secret)
+    assert not verify("garbage", request.body, webhook.secret)
