@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -51,10 +52,45 @@ def _on_experiment_stopped(*, experiment: Experiment, user: AbstractBaseUser | N
     event_emit(EventType.EXPERIMENT_STOPPED, experiment_data(experiment, user))
 
 
-def connect() -> None:
-    """Listen to the experiments app's lifecycle signals (called once, from ``FeaturesConfig.ready``).
+def change_request_data(instance: Any, user: AbstractBaseUser | None = None) -> dict[str, Any]:
+    """A change request (``features.governance``) as events show it."""
+    return {
+        "change_request": {
+            "id": instance.pk,
+            "status": getattr(instance, "status", None),
+            "operation": getattr(instance, "operation", None),
+            "title": getattr(instance, "title", ""),
+            "target_key": getattr(instance, "target_key", ""),
+            "environments": getattr(instance, "environments", None),
+            "diff": getattr(instance, "diff", None),
+            "comment": getattr(instance, "comment", ""),
+            "created_by": _username(getattr(instance, "created_by", None)),
+            "reviewed_by": _username(getattr(instance, "reviewed_by", None)),
+        },
+        "changed_by": _username(user),
+    }
 
-    Change requests' "opened" and "approved" are connected here too once their app sends signals.
-    """
+
+def _on_change_request_opened(*, instance: Any, **_: Any) -> None:
+    event_emit(EventType.CHANGE_REQUEST_OPENED, lambda: change_request_data(instance))
+
+
+def _on_change_request_approved(*, instance: Any, user: AbstractBaseUser | None = None, **_: Any) -> None:
+    event_emit(EventType.CHANGE_REQUEST_APPROVED, lambda: change_request_data(instance, user))
+
+
+def connect() -> None:
+    """Listen to the experiments app's lifecycle signals and, where approvals exist
+    (``features.governance``, built on another branch), to change requests' "opened" and "approved"
+    (called once, from ``FeaturesConfig.ready``)."""
     experiment_started.connect(_on_experiment_started, dispatch_uid="webhooks-experiment-started")
     experiment_stopped.connect(_on_experiment_stopped, dispatch_uid="webhooks-experiment-stopped")
+    if importlib.util.find_spec("features.governance") is not None:  # until both branches are merged
+        from features.governance import signals as governance
+
+        governance.change_request_opened.connect(
+            _on_change_request_opened, dispatch_uid="webhooks-change-request-opened"
+        )
+        governance.change_request_approved.connect(
+            _on_change_request_approved, dispatch_uid="webhooks-change-request-approved"
+        )
