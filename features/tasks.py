@@ -1,8 +1,9 @@
 """Celery entry points of the features app."""
 
 from celery import shared_task
+from django.utils import timezone
 
-from features.webhooks.services import delivery_attempt
+from features.webhooks.services import deliveries_resend_stalled, delivery_attempt
 
 
 @shared_task(
@@ -21,3 +22,15 @@ def webhook_deliver(self, delivery_id: int) -> None:
     wait = delivery_attempt(delivery_id=delivery_id)
     if wait is not None:
         raise self.retry(countdown=wait)
+
+
+@shared_task(
+    name="features.tasks.webhooks_resend_stalled",
+    # Safe to run twice: a second run finds the deliveries claimed by the first.
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def webhooks_resend_stalled() -> int:
+    """Send again the webhook deliveries left pending past their time (scheduled every 5 minutes)."""
+    return deliveries_resend_stalled(now=timezone.now())

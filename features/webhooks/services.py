@@ -251,3 +251,26 @@ def delivery_retry(*, delivery: WebhookDelivery) -> None:
     from features.webhooks import dispatch
 
     transaction.on_commit(lambda: dispatch.deliveries_send([delivery.pk]))
+
+
+STALLED_AFTER = dt.timedelta(minutes=5)
+
+
+def deliveries_resend_stalled(*, now: dt.datetime) -> int:
+    """Send again the pending deliveries whose next attempt is more than five minutes overdue: left
+    behind by a process that stopped (the embedded mode's threads die with their process) or a
+    message a broker lost. Run every five minutes; the number sent. A delivery still in flight that
+    is this late may be sent twice (deliveries are at least once)."""
+    stalled = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now - STALLED_AFTER
+        ).values_list("pk", flat=True)[:1000]
+    )
+    if not stalled:
+        return 0
+    # Claimed for the next five minutes, so the next run does not send them again meanwhile.
+    WebhookDelivery.objects.filter(pk__in=stalled).update(next_attempt_at=now)
+    from features.webhooks import dispatch
+
+    transaction.on_commit(lambda: dispatch.deliveries_send(stalled))
+    return len(stalled)

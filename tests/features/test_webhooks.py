@@ -474,3 +474,31 @@ def test_change_request_events__receivers_record_opened_and_approved(receiver):
     assert opened["type"] == "change_request.opened"
     assert opened["data"]["change_request"]["created_by"] == "author"
     assert approved["type"] == "change_request.approved" and approved["data"]["changed_by"] == "reviewer"
+
+
+def test_stalled_delivery__sweep_sends_it__a_fresh_one_is_left_alone(
+    receiver, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from features.tasks import webhooks_resend_stalled
+
+    subscribe(receiver, EventType.FLAG_CHANGED)
+    feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
+    feature_create(user=None, key="light_mode", name="Light mode", type="boolean", default_value=False)
+    stalled, fresh = WebhookDelivery.objects.order_by("id")
+    WebhookDelivery.objects.filter(pk=stalled.pk).update(
+        next_attempt_at=timezone.now() - timedelta(minutes=6)
+    )
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert webhooks_resend_stalled.apply().get() == 1
+    assert len(callbacks) == 1
+    deliver(stalled.pk)  # what the callback hands to the sender
+    stalled.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (stalled.status, fresh.status) == ("delivered", "pending")
+    assert len(receiver.requests) == 1
+    assert webhooks_resend_stalled.apply().get() == 0
