@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
                 ('name', models.CharField(help_text='Who receives it, e.g. “Slack bridge”.', max_length=100)),
-                ('url', models.URLField(help_text='Where the events are POSTed, e.g. https://hooks.example.com/experiments.', max_length=2000, verbose_name='receiver URL')),
+                ('url', models.CharField(help_text='Where the events are POSTed, e.g. https://hooks.example.com/experiments.', max_length=2000, validators=[features.webhooks.models.validate_receiver_url], verbose_name='receiver URL')),
                 ('event_types', models.JSONField(blank=True, default=features.webhooks.models.default_event_types, help_text='The events sent to this receiver.')),
                 ('enabled', models.BooleanField(default=True, help_text='Off: nothing is sent.')),
                 ('description', models.TextField(blank=True)),
@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(help_text='Who receives it, e.g. “Slack bridge”.', max_length=100)),
-                ('url', models.URLField(help_text='Where the events are POSTed, e.g. https://hooks.example.com/experiments.', max_length=2000, verbose_name='receiver URL')),
+                ('url', models.CharField(help_text='Where the events are POSTed, e.g. https://hooks.example.com/experiments.', max_length=2000, validators=[features.webhooks.models.validate_receiver_url], verbose_name='receiver URL')),
                 ('event_types', models.JSONField(blank=True, default=features.webhooks.models.default_event_types, help_text='The events sent to this receiver.')),
                 ('enabled', models.BooleanField(default=True, help_text='Off: nothing is sent.')),
                 ('description', models.TextField(blank=True)),

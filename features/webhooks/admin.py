@@ -27,11 +27,12 @@ STATUS_COLOURS = {
 
 
 class WebhookForm(forms.ModelForm):
-    url = forms.URLField(
+    url = forms.CharField(
         label="receiver URL",
         max_length=2000,
-        assume_scheme="https",
-        help_text="Where the events are POSTed, e.g. https://hooks.example.com/experiments.",
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Where the events are POSTed, e.g. https://hooks.example.com/experiments or an "
+        "internal service such as http://chat-bridge:8080/hook.",
     )
     event_types = forms.MultipleChoiceField(
         choices=EventType.choices,

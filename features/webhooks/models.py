@@ -4,6 +4,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -12,6 +13,17 @@ SECRET_PREFIX = "whsec_"
 
 def generate_webhook_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def validate_receiver_url(value: str) -> None:
+    """An http(s) URL with a host. Django's URL validator is not used: it refuses host names without a
+    dot, and internal receivers are often just that (``http://chat-bridge:8080/hook``)."""
+    from features.webhooks.addresses import ReceiverRefused, url_parts
+
+    try:
+        url_parts(value)
+    except ReceiverRefused as exc:
+        raise ValidationError(f"Not a receiver URL: {exc}.") from None
 
 
 def default_event_types() -> list[str]:
@@ -40,9 +52,10 @@ class Webhook(models.Model):
     """A receiver that is told, by a signed POST, when chosen events happen."""
 
     name = models.CharField(max_length=100, help_text="Who receives it, e.g. “Slack bridge”.")
-    url = models.URLField(
+    url = models.CharField(
         "receiver URL",
         max_length=2000,
+        validators=[validate_receiver_url],
         help_text="Where the events are POSTed, e.g. https://hooks.example.com/experiments.",
     )
     event_types = models.JSONField(

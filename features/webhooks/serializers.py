@@ -1,9 +1,15 @@
 from rest_framework import serializers
 
-from features.webhooks.models import EventType, Webhook, WebhookDelivery
+from features.webhooks.models import EventType, Webhook, WebhookDelivery, validate_receiver_url
 
 
 class WebhookSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(
+        max_length=2000,
+        validators=[validate_receiver_url],
+        help_text="Where the events are POSTed: http:// or https://, e.g. https://hooks.example.com/in or "
+        "http://chat-bridge:8080/hook.",
+    )
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EventType.choices),
         allow_empty=False,

@@ -39,8 +39,9 @@ def post(
     if parts.query:
         target += "?" + parts.query
     default_port = 443 if scheme == "https" else 80
+    host_header = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     all_headers = {
-        "Host": host if port == default_port else f"{host}:{port}",
+        "Host": host_header if port == default_port else f"{host_header}:{port}",
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         **headers,

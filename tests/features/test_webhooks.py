@@ -502,3 +502,64 @@ def test_stalled_delivery__sweep_sends_it__a_fresh_one_is_left_alone(
     assert (stalled.status, fresh.status) == ("delivered", "pending")
     assert len(receiver.requests) == 1
     assert webhooks_resend_stalled.apply().get() == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://chat-bridge:8080/hook", True),  # an internal service's name, without a dot
+        ("https://hooks.example.com/in?team=growth", True),
+        ("http://[::1]:8380/hook", True),
+        ("ftp://example.com/hook", False),
+        ("hooks.example.com/in", False),
+        ("http://user:pw@example.com/in", False),
+        ("http://example.com:99999/in", False),
+    ],
+)
+def test_api_create__receiver_urls(superuser, api_client, url, accepted):
+    api_client.force_authenticate(superuser)
+    response = api_client.post(
+        reverse("webhook-list"), {"name": "x", "url": url, "event_types": ["flag.changed"]}, format="json"
+    )
+    assert response.status_code == (201 if accepted else 400), response.json()
+    if not accepted:
+        assert "url" in response.json()
+
+
+def test_delivery__ipv6_loopback_receiver__host_header_bracketed():
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers["Host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server6(http.server.HTTPServer):
+        address_family = socket.AF_INET6
+
+    try:
+        server = Server6(("::1", 8389), Handler)
+    except OSError as exc:  # no IPv6 loopback on this machine
+        pytest.skip(f"IPv6 loopback unavailable: {exc}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        webhook_create(
+            user=None, name="v6", url="http://[::1]:8389/hook", event_types=[EventType.FLAG_CHANGED]
+        )
+        feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
+        delivery = WebhookDelivery.objects.get()
+        deliver(delivery.pk)
+    finally:
+        server.shutdown()
+        server.server_close()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_code) == ("delivered", 204)
+    assert seen == ["[::1]:8389"]
