@@ -394,3 +394,23 @@ def test_api__paths_without_the_trailing_slash(superuser, api_client):
     assert api_client.get("/api/v1/config/export").status_code == 200
     response = api_client.post("/api/v1/config/import?dry_run=1", {"version": 1}, format="json")
     assert response.status_code == 200 and response.json()["applied"] is False
+
+
+def test_import__user_option__history_names_the_operator():
+    from tests.factories import UserFactory
+
+    UserFactory(username="alice")
+    import_text(
+        "version: 1\nmetrics:\n  - {key: signups, name: Signups, type: count, event: signup}\n", user="alice"
+    )
+    record = Metric.history.filter(key="signups").latest("history_date")
+    assert record.history_type == "+" and record.history_user.username == "alice"
+    with pytest.raises(CommandError, match="no user 'nobody'"):
+        import_text("version: 1\n", user="nobody")
+
+
+def test_export_command__output_file__written(tmp_path):
+    build_workspace()
+    target = tmp_path / "workspace.json"
+    call_command("export_config", output=str(target), stderr=io.StringIO())
+    assert json.loads(target.read_text()) == config_export()

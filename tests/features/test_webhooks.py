@@ -563,3 +563,28 @@ def test_delivery__ipv6_loopback_receiver__host_header_bracketed():
     delivery.refresh_from_db()
     assert (delivery.status, delivery.response_code) == ("delivered", 204)
     assert seen == ["[::1]:8389"]
+
+
+def test_admin__send_again__failed_delivery_queued_and_delivered(
+    client, superuser, receiver, django_capture_on_commit_callbacks
+):
+    client.force_login(superuser)
+    subscribe(receiver, EventType.FLAG_CHANGED)
+    feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
+    delivery = WebhookDelivery.objects.get()
+    receiver.statuses = [404]
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            reverse("admin:features_webhookdelivery_changelist"),
+            {"action": "send_again", "_selected_action": [delivery.pk]},
+        )
+    assert response.status_code == 302 and len(callbacks) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 1, 200)
