@@ -356,7 +356,7 @@ def experiment_start(
         locked.layer_slice_start = start
     locked.started_at = timezone.now()
     _save(locked, user)
-    experiment_started.send(sender=Experiment, experiment=locked, user=user)
+    transaction.on_commit(lambda: experiment_started.send(sender=Experiment, experiment=locked, user=user))
     return locked
 
 
@@ -398,7 +398,7 @@ def experiment_stop(
     locked.decision_reason = reason
     locked.stopped_at = timezone.now()
     _save(locked, user)
-    experiment_stopped.send(sender=Experiment, experiment=locked, user=user)
+    transaction.on_commit(lambda: experiment_stopped.send(sender=Experiment, experiment=locked, user=user))
     return locked
 
 

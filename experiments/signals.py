@@ -2,8 +2,8 @@
 
 ``experiments`` may not import the apps that build on it (dependencies point one way), so it says
 what happened and they listen: ``features`` turns these into webhook events. Sent by the lifecycle
-services inside their transaction, after the change is saved; a receiver that records something
-records it in the same transaction.
+services once their transaction has committed (never for a change rolled back), so a receiver's work
+adds nothing to the transaction that holds the experiment's row.
 
 Keyword arguments: ``experiment`` (the saved ``Experiment``) and ``user`` (who did it, or None for
 the scheduler and operators' commands).

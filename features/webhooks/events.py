@@ -45,11 +45,11 @@ def flag_changed_data(
 
 
 def _on_experiment_started(*, experiment: Experiment, user: AbstractBaseUser | None = None, **_: Any) -> None:
-    event_emit(EventType.EXPERIMENT_STARTED, experiment_data(experiment, user))
+    event_emit(EventType.EXPERIMENT_STARTED, lambda: experiment_data(experiment, user))
 
 
 def _on_experiment_stopped(*, experiment: Experiment, user: AbstractBaseUser | None = None, **_: Any) -> None:
-    event_emit(EventType.EXPERIMENT_STOPPED, experiment_data(experiment, user))
+    event_emit(EventType.EXPERIMENT_STOPPED, lambda: experiment_data(experiment, user))
 
 
 def change_request_data(instance: Any, user: AbstractBaseUser | None = None) -> dict[str, Any]:

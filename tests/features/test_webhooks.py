@@ -252,13 +252,23 @@ def test_delivery__private_receiver_refused_at_delivery_after_the_setting_change
 
 
 # --- events ----------------------------------------------------------------------------------------
-def test_experiment_start_and_stop__events_for_subscribers_only(receiver):
+def test_experiment_start_and_stop__events_for_subscribers_only(receiver, django_capture_on_commit_callbacks):
     subscribe(receiver, EventType.EXPERIMENT_STARTED, EventType.EXPERIMENT_STOPPED)
     webhook_create(user=None, name="flags only", url=receiver.url, event_types=[EventType.FLAG_CHANGED])
     experiment = ExperimentFactory(key="checkout_button")
     user = UserFactory(username="pm")
-    experiment = experiment_start(experiment=experiment, user=user)
-    experiment_stop(experiment=experiment, user=None, decision_variant="treatment", reason="won")
+    # The experiments app signals once the transition has committed: the event is recorded then (the
+    # commit's callbacks run here by hand; the delivery's own send waits for a commit that never comes).
+    with django_capture_on_commit_callbacks() as committed:
+        experiment = experiment_start(experiment=experiment, user=user)
+    assert not WebhookDelivery.objects.exists()
+    for callback in committed:
+        callback()
+    assert WebhookDelivery.objects.count() == 1
+    with django_capture_on_commit_callbacks() as committed:
+        experiment_stop(experiment=experiment, user=None, decision_variant="treatment", reason="won")
+    for callback in committed:
+        callback()
     deliveries = list(WebhookDelivery.objects.order_by("id"))
     assert [d.event_type for d in deliveries] == ["experiment.started", "experiment.stopped"]
     assert {d.webhook.name for d in deliveries} == {"receiver"}
