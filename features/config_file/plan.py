@@ -9,6 +9,7 @@ that has been imported once shows no changes the second time.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -115,8 +116,6 @@ class Plan:
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    import json
-
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
