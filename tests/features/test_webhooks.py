@@ -598,3 +598,31 @@ def test_admin__send_again__failed_delivery_queued_and_delivered(
     deliver(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 1, 200)
+
+
+# --- the production path: a Celery worker ----------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_celery_worker__flag_saved__sent_by_the_worker_retried_after_a_500(receiver, monkeypatch):
+    """Tasks not eager (as with a broker): the commit hands the delivery to Celery, a real worker
+    (Celery's embedded test worker, in a thread, on the configured broker) sends it, and the 500
+    brings a retry with its countdown (shortened here) through the broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+    from features.webhooks import services
+
+    monkeypatch.setattr(services, "RETRY_BASE_SECONDS", 0.2)
+    webhook = subscribe(receiver, EventType.FLAG_CHANGED)
+    receiver.statuses = [500]
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
+            assert receiver.wait_answers(2, timeout=60)
+    finally:
+        app.conf.task_always_eager = True  # as tests/conftest.py sets it for the session
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 2, 200)
+    for request in receiver.requests:
+        signing.signature_verify(request.headers[signing.SIGNATURE_HEADER], request.body, webhook.secret)

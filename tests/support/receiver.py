@@ -31,6 +31,8 @@ class Receiver:
         self.hold = threading.Event()
         self.release = threading.Event()
         self.arrived = threading.Event()
+        self.answered = threading.Condition()
+        self.answers = 0
         self.server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -53,6 +55,9 @@ class Receiver:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+                with receiver.answered:
+                    receiver.answers += 1
+                    receiver.answered.notify_all()
 
             def log_message(self, *args) -> None:  # quiet
                 pass
@@ -67,6 +72,11 @@ class Receiver:
             raise RuntimeError("no free port in 8380-8389 for the test receiver")
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_answers(self, count: int, timeout: float) -> bool:
+        """Wait until this receiver has answered ``count`` requests; False when the time ran out."""
+        with self.answered:
+            return self.answered.wait_for(lambda: self.answers >= count, timeout=timeout)
 
     def stop(self) -> None:
         self.release.set()
