@@ -8,9 +8,19 @@ class FeaturesConfig(AppConfig):
 
     def ready(self) -> None:
         # Cache invalidation only (see features/signals.py): no business logic hangs on signals.
+        from simple_history.signals import pre_create_historical_record
+
+        from experiments import approvals
         from features import signals
+        from features.governance import services as governance
         from features.webhooks import events
 
         signals.connect()
-        # Experiments' lifecycle signals become webhook events (experiments cannot import features).
+        # Experiments' start, stop and ramp-up ask approvals through this hook (experiments/approvals.py).
+        approvals.gate_register(governance.experiment_gate)
+        # History rows written by an approved change request or a scheduled change name it.
+        pre_create_historical_record.connect(
+            governance.history_reason_fill, dispatch_uid="governance-history-reason", weak=False
+        )
+        # Experiments' lifecycle signals and change requests' become webhook events.
         events.connect()

@@ -16,6 +16,7 @@ from config.exceptions import Conflict
 from experiments.conditions import ConditionError, validate_condition
 from experiments.models import Experiment
 from features import config
+from features.encryption import encryption_key_generate
 from features.models import (
     Environment,
     Feature,
@@ -364,9 +365,13 @@ def sdk_key_create(
     name: str = "",
     user: AbstractBaseUser | None = None,
     kind: str = SdkKeyKind.SECRET,
+    encrypt: bool = False,
 ) -> tuple[SdkKey, str]:
-    """Make a key (secret or client); the raw key is returned once and never stored."""
+    """Make a key (secret or client); the raw key is returned once and never stored. With ``encrypt``
+    its GrowthBook payload is encrypted (``key.encryption_key`` is the SDK's decryption key)."""
     key = SdkKey(environment=environment, name=name, kind=kind)
+    if encrypt:
+        key.encryption_key = encryption_key_generate()
     raw = sdk_key_assign_secret(key, user=user)
     key.save()
     return key, raw

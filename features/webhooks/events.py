@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -53,7 +52,7 @@ def _on_experiment_stopped(*, experiment: Experiment, user: AbstractBaseUser | N
 
 
 def change_request_data(instance: Any, user: AbstractBaseUser | None = None) -> dict[str, Any]:
-    """A change request (``features.governance``) as events show it."""
+    """A change request (``features.governance.models.ChangeRequest``) as events show it."""
     return {
         "change_request": {
             "id": instance.pk,
@@ -80,17 +79,16 @@ def _on_change_request_approved(*, instance: Any, user: AbstractBaseUser | None 
 
 
 def connect() -> None:
-    """Listen to the experiments app's lifecycle signals and, where approvals exist
-    (``features.governance``, built on another branch), to change requests' "opened" and "approved"
-    (called once, from ``FeaturesConfig.ready``)."""
+    """Listen to the experiments app's lifecycle signals and to change requests' "opened" and
+    "approved" (``features.governance.signals``, sent on commit); called once, from
+    ``FeaturesConfig.ready``."""
+    from features.governance import signals as governance
+
     experiment_started.connect(_on_experiment_started, dispatch_uid="webhooks-experiment-started")
     experiment_stopped.connect(_on_experiment_stopped, dispatch_uid="webhooks-experiment-stopped")
-    if importlib.util.find_spec("features.governance") is not None:  # until both branches are merged
-        from features.governance import signals as governance
-
-        governance.change_request_opened.connect(
-            _on_change_request_opened, dispatch_uid="webhooks-change-request-opened"
-        )
-        governance.change_request_approved.connect(
-            _on_change_request_approved, dispatch_uid="webhooks-change-request-approved"
-        )
+    governance.change_request_opened.connect(
+        _on_change_request_opened, dispatch_uid="webhooks-change-request-opened"
+    )
+    governance.change_request_approved.connect(
+        _on_change_request_approved, dispatch_uid="webhooks-change-request-approved"
+    )

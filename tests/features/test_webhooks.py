@@ -456,36 +456,6 @@ def test_docs_recipe__verifies_a_real_delivery__refuses_tampering(receiver):
     assert not verify("garbage", request.body, webhook.secret)
 
 
-def test_change_request_events__receivers_record_opened_and_approved(receiver):
-    # Change requests come from features.governance (another branch until merged): its signals carry
-    # the change request as ``instance``; the receivers read it by attribute.
-    from types import SimpleNamespace
-
-    from features.webhooks import events
-
-    subscribe(receiver, EventType.CHANGE_REQUEST_OPENED, EventType.CHANGE_REQUEST_APPROVED)
-    author, reviewer = UserFactory(username="author"), UserFactory(username="reviewer")
-    request = SimpleNamespace(
-        pk=3,
-        status="open",
-        operation="feature_update",
-        title="Turn on dark mode in production",
-        target_key="dark_mode",
-        environments=["production"],
-        diff=[{"field": "enabled", "old": False, "new": True}],
-        comment="",
-        created_by=author,
-        reviewed_by=None,
-    )
-    events._on_change_request_opened(instance=request)
-    request.status, request.reviewed_by = "applied", reviewer
-    events._on_change_request_approved(instance=request, user=reviewer)
-    opened, approved = (json.loads(d.body) for d in WebhookDelivery.objects.order_by("id"))
-    assert opened["type"] == "change_request.opened"
-    assert opened["data"]["change_request"]["created_by"] == "author"
-    assert approved["type"] == "change_request.approved" and approved["data"]["changed_by"] == "reviewer"
-
-
 def test_stalled_delivery__sweep_sends_it__a_fresh_one_is_left_alone(
     receiver, django_capture_on_commit_callbacks
 ):

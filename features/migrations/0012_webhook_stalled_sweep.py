@@ -8,7 +8,7 @@ from config.periodic_tasks import interval_task
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("features", "0010_webhooks"),
+        ("features", "0011_webhooks"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('features', '0006_sdkkey_kind'),
+        ('features', '0010_governance_permissions_and_schedule'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
