@@ -7,6 +7,7 @@ A dry run does the whole import and rolls it back, so it finds every error a rea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from rest_framework import serializers
 
-from config.exceptions import DomainError
+from config.exceptions import ApprovalRequired, DomainError
+from experiments.approvals import experiment_write
 from experiments.models import Experiment
 from experiments.serializers import ExperimentSerializer
 from experiments.services import (
@@ -30,6 +32,7 @@ from experiments.services import (
 from features.config_file.plan import (
     DELETE_ORDER,
     LIFECYCLE_RECORD,
+    SINGULAR,
     Change,
     ConfigFileError,
     Plan,
@@ -37,6 +40,8 @@ from features.config_file.plan import (
     config_plan,
     document_validate,
 )
+from features.governance.services import feature_delete as feature_delete_governed
+from features.governance.services import feature_write
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from features.services import environment_delete, feature_create, feature_delete, feature_update
@@ -45,6 +50,40 @@ from metrics.serializers import MetricSerializer
 from metrics.services import metric_create, metric_delete, metric_update
 
 EXPERIMENT_READ_ONLY = frozenset({"status", *LIFECYCLE_RECORD})
+
+
+class Writes:
+    """How the import's writes to flags and experiments are made: directly (``manage.py
+    import_config``, an operator's tool), or, over the API, through approvals as the API's own writes
+    are (``hold_protected``): a change to an environment that requires approval is then held as a
+    change request (``features.governance``) and listed in ``held``, and the rest is applied."""
+
+    def __init__(self, *, hold_protected: bool) -> None:
+        self.hold_protected = hold_protected
+        self.held: list[dict[str, Any]] = []
+
+    def feature(self, feature: Feature | None, user: AbstractBaseUser | None, run: Any) -> Any:
+        if not self.hold_protected:
+            return run()
+        return feature_write(feature=feature, user=user, run=run)
+
+    def experiment(
+        self,
+        experiment: Experiment,
+        operation: str,
+        user: AbstractBaseUser | None,
+        run: Any,
+        params: Any = None,
+    ) -> Any:
+        if not self.hold_protected:
+            return run()
+        return experiment_write(experiment=experiment, operation=operation, user=user, run=run, params=params)
+
+    def feature_delete(self, feature: Feature, user: AbstractBaseUser | None) -> None:
+        if self.hold_protected:
+            feature_delete_governed(feature=feature, user=user)
+        else:
+            feature_delete(feature=feature, user=user)
 
 
 def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
@@ -83,7 +122,7 @@ def _changed(change: Change) -> set[str]:
 
 
 # --- each kind -------------------------------------------------------------------------------------
-def _environment(item: dict[str, Any], change: Change, user: AbstractBaseUser | None) -> None:
+def _environment(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
     instance = Environment.objects.filter(key=item["key"]).first()
     data = item if instance is None else {f: item[f] for f in _changed(change)}
     serializer = EnvironmentSerializer(instance, data=data, partial=instance is not None)
@@ -91,7 +130,7 @@ def _environment(item: dict[str, Any], change: Change, user: AbstractBaseUser | 
     serializer.save()
 
 
-def _metric(item: dict[str, Any], change: Change, user: AbstractBaseUser | None) -> None:
+def _metric(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
     instance = Metric.objects.filter(key=item["key"]).first()
     if instance is None:
         metric_create(user=user, **_valid(MetricSerializer(data=item)))
@@ -100,7 +139,7 @@ def _metric(item: dict[str, Any], change: Change, user: AbstractBaseUser | None)
     metric_update(metric=instance, user=user, **_valid(MetricSerializer(instance, data=data, partial=True)))
 
 
-def _experiment(item: dict[str, Any], change: Change, user: AbstractBaseUser | None) -> None:
+def _experiment(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
     instance = Experiment.objects.filter(key=item["key"]).first()
     writable = {f: v for f, v in item.items() if f not in EXPERIMENT_READ_ONLY}
     if instance is None:
@@ -114,7 +153,10 @@ def _experiment(item: dict[str, Any], change: Change, user: AbstractBaseUser | N
             data = _valid(serializer)
             if "metric_links" in data:
                 data["metrics"] = data.pop("metric_links")
-            instance = experiment_update(experiment=instance, user=user, **data)
+            current = instance
+            instance = writes.experiment(
+                current, "update", user, lambda: experiment_update(experiment=current, user=user, **data)
+            )
     target = item.get("status", instance.status)
     if target == instance.status:
         return
@@ -134,7 +176,16 @@ def _experiment(item: dict[str, Any], change: Change, user: AbstractBaseUser | N
                 "decision_variant": item.get("decision_variant") or None,
                 "reason": item.get("decision_reason") or "",
             }
-        instance = LIFECYCLE_SERVICES[action](experiment=instance, user=user, **extra)
+        current = instance
+        instance = writes.experiment(
+            current,
+            action,
+            user,
+            lambda action=action, current=current, extra=extra: LIFECYCLE_SERVICES[action](
+                experiment=current, user=user, **extra
+            ),
+            extra,
+        )
     record = {field: canonical("experiments", field, item.get(field)) for field in LIFECYCLE_RECORD}
     experiment_lifecycle_restore(experiment=instance, user=user, **record)
 
@@ -147,12 +198,13 @@ def _feature_service_fields(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _feature(item: dict[str, Any], change: Change, user: AbstractBaseUser | None) -> None:
+def _feature(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
     """Everything but the prerequisites, which may name flags created later in the file."""
     instance = Feature.objects.filter(key=item["key"]).first()
     if instance is None:
         data = {f: v for f, v in item.items() if f != "prerequisites"}
-        feature_create(user=user, **_feature_service_fields(_valid(FeatureSerializer(data=data))))
+        fields = _feature_service_fields(_valid(FeatureSerializer(data=data)))
+        writes.feature(None, user, lambda: feature_create(user=user, **fields))
         return
     fields = _changed(change) - {"prerequisites"}
     if not fields:
@@ -161,21 +213,26 @@ def _feature(item: dict[str, Any], change: Change, user: AbstractBaseUser | None
     if "environments" in data:  # only the environments that change: the others keep their rules
         changed_envs = {f.field.split(".")[1] for f in change.fields if f.field.startswith("environments.")}
         data["environments"] = {env: item["environments"][env] for env in changed_envs}
-    serializer = FeatureSerializer(instance, data=data, partial=True)
-    feature_update(feature=instance, user=user, **_feature_service_fields(_valid(serializer)))
+    fields = _feature_service_fields(_valid(FeatureSerializer(instance, data=data, partial=True)))
+    writes.feature(instance, user, lambda: feature_update(feature=instance, user=user, **fields))
 
 
-def _feature_prerequisites(item: dict[str, Any], change: Change, user: AbstractBaseUser | None) -> None:
+def _feature_prerequisites(
+    item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes
+) -> None:
     if "prerequisites" not in item or (change.action == "change" and "prerequisites" not in _changed(change)):
         return
-    instance = Feature.objects.get(key=item["key"])
+    instance = Feature.objects.filter(key=item["key"]).first()
+    if instance is None:  # its creation is held for approval: the change request carries no prerequisites yet
+        return
     serializer = FeatureSerializer(instance, data={"prerequisites": item["prerequisites"]}, partial=True)
-    feature_update(feature=instance, user=user, **_feature_service_fields(_valid(serializer)))
+    fields = _feature_service_fields(_valid(serializer))
+    writes.feature(instance, user, lambda: feature_update(feature=instance, user=user, **fields))
 
 
-def _delete(kind: str, key: str, user: AbstractBaseUser | None) -> None:
+def _delete(kind: str, key: str, user: AbstractBaseUser | None, writes: Writes) -> None:
     if kind == "features":
-        feature_delete(feature=Feature.objects.get(key=key), user=user)
+        writes.feature_delete(Feature.objects.get(key=key), user)
     elif kind == "experiments":
         experiment_delete(experiment=Experiment.objects.get(key=key))
     elif kind == "metrics":
@@ -203,40 +260,68 @@ def _ordered(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def _apply(objects: dict[str, list[dict[str, Any]]], plan: Plan, user: AbstractBaseUser | None) -> None:
+def _step(writes: Writes, kind: str, key: str, run: Any) -> None:
+    """One object's writes in a savepoint: a refusal names the object; a write held for approval is
+    listed, its change request kept (caught inside the savepoint, which would otherwise undo it)."""
+    try:
+        with transaction.atomic():
+            try:
+                run()
+            except ApprovalRequired as held:
+                writes.held.append({"kind": SINGULAR[kind], "key": key, "change_request": held.payload})
+    except (serializers.ValidationError, DjangoValidationError, DomainError) as exc:
+        raise _refusal(exc, kind=kind, key=key) from None
+
+
+def _apply(
+    objects: dict[str, list[dict[str, Any]]], plan: Plan, user: AbstractBaseUser | None, writes: Writes
+) -> None:
     changes = {(change.kind, change.key): change for change in plan.changes if change.action != "delete"}
     for kind, step in STEPS:
         for item in _ordered(kind, objects[kind]):
             change = changes.get((kind, item["key"]))
-            if change is None:
-                continue
-            try:
-                with transaction.atomic():
-                    step(item, change, user)
-            except (serializers.ValidationError, DjangoValidationError, DomainError) as exc:
-                raise _refusal(exc, kind=kind, key=item["key"]) from None
+            if change is not None:
+                _step(
+                    writes,
+                    kind,
+                    item["key"],
+                    lambda step=step, item=item, change=change: step(item, change, user, writes),
+                )
     deletions = [change for change in plan.changes if change.action == "delete"]
     for kind in DELETE_ORDER:
         for change in deletions:
-            if change.kind != kind:
-                continue
-            try:
-                with transaction.atomic():
-                    _delete(kind, change.key, user)
-            except (serializers.ValidationError, DjangoValidationError, DomainError) as exc:
-                raise _refusal(exc, kind=kind, key=change.key) from None
+            if change.kind == kind:
+                _step(
+                    writes,
+                    kind,
+                    change.key,
+                    lambda kind=kind, change=change: _delete(kind, change.key, user, writes),
+                )
 
 
 def config_import(
-    document: Any, *, user: AbstractBaseUser | None = None, dry_run: bool = False, prune: bool = False
-) -> Plan:
+    document: Any,
+    *,
+    user: AbstractBaseUser | None = None,
+    dry_run: bool = False,
+    prune: bool = False,
+    hold_protected: bool = False,
+) -> ImportResult:
     """Make the database match ``document`` (all or nothing) and return what changed; with
     ``dry_run``, check everything and write nothing. ``ConfigFileError`` names the first object that
-    cannot be imported and why; nothing is written then."""
+    cannot be imported and why; nothing is written then. With ``hold_protected`` (the API), changes
+    to environments that require approval become change requests, listed in ``held``."""
     objects = document_validate(document)
+    writes = Writes(hold_protected=hold_protected)
     with transaction.atomic():
         plan = config_plan(objects, prune=prune)
-        _apply(objects, plan, user)
+        _apply(objects, plan, user, writes)
         if dry_run:
             transaction.set_rollback(True)
-    return plan
+    return ImportResult(plan=plan, held=tuple(writes.held))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportResult:
+    plan: Plan
+    held: tuple[dict[str, Any], ...] = ()

@@ -11,10 +11,10 @@ from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from features.config_file.apply import config_import
+from features.config_file.apply import ImportResult, config_import
 from features.config_file.export import KINDS, config_export
 from features.config_file.formats import DocumentUnreadable, document_dump, document_load
-from features.config_file.plan import ConfigFileError, Plan
+from features.config_file.plan import ConfigFileError
 
 YAML_MEDIA_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 MODELS = {
@@ -75,11 +75,12 @@ def _flag(request, name: str) -> bool:
     return str(request.query_params.get(name, "")).lower() in ("1", "true", "yes", "on")
 
 
-def plan_body(plan: Plan, *, applied: bool) -> dict[str, Any]:
+def plan_body(result: ImportResult, *, applied: bool) -> dict[str, Any]:
     return {
         "applied": applied,
-        "summary": plan.summary,
-        "changes": [change.to_dict() for change in plan.changes],
+        "summary": result.plan.summary,
+        "changes": [change.to_dict() for change in result.plan.changes],
+        "held": list(result.held),
     }
 
 
@@ -120,6 +121,7 @@ PLAN_EXAMPLE = OpenApiExample(
     "One flag changed",
     value={
         "applied": False,
+        "held": [],
         "summary": {"create": 0, "change": 1, "delete": 0},
         "changes": [
             {
@@ -158,7 +160,8 @@ class ConfigImportView(APIView):
         summary="Import a configuration",
         description="Makes the configuration match the document (JSON, or YAML with "
         "`Content-Type: application/yaml`), all or nothing, through the same checks as the admin. "
-        "The answer lists each object created, changed (with the fields) or deleted. `?dry_run=1` "
+        "The answer lists each object created, changed (with the fields) or deleted; changes to "
+        "environments that require approval become change requests, listed in `held` (202). `?dry_run=1` "
         "checks everything and writes nothing; `?prune=1` also deletes what the document does not "
         f"name. Sections: {', '.join(KINDS)}. A refused object answers 400 naming it.",
         parameters=[
@@ -166,7 +169,7 @@ class ConfigImportView(APIView):
             OpenApiParameter("prune", bool, description="Delete objects the document does not name."),
         ],
         request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
         examples=[
             OpenApiExample("A small workspace", value=DOCUMENT_EXAMPLE.value, request_only=True),
             PLAN_EXAMPLE,
@@ -175,12 +178,18 @@ class ConfigImportView(APIView):
     def post(self, request, *args, **kwargs):
         dry_run = _flag(request, "dry_run")
         try:
-            plan = config_import(
-                request.data, user=request.user, dry_run=dry_run, prune=_flag(request, "prune")
+            result = config_import(
+                request.data,
+                user=request.user,
+                dry_run=dry_run,
+                prune=_flag(request, "prune"),
+                hold_protected=True,
             )
         except ConfigFileError as exc:
             return Response(
                 {"detail": f"Nothing was imported: {exc}", "errors": [exc.to_dict()]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        return Response(plan_body(plan, applied=not dry_run))
+        # Changes held for approval (environments that require it): 202, as the API's own writes.
+        answer = status.HTTP_202_ACCEPTED if result.held and not dry_run else status.HTTP_200_OK
+        return Response(plan_body(result, applied=not dry_run), status=answer)

@@ -41,7 +41,7 @@ class Command(BaseCommand):
             if actor is None:
                 raise CommandError(f"There is no user '{user}'.")
         try:
-            plan = config_import(document_load(text), user=actor, dry_run=dry_run, prune=prune)
+            plan = config_import(document_load(text), user=actor, dry_run=dry_run, prune=prune).plan
         except (DocumentUnreadable, ConfigFileError) as exc:
             raise CommandError(f"Nothing was imported: {exc}") from None
         self.stdout.write(plan.text())
