@@ -306,6 +306,20 @@ if SDK_STREAM_KEEPALIVE_SECONDS <= 0:
 # gunicorn's --threads does.
 ASGI_THREADS = env.int("ASGI_THREADS", default=8)
 
+# --- Webhooks -------------------------------------------------------------------------------------
+# Receivers on private, loopback and link-local addresses are allowed by default: a self-hosted
+# platform talks to internal services. false: only public addresses, checked when a webhook is saved
+# and again at each delivery after the name is resolved (features/webhooks/addresses.py).
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=True)
+# Each delivery attempt waits at most this long for the receiver (connect and answer together).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Attempts per delivery, the first included; retries wait 10 s, 20 s, 40 s, ... (exponential backoff).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+if not 0 < WEBHOOK_TIMEOUT_SECONDS <= 60:
+    raise ImproperlyConfigured("WEBHOOK_TIMEOUT_SECONDS must be greater than 0 and at most 60.")
+if not 1 <= WEBHOOK_MAX_ATTEMPTS <= 20:
+    raise ImproperlyConfigured("WEBHOOK_MAX_ATTEMPTS must be from 1 to 20.")
+
 # --- Internationalisation, static files -----------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -13,6 +13,7 @@ class FeaturesConfig(AppConfig):
         from experiments import approvals
         from features import signals
         from features.governance import services as governance
+        from features.webhooks import events
 
         signals.connect()
         # Experiments' start, stop and ramp-up ask approvals through this hook (experiments/approvals.py).
@@ -26,3 +27,5 @@ class FeaturesConfig(AppConfig):
         from features.streaming import notify
 
         config.on_change(notify.publish_change)
+        # Experiments' lifecycle signals and change requests' become webhook events.
+        events.connect()

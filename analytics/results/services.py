@@ -24,6 +24,7 @@ from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.results.analysis import MetricAnalysis, results_document
 from analytics.results.document import Analysis, ResultsDocument
+from analytics.results.notify import results_events_emit
 from analytics.results.selectors import results_cache_key
 from analytics.rollup import Measure, MetricSpec, RollupSpec
 from analytics.rollup.incremental import RollupState, rollup_refresh
@@ -208,6 +209,7 @@ def experiment_results_refresh(
         cache.delete(results_cache_key(experiment.pk))
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
+    previous = ResultsDocument.from_dict(snapshot.payload or {})
     snapshot.payload = document.to_dict()
     if rollup.state is not None:
         snapshot.rollup_state = {
@@ -222,6 +224,7 @@ def experiment_results_refresh(
     snapshot.refreshed_by = refreshed_by[:150]
     snapshot.save()
     cache.delete(results_cache_key(experiment.pk))
+    results_events_emit(experiment=experiment, previous=previous, current=document)
     logger.info("Results of %s refreshed (%s) in %d ms", experiment.key, rollup.kind, snapshot.duration_ms)
     return snapshot
 
