@@ -6,6 +6,7 @@ fails ``test_auth_matrix__every_schema_operation__has_a_row`` (so a new endpoint
 forgotten), and a row whose operation left the schema fails it too.
 """
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,16 @@ import pytest
 from django.core.cache import cache
 from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from config.exceptions import ApprovalRequired
 from experiments.services import experiment_pause, experiment_start
 from features import config
+from features.governance.models import ChangeRequest, ScheduledChange
+from features.governance.services import feature_write, scheduled_change_create
 from features.models import Environment, Webhook
-from features.services import sdk_key_create
+from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import (
     ExperimentFactory,
     ExperimentMetricFactory,
@@ -95,7 +100,37 @@ def world(two_environments, clean_clickhouse) -> World:
     Webhook.objects.create(
         pk=WEBHOOK_ID, name="hook", url="http://127.0.0.1:8389/none", event_types=["flag.changed"]
     )
+    _governance_objects(UserFactory(username="author", password=None, is_staff=True, is_superuser=True))
     return World(envs=two_environments, tokens=tokens, client_key_a=client_key_a)
+
+
+def _governance_objects(author) -> None:
+    """An open change request (ids CHANGE_REQUEST_ID) by someone who is none of the callers, and a
+    pending scheduled change (SCHEDULED_CHANGE_ID). The sandbox requires approval only while the change
+    request is made, so that no other row's write is held."""
+    sandbox = Environment.objects.get(key="sandbox")
+    flag = feature_create(user=None, key="gov_flag", name="Governed", type="boolean", default_value=False)
+    sandbox.requires_approval = True
+    sandbox.save(update_fields=["requires_approval"])
+    with pytest.raises(ApprovalRequired) as held:
+        feature_write(
+            feature=flag,
+            user=author,
+            run=lambda: feature_update(
+                feature=flag, user=author, environments={"sandbox": {"enabled": True, "rules": []}}
+            ),
+        )
+    ChangeRequest.objects.filter(pk=held.value.payload["id"]).update(id=CHANGE_REQUEST_ID)
+    sandbox.requires_approval = False
+    sandbox.save(update_fields=["requires_approval"])
+    scheduled = scheduled_change_create(
+        feature=flag,
+        environment=sandbox,
+        action="switch_on",
+        run_at=timezone.now() + dt.timedelta(days=30),
+        user=author,
+    )
+    ScheduledChange.objects.filter(pk=scheduled.pk).update(id=SCHEDULED_CHANGE_ID)
 
 
 def sdk_key_of(world: World, caller: str) -> str | None:
@@ -133,6 +168,14 @@ FEATURE = {"key": "new_flag", "name": "New flag", "type": "boolean", "default_va
 ENVIRONMENT = {"key": "qa", "name": "QA", "position": 5}
 POWER = {"baseline_mean": 0.1, "daily_units": 2000, "weights": [1, 1], "relative_lift": 0.05}
 WEBHOOK_ID = 901
+CHANGE_REQUEST_ID = 902
+SCHEDULED_CHANGE_ID = 903
+SCHEDULE = {
+    "feature": "gov_flag",
+    "environment": "sandbox",
+    "action": "switch_off",
+    "run_at": "2099-01-01T09:00:00Z",
+}
 WEBHOOK = {"name": "Chat", "url": "http://127.0.0.1:8389/chat", "event_types": ["experiment.started"]}
 
 MATRIX: dict[tuple[str, str], Row] = {
@@ -256,6 +299,27 @@ MATRIX: dict[tuple[str, str], Row] = {
     # environments' included (admins)
     ("GET", "/api/v1/config/export/"): Row(signed_in(200)),
     ("POST", "/api/v1/config/import/"): Row(with_permission(200, pm=False), body={"version": 1}),
+    # approvals: any signed-in user reads change requests; approving and rejecting need the approve
+    # permission (product managers have it) and never the author (someone else here)
+    ("GET", "/api/v1/change-requests/"): Row(signed_in(200)),
+    ("GET", "/api/v1/change-requests/{id}/"): Row(
+        signed_in(200), path=f"/api/v1/change-requests/{CHANGE_REQUEST_ID}/"
+    ),
+    ("POST", "/api/v1/change-requests/{id}/approve/"): Row(
+        with_permission(200), path=f"/api/v1/change-requests/{CHANGE_REQUEST_ID}/approve/"
+    ),
+    ("POST", "/api/v1/change-requests/{id}/reject/"): Row(
+        with_permission(200), path=f"/api/v1/change-requests/{CHANGE_REQUEST_ID}/reject/"
+    ),
+    # scheduled flag changes: read by anyone signed in, made and cancelled with the permissions
+    ("GET", "/api/v1/scheduled-changes/"): Row(signed_in(200)),
+    ("GET", "/api/v1/scheduled-changes/{id}/"): Row(
+        signed_in(200), path=f"/api/v1/scheduled-changes/{SCHEDULED_CHANGE_ID}/"
+    ),
+    ("POST", "/api/v1/scheduled-changes/"): Row(with_permission(201), body=SCHEDULE),
+    ("POST", "/api/v1/scheduled-changes/{id}/cancel/"): Row(
+        with_permission(200), path=f"/api/v1/scheduled-changes/{SCHEDULED_CHANGE_ID}/cancel/"
+    ),
 }
 # Outside the schema: the documentation is public; the admin is for staff, signed in by session.
 PAGES: dict[tuple[str, str], Row] = {
