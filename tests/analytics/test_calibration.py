@@ -71,7 +71,6 @@ def _revenue():
     )
 
 
-@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
 def test_calibration_sums__every_seed__arms_partition_the_units_and_match_unit_by_unit(clickhouse, db):
     # Given the story and a revenue metric
     now = timezone.now()
@@ -115,6 +114,25 @@ def test_calibration_sums__every_seed__arms_partition_the_units_and_match_unit_b
 def clickhouse_query_arms(params, seeds):
     rows = clickhouse.query(UNIT_ARMS_SQL, {**params, "seed_list": seeds})
     return {(row["seed"], row["unit_id"]): row["arm"] for row in rows}
+
+
+@pytest.mark.parametrize("clickhouse", ["chdb"], indirect=True)
+def test_metric_calibrate__ratio__ratio_of_totals_and_engine_splits(clickhouse, db):
+    # Given revenue per order (both within 48 hours of t0, revenue capped at 200 per user)
+    now = timezone.now()
+    _, revenue = _story(now)
+    orders = MetricFactory(key="orders", type=MetricType.COUNT, event="purchase", window_hours=48)
+    metric = MetricFactory(key="revenue_per_order", type=MetricType.RATIO, event="purchase", window_hours=48,
+                           cap_value=200.0, denominator=orders)  # fmt: skip
+
+    report = metric_calibrate(metric=metric, until=now, seeds=100)
+
+    # Then every split is analysed and the baseline is the ratio of the totals
+    assert report["error"] is None and report["splits"] == 100
+    buyers = [value for value in revenue.values() if value > 0]
+    expected = math.fsum(min(value, 200.0) for value in buyers) / len(buyers)
+    assert math.isclose(report["mean"], expected, rel_tol=1e-9)
+    assert report["mde"] is not None and report["mde"] > 0
 
 
 def test_false_positive_band__binomial_quantiles():
