@@ -14,6 +14,7 @@ from analytics import clickhouse
 from analytics.calibration import (
     UNIT_ARMS_SQL,
     calibration_sums,
+    calibration_verdict,
     false_positive_band,
     metric_calibrate,
     unit_values_params,
@@ -133,6 +134,21 @@ def test_metric_calibrate__ratio__ratio_of_totals_and_engine_splits(clickhouse, 
     expected = math.fsum(min(value, 200.0) for value in buyers) / len(buyers)
     assert math.isclose(report["mean"], expected, rel_tol=1e-9)
     assert report["mde"] is not None and report["mde"] > 0
+
+
+@pytest.mark.parametrize(
+    ("false_positives", "flagged", "words"),
+    [(10, False, "5.0% false positives"), (0, True, "too few: heavy tails"), (40, True, "too many")],
+)
+def test_calibration_verdict__rate_inside_below_above_band__says_so(false_positives, flagged, words):
+    low, high = false_positive_band(200, 0.05)
+    report = {"error": None, "splits": 200, "alpha": 0.05, "false_positives": false_positives,
+              "false_positive_rate": false_positives / 200, "band": [low / 200, high / 200],
+              "flagged": flagged, "mde": 0.106, "duration_days": 14}  # fmt: skip
+    assert not low <= false_positives <= high if flagged else low <= false_positives <= high
+    text = calibration_verdict(report)
+    assert words in text and "MDE 10.6% at 80% power in 14 days" in text
+    assert ("CHECK THIS METRIC" in text) == flagged
 
 
 def test_false_positive_band__binomial_quantiles():
