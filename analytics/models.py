@@ -117,3 +117,21 @@ class ExperimentResult(models.Model):
         ``experiment.result.document``, so they read the type without importing this app.
         """
         return ResultsDocument.from_dict(self.payload) if self.payload else None
+
+
+class MetricCalibration(models.Model):
+    """The last placebo calibration of a metric (``analytics.calibration``), replaced by every run."""
+
+    metric = models.OneToOneField(
+        "metrics.Metric", on_delete=models.CASCADE, related_name="calibration", help_text="Which metric."
+    )
+    report = models.JSONField(
+        help_text="The calibration report: false-positive rate, band, MDE (see the docs)."
+    )
+    ran_at = models.DateTimeField(help_text="When it ran.")
+    ran_by = models.CharField(
+        max_length=150, blank=True, default="", help_text="Who ran it: a user or the command."
+    )
+
+    def __str__(self) -> str:
+        return f"Calibration of {self.metric_id} at {self.ran_at:%Y-%m-%d %H:%M}"

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -28,7 +29,7 @@ class MetricAdmin(ServiceDeletion, SimpleHistoryAdmin):
     search_fields = ["key", "name", "description", "event"]
     list_select_related = ["owner"]
     autocomplete_fields = ["denominator"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "calibration_page"]
     fieldsets = [
         (None, {"fields": ["name", "key", "description", "tags", "owner"]}),
         (
@@ -45,12 +46,25 @@ class MetricAdmin(ServiceDeletion, SimpleHistoryAdmin):
             },
         ),
         ("How it is read", {"fields": ["higher_is_better", "cuped", "cuped_lookback_days"]}),
+        ("Trust", {"fields": ["calibration_page"]}),
         ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
     @admin.display(description="metric", ordering="name")
     def name_and_key(self, obj: Metric) -> str:
         return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
+
+    @admin.display(description="calibration")
+    def calibration_page(self, obj: Metric) -> str:
+        """A link to the placebo calibration page (served by analytics, found by URL name)."""
+        if obj.pk is None:
+            return "Save the metric first."
+        url = reverse("admin:analytics_metric_calibration", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">Calibrate on recent data</a> '
+            "(placebo experiments: is its false-positive rate what it should be?)",
+            url,
+        )
 
     def delete_validate(self, obj: Metric) -> None:
         metric_delete_validate(metric=obj)

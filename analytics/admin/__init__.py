@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from analytics.admin import calibration as _calibration  # noqa: F401 - registers the calibration admin
 from analytics.admin import charts
 from analytics.admin.preflight import (
     BaselineForm,
