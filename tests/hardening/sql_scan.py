@@ -50,6 +50,19 @@ ALLOWED: dict[tuple[str, str], str] = {
         ("analytics/clickhouse/cluster.py", f"ClusterLayout.{function}"): "identifiers in reviewed DDL"
         for function in ("statements", "_create_table", "_create_view", "_alter")
     },
+    # The incremental roll-up's state statements: every value is a bound {name:Type} placeholder made by
+    # StateQuery._bind (the experiment, keys, versions, times); the rest is the builder's own
+    # subqueries (made the same way) and fixed table and column names.
+    **{
+        ("analytics/rollup/state.py", f"StateQuery.{function}"): "placeholders and the builder's subqueries"
+        for function in (
+            "touched_statement",
+            "units_insert_statement",
+            "values_insert_statement",
+            "delete_statements",
+        )
+    },
+    ("analytics/rollup/incremental.py", "_first_exposure_ms"): "the builder's subquery, placeholders only",
     # INSERT statements name the table and its columns through quote_table()/column_list(), which
     # validate each identifier; the rows travel as Native-format data, never as SQL text.
     ("analytics/clickhouse/backends.py", "ChdbBackend.insert"): "validated identifiers, rows as data",
