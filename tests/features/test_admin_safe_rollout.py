@@ -2,11 +2,19 @@
 and finished."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from features.governance.models import ChangeRequest
 from features.models import Environment, SafeRollout, SafeRolloutStatus
 from features.safe_rollouts import safe_rollout_finish, safe_rollout_roll_back, safe_rollout_start
-from tests.factories import FeatureEnvironmentFactory, FeatureFactory, FeatureRuleFactory, MetricFactory
+from tests.factories import (
+    FeatureEnvironmentFactory,
+    FeatureFactory,
+    FeatureRuleFactory,
+    MetricFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +105,31 @@ def test_flag_page__finished__says_so(admin_client, rollout_rule):
     assert 'data-status="finished"' in html and "coverage set to 100% after 24 h" in html
     rollout_rule.refresh_from_db()
     assert rollout_rule.coverage == 1.0
+
+
+def test_flag_page__view_only_staff__sees_the_panel_cannot_start(client, rollout_rule):
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_feature"))
+    client.force_login(viewer)
+    safe_rollout_start(rule=FeatureRuleFactory(feature=rollout_rule.feature, type="rollout", coverage=0.5),
+                       metrics=[MetricFactory()])  # fmt: skip
+
+    html = page(client, rollout_rule.feature)
+    response = client.post(
+        reverse("admin:features_feature_safe_rollout", args=[rollout_rule.feature.pk]),
+        {"rule": rollout_rule.pk, "metrics": [MetricFactory().pk]},
+    )
+
+    assert 'data-status="monitoring"' in html and 'id="safe-rollout-form"' not in html
+    assert response.status_code == 403
+    assert SafeRollout.objects.filter(rule=rollout_rule).count() == 0
+
+
+def test_roll_back__environment_requires_approval__applies_at_once_without_a_change_request(rollout_rule):
+    Environment.objects.filter(key="production").update(requires_approval=True)
+    safe = safe_rollout_start(rule=rollout_rule, metrics=[MetricFactory()])
+
+    assert safe_rollout_roll_back(safe_rollout=safe, evidence=EVIDENCE, reason="Safe rollout rolled back: x")
+
+    rollout_rule.refresh_from_db()
+    assert rollout_rule.coverage == 0.0 and not ChangeRequest.objects.exists()
