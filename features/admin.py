@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
@@ -38,10 +38,13 @@ from features.models import (
     FeatureEnvironment,
     FeaturePrerequisite,
     FeatureRule,
+    RuleType,
+    SafeRollout,
     SdkKey,
     SdkKeyKind,
 )
 from features.rule_editor import draft_config, draft_rules_clean, rule_editor_data
+from features.safe_rollouts import safe_rollout_start
 from features.services import (
     environment_delete,
     environment_delete_validate,
@@ -51,6 +54,7 @@ from features.services import (
     rule_validate,
     sdk_key_assign_secret,
 )
+from metrics.models import Metric
 
 
 def _first_message(exc: ValidationError) -> list[str]:
@@ -298,6 +302,63 @@ def feature_try(
     }
 
 
+class SafeRolloutForm(forms.Form):
+    """Monitor a partial rollout rule of this flag with guardrail metrics (docs/analysis.md)."""
+
+    rule = forms.ModelChoiceField(queryset=FeatureRule.objects.none(), label="Rollout rule")
+    metrics = forms.ModelMultipleChoiceField(queryset=Metric.objects.all(), label="Guardrail metrics")
+    finish_after_hours = forms.IntegerField(
+        required=False, min_value=1, label="Finish after (hours)", help_text="Empty: never finish on its own."
+    )
+
+    def __init__(self, feature: Feature, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["rule"].queryset = (
+            FeatureRule.objects.filter(
+                feature=feature,
+                type=RuleType.ROLLOUT,
+                coverage__gt=0,
+                coverage__lt=1,
+                safe_rollout__isnull=True,
+            )
+            .select_related("environment", "feature")
+            .order_by("environment__position", "position", "id")
+        )
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2%}"
+
+
+def safe_rollouts_panel(feature: Feature) -> list[dict[str, Any]]:
+    """What each safe rollout of ``feature`` is doing, for the flag page's panel."""
+    rows = []
+    for safe in (
+        SafeRollout.objects.filter(rule__feature=feature)
+        .select_related("rule", "rule__environment", "experiment")
+        .order_by("rule__environment__position", "rule__position", "id")
+    ):
+        guardrails = []
+        for row in safe.evidence.get("guardrails") or []:
+            ci = row.get("relative_ci") or [None, None]
+            guardrails.append(
+                {
+                    **row,
+                    "lift": _percent(row.get("relative")),
+                    "interval": f"[{_percent(ci[0])}, {_percent(ci[1])}]" if row.get("relative_ci") else "–",
+                }
+            )
+        rows.append(
+            {
+                "safe": safe,
+                "guardrails": guardrails,
+                "checked_at": safe.evidence.get("computed_at"),
+                "results_url": reverse("admin:analytics_experiment_results", args=[safe.experiment_id]),
+            }
+        )
+    return rows
+
+
 @admin.register(Feature)
 class FeatureAdmin(SimpleHistoryAdmin):
     form = FeatureForm
@@ -337,8 +398,37 @@ class FeatureAdmin(SimpleHistoryAdmin):
                 self.admin_site.admin_view(self.try_view),
                 name="features_feature_try",
             ),
+            path(
+                "<path:object_id>/safe-rollout/",
+                self.admin_site.admin_view(self.safe_rollout_view),
+                name="features_feature_safe_rollout",
+            ),
             *super().get_urls(),
         ]
+
+    def safe_rollout_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """POST: start monitoring one of the flag's rollout rules (features.safe_rollouts)."""
+        feature = get_object_or_404(Feature, pk=object_id)
+        if request.method != "POST" or not self.has_change_permission(request, feature):
+            raise PermissionDenied
+        form = SafeRolloutForm(feature, request.POST)
+        if form.is_valid():
+            try:
+                safe_rollout_start(
+                    rule=form.cleaned_data["rule"],
+                    metrics=list(form.cleaned_data["metrics"]),
+                    finish_after_hours=form.cleaned_data["finish_after_hours"],
+                    user=request.user,
+                )
+            except ValidationError as exc:
+                for message in exc.messages:
+                    messages.error(request, f"Safe rollout not started: {message}")
+            else:
+                messages.success(request, "Safe rollout started: each results refresh checks its guardrails.")
+        else:
+            for field, errors in form.errors.items():
+                messages.error(request, f"Safe rollout not started: {field}: {' '.join(errors)}")
+        return HttpResponseRedirect(reverse("admin:features_feature_change", args=[feature.pk]))
 
     def try_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """JSON for the "try it" box: ``{"value", "value_json", "variant", "reason", "explanation"}``,
@@ -388,6 +478,14 @@ class FeatureAdmin(SimpleHistoryAdmin):
             }
             context["try_form"] = TryItForm(initial=initial, auto_id="try_%s")
             context["try_url"] = reverse("admin:features_feature_try", args=[obj.pk])
+            context["safe_rollouts"] = safe_rollouts_panel(obj)
+            if editable:
+                form = SafeRolloutForm(obj, auto_id="safe_%s")
+                if form.fields["rule"].queryset.exists():
+                    context["safe_rollout_form"] = form
+                    context["safe_rollout_url"] = reverse(
+                        "admin:features_feature_safe_rollout", args=[obj.pk]
+                    )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_related(self, request, form, formsets, change):

@@ -46,7 +46,14 @@ from django.dispatch import receiver
 
 from experiments.models import Experiment, ExperimentStatus, Variant
 from features.evaluation import CompiledConfig, config_compile, snapshot_version
-from features.models import Environment, Feature, FeatureEnvironment, FeaturePrerequisite, FeatureRule
+from features.models import (
+    Environment,
+    Feature,
+    FeatureEnvironment,
+    FeaturePrerequisite,
+    FeatureRule,
+    SafeRolloutStatus,
+)
 
 __all__ = [
     "CACHE_ERRORS",
@@ -296,7 +303,7 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     """Read one environment's flags and the experiments from the database as plain data.
 
     Shape: ``{"environment": {"id", "key"}, "features": {key: {"type", "default", "enabled",
-    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"}],
+    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"[, "monitor"]}],
     "prerequisites": [{"feature", "value"}]}}, "experiments": {key: {"status", "name", "seed", "variants",
     "traffic_allocation", "targeting", "layer", "layer_slice_start"}}, "version", "built_at"}``.
     Running and paused experiments come whole; drafts and stopped ones only with their status.
@@ -323,20 +330,32 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     rules = (
         FeatureRule.objects.filter(environment_id=environment_id)
         .order_by("feature_id", "position", "id")
-        .values("feature_id", "type", "condition", "value", "coverage", "experiment__key", "variant_values")
+        .values(
+            "feature_id",
+            "type",
+            "condition",
+            "value",
+            "coverage",
+            "experiment__key",
+            "variant_values",
+            "safe_rollout__status",
+            "safe_rollout__experiment__key",
+        )
     )
     for row in rules:
         if row["feature_id"] in by_id:
-            by_id[row["feature_id"]]["rules"].append(
-                {
-                    "type": row["type"],
-                    "condition": row["condition"] or {},
-                    "value": row["value"],
-                    "coverage": row["coverage"],
-                    "experiment": row["experiment__key"],
-                    "values": row["variant_values"],
-                }
-            )
+            rule = {
+                "type": row["type"],
+                "condition": row["condition"] or {},
+                "value": row["value"],
+                "coverage": row["coverage"],
+                "experiment": row["experiment__key"],
+                "values": row["variant_values"],
+            }
+            if row["safe_rollout__status"] == SafeRolloutStatus.MONITORING:
+                # A monitored rollout logs its matching units' exposures (features.models.SafeRollout).
+                rule["monitor"] = row["safe_rollout__experiment__key"]
+            by_id[row["feature_id"]]["rules"].append(rule)
     prerequisites = FeaturePrerequisite.objects.order_by("feature_id", "id").values(
         "feature_id", "prerequisite__key", "value"
     )

@@ -18,7 +18,10 @@ Evaluation order (the contract's "Feature" and "OFREP" sections):
    ``force`` -- the condition matches: its value, ``TARGETING_MATCH``;
    ``rollout`` -- the condition matches and the unit is in ``bucketing.in_rollout(feature_key,
    unit_id, coverage)`` (GrowthBook's ``isIncludedInRollout`` with the feature key as seed, hash
-   version 2): its value, ``SPLIT``;
+   version 2): its value, ``SPLIT``. A rollout under a safe rollout (snapshot key ``monitor``: its
+   internal experiment, ``features.models.SafeRollout``) also exposes every matching unit to that
+   experiment, ``treatment`` inside the rollout and ``control`` outside (the unit then falls through
+   and its exposure rides on whatever answers it);
    ``experiment`` -- the condition matches and the experiment assigns the unit
    (``experiments.assignment.assign``; only a running experiment assigns anyone): the variant's value,
    ``SPLIT``, ``variant`` = the variant key. A unit outside the experiment falls through.
@@ -192,12 +195,15 @@ def _compile_rule(feature_key: str, index: int, raw: Mapping[str, Any]) -> Compi
             hit=Evaluation(feature_key, raw.get("value"), label, Reason.TARGETING_MATCH),
         )
     if kind == ROLLOUT:
+        monitor = raw.get("monitor")
+        exposed = ((monitor, "treatment"),) if monitor else ()
         return CompiledRule(
             ROLLOUT,
             label,
             condition,
             coverage=float(raw.get("coverage") or 0.0),
-            hit=Evaluation(feature_key, raw.get("value"), label, Reason.SPLIT),
+            experiment=monitor,
+            hit=Evaluation(feature_key, raw.get("value"), label, Reason.SPLIT, None, exposed),
         )
     if kind == EXPERIMENT:
         experiment = raw.get("experiment")
@@ -319,6 +325,8 @@ def _evaluate(
                 if in_rollout(feature.key, unit_id, rule.coverage):
                     result = rule.hit
                     break
+                if rule.experiment is not None:  # a safe rollout's comparison group
+                    exposures += ((rule.experiment, "control"),)
                 continue
             experiment = config.experiments.get(rule.experiment)
             if experiment is None:

@@ -265,5 +265,50 @@ class SdkKey(models.Model):
 # Change requests and scheduled changes (features/governance/models.py) belong to this app.
 from features.governance.models import ChangeRequest, ScheduledChange  # noqa: E402, F401
 
+
+class SafeRolloutStatus(models.TextChoices):
+    MONITORING = "monitoring", "Monitoring"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    FINISHED = "finished", "Finished"
+
+
+class SafeRollout(models.Model):
+    """A rollout rule watched by guardrail metrics (docs/analysis.md, "Safe rollouts").
+
+    Backed by an internal experiment (``experiment``, key ``safe-rollout-<rule id>``, variants
+    ``control`` = matching units outside the rollout and ``treatment`` = inside it, guardrail metrics,
+    sequential frequentist engine): while monitoring, evaluating the rule logs each matching unit's
+    exposure to it, and every results refresh of that experiment decides (``analytics.safe_rollouts``):
+    a guardrail significantly worse in the rollout rolls the rule back (coverage 0), and
+    ``finish_after_hours`` without one finishes it (coverage 1).
+    """
+
+    rule = models.OneToOneField(FeatureRule, on_delete=models.CASCADE, related_name="safe_rollout")
+    experiment = models.OneToOneField(Experiment, on_delete=models.PROTECT, related_name="safe_rollout")
+    status = models.CharField(
+        max_length=16, choices=SafeRolloutStatus.choices, default=SafeRolloutStatus.MONITORING
+    )
+    finish_after_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Finish the rollout (coverage 100%) after this many hours without a regression; empty: never.",
+    )
+    started_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    evidence = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the decision was made on: the guardrails' deltas and p-values.",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"safe rollout of {self.rule} ({self.status})"
+
+
 # Webhooks live in their own package (features/webhooks/); their models belong to this app.
 from features.webhooks.models import Webhook, WebhookDelivery  # noqa: E402, F401

@@ -16,7 +16,15 @@ from django.db.models.signals import post_delete, post_save
 
 from experiments.models import Experiment, Variant
 from features.config import config_invalidate
-from features.models import Environment, Feature, FeatureEnvironment, FeaturePrerequisite, FeatureRule, SdkKey
+from features.models import (
+    Environment,
+    Feature,
+    FeatureEnvironment,
+    FeaturePrerequisite,
+    FeatureRule,
+    SafeRollout,
+    SdkKey,
+)
 
 # Tags (the only many-to-many relations here) do not affect evaluation, so m2m_changed is not needed.
 WATCHED_MODELS = (
@@ -24,6 +32,7 @@ WATCHED_MODELS = (
     FeatureEnvironment,
     FeatureRule,
     FeaturePrerequisite,
+    SafeRollout,  # a monitored rollout rule logs exposures (the snapshot's "monitor")
     Experiment,
     Variant,
     Environment,

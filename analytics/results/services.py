@@ -29,6 +29,7 @@ from analytics.results.selectors import results_cache_key
 from analytics.rollup import Measure, MetricSpec, RollupSpec
 from analytics.rollup.incremental import RollupState, rollup_refresh
 from analytics.rollup.refresh import Rollup, rollup_run
+from analytics.safe_rollouts import safe_rollout_check
 from analytics.stats import AnalysisOptions, GaussianPrior
 from experiments.models import Experiment, ExperimentMetric, ExperimentStatus, MetricRole
 from metrics.models import Metric, MetricType
@@ -226,6 +227,10 @@ def experiment_results_refresh(
     cache.delete(results_cache_key(experiment.pk))
     results_events_emit(experiment=experiment, previous=previous, current=document)
     logger.info("Results of %s refreshed (%s) in %d ms", experiment.key, rollup.kind, snapshot.duration_ms)
+    # A safe rollout's experiment: roll the rollout back or finish it (analytics.safe_rollouts).
+    safe_rollout_check(
+        experiment_id=experiment.pk, payload=snapshot.payload, now=document.computed_at or timezone.now()
+    )
     return snapshot
 
 

@@ -78,10 +78,36 @@ def _on_change_request_approved(*, instance: Any, user: AbstractBaseUser | None 
     event_emit(EventType.CHANGE_REQUEST_APPROVED, lambda: change_request_data(instance, user))
 
 
+def safe_rollout_data(*, safe_rollout: Any, rule: Any, evidence: Any) -> dict[str, Any]:
+    """A rolled-back safe rollout (``features.safe_rollouts``): which flag, environment and rule, the
+    experiment that watched it, and the evidence it was rolled back on."""
+    return {
+        "safe_rollout": {
+            "id": safe_rollout.pk,
+            "status": safe_rollout.status,
+            "feature": rule.feature.key,
+            "environment": rule.environment.key,
+            "rule_position": rule.position,
+            "coverage": rule.coverage,
+            "experiment": safe_rollout.experiment.key,
+            "decided_at": safe_rollout.decided_at,
+        },
+        "evidence": evidence,
+    }
+
+
+def _on_safe_rollout_rolled_back(*, safe_rollout: Any, rule: Any, evidence: Any, **_: Any) -> None:
+    event_emit(
+        EventType.SAFE_ROLLOUT_ROLLED_BACK,
+        lambda: safe_rollout_data(safe_rollout=safe_rollout, rule=rule, evidence=evidence),
+    )
+
+
 def connect() -> None:
     """Listen to the experiments app's lifecycle signals and to change requests' "opened" and
     "approved" (``features.governance.signals``, sent on commit); called once, from
     ``FeaturesConfig.ready``."""
+    from features import safe_rollouts
     from features.governance import signals as governance
 
     experiment_started.connect(_on_experiment_started, dispatch_uid="webhooks-experiment-started")
@@ -91,4 +117,7 @@ def connect() -> None:
     )
     governance.change_request_approved.connect(
         _on_change_request_approved, dispatch_uid="webhooks-change-request-approved"
+    )
+    safe_rollouts.safe_rollout_rolled_back.connect(
+        _on_safe_rollout_rolled_back, dispatch_uid="webhooks-safe-rollout-rolled-back"
     )

@@ -67,3 +67,39 @@ def test_evaluate__experiment_rule__exposure_logged(clickhouse, sdk):
     exposures.flush()
     rows = ch.query("SELECT experiment, variant, unit_id FROM exposures_dedup")
     assert rows == [{"experiment": "checkout", "variant": flags["new_checkout"]["variant"], "unit_id": "u9"}]
+
+
+def test_evaluate__monitored_rollout__each_matching_unit_exposed_in_its_arm(clickhouse, sdk):
+    from features.models import FeatureRule
+    from features.safe_rollouts import safe_rollout_start
+    from tests.factories import MetricFactory
+
+    feature = feature_create(
+        user=None,
+        key="new_checkout",
+        name="New checkout",
+        type="boolean",
+        default_value=False,
+        environments={
+            "production": {
+                "enabled": True,
+                "rules": [{"type": "rollout", "condition": {"plan": "pro"}, "value": True, "coverage": 0.5}],
+            }
+        },
+    )
+    safe = safe_rollout_start(rule=FeatureRule.objects.get(feature=feature), metrics=[MetricFactory()])
+    served = {}
+    for unit in [f"u{i}" for i in range(20)]:
+        flags = sdk.post(
+            reverse("sdk-evaluate"), {"unit_id": unit, "attributes": {"plan": "pro"}}, format="json"
+        ).json()["flags"]
+        served[unit] = flags["new_checkout"]["value"]
+    sdk.post(reverse("sdk-evaluate"), {"unit_id": "free-1", "attributes": {"plan": "free"}}, format="json")
+    exposures.flush()
+    rows = ch.query("SELECT experiment, variant, unit_id FROM exposures_dedup ORDER BY unit_id")
+    # Every matching unit, in the arm of what it was served; the unit the rule does not match, not at all.
+    assert {r["unit_id"]: r["variant"] for r in rows} == {
+        unit: "treatment" if value else "control" for unit, value in served.items()
+    }
+    assert {r["experiment"] for r in rows} == {safe.experiment.key}
+    assert set(served.values()) == {True, False}
