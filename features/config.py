@@ -44,9 +44,16 @@ from django.core.signals import setting_changed
 from django.db import DatabaseError
 from django.dispatch import receiver
 
-from experiments.models import Experiment, ExperimentStatus, Variant
+from experiments.models import UNIT_ID_ATTRIBUTE, Experiment, ExperimentStatus, Variant
 from features.evaluation import CompiledConfig, config_compile, snapshot_version
-from features.models import Environment, Feature, FeatureEnvironment, FeaturePrerequisite, FeatureRule
+from features.models import (
+    Environment,
+    Feature,
+    FeatureEnvironment,
+    FeaturePrerequisite,
+    FeatureRule,
+    RuleType,
+)
 
 __all__ = [
     "CACHE_ERRORS",
@@ -261,9 +268,10 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     """Read one environment's flags and the experiments from the database as plain data.
 
     Shape: ``{"environment": {"id", "key"}, "features": {key: {"type", "default", "enabled",
-    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"}],
-    "prerequisites": [{"feature", "value"}]}}, "experiments": {key: {"status", "name", "seed", "variants",
-    "traffic_allocation", "targeting", "layer", "layer_slice_start"}}, "version", "built_at"}``.
+    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"} (rollouts also
+    "hash_attribute", "fallback_attribute")], "prerequisites": [{"feature", "value"}]}}, "experiments":
+    {key: {"status", "name", "seed", "variants", "traffic_allocation", "targeting", "layer",
+    "layer_slice_start", "hash_attribute", "fallback_attribute"}}, "version", "built_at"}``.
     Running and paused experiments come whole; drafts and stopped ones only with their status.
     """
     built_at = time.time()
@@ -288,20 +296,32 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     rules = (
         FeatureRule.objects.filter(environment_id=environment_id)
         .order_by("feature_id", "position", "id")
-        .values("feature_id", "type", "condition", "value", "coverage", "experiment__key", "variant_values")
+        .values(
+            "feature_id",
+            "type",
+            "condition",
+            "value",
+            "coverage",
+            "hash_attribute",
+            "fallback_attribute",
+            "experiment__key",
+            "variant_values",
+        )
     )
     for row in rules:
         if row["feature_id"] in by_id:
-            by_id[row["feature_id"]]["rules"].append(
-                {
-                    "type": row["type"],
-                    "condition": row["condition"] or {},
-                    "value": row["value"],
-                    "coverage": row["coverage"],
-                    "experiment": row["experiment__key"],
-                    "values": row["variant_values"],
-                }
-            )
+            rule = {
+                "type": row["type"],
+                "condition": row["condition"] or {},
+                "value": row["value"],
+                "coverage": row["coverage"],
+                "experiment": row["experiment__key"],
+                "values": row["variant_values"],
+            }
+            if row["type"] == RuleType.ROLLOUT:
+                rule["hash_attribute"] = row["hash_attribute"] or UNIT_ID_ATTRIBUTE
+                rule["fallback_attribute"] = row["fallback_attribute"] or None
+            by_id[row["feature_id"]]["rules"].append(rule)
     prerequisites = FeaturePrerequisite.objects.order_by("feature_id", "id").values(
         "feature_id", "prerequisite__key", "value"
     )
@@ -327,6 +347,8 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             "targeting",
             "layer",
             "layer_slice_start",
+            "hash_attribute",
+            "fallback_attribute",
         )
     )
     for row in rows:
@@ -342,6 +364,8 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             "targeting": row["targeting"] or {},
             "layer": row["layer"] or None,
             "layer_slice_start": row["layer_slice_start"],
+            "hash_attribute": row["hash_attribute"] or UNIT_ID_ATTRIBUTE,
+            "fallback_attribute": row["fallback_attribute"] or None,
         }
         experiments[row["key"]] = item
         live[row["id"]] = item

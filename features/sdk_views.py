@@ -41,7 +41,7 @@ from features.evaluation import (
     evaluate_feature,
     ofrep_reason,
 )
-from features.exposures import exposure_log
+from features.exposures import exposure_log, hash_value_of
 from features.permissions import IsSdkClient
 from features.sdk_serializers import (
     UNIT_ID_MAX_LENGTH,
@@ -70,13 +70,15 @@ def _log_exposures(
     evaluations: Iterable[Evaluation], *, unit_id: str, environment: str, attributes: Mapping[str, Any]
 ) -> None:
     for evaluation in evaluations:
-        for experiment, variant in evaluation.exposures:
+        for experiment, variant, hash_attribute in evaluation.exposures:
             exposure_log(
                 experiment=experiment,
                 variant=variant,
                 unit_id=unit_id,
                 environment=environment,
                 attributes=attributes,
+                hash_attribute=hash_attribute,
+                hash_value=hash_value_of(hash_attribute, unit_id, attributes),
             )
 
 
@@ -200,6 +202,8 @@ class AssignView(SdkView):
                         unit_id=unit_id,
                         environment=config.environment,
                         attributes=attributes,
+                        hash_attribute=assignment.hash_attribute,
+                        hash_value=assignment.hash_value,
                     )
         return Response(
             {
@@ -210,6 +214,8 @@ class AssignView(SdkView):
                         "in_experiment": a.in_experiment,
                         "reason": a.reason,
                         "payload": a.payload,
+                        "hash_attribute": a.hash_attribute,
+                        "hash_value": a.hash_value,
                     }
                     for a in assignments
                 ]
