@@ -2,7 +2,8 @@
 
 The SDK (PyPI ``growthbook``) is pointed at the live server (``api_host`` + a client key: it fetches
 ``{api_host}/api/features/{client_key}``) and evaluates every flag for random units with random
-attributes; each value, and the variant of each unit in an experiment (the SDK's
+attributes (among them an experiment randomized by ``company_id`` falling back to the unit id, and a
+rollout by ``device_id`` falling back to ``company_id``); each value, and the variant of each unit in an experiment (the SDK's
 ``experimentResult.key``, from the rule's ``meta``), must equal what ``/api/v1/evaluate`` answers.
 
 Known differences of the Python SDK (4.0.0), kept out of the way rather than hidden:
@@ -77,6 +78,14 @@ def flags():
     )
     _experiment("exp_layer_1", variants=["control", "treatment"], layer="home", traffic_allocation=0.4)
     _experiment("exp_layer_2", variants=["control", "treatment"], layer="home", traffic_allocation=0.35)
+    # Randomized by company (falling back to the unit id): everyone in a company sees one variant.
+    _experiment(
+        "exp_company",
+        variants=["control", "treatment"],
+        traffic_allocation=0.9,
+        hash_attribute="company_id",
+        fallback_attribute="id",
+    )
     paused = _experiment("exp_paused", variants=["control", "treatment"])
     experiment_pause(experiment=paused, user=None)
 
@@ -123,6 +132,34 @@ def flags():
         ],
     )
     _flag(
+        "f_by_company",
+        "string",
+        "off",
+        [
+            {
+                "type": "experiment",
+                "experiment": "exp_company",
+                "values": {"control": "c", "treatment": "t"},
+            },
+        ],
+    )
+    _flag(
+        "f_by_device",
+        "boolean",
+        False,
+        [
+            # Off the 1/10,000 hash grid: the Python SDK's `<` cannot differ here.
+            {
+                "type": "rollout",
+                "condition": {},
+                "coverage": 0.41421,
+                "value": True,
+                "hash_attribute": "device_id",
+                "fallback_attribute": "company_id",
+            },
+        ],
+    )
+    _flag(
         "f_paused",
         "boolean",
         False,
@@ -164,6 +201,8 @@ def flags():
         "f_rollout",
         "f_experiment",
         "f_layer",
+        "f_by_company",
+        "f_by_device",
         "f_paused",
         "f_prerequisite",
         "f_prerequisite_experiment",
@@ -178,6 +217,11 @@ def _random_unit(rng: random.Random) -> tuple[str, dict]:
         attributes["country"] = rng.choice(["US", "DE", "FR", "JP"])
     if rng.random() < 0.8:
         attributes["plan"] = rng.choice(["free", "pro", "team"])
+    # The randomization unit's attributes: a string, a number, empty, or missing.
+    if rng.random() < 0.6:
+        attributes["company_id"] = rng.choice([f"c-{rng.randint(1, 200)}", rng.randint(1, 200), ""])
+    if rng.random() < 0.5:
+        attributes["device_id"] = rng.choice([f"d-{rng.randint(1, 10**6)}", 0])
     return unit_id, attributes
 
 
@@ -246,4 +290,5 @@ def test_growthbook_python_sdk__random_units__same_values_and_variants_as_evalua
     # The experiments really ran: units in each experiment-served flag, none in the paused one.
     assert in_experiment["f_experiment"] > UNITS * 0.1
     assert in_experiment["f_layer"] > UNITS * 0.5
+    assert in_experiment["f_by_company"] > UNITS * 0.5
     assert in_experiment["f_paused"] == 0
