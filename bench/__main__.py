@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.common import Result
 
-ENTRIES = ["ingest", "evaluate", "analyze"]
+ENTRIES = ["ingest", "evaluate", "growthbook", "analyze"]
 # --quick: shorter runs and smaller data, to check that every benchmark works end to end (the
 # numbers are noisier). Explicit environment variables still win.
 QUICK_ENV = {

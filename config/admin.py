@@ -1,5 +1,6 @@
 """The admin site: product managers' apps first; operators' apps only for superusers. And the
-``ServiceDeletion`` mixin, through which model admins delete by their service's rule.
+``ServiceDeletion`` mixin, through which model admins delete by their service's rule, and the
+``ApprovalHeldSave`` mixin, through which a save may be held for approval.
 
 Product managers work with experiments, metrics, feature flags (with environments and SDK keys) and
 results; the periodic tasks' schedules, API tokens and the tag table are operators' tools, useless
@@ -18,13 +19,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 
-from config.exceptions import DomainError
+from config.exceptions import ApprovalRequired, DomainError
 
 # The product managers' apps, in the order of their work: define, measure, ship, read.
 PRODUCT_APPS = ("experiments", "metrics", "features", "analytics")
 # Within an app, the model a product manager opens most comes first.
-PRODUCT_MODELS = {"features": ("Feature", "Environment", "SdkKey")}
+PRODUCT_MODELS = {"features": ("Feature", "ChangeRequest", "ScheduledChange", "Environment", "SdkKey")}
 # Operators' tools: schedules of the periodic tasks, API tokens, the raw tag table.
 OPERATOR_APPS = frozenset({"django_celery_beat", "authtoken", "taggit"})
 
@@ -126,3 +128,76 @@ class ServiceDeletion:
         if obj is not None:
             context["show_delete"] = not self.delete_refusals([obj])  # no button that can only be refused
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def approval_held_message(request: HttpRequest, held: ApprovalRequired) -> None:
+    """Tell the user their change waits for approval, with a link to the change request."""
+    if held.admin_url:
+        messages.warning(
+            request, format_html('{} <a href="{}">Open the change request</a>', held.message, held.admin_url)
+        )
+    else:
+        messages.warning(request, held.message)
+
+
+class ApprovalHeldSave:
+    """A ``ModelAdmin`` mixin: the form's save (the object and its inlines) is one write that may be
+    held for approval instead of applied.
+
+    Django saves the object (``save_model``) and then its inlines (``save_related``); this mixin defers
+    the first into the second, so that both run inside ``held_write(request, obj, change, run)``. The
+    subclass's ``held_write`` calls the app's approvals (``run`` does the save and returns the object):
+    when it raises ``ApprovalRequired``, nothing was saved, no "changed" entry is logged, and the page
+    says that the change waits for approval, with a link to the change request.
+    """
+
+    def held_write(self, request: HttpRequest, obj: Any, change: bool, run: Any) -> Any:
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        request._held_save_model = lambda: super(ApprovalHeldSave, self).save_model(
+            request, obj, form, change
+        )
+
+    def save_related(self, request, form, formsets, change):
+        save_model = request.__dict__.pop("_held_save_model")
+
+        def run() -> Any:
+            save_model()
+            super(ApprovalHeldSave, self).save_related(request, form, formsets, change)
+            return form.instance
+
+        try:
+            self.held_write(request, form.instance, change, run)
+        except ApprovalRequired as held:
+            request._approval_held = held
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "_approval_held", None) is None:
+            return super().log_change(request, obj, message)
+        return None
+
+    def log_addition(self, request, obj, message):
+        if getattr(request, "_approval_held", None) is None:
+            return super().log_addition(request, obj, message)
+        return None
+
+    def response_change(self, request, obj):
+        held = getattr(request, "_approval_held", None)
+        if held is None:
+            return super().response_change(request, obj)
+        approval_held_message(request, held)
+        opts = self.model._meta
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        held = getattr(request, "_approval_held", None)
+        if held is None:
+            return super().response_add(request, obj, post_url_continue)
+        approval_held_message(request, held)
+        opts = self.model._meta
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist")
+        )

@@ -55,6 +55,24 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class ApprovalRequired(DomainError):
+    """The write was not applied: it changes an environment that requires approval, so it is held as
+    a change request (``features.governance``) until someone else approves it. Not an error: the API
+    answers 202 with the change request (``payload``) and its address (``location``); the admin
+    shows ``message`` with a link to ``admin_url``."""
+
+    status_code = status.HTTP_202_ACCEPTED
+    code = "approval_required"
+
+    def __init__(
+        self, message: str, *, payload: dict[str, Any], location: str = "", admin_url: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.payload = payload
+        self.location = location
+        self.admin_url = admin_url
+
+
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
 VALUE_NOT_STORABLE = (
     "A value cannot be stored: a text or JSON value holds a character the database refuses "
@@ -74,6 +92,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # cannot hold NUL): the client's data, so 400, without the database's message (it quotes SQL).
         logger.warning("The database refused a value during %s: %s", _view_name(context), exc)
         return Response({"detail": VALUE_NOT_STORABLE}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ApprovalRequired):
+        headers = {"Location": exc.location} if exc.location else None
+        return Response(
+            {**exc.payload, "detail": exc.message, "code": exc.code}, status=exc.status_code, headers=headers
+        )
     if isinstance(exc, DomainError):
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.field:

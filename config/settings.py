@@ -5,6 +5,7 @@ process on SQLite, embedded ClickHouse (chDB, data under ``var/``), a local-memo
 Celery tasks. Each real service is switched on by one variable (see README, "Configuration").
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -141,6 +142,32 @@ CLICKHOUSE_DATA_DIR = env.str("CLICKHOUSE_DATA_DIR", default=str(VAR_DIR / "chdb
 CLICKHOUSE_DATABASE = env.str("CLICKHOUSE_DATABASE", default="experiments")
 CLICKHOUSE_QUERY_TIMEOUT = env.float("CLICKHOUSE_QUERY_TIMEOUT", default=60.0)
 CLICKHOUSE_CONNECT_TIMEOUT = env.float("CLICKHOUSE_CONNECT_TIMEOUT", default=3.0)
+# A ClickHouse cluster (docs/operations.md, "Run on a ClickHouse cluster"): its name in the servers'
+# remote_servers. Set, the migrations create replicated `<table>_local` tables ON CLUSTER and
+# `Distributed` tables sharded by unit under the usual names, and the roll-up runs per shard.
+CLICKHOUSE_CLUSTER = env.str("CLICKHOUSE_CLUSTER", default="")
+# Off: the shard-local tables are plain MergeTree, created on the connected server only, without ON
+# CLUSTER (a cluster of one server's shards, as the test suite runs inside chDB, where no Keeper runs).
+CLICKHOUSE_CLUSTER_REPLICATED = env.bool("CLICKHOUSE_CLUSTER_REPLICATED", default=True)
+# Replicas that must acknowledge every insert (ClickHouse's insert_quorum): 0 = the default (one),
+# a number, or "auto" (a majority). Only meaningful on replicated tables, so it needs the cluster.
+CLICKHOUSE_INSERT_QUORUM = env.str("CLICKHOUSE_INSERT_QUORUM", default="0")
+# A ClickHouse server configuration file for embedded chDB (remote_servers, macros, tcp_port): how the
+# test suite gives the embedded engine a cluster. Ignored with CLICKHOUSE_URL.
+CLICKHOUSE_EMBEDDED_CONFIG = env.str("CLICKHOUSE_EMBEDDED_CONFIG", default="")
+if CLICKHOUSE_CLUSTER and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", CLICKHOUSE_CLUSTER):
+    raise ImproperlyConfigured(
+        f"CLICKHOUSE_CLUSTER must be a plain identifier (letters, digits, _), got {CLICKHOUSE_CLUSTER!r}."
+    )
+if not re.fullmatch(r"\d+|auto", CLICKHOUSE_INSERT_QUORUM):
+    raise ImproperlyConfigured(
+        f"CLICKHOUSE_INSERT_QUORUM must be a number of replicas or 'auto', got {CLICKHOUSE_INSERT_QUORUM!r}."
+    )
+if CLICKHOUSE_INSERT_QUORUM != "0" and not (CLICKHOUSE_CLUSTER and CLICKHOUSE_CLUSTER_REPLICATED):
+    raise ImproperlyConfigured(
+        "CLICKHOUSE_INSERT_QUORUM needs replicated tables: set CLICKHOUSE_CLUSTER (with "
+        "CLICKHOUSE_CLUSTER_REPLICATED on), or leave the quorum at 0."
+    )
 
 # --- Celery ---------------------------------------------------------------------------------------
 # Eager (tasks run in the calling process) without a broker, and whenever ClickHouse is embedded: only

@@ -26,8 +26,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin import ServiceDeletion
-from config.exceptions import DomainError
+from config.admin import ApprovalHeldSave, ServiceDeletion, approval_held_message
+from config.exceptions import ApprovalRequired, DomainError
+from experiments.approvals import experiment_write
 from experiments.models import TRANSITIONS, Experiment, ExperimentMetric, ExperimentStatus, Variant
 from experiments.services import (
     LIFECYCLE_SERVICES,
@@ -164,7 +165,17 @@ class StopForm(forms.Form):
 
 def _run_lifecycle(request: HttpRequest, experiment: Experiment, action_name: str, **kwargs) -> bool:
     try:
-        LIFECYCLE_SERVICES[action_name](experiment=experiment, user=request.user, **kwargs)
+        # A start or stop of an experiment serving an environment that requires approval is held.
+        experiment_write(
+            experiment=experiment,
+            operation=action_name,
+            user=request.user,
+            run=lambda: LIFECYCLE_SERVICES[action_name](experiment=experiment, user=request.user, **kwargs),
+            params=kwargs,
+        )
+    except ApprovalRequired as held:
+        approval_held_message(request, held)
+        return False
     except (DomainError, ValidationError) as exc:
         text = exc.message if isinstance(exc, DomainError) else "; ".join(exc.messages)
         messages.error(request, f"Could not {action_name} “{experiment.name}”: {text}")
@@ -184,7 +195,7 @@ def _bulk_action(action_name: str, description: str):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
+class ExperimentAdmin(ApprovalHeldSave, ServiceDeletion, SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline]
     list_display = [
@@ -358,6 +369,13 @@ class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
             obj.version += 1
         super().save_model(request, obj, form, change)
 
+    def held_write(self, request, obj, change, run):
+        """A save that ramps up or reschedules an experiment serving an environment that requires
+        approval is held as a change request (``ApprovalHeldSave``, experiments/approvals.py)."""
+        if not change:
+            return run()
+        return experiment_write(experiment=obj, operation="update", user=request.user, run=run)
+
     # --- deletion: the service's rule (drafts and archived only), in the form and in bulk --------------
 
     def delete_validate(self, obj: Experiment) -> None:
@@ -393,13 +411,20 @@ class ExperimentAdmin(ServiceDeletion, SimpleHistoryAdmin):
     def _stop_view(self, request: HttpRequest, experiment: Experiment, change_url: str):
         form = StopForm(request.POST or None, experiment=experiment)
         if request.method == "POST" and form.is_valid():
+            decision = {
+                "decision_variant": form.cleaned_data["decision_variant"] or None,
+                "reason": form.cleaned_data["reason"],
+            }
             try:
-                experiment_stop(
+                experiment_write(
                     experiment=experiment,
+                    operation="stop",
                     user=request.user,
-                    decision_variant=form.cleaned_data["decision_variant"] or None,
-                    reason=form.cleaned_data["reason"],
+                    run=lambda: experiment_stop(experiment=experiment, user=request.user, **decision),
+                    params=decision,
                 )
+            except ApprovalRequired as held:
+                approval_held_message(request, held)
             except (DomainError, ValidationError) as exc:
                 text = exc.message if isinstance(exc, DomainError) else "; ".join(exc.messages)
                 messages.error(request, f"Could not stop “{experiment.name}”: {text}")

@@ -1,8 +1,9 @@
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from experiments.approvals import experiment_write
 from experiments.filters import ExperimentFilter
 from experiments.models import Experiment
 from experiments.serializers import ExperimentSerializer, LifecycleSerializer, StopSerializer
@@ -46,14 +47,21 @@ STOP_EXAMPLE = OpenApiExample(
     request_only=True,
 )
 VERSION_EXAMPLE = OpenApiExample("With a version check", value={"version": 2}, request_only=True)
+# A start, stop, ramp-up or schedule change of an experiment serving an environment that requires
+# approval is held as a change request (the features app's /api/v1/change-requests/).
+HELD = OpenApiResponse(
+    description="Held for approval: the experiment serves an environment that requires approval. The body is "
+    "the change request (`/api/v1/change-requests/{id}/`, also in `Location`); it applies once someone "
+    "else approves it."
+)
 
 
-def _lifecycle_schema(verb: str, description: str) -> dict:
+def _lifecycle_schema(verb: str, description: str, *, held: bool = False) -> dict:
     return extend_schema(
         summary=f"{verb.capitalize()} the experiment",
         description=description + " Refused with 409 when the experiment's status does not allow it.",
         request=LifecycleSerializer,
-        responses={200: ExperimentSerializer},
+        responses={200: ExperimentSerializer, 202: HELD} if held else {200: ExperimentSerializer},
         examples=[VERSION_EXAMPLE],
     )
 
@@ -75,23 +83,31 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
         summary="Change an experiment",
         description="Variants, weights, targeting, layer and hash seed are locked once started (409). "
         "`traffic_allocation` may be raised to ramp up, not lowered while running or paused (409). "
-        "A stale `version` answers 409.",
+        "A stale `version` answers 409. A ramp-up or schedule change of an experiment serving an environment "
+        "that requires approval answers 202 with the change request.",
+        responses={200: ExperimentSerializer, 202: HELD},
         examples=[OpenApiExample("Ramp up", value={"traffic_allocation": 0.8, "version": 4})],
     ),
     update=extend_schema(summary="Replace an experiment", examples=[EXPERIMENT_EXAMPLE]),
     destroy=extend_schema(
         summary="Delete an experiment", description="Only drafts and archived experiments; otherwise 409."
     ),
-    start=_lifecycle_schema("start", "Draft → running. Takes a slice of its layer, if it has one."),
+    start=_lifecycle_schema(
+        "start",
+        "Draft → running. Takes a slice of its layer, if it has one. Needs approval (202) when the "
+        "experiment serves an environment that requires it.",
+        held=True,
+    ),
     pause=_lifecycle_schema("pause", "Running → paused: nobody new enters, assignments stop."),
     resume=_lifecycle_schema("resume", "Paused → running."),
     archive=_lifecycle_schema("archive", "Draft or stopped → archived."),
     stop=extend_schema(
         summary="Stop the experiment",
         description="Running or paused → stopped, recording the decision: the variant shipped (or none) and "
-        "why. Refused with 409 from other statuses.",
+        "why. Refused with 409 from other statuses. Needs approval (202) when the experiment serves an "
+        "environment that requires it.",
         request=StopSerializer,
-        responses={200: ExperimentSerializer},
+        responses={200: ExperimentSerializer, 202: HELD},
         examples=[STOP_EXAMPLE],
     ),
 )
@@ -121,7 +137,14 @@ class ExperimentViewSet(viewsets.ModelViewSet):
         data = dict(serializer.validated_data)
         if "metric_links" in data:
             data["metrics"] = data.pop("metric_links")
-        experiment = experiment_update(experiment=serializer.instance, user=request.user, **data)
+        # A ramp-up or a new schedule of an experiment serving an environment that requires approval
+        # is held as a change request (202, experiments/approvals.py).
+        experiment = experiment_write(
+            experiment=serializer.instance,
+            operation="update",
+            user=request.user,
+            run=lambda: experiment_update(experiment=serializer.instance, user=request.user, **data),
+        )
         return Response(self.get_serializer(self._reload(experiment)).data)
 
     def destroy(self, request, *args, **kwargs):
@@ -134,8 +157,17 @@ class ExperimentViewSet(viewsets.ModelViewSet):
     def _lifecycle(self, request, action_name: str, serializer_class=LifecycleSerializer) -> Response:
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        experiment = LIFECYCLE_SERVICES[action_name](
-            experiment=self.get_object(), user=request.user, **serializer.validated_data
+        experiment, arguments = self.get_object(), serializer.validated_data
+        # A start or a stop of an experiment serving an environment that requires approval is held as
+        # a change request (202, experiments/approvals.py); the version is checked when it is proposed.
+        experiment = experiment_write(
+            experiment=experiment,
+            operation=action_name,
+            user=request.user,
+            run=lambda: LIFECYCLE_SERVICES[action_name](
+                experiment=experiment, user=request.user, **arguments
+            ),
+            params={name: value for name, value in arguments.items() if name != "version"},
         )
         return Response(self.get_serializer(self._reload(experiment)).data)
 

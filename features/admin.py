@@ -1,8 +1,13 @@
 """The feature-flag admin: flags with per-environment switches and rules as rows, and SDK keys.
 
+On a flag's page the flag editor (``features/rule_editor.py`` and ``features/static/features/``) shows
+the rules formset as cards per environment and writes every edit back into the formset's fields, so
+the formset below is what is validated and saved, with or without JavaScript.
+
 The flag's page has a "try it" box: it evaluates the saved flag for a unit id and attributes in one
 environment, through the same compiled configuration and evaluator the SDK endpoints use
-(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why.
+(``features.config.config_get``, ``features.evaluation.evaluate_feature``), and says why; or the
+editor's unsaved rules for that environment, posted with the question.
 """
 
 import datetime as dt
@@ -25,6 +30,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin import ServiceDeletion
 from features.config import config_get
+from features.encryption import encryption_key_generate
 from features.evaluation import Reason, evaluate_feature
 from features.models import (
     Environment,
@@ -35,6 +41,7 @@ from features.models import (
     SdkKey,
     SdkKeyKind,
 )
+from features.rule_editor import draft_config, draft_rules_clean, rule_editor_data
 from features.services import (
     environment_delete,
     environment_delete_validate,
@@ -271,10 +278,16 @@ class TryItForm(forms.Form):
 
 
 def feature_try(
-    *, feature: Feature, environment: Environment, unit_id: str, attributes: dict
+    *, feature: Feature, environment: Environment, unit_id: str, attributes: dict, rules: list | None = None
 ) -> dict[str, Any]:
-    """Evaluate the saved ``feature`` for a unit as the SDK endpoints would; the answer and why."""
-    evaluation = evaluate_feature(config_get(environment.pk), feature.key, unit_id, attributes)
+    """Evaluate the saved ``feature`` for a unit as the SDK endpoints would; the answer and why.
+    With ``rules`` (the flag editor's, unsaved, from ``draft_rules_clean``), those rules instead."""
+    config = (
+        config_get(environment.pk)
+        if rules is None
+        else draft_config(feature=feature, environment=environment, rules=rules)
+    )
+    evaluation = evaluate_feature(config, feature.key, unit_id, attributes)
     if evaluation is None:  # saved after the configuration was read; it reloads within a second
         return {"error": "This flag is not in the environment's configuration yet; try again in a moment."}
     if evaluation.reason == Reason.SPLIT and evaluation.experiment:
@@ -285,6 +298,8 @@ def feature_try(
         explanation = REASON_WORDS.get(evaluation.reason, "")
     if evaluation.variant.startswith("rule-"):
         explanation += f" Rule {evaluation.variant.removeprefix('rule-')} of {environment.name}."
+    if rules is not None:
+        explanation += " (The rules as edited, not saved.)"
     return {
         "environment": environment.key,
         "unit_id": unit_id,
@@ -340,25 +355,43 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
     def try_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """JSON for the "try it" box: ``{"value", "value_json", "variant", "reason", "explanation"}``,
-        or ``{"errors": {field: [messages]}}`` with status 400."""
+        or ``{"errors": {field: [messages]}}`` with status 400. GET evaluates the saved flag; POST
+        with ``rules`` (the flag editor's, unsaved, for the environment) evaluates those rules."""
         feature = get_object_or_404(Feature, pk=object_id)
         if not self.has_view_permission(request, feature):
             raise PermissionDenied
-        form = TryItForm(request.GET)
-        if not form.is_valid():
-            return JsonResponse(
-                {"errors": {k: [str(m) for m in v] for k, v in form.errors.items()}}, status=400
-            )
+        form = TryItForm(request.POST if request.method == "POST" else request.GET)
+        errors = {} if form.is_valid() else {k: [str(m) for m in v] for k, v in form.errors.items()}
+        rules = None
+        if request.method == "POST" and not errors:
+            try:
+                rules = draft_rules_clean(
+                    request.POST.get("rules", ""),
+                    feature=feature,
+                    environment=form.cleaned_data["environment"],
+                )
+            except ValidationError as exc:
+                errors["rules"] = list(exc.messages)
+        if errors:
+            return JsonResponse({"errors": errors}, status=400)
         return JsonResponse(
             feature_try(
                 feature=feature,
                 environment=form.cleaned_data["environment"],
                 unit_id=form.cleaned_data["unit_id"],
                 attributes=form.cleaned_data["attributes"],
+                rules=rules,
             )
         )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The flag editor (features/rule_editor.py) shows the rules formset as cards; read-only pages
+        # (view permission only) keep the table.
+        editable = (
+            self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
+        )
+        if editable:
+            context["rule_editor"] = rule_editor_data(obj)
         if obj is not None:
             enabled = [fe.environment.key for fe in obj.environment_settings.all() if fe.enabled]
             initial = {
@@ -379,7 +412,8 @@ class FeatureAdmin(SimpleHistoryAdmin):
 
 @admin.register(Environment)
 class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
-    list_display = ["name", "key", "position", "description"]
+    list_display = ["name", "key", "position", "requires_approval", "description"]
+    list_filter = ["requires_approval"]
     search_fields = ["key", "name"]
     ordering = ["position"]
 
@@ -392,6 +426,14 @@ class EnvironmentAdmin(ServiceDeletion, SimpleHistoryAdmin):
 
 
 class SdkKeyForm(forms.ModelForm):
+    encrypt_payload = forms.BooleanField(
+        required=False,
+        label="Encrypt the payload",
+        help_text="GrowthBook's SDKs then need the decryption key shown after saving; without it the "
+        "payload's targeting rules cannot be read. The key ships with your app, so this keeps rules "
+        "from casual view; remote evaluation keeps them on the server. Only when the key is made.",
+    )
+
     class Meta:
         model = SdkKey
         fields = ["environment", "name", "kind", "revoked"]
@@ -434,7 +476,7 @@ class SdkKeyAdmin(admin.ModelAdmin):
     list_filter = ["environment", "kind", SdkKeyStatusFilter]
     search_fields = ["prefix", "name"]
     list_select_related = ["environment", "created_by"]
-    readonly_fields = ["prefix", "last_used_at", "created_at", "created_by"]
+    readonly_fields = ["prefix", "encryption_key", "last_used_at", "created_at", "created_by"]
 
     @admin.display(description="status", ordering="revoked")
     def status(self, key: SdkKey) -> str:
@@ -463,13 +505,31 @@ class SdkKeyAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "environment", "kind"]
         return self.readonly_fields
 
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        # Encryption is chosen when the key is made; afterwards its decryption key is shown.
+        hidden = "encrypt_payload" if obj is not None else "encryption_key"
+        return [f for f in fields if f != hidden]
+
     def save_model(self, request, obj, form, change):
         if not change:
             raw = sdk_key_assign_secret(obj, user=request.user)
+            if form.cleaned_data.get("encrypt_payload"):
+                obj.encryption_key = encryption_key_generate()
             super().save_model(request, obj, form, change)
+            if obj.encryption_key:
+                messages.info(
+                    request,
+                    "The payload of this key is encrypted; give GrowthBook's SDK this decryption key "
+                    f"(decryptionKey / decryption_key), also shown on the key's page: {obj.encryption_key}",
+                )
             messages.warning(
                 request,
                 f"Copy this {'client' if obj.kind == SdkKeyKind.CLIENT else 'secret'} SDK key for {obj.environment.name} now; it is not stored and will not be shown again: {raw}",
             )
             return
         super().save_model(request, obj, form, change)
+
+
+# Change requests, scheduled changes, and the flag admin's save through approvals (re-registers Feature).
+from features.governance import admin as governance_admin  # noqa: E402, F401

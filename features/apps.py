@@ -8,6 +8,16 @@ class FeaturesConfig(AppConfig):
 
     def ready(self) -> None:
         # Cache invalidation only (see features/signals.py): no business logic hangs on signals.
+        from simple_history.signals import pre_create_historical_record
+
+        from experiments import approvals
         from features import signals
+        from features.governance import services as governance
 
         signals.connect()
+        # Experiments' start, stop and ramp-up ask approvals through this hook (experiments/approvals.py).
+        approvals.gate_register(governance.experiment_gate)
+        # History rows written by an approved change request or a scheduled change name it.
+        pre_create_historical_record.connect(
+            governance.history_reason_fill, dispatch_uid="governance-history-reason", weak=False
+        )

@@ -46,6 +46,8 @@ class SdkClient:
     key_tag: str = ""
     # ``SdkKeyKind``: "secret" calls every SDK endpoint; "client" (publishable) only reads the payload.
     kind: str = "secret"
+    # The key's GrowthBook payload encryption key (``SdkKey.encryption_key``): "" when not encrypted.
+    encryption_key: str = field(default="", repr=False)
 
     @property
     def is_client_key(self) -> bool:
@@ -87,6 +89,7 @@ def _lookup(hashed: str) -> dict | None:
             "environment__name",
             "environment__cors_allowed_origins",
             "kind",
+            "encryption_key",
         )
         .first()
     )
@@ -99,6 +102,7 @@ def _lookup(hashed: str) -> dict | None:
         "environment_name": key["environment__name"],
         "cors_allowed_origins": list(cors_origins_parse(key["environment__cors_allowed_origins"])),
         "kind": key["kind"],
+        "encryption_key": key["encryption_key"],
     }
 
 
@@ -130,6 +134,7 @@ def _sdk_client_lookup(raw_key: str) -> SdkClient | None:
             cors_allowed_origins=client.cors_allowed_origins,
             key_tag=client.key_tag,
             kind=client.kind,
+            encryption_key=client.encryption_key,
         )
     cache_key = f"flags:sdk-key:{generation}:{hashed}"
     entry = config.cache_call(cache.get, cache_key) if generation is not None else None
@@ -160,6 +165,7 @@ def _sdk_client_lookup(raw_key: str) -> SdkClient | None:
             cors_allowed_origins=tuple(found.get("cors_allowed_origins", ())),
             key_tag=hashed[:16],
             kind=found.get("kind", "secret"),
+            encryption_key=found.get("encryption_key", ""),
         )
     if len(_memo) >= MEMO_LIMIT:
         _memo.clear()
@@ -209,7 +215,8 @@ config.on_invalidate(_any_origins_clear)
 
 
 CLIENT_KEY_REFUSAL = (
-    "A client key (publishable, read-only) only reads the flags payload (GET /api/features/<key>); "
+    "A client key (publishable, read-only) only reads the flags payload (GET /api/features/<key>) "
+    "and asks for remote evaluation (POST /api/eval/<key>); "
     "assignments, evaluations, events, exposures and OFREP need a secret SDK key (sdk_...)."
 )
 

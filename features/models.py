@@ -63,6 +63,11 @@ class Environment(models.Model):
         "line, e.g. https://shop.example.com or http://localhost:3000. * allows every site. Empty: none "
         "(server-side SDKs are not affected).",
     )
+    requires_approval = models.BooleanField(
+        default=False,
+        help_text="Changes to flags in this environment (switches, rules, values), and the start, stop and "
+        "ramp-up of experiments analysed here, wait for someone else to approve them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
@@ -248,6 +253,15 @@ class SdkKey(models.Model):
     prefix = models.CharField(max_length=SDK_KEY_PREFIX_LENGTH, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     revoked = models.BooleanField(default=False, help_text="A revoked key is refused at once.")
+    # GrowthBook's payload encryption (``features.encryption``): the server encrypts with it, so it is
+    # stored as is; it is as public as the client key it goes with (both ship in the app).
+    encryption_key = models.CharField(
+        max_length=44,
+        blank=True,
+        editable=False,
+        help_text="When set, /api/features/<key> answers the flags encrypted (GrowthBook's "
+        "encryptedFeatures); give this to the SDK as its decryption key.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -266,3 +280,7 @@ class SdkKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.environment.key})"
+
+
+# Change requests and scheduled changes (features/governance/models.py) belong to this app.
+from features.governance.models import ChangeRequest, ScheduledChange  # noqa: E402, F401

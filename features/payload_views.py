@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 from features import config
 from features.authentication import SdkKeyAuthentication, sdk_client_for_key
 from features.config import config_get
+from features.encryption import encrypt
 from features.evaluation import CompiledConfig
 from features.growthbook import features_payload
 
@@ -42,8 +43,8 @@ CACHE_CONTROL = "public, max-age=10"
 DATE_TTL = 7 * 24 * 3600  # seconds a configuration's first-served date is remembered in the cache
 MEMO_LIMIT = 64
 
-# (environment id, generation, version) -> (body, etag)
-_memo: dict[tuple[int, str | None, str], tuple[bytes, str]] = {}
+# (environment id, generation, version, encryption key) -> (body, etag)
+_memo: dict[tuple[int, str | None, str, str], tuple[bytes, str]] = {}
 config.on_invalidate(_memo.clear)
 
 
@@ -72,9 +73,13 @@ def _date_updated(config_: CompiledConfig) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def payload_body(config_: CompiledConfig) -> tuple[bytes, str]:
-    """The payload of a compiled configuration and its ETag, built once per process and version."""
-    memo_key = (config_.environment_id, config_.generation, config_.version)
+def payload_body(config_: CompiledConfig, encryption_key: str = "") -> tuple[bytes, str]:
+    """The payload of a compiled configuration and its ETag, built once per process and version.
+
+    With an ``encryption_key`` (the SDK key's, ``features.encryption``) the features travel as
+    GrowthBook's ``encryptedFeatures`` and ``features`` is empty.
+    """
+    memo_key = (config_.environment_id, config_.generation, config_.version, encryption_key)
     hit = _memo.get(memo_key)
     if hit is not None:
         return hit
@@ -88,6 +93,10 @@ def payload_body(config_: CompiledConfig) -> tuple[bytes, str]:
         "features": features_payload(snapshot, running=running, broken=broken),
         "dateUpdated": _date_updated(config_),
     }
+    if encryption_key:
+        plaintext = json.dumps(payload["features"], ensure_ascii=False, separators=(",", ":"))
+        payload["features"] = {}
+        payload["encryptedFeatures"] = encrypt(plaintext, encryption_key)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
     if len(_memo) >= MEMO_LIMIT:
@@ -181,7 +190,7 @@ class GrowthBookPayloadView(APIView):
                     **{"WWW-Authenticate": SdkKeyAuthentication().authenticate_header(None)},
                 )
             config_ = config_get(client.environment.id, generation=client.generation)
-            body, etag = payload_body(config_)
+            body, etag = payload_body(config_, client.encryption_key)
         except DatabaseError:
             logger.exception("GrowthBook payload: no flag configuration available.")
             return _error(
@@ -202,9 +211,11 @@ class GrowthBookPayloadView(APIView):
         "(`features` with `defaultValue` and `rules`), for GrowthBook's SDKs to evaluate locally: point "
         "them at this host (`apiHost`) with the key (`clientKey`). Readable with a client key "
         "(publishable, `pk_...`) or a secret SDK key (`sdk_...`); the key is in the path. Units hash on "
-        "the attribute `id` (the unit id). `ETag` with `If-None-Match` answers 304; "
+        "each rule's `hashAttribute` (`id`, the unit id, unless the experiment or rollout says otherwise). `ETag` with `If-None-Match` answers 304; "
         "`Access-Control-Allow-Origin: *`; `dateUpdated` changes with every change. "
-        "Not yet: streaming, remote evaluation, encryption, `hashAttribute` other than `id`.",
+        "A key made with encryption answers `encryptedFeatures` (AES-128-CBC, the SDK's "
+        "`decryptionKey`) and an empty `features`. "
+        "Not yet: streaming.",
         tags=["sdk"],
         auth=[],
         parameters=[

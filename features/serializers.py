@@ -9,7 +9,15 @@ from features.services import feature_environments_as_dict
 class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
-        fields = ["key", "name", "description", "position", "cors_allowed_origins", "created_at"]
+        fields = [
+            "key",
+            "name",
+            "description",
+            "position",
+            "cors_allowed_origins",
+            "requires_approval",
+            "created_at",
+        ]
         read_only_fields = ["created_at"]
 
     def validate_cors_allowed_origins(self, value: str) -> str:

@@ -21,6 +21,7 @@ from experiments.models import (
     validate_hash_attribute,
 )
 from features import config
+from features.encryption import encryption_key_generate
 from features.models import (
     Environment,
     Feature,
@@ -359,9 +360,13 @@ def sdk_key_create(
     name: str = "",
     user: AbstractBaseUser | None = None,
     kind: str = SdkKeyKind.SECRET,
+    encrypt: bool = False,
 ) -> tuple[SdkKey, str]:
-    """Make a key (secret or client); the raw key is returned once and never stored."""
+    """Make a key (secret or client); the raw key is returned once and never stored. With ``encrypt``
+    its GrowthBook payload is encrypted (``key.encryption_key`` is the SDK's decryption key)."""
     key = SdkKey(environment=environment, name=name, kind=kind)
+    if encrypt:
+        key.encryption_key = encryption_key_generate()
     raw = sdk_key_assign_secret(key, user=user)
     key.save()
     return key, raw

@@ -3,6 +3,8 @@ from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from features.filters import FeatureFilter
+from features.governance.serializers import ChangeRequestSerializer
+from features.governance.services import feature_delete, feature_write
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from features.services import environment_delete, feature_create, feature_update
@@ -38,6 +40,13 @@ ENVIRONMENT_EXAMPLE = OpenApiExample(
 )
 
 
+HELD = (
+    "A write that changes an environment requiring approval (its switch or rules; or the type, default "
+    "value or prerequisites, served everywhere) is not applied: 202 with the change request "
+    "(`/api/v1/change-requests/`), applied once someone else approves it."
+)
+
+
 def _service_fields(validated_data: dict) -> dict:
     data = dict(validated_data)
     if "prerequisites" in data:
@@ -56,18 +65,31 @@ def _service_fields(validated_data: dict) -> dict:
     retrieve=extend_schema(summary="Get a feature", examples=[FEATURE_EXAMPLE]),
     create=extend_schema(
         summary="Create a feature flag",
-        description="Values must match the feature's type; rules are tried in order, the first that applies wins.",
+        description="Values must match the feature's type; rules are tried in order, the first that applies wins. "
+        + HELD,
+        responses={201: FeatureSerializer, 202: ChangeRequestSerializer},
         examples=[FEATURE_EXAMPLE],
     ),
     partial_update=extend_schema(
         summary="Change a feature",
-        description="Environments you send replace their rules; environments you leave out are kept.",
+        description="Environments you send replace their rules; environments you leave out are kept. " + HELD,
+        responses={200: FeatureSerializer, 202: ChangeRequestSerializer},
         examples=[
             OpenApiExample("Turn on in staging", value={"environments": {"staging": {"enabled": True}}})
         ],
     ),
-    update=extend_schema(summary="Replace a feature", examples=[FEATURE_EXAMPLE]),
-    destroy=extend_schema(summary="Delete a feature"),
+    update=extend_schema(
+        summary="Replace a feature",
+        description=HELD,
+        responses={200: FeatureSerializer, 202: ChangeRequestSerializer},
+        examples=[FEATURE_EXAMPLE],
+    ),
+    destroy=extend_schema(
+        summary="Delete a feature",
+        description="A flag that is on, or has rules, in an environment requiring approval is not deleted: "
+        "202 with the change request that deletes it once approved.",
+        responses={204: None, 202: ChangeRequestSerializer},
+    ),
 )
 class FeatureViewSet(viewsets.ModelViewSet):
     queryset = Feature.objects.select_related("owner").prefetch_related(
@@ -86,17 +108,29 @@ class FeatureViewSet(viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        feature = feature_create(user=request.user, **_service_fields(serializer.validated_data))
+        fields = _service_fields(serializer.validated_data)
+        # A flag created on (or with rules) in an environment that requires approval is held: 202.
+        feature = feature_write(
+            feature=None, user=request.user, run=lambda: feature_create(user=request.user, **fields)
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data, status=201)
 
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        feature = feature_update(
-            feature=serializer.instance, user=request.user, **_service_fields(serializer.validated_data)
+        fields = _service_fields(serializer.validated_data)
+        # A change to an environment that requires approval is held as a change request: 202.
+        feature = feature_write(
+            feature=serializer.instance,
+            user=request.user,
+            run=lambda: feature_update(feature=serializer.instance, user=request.user, **fields),
         )
         return Response(self.get_serializer(self.get_queryset().get(pk=feature.pk)).data)
+
+    def destroy(self, request, *args, **kwargs):
+        feature_delete(feature=self.get_object(), user=request.user)  # held for approval: 202
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(

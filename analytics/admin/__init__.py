@@ -57,7 +57,9 @@ from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.results import RefreshInfo, ResultsDocument
 from analytics.results.selectors import experiment_results_get
 from analytics.results.services import experiment_results_refresh, experiment_results_request_refresh
-from config.exceptions import DomainError
+from config.admin import approval_held_message
+from config.exceptions import ApprovalRequired, DomainError
+from experiments.approvals import experiment_write
 from experiments.models import Experiment, ExperimentStatus
 from experiments.services import experiment_start
 
@@ -358,7 +360,16 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             messages.error(request, "You need the permission to change experiments to start one.")
             return HttpResponseRedirect(preflight_url)
         try:
-            experiment_start(experiment=experiment, user=request.user)
+            # Held as a change request when the experiment serves an environment requiring approval.
+            experiment_write(
+                experiment=experiment,
+                operation="start",
+                user=request.user,
+                run=lambda: experiment_start(experiment=experiment, user=request.user),
+            )
+        except ApprovalRequired as held:
+            approval_held_message(request, held)
+            return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
         except (DomainError, ValidationError) as exc:
             text = exc.message if isinstance(exc, DomainError) else "; ".join(exc.messages)
             messages.error(request, f"Could not start “{experiment.name}”: {text}")

@@ -82,11 +82,20 @@ INSERT_SETTINGS = {"max_partitions_per_insert_block": 0}
 class ChdbBackend:
     """ClickHouse embedded in this process (chDB), data under ``CLICKHOUSE_DATA_DIR``."""
 
-    def __init__(self, *, data_dir: str, database: str, query_timeout: float) -> None:
-        self.engine = get_engine(data_dir)
+    def __init__(
+        self,
+        *,
+        data_dir: str,
+        database: str,
+        query_timeout: float,
+        config: str | None = None,
+        insert_settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.engine = get_engine(data_dir, config)
         self.database = database
         self.query_timeout = query_timeout
         self.settings = {"max_execution_time": max(1, math.ceil(query_timeout))}
+        self.insert_settings = {**INSERT_SETTINGS, **(insert_settings or {})}
 
     def _database(self, use_database: bool) -> str | None:
         return self.database if use_database else None
@@ -121,7 +130,7 @@ class ChdbBackend:
         written = self.engine.insert(
             statement,
             data,
-            settings={**self.settings, **INSERT_SETTINGS},
+            settings={**self.settings, **self.insert_settings},
             database=self.database,
             timeout=self.query_timeout,
         )
@@ -216,9 +225,16 @@ class HttpBackend:
     """A ClickHouse server through clickhouse-connect (HTTP), from ``CLICKHOUSE_URL``."""
 
     def __init__(
-        self, *, url: str, default_database: str, query_timeout: float, connect_timeout: float
+        self,
+        *,
+        url: str,
+        default_database: str,
+        query_timeout: float,
+        connect_timeout: float,
+        insert_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.address = ServerAddress.parse(url, default_database=default_database)
+        self.insert_settings = {**INSERT_SETTINGS, **(insert_settings or {})}
         self.database = self.address.database
         self.query_timeout = query_timeout
         self.connect_timeout = connect_timeout
@@ -308,7 +324,7 @@ class HttpBackend:
             column_names=list(column_names),
             database=database,
             column_type_names=list(type_names),
-            settings=INSERT_SETTINGS,
+            settings=self.insert_settings,
         )
         return int(summary.written_rows) if summary.written_rows else len(rows)
 

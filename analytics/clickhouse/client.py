@@ -46,18 +46,49 @@ def _settings_key() -> tuple[Any, ...]:
         django_settings.CLICKHOUSE_DATABASE,
         float(django_settings.CLICKHOUSE_QUERY_TIMEOUT),
         float(django_settings.CLICKHOUSE_CONNECT_TIMEOUT),
+        django_settings.CLICKHOUSE_EMBEDDED_CONFIG,
+        django_settings.CLICKHOUSE_CLUSTER,
+        django_settings.CLICKHOUSE_INSERT_QUORUM,
     )
 
 
 def _build_backend(key: tuple[Any, ...]) -> Backend:
-    url, data_dir, database, query_timeout, connect_timeout = key
+    url, data_dir, database, query_timeout, connect_timeout, config, cluster, quorum = key
+    insert_settings = cluster_insert_settings(cluster, quorum)
     if url:
         return HttpBackend(
-            url=url, default_database=database, query_timeout=query_timeout, connect_timeout=connect_timeout
+            url=url,
+            default_database=database,
+            query_timeout=query_timeout,
+            connect_timeout=connect_timeout,
+            insert_settings=insert_settings,
         )
     if not IDENTIFIER_RE.match(database):
         raise ClickHouseError(f"CLICKHOUSE_DATABASE must be a plain identifier, got {database!r}.")
-    return ChdbBackend(data_dir=data_dir, database=database, query_timeout=query_timeout)
+    return ChdbBackend(
+        data_dir=data_dir,
+        database=database,
+        query_timeout=query_timeout,
+        config=config or None,
+        insert_settings=insert_settings,
+    )
+
+
+def cluster_insert_settings(cluster: str, quorum: str) -> dict[str, Any]:
+    """ClickHouse settings for every insert on a cluster (none on a single server).
+
+    ``distributed_foreground_insert``: an insert into a ``Distributed`` table returns once every shard
+    has the rows (by default the table queues them on the receiving node's disk and sends them later),
+    so an acknowledged batch is on its shard, a failure reaches the caller (which spools and retries),
+    and a read right after a write sees it. ``insert_quorum``: that many replicas of the shard have it
+    (``CLICKHOUSE_INSERT_QUORUM``; ClickHouse forwards the setting to the shard's insert).
+    """
+    if not cluster:
+        return {}
+    settings: dict[str, Any] = {"distributed_foreground_insert": 1}
+    if quorum not in ("", "0"):
+        settings["insert_quorum"] = quorum if quorum == "auto" else int(quorum)
+    return settings
 
 
 def get_backend() -> Backend:

@@ -74,10 +74,15 @@ def _setting_sql(name: str, value: Any) -> str:
 
 
 class EmbeddedEngine:
-    """One open chDB data directory; every call runs under its lock."""
+    """One open chDB data directory; every call runs under its lock.
 
-    def __init__(self, path: Path) -> None:
+    ``config``: a ClickHouse server configuration file for the engine (``CLICKHOUSE_EMBEDDED_CONFIG``),
+    e.g. ``remote_servers`` and ``macros`` that give it a cluster whose replicas are itself.
+    """
+
+    def __init__(self, path: Path, config: Path | None = None) -> None:
         self.path = path
+        self.config = config
         self.lock = threading.Lock()
         self._session: Any = None
         self._database: str | None = None  # the session's current database (USE)
@@ -93,7 +98,9 @@ class EmbeddedEngine:
         from chdb import session as chdb_session  # imported late: loading chDB takes a while
 
         try:
-            self._session = chdb_session.Session(str(self.path))
+            # chDB's connection string: ``file:<dir>?config-file=<file>`` reads a server configuration.
+            target = f"file:{self.path}?config-file={self.config}" if self.config else str(self.path)
+            self._session = chdb_session.Session(target)
         except RuntimeError as exc:  # chDB says only "Error initializing EmbeddedServer"
             if _owned_by_another_process(self.path):
                 raise _in_use_error(self.path) from None
@@ -200,16 +207,20 @@ _engines_lock = threading.Lock()
 _engine: EmbeddedEngine | None = None
 
 
-def get_engine(path: str | os.PathLike[str]) -> EmbeddedEngine:
-    """The process's engine for ``path``; switching paths closes the previous one (chDB allows one)."""
+def get_engine(path: str | os.PathLike[str], config: str | os.PathLike[str] | None = None) -> EmbeddedEngine:
+    """The process's engine for ``path`` (and server configuration file ``config``); switching either
+    closes the previous one (chDB allows one per process)."""
     global _engine
     resolved = Path(path).expanduser().resolve()
+    config_path = Path(config).expanduser().resolve() if config else None
+    if config_path is not None and not config_path.is_file():
+        raise ClickHouseUnavailable(f"the embedded ClickHouse configuration {config_path} does not exist")
     with _engines_lock:
-        if _engine is not None and _engine.path != resolved:
+        if _engine is not None and (_engine.path, _engine.config) != (resolved, config_path):
             _engine.close()
             _engine = None
         if _engine is None:
-            _engine = EmbeddedEngine(resolved)
+            _engine = EmbeddedEngine(resolved, config_path)
         return _engine
 
 

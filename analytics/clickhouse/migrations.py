@@ -6,6 +6,11 @@ because identifiers cannot be bound parameters); nothing else is substituted. Ev
 written to be safe to run again (``IF NOT EXISTS``), and applied versions are recorded in
 ``<database>.schema_migrations``, so ``migrate()`` is idempotent and a half-applied file can simply be
 run again.
+
+With ``CLICKHOUSE_CLUSTER`` set, every statement (the bootstrap's too) goes through
+:class:`analytics.clickhouse.cluster.ClusterLayout` on its way to ClickHouse: shard-local replicated
+tables ``ON CLUSTER`` and ``Distributed`` tables under the files' names. The files and their checksums
+do not change.
 """
 
 import datetime as dt
@@ -14,7 +19,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 from analytics.clickhouse import client
+from analytics.clickhouse.cluster import ClusterLayout
 from analytics.clickhouse.errors import ClickHouseError
 from analytics.clickhouse.params import IDENTIFIER_RE
 
@@ -52,8 +60,12 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
-    def statements(self, database: str) -> list[str]:
-        return split_statements(render(self.sql, database))
+    def statements(self, database: str, layout: ClusterLayout | None = None) -> list[str]:
+        """The statements to run: the file's, or their cluster form through ``layout``."""
+        statements = split_statements(render(self.sql, database))
+        if layout is None:
+            return statements
+        return [rewritten for statement in statements for rewritten in layout.statements(statement)]
 
 
 @dataclass(frozen=True)
@@ -98,9 +110,54 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [migrations[version] for version in sorted(migrations)]
 
 
+def cluster_layout(database: str) -> ClusterLayout | None:
+    """The layout of the configured cluster (``CLICKHOUSE_CLUSTER``); None on a single server."""
+    if not settings.CLICKHOUSE_CLUSTER:
+        return None
+    return ClusterLayout(
+        cluster=settings.CLICKHOUSE_CLUSTER,
+        database=database,
+        replicated=settings.CLICKHOUSE_CLUSTER_REPLICATED,
+    )
+
+
+def bootstrap_statements(database: str, layout: ClusterLayout | None = None) -> list[str]:
+    """The database and the migration log, for one server or (through ``layout``) a cluster."""
+    statements = [render(statement, database) for statement in _BOOTSTRAP]
+    if layout is None:
+        return statements
+    return [rewritten for statement in statements for rewritten in layout.statements(statement)]
+
+
+def cluster_shape(cluster: str) -> tuple[int, int]:
+    """(shards, replicas) of ``cluster`` as the connected server knows it; (0, 0) when it does not."""
+    rows = client.query(
+        "SELECT uniqExact(shard_num) AS shards, count() AS replicas FROM system.clusters "
+        "WHERE cluster = {cluster:String}",
+        {"cluster": cluster},
+        use_database=False,
+    )
+    return (int(rows[0]["shards"]), int(rows[0]["replicas"])) if rows else (0, 0)
+
+
+def _check_cluster(layout: ClusterLayout) -> None:
+    if cluster_shape(layout.cluster)[0] == 0:
+        known = client.query(
+            "SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster", use_database=False
+        )
+        names = ", ".join(row["cluster"] for row in known) or "none"
+        raise ClickHouseError(
+            f"CLICKHOUSE_CLUSTER={layout.cluster}: the ClickHouse server has no such cluster in its "
+            f"remote_servers (it has: {names})."
+        )
+
+
 def _bootstrap(database: str) -> None:
-    for statement in _BOOTSTRAP:
-        client.command(render(statement, database), use_database=False)
+    layout = cluster_layout(database)
+    if layout is not None:
+        _check_cluster(layout)
+    for statement in bootstrap_statements(database, layout):
+        client.command(statement, use_database=False)
 
 
 def _applied(database: str) -> dict[int, tuple[dt.datetime, str]]:
@@ -138,12 +195,15 @@ def status(directory: Path = MIGRATIONS_DIR) -> list[MigrationState]:
 def migrate(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply the pending migrations in order; the ones applied now (none the second time)."""
     database = client.database_name()
+    layout = cluster_layout(database)
     done = []
     for state in status(directory):
+        migration = state.migration
+        # Applied ones too: the layout learns from every file which tables are sharded.
+        statements = migration.statements(database, layout)
         if state.applied:
             continue
-        migration = state.migration
-        for statement in migration.statements(database):
+        for statement in statements:
             client.command(statement, use_database=False)
         client.insert(
             f"{database}.schema_migrations",

@@ -41,6 +41,16 @@ hash) and the caller then rebuilds the query with ``exact_unit_keys=True`` (Stri
 outside the experiment whose id collides with a unit inside it would lend it its events: with 1M
 units and 100M other ids, a chance of about 5·10⁻⁶ per analysis, for one unit.
 
+On a ClickHouse cluster (:class:`Shards`), both statements run whole on every shard, over the shard's
+own tables (``exposures_local``, ``events_dedup_local``) inside ``cluster(<name>, view(...))``, and
+the initiator only adds up the shards' rows per (variant, day): sums and counts add, first and last
+times take their min and max. That is exact because the tables are sharded by
+``cityHash64(unit_id)``: a unit's exposures and events, and every unit sharing its hash, are on one
+shard, so its first exposure, its join, its caps and the collision check never need another shard.
+Reading the ``Distributed`` tables instead would run everything above the innermost scan on the
+initiator: every event of the experiment would cross the network (measured on a two-shard cluster
+of one server with ``distributed_product_mode = 'local'``: n counted once, Σy twice, Σy² four times).
+
 Every value (experiment key, variant and event names, windows, caps, look-backs, times) is a bound
 ``{p_name:Type}`` parameter; only identifiers the builder makes from indices (``m0_sum``, ``y_3``)
 and integer event codes are part of the SQL text.
@@ -152,6 +162,18 @@ def select(
 
 
 @dataclass(frozen=True)
+class Shards:
+    """The roll-up runs per shard of ``cluster``, over the shard-local tables of ``database``."""
+
+    cluster: str
+    database: str
+
+    def table(self, name: str) -> str:
+        """The shard's own part of a table or view (``<name>_local``, see analytics.clickhouse.cluster)."""
+        return f"{self.database}.{name}_local"
+
+
+@dataclass(frozen=True)
 class Statement:
     """SQL with ``{p_name:Type}`` placeholders and the values to bind to them."""
 
@@ -174,8 +196,10 @@ class RollupQuery:
         *,
         exact_unit_keys: bool = False,
         first_exposure: dt.datetime | None = None,
+        shards: Shards | None = None,
     ) -> None:
         self.spec = spec
+        self.shards = shards
         self.exact_unit_keys = exact_unit_keys
         self.first_exposure = first_exposure
         self.events: list[str] = sorted({m.event for metric in spec.metrics for m in metric.measures})
@@ -202,6 +226,23 @@ class RollupQuery:
         self.params[f"p_{name}"] = value
         return f"{{p_{name}:{type_name}}}"
 
+    def _table(self, name: str) -> str:
+        """The table or view to read: itself on one server, the shard's own part on a cluster."""
+        return name if self.shards is None else self.shards.table(name)
+
+    def _statement(self, sql: str, keys: Sequence[str], merges: dict[str, str]) -> Statement:
+        """The statement with its parameters; on a cluster, run on every shard and merged by ``keys``
+        (each other column through its ``merges`` function), see the module docstring."""
+        if self.shards is None:
+            return Statement(sql, self.params)
+        cluster = self._bind("cluster", "String", self.shards.cluster)
+        columns = [*keys, *(f"{merge}(shard.{column}) AS {column}" for column, merge in merges.items())]
+        key_list = ", ".join(keys)
+        sql = select(
+            columns, f"cluster({cluster}, view({sql})) AS shard", group_by=key_list, order_by=key_list
+        )
+        return Statement(sql, self.params)
+
     def _code(self, measure: Measure) -> int:
         """The small integer standing for the measure's event name in the SQL (1-based)."""
         return self.events.index(measure.event) + 1
@@ -224,7 +265,7 @@ class RollupQuery:
         indexes = self._bind("variant_indexes", "Array(Int16)", list(range(1, len(self.spec.variants) + 1)))
         rows = select(
             ["unit_id", "timestamp", f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant"],
-            "exposures",
+            self._table("exposures"),
             where=f"experiment = {experiment}{self._environment_filter()}",
         )
         columns = [
@@ -261,7 +302,13 @@ class RollupQuery:
             group_by="variant_index, entry_day",
             order_by="variant_index, entry_day",
         )
-        return Statement(sql, self.params)
+        merges = {
+            "units": "sum",
+            "first_exposure_ms": "min",
+            "last_exposure_ms": "max",
+            "key_collisions": "sum",
+        }
+        return self._statement(sql, ("variant_index", "entry_day"), merges)
 
     # --- per-unit conditions and values -------------------------------------------------------------------
     def _window(self, index: int) -> str:
@@ -311,7 +358,7 @@ class RollupQuery:
         environments = self._environment_filter()
         return select(
             columns,
-            "events_dedup",
+            self._table("events_dedup"),
             where=f"name IN {events} AND timestamp >= {since} AND timestamp < {until}{environments}",
         )
 
@@ -417,10 +464,12 @@ class RollupQuery:
         columns = ["unit_variant AS variant_index", "day", "max(unit_last_event_ms) AS last_event_ms"]
         array_join = ["element_days AS day", "arrayEnumerate(element_days) AS k"]
         scalars: set[str] = set()
+        merges = {"last_event_ms": "max"}
         for index, metric in enumerate(self.spec.metrics):
             post, pre = self._roles(metric)
             terms = STATS_TERMS[stats_class(metric)]
             for name, column in metric_columns(index, metric).items():
+                merges[column] = "sum"
                 term = terms[name]
                 if metric.timeseries and term.kind not in ("pre", "pre2"):
                     prepared.append(
@@ -443,7 +492,7 @@ class RollupQuery:
             group_by="unit_variant, day",
             order_by="unit_variant, day",
         )
-        return Statement(sql, self.params)
+        return self._statement(sql, ("variant_index", "day"), merges)
 
 
 def day_date(day: int) -> dt.date:

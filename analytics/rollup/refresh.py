@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from analytics import clickhouse
 from analytics.rollup.query import (
     QUERY_SETTINGS,
     STATS_TERMS,
     RollupQuery,
+    Shards,
     day_date,
     metric_columns,
     ms_datetime,
@@ -67,6 +70,13 @@ def _variant_of(index: int, variants: Sequence[str]) -> str | None:
     return variants[index - 1] if 1 <= index <= len(variants) else None
 
 
+def rollup_shards() -> Shards | None:
+    """Where the roll-up runs: per shard of ``CLICKHOUSE_CLUSTER``, else None (one server)."""
+    if not settings.CLICKHOUSE_CLUSTER:
+        return None
+    return Shards(cluster=settings.CLICKHOUSE_CLUSTER, database=clickhouse.database_name())
+
+
 def rollup_run(spec: RollupSpec) -> Rollup:
     """Roll the experiment's exposures and events up to per-variant sums (two ClickHouse queries).
 
@@ -74,7 +84,8 @@ def rollup_run(spec: RollupSpec) -> Rollup:
     """
     started = time.perf_counter()
     variants = spec.variants
-    query = RollupQuery(spec)
+    shards = rollup_shards()
+    query = RollupQuery(spec, shards=shards)
     statement = query.units_statement()
     unit_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
 
@@ -114,7 +125,9 @@ def rollup_run(spec: RollupSpec) -> Rollup:
             collisions,
         )
     if spec.metrics and first_ms is not None:
-        query = RollupQuery(spec, exact_unit_keys=collisions > 0, first_exposure=ms_datetime(first_ms))
+        query = RollupQuery(
+            spec, exact_unit_keys=collisions > 0, first_exposure=ms_datetime(first_ms), shards=shards
+        )
         statement = query.metrics_statement()
         metric_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
         _read_metrics(rollup, metric_rows, units_by_day)

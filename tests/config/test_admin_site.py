@@ -22,7 +22,13 @@ def test_admin_index__product_manager__only_the_product_apps_in_order(client, pr
 
     assert _apps(client) == PRODUCT_APPS
     feature_flags = client.get(reverse("admin:index")).context["available_apps"][2]
-    assert [model["name"] for model in feature_flags["models"]] == ["Features", "Environments", "SDK keys"]
+    assert [model["name"] for model in feature_flags["models"]] == [
+        "Features",
+        "Change requests",
+        "Scheduled changes",
+        "Environments",
+        "SDK keys",
+    ]
 
 
 def test_admin_index__staff_with_operator_permissions__operator_apps_still_hidden(client):

@@ -31,3 +31,11 @@ def growthbook_node() -> Path:
             timeout=300,
         )
     return NODE_DIR
+
+
+@pytest.fixture
+def growthbook_flags() -> list[str]:
+    """The agreement tests' flags and experiments in production (``growthbook_flags.flags_create``)."""
+    from tests.features.growthbook_flags import flags_create
+
+    return flags_create()

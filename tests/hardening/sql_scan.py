@@ -43,6 +43,13 @@ ALLOWED: dict[tuple[str, str], str] = {
     # as CREATE DATABASE cannot take bound parameters; render() substitutes the database name only
     # after checking it against IDENTIFIER_RE (a plain identifier), and the files are ours.
     ("analytics/clickhouse/migrations.py", "render"): "validated identifier in reviewed DDL templates",
+    # The migrations' cluster form (CLICKHOUSE_CLUSTER): the reviewed DDL of the files above, with
+    # identifiers only added or renamed (the cluster and database, validated plain identifiers in
+    # ClusterLayout.__post_init__; table names matched as \w+ in that DDL); migrations hold no values.
+    **{
+        ("analytics/clickhouse/cluster.py", f"ClusterLayout.{function}"): "identifiers in reviewed DDL"
+        for function in ("statements", "_create_table", "_create_view", "_alter")
+    },
     # INSERT statements name the table and its columns through quote_table()/column_list(), which
     # validate each identifier; the rows travel as Native-format data, never as SQL text.
     ("analytics/clickhouse/backends.py", "ChdbBackend.insert"): "validated identifiers, rows as data",

@@ -44,7 +44,8 @@ def sdk_only(ok: int) -> tuple[int, ...]:
 
 
 def payload(ok: int) -> tuple[int, ...]:
-    """The GrowthBook payload: the key is in the path; any valid key (client or secret) reads it.
+    """The GrowthBook payload and remote evaluation: the key is in the path; any valid key (client or
+    secret) calls them.
     Callers without a key ask with an unknown one: 401."""
     return (401, ok, ok, ok, 401, 401, 401)
 
@@ -140,6 +141,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     # the key in the path ({client_key} is the caller's key, or an unknown one)
     ("GET", "/api/features/{client_key}"): Row(payload(200)),
+    ("POST", "/api/eval/{client_key}"): Row(payload(200), body={"attributes": {"id": "u-1"}}),
     # metrics
     ("GET", "/api/v1/metrics/"): Row(signed_in(200)),
     ("POST", "/api/v1/metrics/"): Row(with_permission(201), body=METRIC),
@@ -397,3 +399,14 @@ def test_client_key__revoked__payload_401(world):
     response = Client().get(f"/api/features/{world.client_key_a}")
     assert response.status_code == 401
     assert response.has_header("WWW-Authenticate")
+
+
+def test_client_key__remote_eval__its_environments_values_same_as_the_secret_key(world):
+    body = {"attributes": {"id": "u-1"}}
+    by_client = Client().post(f"/api/eval/{world.client_key_a}", body, content_type="application/json")
+    by_secret = Client().post(f"/api/eval/{world.envs.key_a}", body, content_type="application/json")
+    assert by_client.status_code == by_secret.status_code == 200
+    assert by_client.json()["features"] == by_secret.json()["features"]
+    assert by_client.json()["features"]["only_in_a"] == {"defaultValue": True}
+    other = Client().post(f"/api/eval/{world.envs.key_b}", body, content_type="application/json").json()
+    assert other["features"]["only_in_a"] == {"defaultValue": False}  # disabled in B: the default

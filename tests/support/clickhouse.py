@@ -52,7 +52,10 @@ def clickhouse_schema(_clickhouse_test_data_dir: str) -> str:
 @pytest.fixture(scope="session")
 def clickhouse_http_server(_clickhouse_test_data_dir: str) -> Iterator[ClickHouseHTTPServer]:
     """A ClickHouse HTTP interface over the process's embedded engine, on a free local port."""
-    server = ClickHouseHTTPServer(get_engine(_clickhouse_test_data_dir)).start()
+    from django.conf import settings
+
+    engine = get_engine(_clickhouse_test_data_dir, settings.CLICKHOUSE_EMBEDDED_CONFIG or None)
+    server = ClickHouseHTTPServer(engine).start()
     yield server
     server.stop()
 

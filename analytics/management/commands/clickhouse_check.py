@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from analytics.clickhouse import database_name, get_backend, migrations, ping, query
@@ -23,6 +24,19 @@ class Command(BaseCommand):
             )
         ]
         self.stdout.write(f"Databases: {', '.join(databases)}")
+        if settings.CLICKHOUSE_CLUSTER:
+            shards, replicas = migrations.cluster_shape(settings.CLICKHOUSE_CLUSTER)
+            if shards:
+                self.stdout.write(
+                    f"Cluster {settings.CLICKHOUSE_CLUSTER}: shards {shards}, replicas {replicas}"
+                )
+            else:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"Cluster {settings.CLICKHOUSE_CLUSTER} (CLICKHOUSE_CLUSTER) is not in this server's "
+                        "remote_servers."
+                    )
+                )
         database = database_name()
         if database not in databases:
             self.stdout.write(

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('features', '0006_sdkkey_kind'),
+        ('features', '0010_governance_permissions_and_schedule'),
     ]
 
     operations = [

@@ -1,0 +1,176 @@
+"""The roll-up and the write path on a ClickHouse cluster, for real inside chDB.
+
+These run in the cluster suite only (``test_clickhouse_cluster.py::test_cluster_suite__...`` starts
+it in a process of its own, whose chDB has the clusters of ``tests/support/clickhouse_cluster.py``);
+in a single-server run they are skipped. The suite's tables are the ``one_shard`` cluster's:
+``Distributed`` tables over ``<table>_local``.
+"""
+
+from dataclasses import fields
+from io import StringIO
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from analytics import clickhouse as ch
+from analytics.rollup import RollupQuery, rollup_run
+from analytics.rollup.query import QUERY_SETTINGS, Shards
+from tests.analytics.test_rollup import T0, Event, Exposure, flatten, generate, write
+from tests.support.clickhouse_cluster import ONE_SHARD, TWO_SHARDS
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        not (django_settings.CLICKHOUSE_CLUSTER and django_settings.CLICKHOUSE_EMBEDDED_CONFIG),
+        reason="runs in the cluster suite (test_clickhouse_cluster.py starts it with a chDB cluster)",
+    ),
+]
+
+
+def _tables(database: str) -> dict[str, str]:
+    rows = ch.query(
+        "SELECT name, if(engine = 'View', engine, engine_full) AS engine FROM system.tables WHERE database = {database:String}",
+        {"database": database},
+        use_database=False,
+    )
+    return {row["name"]: row["engine"] for row in rows}
+
+
+def test_cluster_schema__migrated__distributed_tables_over_shard_local_tables(clickhouse):
+    tables = _tables(clickhouse.database)
+
+    for table in ("events", "exposures"):
+        assert tables[table].startswith(
+            f"Distributed('{ONE_SHARD}', '{clickhouse.database}', '{table}_local'"
+        )
+        assert "cityHash64(unit_id)" in tables[table]
+        assert tables[f"{table}_local"].startswith("ReplacingMergeTree")
+        assert tables[f"{table}_dedup_local"] == "View"
+    assert tables["schema_migrations"].startswith("MergeTree")  # no unit_id: not sharded
+
+
+def test_clickhouse_check__cluster__prints_its_shards_and_replicas(clickhouse):
+    out = StringIO()
+
+    call_command("clickhouse_check", stdout=out)
+
+    assert f"Cluster {ONE_SHARD}: shards 1, replicas 1" in out.getvalue()
+
+
+def test_cluster_insert__through_the_distributed_table__on_its_shard_when_acknowledged(clickhouse):
+    # Given the Distributed table's default, queueing rows on disk and sending them later
+    # When a batch is written through the write path
+    write(events=[Event(f"u{i}", "view", T0) for i in range(25)])
+
+    # Then the shard's own table has it by the time the write returns (a foreground insert)
+    assert clickhouse.count("events_local") == 25
+
+
+def _scaled(stats, factor: int) -> dict[str, float]:
+    return {f.name: getattr(stats, f.name) * factor for f in fields(stats)}
+
+
+def _as_dict(stats) -> dict[str, float]:
+    return {f.name: getattr(stats, f.name) for f in fields(stats)}
+
+
+def assert_scaled(actual, expected, factor: int) -> None:
+    """``actual`` statistics are ``factor`` times ``expected`` (counts exactly, sums to rounding)."""
+    assert [v for v, _ in actual] == [v for v, _ in expected]
+    for (_, a), (_, e) in zip(actual, expected, strict=True):
+        assert a.n == e.n * factor
+        assert _as_dict(a) == pytest.approx(_scaled(e, factor), rel=1e-12, abs=1e-9)
+
+
+def test_rollup__two_shards_of_one_server__every_statistic_twice_the_single_server_sums(clickhouse, settings):
+    # Given data with every edge of the semantics (caps, binomials, windows, CUPED, ratios, time series,
+    # several exposures, units in two variants, replays)
+    spec, exposures, events, replays = generate(seed=5, units=90)
+    write(exposures, events)
+    write(events=replays)
+
+    # When the roll-up runs on one server (the Distributed tables read whole), on the one-shard cluster
+    # and on the two-shard cluster whose shards are both this server
+    settings.CLICKHOUSE_CLUSTER = ""
+    single = rollup_run(spec)
+    settings.CLICKHOUSE_CLUSTER = ONE_SHARD
+    one = rollup_run(spec)
+    settings.CLICKHOUSE_CLUSTER = TWO_SHARDS
+    two = rollup_run(spec)
+
+    # Then one shard gives the single-server answer, and two shards exactly twice every count and sum:
+    # each shard ran the whole per-unit roll-up on its own (a join or grouping on the initiator would
+    # count units once and square sums to four times)
+    assert single.units and sum(single.units.values()) > 0
+    for rollup, factor in ((one, 1), (two, 2)):
+        assert rollup.units == {v: n * factor for v, n in single.units.items()}
+        assert rollup.multiple_exposures == single.multiple_exposures * factor > 0
+        assert rollup.unknown_variant_units == single.unknown_variant_units * factor
+        assert (rollup.first_exposure_at, rollup.last_exposure_at, rollup.last_event_at) == (
+            single.first_exposure_at,
+            single.last_exposure_at,
+            single.last_event_at,
+        )
+        assert rollup.totals.keys() == single.totals.keys()
+        for key, variants in single.totals.items():
+            assert_scaled(rollup.totals[key], variants, factor)
+        assert rollup.daily.keys() == single.daily.keys() and single.daily
+        for key, days in single.daily.items():
+            assert [d.date for d in rollup.daily[key]] == [d.date for d in days]
+            for day, expected in zip(rollup.daily[key], days, strict=True):
+                assert_scaled(day.variants, expected.variants, factor)
+
+
+def test_rollup_query__two_shards__exact_unit_keys_same_sums_as_hashed_keys(clickhouse):
+    spec, exposures, events, _ = generate(seed=3, units=40)
+    write(exposures, events)
+    shards = Shards(cluster=TWO_SHARDS, database=clickhouse.database)
+
+    answers = []
+    for exact in (False, True):
+        statement = RollupQuery(spec, exact_unit_keys=exact, shards=shards).metrics_statement()
+        assert "cluster({p_cluster:String}, view(" in statement.sql and "events_dedup_local" in statement.sql
+        answers.append(ch.query(statement.sql, statement.params, settings=QUERY_SETTINGS))
+
+    hashed, exact = answers
+    assert len(hashed) == len(exact) > 0
+    for a, b in zip(hashed, exact, strict=True):
+        assert a.keys() == b.keys()
+        for column in a:
+            assert flatten(a[column]) == pytest.approx(flatten(b[column]), rel=1e-12), column
+
+
+def test_distributed_tables_in_a_nested_join__two_shards__joined_on_the_initiator(clickhouse):
+    # Why the roll-up reads the shards' own tables inside cluster(view(...)) rather than the Distributed
+    # tables: given Distributed tables over the two-shard cluster of this one server
+    ch.command(
+        "CREATE TABLE IF NOT EXISTS events_two AS events_local "
+        "ENGINE = Distributed(two_shards, currentDatabase(), events_local, cityHash64(unit_id))"
+    )
+    ch.command(
+        "CREATE TABLE IF NOT EXISTS exposures_two AS exposures_local "
+        "ENGINE = Distributed(two_shards, currentDatabase(), exposures_local, cityHash64(unit_id))"
+    )
+    assert TWO_SHARDS == "two_shards"
+    write(
+        exposures=[Exposure(f"u{i}", "a", T0) for i in range(10)],
+        events=[Event(f"u{i}", "buy", T0, value=float(i)) for i in range(10)],
+    )
+
+    # When a per-unit join and grouping reads them, even with distributed_product_mode = 'local'
+    nested = """
+        SELECT count() AS n, sum(y) AS sum_y, sum(y * y) AS sum_y2
+        FROM (
+            SELECT e.unit_id, sum(e.value) AS y
+            FROM (SELECT unit_id, value FROM events_two FINAL) AS e
+            INNER JOIN (SELECT unit_id, min(timestamp) AS t0 FROM exposures_two GROUP BY unit_id) AS u
+                ON e.unit_id = u.unit_id
+            GROUP BY e.unit_id
+        )
+    """
+    rows = ch.query(nested, settings={"distributed_product_mode": "local"})
+
+    # Then only the innermost scans ran per shard: units counted once, Σy twice, Σy² four times
+    expected_sum, expected_squares = sum(range(10)), sum(i * i for i in range(10))
+    assert rows == [{"n": 10, "sum_y": 2 * expected_sum, "sum_y2": 4 * expected_squares}]
