@@ -253,8 +253,6 @@ def _track(
         field: rule[field]
         for field in ("key", "variations", "meta", "name", "phase", "hashAttribute", "hashVersion")
     }
-    if "fallbackAttribute" in rule:
-        experiment_fields["fallbackAttribute"] = rule["fallbackAttribute"]
     return {
         "experiment": experiment_fields,
         "result": {
