@@ -1,4 +1,5 @@
-# The production image: gunicorn serving Django, the same image runs the Celery worker and beat.
+# The production image: gunicorn serving Django; the same image runs GrowthBook's streams (uvicorn on
+# config.asgi, docker-compose.yml's stream service), the Celery worker and beat.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

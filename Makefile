@@ -29,9 +29,13 @@ demo: migrate
 	$(BIN)/python manage.py demo
 	@$(MAKE) --no-print-directory serve
 
+# One process (the embedded mode): uvicorn on config.asgi serves GrowthBook's streams (GET /sub/<key>)
+# on its event loop and every other request with Django in 8 threads (ASGI_THREADS), so a change made
+# in the admin reaches the streams of the same process at once. Production runs web on gunicorn and
+# the streams in a process of their own (docker-compose.yml).
 serve: install
 	@echo "Serving on http://$(HOST):$(PORT)/admin/  (API docs: /api/docs, health: /api/health). Ctrl-C stops."
-	$(BIN)/gunicorn config.wsgi:application --bind $(HOST):$(PORT) --workers 1 --threads 8 --access-logfile -
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 3
 
 test: install
 	$(BIN)/ruff check .

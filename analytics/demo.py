@@ -2,7 +2,7 @@
 
 `manage.py demo` calls, in order:
 
-1. ``demo_workspace_create``: the admin user, 5 metrics, 3 running experiments, 5 flags and an SDK key
+1. ``demo_workspace_create``: the admin user, 6 metrics (one a quantile: p90 order value), 3 running experiments, 5 flags and an SDK key
    (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
    three experiments as production traffic (the environment the experiments analyse), with their purchases and errors, inserted into the ingestion path's ClickHouse
@@ -92,6 +92,15 @@ METRICS = [
         "higher_is_better": False,
         "description": "Client errors seen; should never go up.",
     },
+    {
+        "key": "p90_order_value",
+        "name": "p90 order value",
+        "type": "quantile",
+        "event": "purchase",
+        "quantile": 0.9,
+        "quantile_scope": "event",
+        "description": "The order value 90% of orders stay below: does the banner change big baskets?",
+    },
 ]
 
 EXPERIMENTS = [
@@ -136,7 +145,11 @@ EXPERIMENTS = [
             {"key": "control", "name": "No banner"},
             {"key": "treatment", "name": "Discount banner"},
         ],
-        "metrics": [{"metric": "revenue", "role": "primary"}, {"metric": "errors", "role": "guardrail"}],
+        "metrics": [
+            {"metric": "revenue", "role": "primary"},
+            {"metric": "p90_order_value", "role": "secondary"},
+            {"metric": "errors", "role": "guardrail"},
+        ],
         "engine": "bayesian",
         "tags": ["pricing"],
     },

@@ -93,6 +93,12 @@ class ExperimentResult(models.Model):
         default="",
         help_text="Who asked for the last refresh: a user, the schedule, a command.",
     )
+    rollup_state = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the last successful refresh left for the next one to be incremental: its "
+        'watermark, analysis time, state keys and units (docs/analysis.md, "Incremental refresh").',
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -35,7 +35,8 @@ def spool_drain() -> dict[str, int]:
 # --- experiment results ----------------------------------------------------------------------------------
 @shared_task(
     name="analytics.tasks.experiment_results_refresh",
-    # Safe to run twice: a refresh recomputes everything from the raw data and replaces the snapshot.
+    # Safe to run twice: a refresh recomputes touched units from the raw data (state rows versioned by
+    # read time, the newest wins) and replaces the snapshot.
     acks_late=True,
     # Only ClickHouse being unreachable is worth retrying; a failing query would fail the same way.
     autoretry_for=(ClickHouseUnavailable,),
@@ -63,7 +64,7 @@ def experiment_results_refresh_task(experiment_id: int, refreshed_by: str = "") 
     name="analytics.tasks.running_experiments_rollup", acks_late=True, soft_time_limit=50, time_limit=60
 )
 def running_experiments_rollup() -> int:
-    """Queue a results refresh for every running experiment (the 15-minute schedule); how many.
+    """Queue a results refresh for every running experiment (the 5-minute schedule); how many.
 
     One task per experiment, so a slow or failing experiment does not hold the others back and
     workers share the load. Safe to run twice: the refreshes are idempotent.

@@ -1,4 +1,4 @@
-"""`make bench` / `python -m bench [ingest|evaluate|analyze ...] [--quick]`: run benchmarks, print one table.
+"""`make bench` / `python -m bench [ingest|evaluate|analyze|incremental ...] [--quick]`: run benchmarks, print one table.
 
 Each benchmark module exposes `run() -> list[Result]`; a result pairs what we measure with the
 baseline measured in the same run, so the ratio means something on any machine. An entry whose
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.common import Result
 
-ENTRIES = ["ingest", "evaluate", "growthbook", "analyze"]
+ENTRIES = ["ingest", "evaluate", "growthbook", "streaming", "analyze", "incremental"]
 # --quick: shorter runs and smaller data, to check that every benchmark works end to end (the
 # numbers are noisier). Explicit environment variables still win.
 QUICK_ENV = {
@@ -25,6 +25,8 @@ QUICK_ENV = {
     "BENCH_HTTP_SECONDS": "3",
     "BENCH_ANALYZE_EVENTS": "200000",
     "BENCH_ANALYZE_ROUNDS": "1",
+    "BENCH_INCREMENTAL_EVENTS": "200000,600000",
+    "BENCH_INCREMENTAL_ROUNDS": "1",
 }
 
 

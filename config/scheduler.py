@@ -5,7 +5,7 @@ the admin) and a worker runs the tasks. With the embedded defaults there is neit
 and only the web process may open the chDB directory. So the web process runs Celery's own beat
 service in a daemon thread, with the same database scheduler: the same schedules, editable in the
 admin, and each due task runs eagerly in that thread (scheduled starts and stops every minute, the
-spool drain every minute, the results roll-up every 15 minutes).
+spool drain every minute, the results refresh every 5 minutes).
 
 Started by ``config.wsgi`` when ``settings.EMBEDDED_SCHEDULER`` is on (the default with eager tasks),
 so ``make demo``, gunicorn and runserver get it and management commands and tests do not. Run one

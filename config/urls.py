@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("analytics.urls")),  # experiments/{key}/results/ before the experiments router
     path("", include("experiments.urls")),
     path("", include("features.urls")),
+    path("", include("features.config_file.urls")),
 ]
 
 urlpatterns = [

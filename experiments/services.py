@@ -26,6 +26,7 @@ from experiments.models import (
     MetricRole,
     Variant,
 )
+from experiments.signals import experiment_started, experiment_stopped
 from metrics.models import Metric
 
 logger = logging.getLogger(__name__)
@@ -355,6 +356,7 @@ def experiment_start(
         locked.layer_slice_start = start
     locked.started_at = timezone.now()
     _save(locked, user)
+    transaction.on_commit(lambda: experiment_started.send(sender=Experiment, experiment=locked, user=user))
     return locked
 
 
@@ -396,6 +398,7 @@ def experiment_stop(
     locked.decision_reason = reason
     locked.stopped_at = timezone.now()
     _save(locked, user)
+    transaction.on_commit(lambda: experiment_stopped.send(sender=Experiment, experiment=locked, user=user))
     return locked
 
 
@@ -406,6 +409,75 @@ def experiment_archive(
     locked = _transition(experiment, "archive", version)
     _save(locked, user)
     return locked
+
+
+@transaction.atomic
+def experiment_lifecycle_restore(
+    *,
+    experiment: Experiment,
+    user: AbstractBaseUser | None,
+    started_at: datetime.datetime | None = None,
+    stopped_at: datetime.datetime | None = None,
+    decision_variant: str | None = None,
+    decision_reason: str | None = None,
+    layer_slice_start: float | None = None,
+) -> Experiment:
+    """Put back the record of an experiment's lifecycle as it was elsewhere (``import_config``
+    restoring an exported workspace, after the import has made the transitions through the services
+    above): when it started and stopped, the decision, and where it sits in its layer. Only what is
+    given changes. A layer slice must fit next to the other experiments' slices (409 otherwise):
+    where an experiment sits in its layer decides who is in it."""
+    locked = _lock(experiment, None)
+    if started_at is not None:
+        locked.started_at = started_at
+    if stopped_at is not None:
+        locked.stopped_at = stopped_at
+    if decision_variant is not None:
+        if decision_variant and not locked.variants.filter(key=decision_variant).exists():
+            raise ValidationError(
+                {"decision_variant": f"“{decision_variant}” is not a variant of {locked.key}."}
+            )
+        locked.decision_variant = decision_variant
+    if decision_reason is not None:
+        locked.decision_reason = decision_reason
+    if layer_slice_start is not None and locked.status not in LAYER_HOLDING_STATUSES:
+        if not 0 <= layer_slice_start <= 1:
+            raise ValidationError({"layer_slice_start": "A layer slice starts between 0 and 1."})
+        locked.layer_slice_start = layer_slice_start  # holds nothing: kept as the record of where it was
+    elif layer_slice_start is not None and locked.layer:
+        others = _layer_slices(locked.layer, exclude_pk=locked.pk)
+        try:
+            fits = bucketing.can_grow(others, layer_slice_start, locked.traffic_allocation)
+        except ValueError as exc:
+            raise ValidationError({"layer_slice_start": str(exc)}) from None
+        if not fits:
+            raise Conflict(
+                f"The slice from {layer_slice_start:g} of layer “{locked.layer}” overlaps another "
+                "experiment's slice.",
+                field="layer_slice_start",
+            )
+        locked.layer_slice_start = layer_slice_start
+    if locked.started_at and locked.stopped_at and locked.stopped_at < locked.started_at:
+        raise ValidationError({"stopped_at": "An experiment cannot stop before it started."})
+    _save(locked, user)
+    return locked
+
+
+def lifecycle_path(current: str, target: str) -> list[str] | None:
+    """The actions that lead from status ``current`` to ``target`` (shortest first; ``[]`` when
+    they are the same), or None when no sequence of transitions does (a stopped experiment never
+    runs again)."""
+    paths: dict[str, list[str]] = {current: []}
+    queue = [current]
+    while queue:
+        status = queue.pop(0)
+        if status == target:
+            return paths[status]
+        for action, (allowed_from, leads_to) in TRANSITIONS.items():
+            if status in allowed_from and leads_to not in paths:
+                paths[leads_to] = [*paths[status], action]
+                queue.append(leads_to)
+    return None
 
 
 LIFECYCLE_SERVICES = {

@@ -45,6 +45,7 @@ from features.rule_editor import draft_config, draft_rules_clean, rule_editor_da
 from features.services import (
     environment_delete,
     environment_delete_validate,
+    feature_changed_emit,
     feature_value_validate,
     prerequisites_validate,
     rule_validate,
@@ -408,6 +409,9 @@ class FeatureAdmin(SimpleHistoryAdmin):
         # Every environment gets its on/off row, so the switches are always there to flip.
         for environment in Environment.objects.all():
             FeatureEnvironment.objects.get_or_create(feature=form.instance, environment=environment)
+        feature_changed_emit(
+            feature=form.instance, action="updated" if change else "created", user=request.user
+        )
 
 
 @admin.register(Environment)
@@ -533,3 +537,6 @@ class SdkKeyAdmin(admin.ModelAdmin):
 
 # Change requests, scheduled changes, and the flag admin's save through approvals (re-registers Feature).
 from features.governance import admin as governance_admin  # noqa: E402, F401
+
+# Webhooks' admin lives with them (features/webhooks/admin.py); importing it registers it here.
+from features.webhooks import admin as webhooks_admin  # noqa: E402, F401

@@ -13,6 +13,7 @@ class FeaturesConfig(AppConfig):
         from experiments import approvals
         from features import signals
         from features.governance import services as governance
+        from features.webhooks import events
 
         signals.connect()
         # Experiments' start, stop and ramp-up ask approvals through this hook (experiments/approvals.py).
@@ -21,3 +22,10 @@ class FeaturesConfig(AppConfig):
         pre_create_historical_record.connect(
             governance.history_reason_fill, dispatch_uid="governance-history-reason", weak=False
         )
+        # Stream servers hear of every change (features.streaming.notify): published through Redis.
+        from features import config
+        from features.streaming import notify
+
+        config.on_change(notify.publish_change)
+        # Experiments' lifecycle signals and change requests' become webhook events.
+        events.connect()

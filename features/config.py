@@ -61,8 +61,10 @@ __all__ = [
     "config_get",
     "config_invalidate",
     "current_generation",
+    "generation_refresh",
     "max_age",
     "memo_clear",
+    "on_change",
     "snapshot_build",
 ]
 
@@ -98,6 +100,7 @@ _cache_down_until = 0.0
 _memo: dict[int, CompiledConfig] = {}
 _generation_seen: tuple[str | None, float] = (None, 0.0)  # (generation, monotonic time it was read)
 _invalidation_listeners: list[Callable[[], None]] = []
+_change_listeners: list[Callable[[], None]] = []
 
 T = TypeVar("T")
 
@@ -180,11 +183,23 @@ def current_generation() -> str | None:
     return generation
 
 
+def generation_refresh() -> str | None:
+    """The cache generation read now, past the once-a-second throttle of ``current_generation``.
+
+    For the stream server (``features.streaming``): told that something changed, it must not rebuild
+    under the generation it read up to a second ago.
+    """
+    global _generation_seen
+    _generation_seen = (None, 0.0)
+    return current_generation()
+
+
 def config_invalidate() -> None:
     """Make every process reload its configuration: a new generation, which all memos compare with.
 
     When the cache is unreachable only this process can be told: its memos are dropped, and other
-    processes see the change within the max age.
+    processes see the change within the max age. Then the change listeners run (``on_change``: the
+    streaming notification, in this process and through Redis to the others).
     """
     global _generation_seen
     generation = uuid.uuid4().hex
@@ -198,6 +213,26 @@ def config_invalidate() -> None:
             "will see the change within %s seconds.",
             max_age(),
         )
+    for listener in list(_change_listeners):
+        try:
+            listener()
+        except Exception:  # noqa: BLE001 - a listener must never fail the write that invalidated
+            logger.exception("A flag configuration change listener failed.")
+
+
+def on_change(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener`` after every invalidation made in this process; returns its removal.
+
+    Every committed change to what the configuration is built from comes through
+    ``config_invalidate``, so this is where streaming learns of changes (``features.streaming``).
+    """
+    _change_listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _change_listeners:
+            _change_listeners.remove(listener)
+
+    return remove
 
 
 def memo_clear() -> None:

@@ -284,3 +284,6 @@ class SdkKey(models.Model):
 
 # Change requests and scheduled changes (features/governance/models.py) belong to this app.
 from features.governance.models import ChangeRequest, ScheduledChange  # noqa: E402, F401
+
+# Webhooks live in their own package (features/webhooks/); their models belong to this app.
+from features.webhooks.models import Webhook, WebhookDelivery  # noqa: E402, F401

@@ -30,7 +30,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
-from features import config
+from features import config, streaming
 from features.authentication import SdkKeyAuthentication, sdk_client_for_key
 from features.config import config_get
 from features.encryption import encrypt
@@ -202,7 +202,11 @@ class GrowthBookPayloadView(APIView):
             response = HttpResponse(body, content_type="application/json")
         response["ETag"] = etag
         response["Cache-Control"] = CACHE_CONTROL
-        return _cors(response)
+        _cors(response)
+        if streaming.advertised():  # GET /sub/{key} is served (features.streaming)
+            response["x-sse-support"] = "enabled"
+            response["Access-Control-Expose-Headers"] = "ETag, x-sse-support"
+        return response
 
     @extend_schema(
         operation_id="growthbook_features",
@@ -215,7 +219,7 @@ class GrowthBookPayloadView(APIView):
         "`Access-Control-Allow-Origin: *`; `dateUpdated` changes with every change. "
         "A key made with encryption answers `encryptedFeatures` (AES-128-CBC, the SDK's "
         "`decryptionKey`) and an empty `features`. "
-        "Not yet: streaming.",
+        "`x-sse-support: enabled` where `GET /sub/{client_key}` streams changes (server-sent events).",
         tags=["sdk"],
         auth=[],
         parameters=[

@@ -35,6 +35,9 @@ from features.models import (
     generate_sdk_key,
     hash_sdk_key,
 )
+from features.webhooks.events import flag_changed_data
+from features.webhooks.models import EventType
+from features.webhooks.services import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +287,7 @@ def feature_create(
     _write_prerequisites(feature, prerequisites)
     if tags:
         feature.tags.set(list(tags))
+    feature_changed_emit(feature=feature, action="created", user=user)
     return feature
 
 
@@ -313,7 +317,48 @@ def feature_update(
         _write_prerequisites(feature, prerequisites)
     if tags is not None:
         feature.tags.set(list(tags))
+    feature_changed_emit(feature=feature, action="updated", user=user)
     return feature
+
+
+@transaction.atomic
+def feature_delete(*, feature: Feature, user: AbstractBaseUser | None) -> None:
+    key = feature.key
+    if user is not None and user.is_authenticated:
+        feature._history_user = user
+    feature.delete()
+    feature_changed_emit(feature=None, key=key, action="deleted", user=user)
+
+
+def feature_as_dict(feature: Feature) -> dict[str, Any]:
+    """The flag as the API shows it (without its owner and dates), for webhook events."""
+    return {
+        "key": feature.key,
+        "name": feature.name,
+        "type": feature.type,
+        "default_value": feature.default_value,
+        "environments": feature_environments_as_dict(feature),
+        "prerequisites": [
+            {"feature": item.prerequisite.key, "value": item.value}
+            for item in feature.prerequisites.select_related("prerequisite")
+        ],
+    }
+
+
+def feature_changed_emit(
+    *, feature: Feature | None, action: str, user: AbstractBaseUser | None, key: str = ""
+) -> None:
+    """The ``flag.changed`` webhook event, sent once the current transaction commits. Every write of
+    a flag calls it: these services, and the admin's save and delete."""
+    event_emit(
+        EventType.FLAG_CHANGED,
+        lambda: flag_changed_data(
+            key=feature.key if feature is not None else key,
+            action=action,
+            user=user,
+            feature=feature_as_dict(feature) if feature is not None else None,
+        ),
+    )
 
 
 def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:

@@ -31,7 +31,19 @@ class MetricAdmin(ServiceDeletion, SimpleHistoryAdmin):
     readonly_fields = ["created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "key", "description", "tags", "owner"]}),
-        ("What is counted", {"fields": ["type", "event", "denominator", "window_hours", "cap_value"]}),
+        (
+            "What is counted",
+            {
+                "fields": [
+                    "type",
+                    "event",
+                    "denominator",
+                    ("quantile", "quantile_scope"),
+                    "window_hours",
+                    "cap_value",
+                ]
+            },
+        ),
         ("How it is read", {"fields": ["higher_is_better", "cuped", "cuped_lookback_days"]}),
         ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]

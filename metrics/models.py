@@ -11,6 +11,12 @@ class MetricType(models.TextChoices):
     COUNT = "count", "Count (how many times?)"
     SUM = "sum", "Sum of values (e.g. revenue)"
     RATIO = "ratio", "Ratio of two metrics (e.g. revenue per order)"
+    QUANTILE = "quantile", "Quantile (e.g. p90 revenue per user, p99 page load time)"
+
+
+class QuantileScope(models.TextChoices):
+    UNIT = "unit", "Of units' totals (e.g. p90 of revenue per user)"
+    EVENT = "event", "Of individual events (e.g. p99 of page load times)"
 
 
 class Metric(models.Model):
@@ -61,6 +67,18 @@ class Metric(models.Model):
         validators=[MinValueValidator(1)],
         help_text="How many days before a unit's first exposure CUPED looks back.",
     )
+    quantile = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Quantile metrics only: which quantile, between 0 and 1 (0.9 for p90, 0.99 for p99).",
+    )
+    quantile_scope = models.CharField(
+        max_length=8,
+        choices=QuantileScope.choices,
+        blank=True,
+        help_text="Quantile metrics only: the quantile of each unit's total value in its window (unit), "
+        "or of every single event's value (event).",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -83,9 +101,9 @@ class Metric(models.Model):
                 errors["denominator"] = "A ratio metric needs a denominator metric."
             elif self.pk is not None and self.denominator_id == self.pk:
                 errors["denominator"] = "A ratio metric cannot be its own denominator."
-            elif self.denominator.type == MetricType.RATIO:
+            elif self.denominator.type in (MetricType.RATIO, MetricType.QUANTILE):
                 errors["denominator"] = (
-                    "The denominator must be a conversion, count or sum metric, not a ratio."
+                    "The denominator must be a conversion, count or sum metric, not a ratio or a quantile."
                 )
         elif self.denominator_id is not None:
             errors["denominator"] = (
@@ -97,5 +115,33 @@ class Metric(models.Model):
                 "A conversion (binomial) metric has no cap: each unit's value is already 0 or 1. "
                 "Leave the cap empty, or choose the count or sum type."
             )
+        errors.update(self._quantile_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _quantile_errors(self) -> dict[str, str]:
+        """A quantile metric names its quantile (0 < q < 1) and scope; other metrics name neither."""
+        errors: dict[str, str] = {}
+        if self.type != MetricType.QUANTILE:
+            if self.quantile is not None:
+                errors["quantile"] = "Only quantile metrics have a quantile; clear it or change the type."
+            if self.quantile_scope:
+                errors["quantile_scope"] = (
+                    "Only quantile metrics have a quantile scope; clear it or change the type."
+                )
+            return errors
+        if self.quantile is None:
+            errors["quantile"] = "A quantile metric needs its quantile, e.g. 0.9 for p90."
+        elif not 0.0 < self.quantile < 1.0:
+            errors["quantile"] = (
+                "The quantile must be strictly between 0 and 1, e.g. 0.9 for p90 or 0.99 for p99."
+            )
+        if not self.quantile_scope:
+            errors["quantile_scope"] = (
+                "Say what the quantile is of: units' totals (unit) or individual events (event)."
+            )
+        if self.cuped:
+            errors["cuped"] = (
+                "CUPED does not apply to quantile metrics (GrowthBook's method has none); untick it."
+            )
+        return errors

@@ -27,6 +27,8 @@ class MetricSerializer(serializers.ModelSerializer):
             "window_hours",
             "higher_is_better",
             "cap_value",
+            "quantile",
+            "quantile_scope",
             "cuped",
             "cuped_lookback_days",
             "owner",

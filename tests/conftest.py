@@ -3,7 +3,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import ProductManagerFactory, UserFactory
 
-pytest_plugins = ["tests.support.clickhouse"]
+pytest_plugins = ["tests.support.clickhouse", "tests.support.receiver"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -377,7 +377,7 @@ class ExperimentResultAdmin(admin.ModelAdmin):
         messages.success(
             request,
             f"“{experiment.name}” is running. Results appear once exposures and events arrive "
-            "(computed every 15 minutes, or press Refresh on the results page).",
+            "(computed every few minutes, or press Refresh on the results page).",
         )
         return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
 

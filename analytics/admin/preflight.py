@@ -149,6 +149,11 @@ def metric_baseline(
     ClickHouse cannot be read.
     """
     environments = tuple(environments)
+    if metric.type == MetricType.QUANTILE:
+        raise NoBaseline(
+            f"{metric.name} is a quantile metric: this estimate is for means and ratios, so it cannot "
+            "give a quantile's power yet."
+        )
     denominator = metric.denominator if metric.type == MetricType.RATIO else metric
     if denominator is None:
         raise NoBaseline(f"The ratio metric {metric.name} has no denominator metric.")

@@ -360,6 +360,7 @@ def metric_rows(document: ResultsDocument, names: Mapping[str, str]) -> list[dic
                 "type": block.type,
                 "higher_is_better": block.higher_is_better,
                 "cuped": block.cuped,
+                "quantile": block.type == "quantile",
                 "error": block.error,
                 "variants": variants,
             }

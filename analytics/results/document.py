@@ -140,20 +140,67 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class QuantileSummary:
+    """A quantile metric's summary for one variant: what its comparison was computed from.
+
+    ``n`` observations (units, or events for an event quantile), the bounds' grid size ``n_star``,
+    the quantile ``estimate`` and the ``lower``/``upper`` order statistics (docs/analysis.md).
+    """
+
+    n: int = 0
+    n_star: int = 0
+    estimate: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QuantileSummary | None:
+        if data is None:
+            return None
+        data = _mapping(data)
+        return cls(
+            n=data.get("n") or 0,
+            n_star=data.get("n_star") or 0,
+            estimate=data.get("estimate"),
+            lower=data.get("lower"),
+            upper=data.get("upper"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "n_star": self.n_star,
+            "estimate": self.estimate,
+            "lower": self.lower,
+            "upper": self.upper,
+        }
+
+
+@dataclass(frozen=True)
 class VariantSummary:
-    """One variant's units and unadjusted mean on one metric (Σm/Σd for ratios)."""
+    """One variant's units and unadjusted mean on one metric (Σm/Σd for ratios; the quantile, with
+    ``quantile_stats``, for quantile metrics)."""
 
     variant: str
     units: int = 0
     mean: float | None = None
+    quantile_stats: QuantileSummary | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> VariantSummary:
         data = _mapping(data)
-        return cls(variant=data.get("variant") or "?", units=data.get("units") or 0, mean=data.get("mean"))
+        return cls(
+            variant=data.get("variant") or "?",
+            units=data.get("units") or 0,
+            mean=data.get("mean"),
+            quantile_stats=QuantileSummary.from_dict(data.get("quantile_stats")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "units": self.units, "mean": self.mean}
+        data: dict[str, Any] = {"variant": self.variant, "units": self.units, "mean": self.mean}
+        if self.quantile_stats is not None:
+            data["quantile_stats"] = self.quantile_stats.to_dict()
+        return data
 
 
 @dataclass(frozen=True)
@@ -422,7 +469,13 @@ class Notice:
 
 @dataclass(frozen=True)
 class RefreshInfo:
-    """How the last refresh of the results went (``status``: ok, failed or never_computed)."""
+    """How the last refresh of the results went (``status``: ok, failed or never_computed).
+
+    ``kind`` (``"full"`` or ``"incremental"``) and ``watermark`` describe the last good results: how
+    they were rolled up, and the arrival time up to which every exposure and event is in them (rows
+    received later may be too); ``recomputed_metrics`` lists the metrics whose per-unit state an
+    incremental refresh rebuilt from every event (a new or changed definition).
+    """
 
     status: str = "never_computed"
     last_error: str | None = None
@@ -430,6 +483,9 @@ class RefreshInfo:
     duration_ms: int | None = None
     refreshed_by: str | None = None
     updated_at: dt.datetime | None = None
+    kind: str | None = None
+    watermark: dt.datetime | None = None
+    recomputed_metrics: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any) -> RefreshInfo | None:
@@ -443,6 +499,9 @@ class RefreshInfo:
             duration_ms=data.get("duration_ms"),
             refreshed_by=data.get("refreshed_by"),
             updated_at=_datetime(data.get("updated_at")),
+            kind=data.get("kind"),
+            watermark=_datetime(data.get("watermark")),
+            recomputed_metrics=tuple(_list(data.get("recomputed_metrics"))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -453,6 +512,9 @@ class RefreshInfo:
             "duration_ms": self.duration_ms,
             "refreshed_by": self.refreshed_by,
             "updated_at": _iso(self.updated_at),
+            "kind": self.kind,
+            "watermark": _iso(self.watermark),
+            "recomputed_metrics": list(self.recomputed_metrics),
         }
 
     @property

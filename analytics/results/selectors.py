@@ -17,7 +17,9 @@ def results_cache_key(experiment_id: int) -> str:
 def _refresh_state(snapshot: ExperimentResult | None) -> dict:
     if snapshot is None:
         return {"status": "never_computed", "last_error": None, "last_error_at": None, "duration_ms": None,
-                "refreshed_by": None, "updated_at": None}  # fmt: skip
+                "refreshed_by": None, "updated_at": None, "kind": None, "watermark": None,
+                "recomputed_metrics": []}  # fmt: skip
+    state = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
     return {
         "status": snapshot.status,
         "last_error": snapshot.last_error or None,
@@ -25,6 +27,10 @@ def _refresh_state(snapshot: ExperimentResult | None) -> dict:
         "duration_ms": snapshot.duration_ms,
         "refreshed_by": snapshot.refreshed_by or None,
         "updated_at": snapshot.updated_at.isoformat() if snapshot.updated_at else None,
+        # how the last good results were computed, and the data they include (docs/api.md)
+        "kind": state.get("kind"),
+        "watermark": state.get("watermark"),
+        "recomputed_metrics": state.get("recomputed_metrics") or [],
     }
 
 
@@ -53,7 +59,7 @@ def experiment_results_get(*, experiment: Experiment) -> ResultsDocument:
             "errors": [],
             "experiment_status": experiment.status,
             "refresh": _refresh_state(snapshot),
-            "message": "No results yet. They are computed every 15 minutes while the experiment runs; "
+            "message": "No results yet. They are computed every few minutes while the experiment runs; "
             "POST .../results/refresh/ to compute them now.",
         }
     cache.set(key, document, RESULTS_CACHE_TIMEOUT)

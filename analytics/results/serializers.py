@@ -40,11 +40,23 @@ class ComparisonSerializer(serializers.Serializer):
     )
 
 
+class QuantileSummarySerializer(serializers.Serializer):
+    n = serializers.IntegerField(help_text="Observations: units (unit quantile) or events (event quantile).")
+    n_star = serializers.IntegerField(help_text="The grid size the bounds were taken at.")
+    estimate = serializers.FloatField(allow_null=True, help_text="The variant's quantile.")
+    lower = serializers.FloatField(allow_null=True, help_text="The order statistic at the lower bound.")
+    upper = serializers.FloatField(allow_null=True, help_text="The order statistic at the upper bound.")
+
+
 class VariantSummarySerializer(serializers.Serializer):
     variant = serializers.CharField()
     units = serializers.IntegerField()
     mean = serializers.FloatField(
-        allow_null=True, help_text="Unadjusted mean (also under CUPED); Σm/Σd for ratios."
+        allow_null=True,
+        help_text="Unadjusted mean (also under CUPED); Σm/Σd for ratios; the quantile for quantile metrics.",
+    )
+    quantile_stats = QuantileSummarySerializer(
+        required=False, help_text="Quantile metrics only: the summary the comparison was computed from."
     )
 
 
@@ -95,6 +107,20 @@ class RefreshStateSerializer(serializers.Serializer):
     duration_ms = serializers.IntegerField(allow_null=True)
     refreshed_by = serializers.CharField(allow_null=True)
     updated_at = serializers.DateTimeField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=["full", "incremental"],
+        allow_null=True,
+        help_text="How the last good results were rolled up: every unit recomputed, or only the units "
+        "that new data touched.",
+    )
+    watermark = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Every exposure and event received (received_at) up to this time is in the results.",
+    )
+    recomputed_metrics = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Metrics an incremental refresh rebuilt from every event (new or changed definitions).",
+    )
 
 
 class ResultsSerializer(serializers.Serializer):

@@ -1,7 +1,7 @@
 """Writes of experiment results: computing and storing them.
 
 ``experiment_results_refresh`` is the one way results are made, whoever asks (the API's refresh, the
-15-minute schedule, ``manage.py rollup``): roll the experiment's exposures and events up in ClickHouse
+5-minute schedule, ``manage.py rollup``): roll the experiment's exposures and events up in ClickHouse
 (``analytics.rollup``), run the statistics engine over the sums (``analytics.results.analysis``), store the document in the
 experiment's ``ExperimentResult`` (one row, replaced in place) and drop the cached copy.
 """
@@ -21,11 +21,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics.clickhouse import ClickHouseError
-from analytics.models import ExperimentResult, ResultStatus
+from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.results.analysis import MetricAnalysis, results_document
 from analytics.results.document import Analysis, ResultsDocument
+from analytics.results.notify import results_events_emit
 from analytics.results.selectors import results_cache_key
-from analytics.rollup import Measure, MetricSpec, RollupSpec, rollup_run
+from analytics.rollup import Measure, MetricSpec, RollupSpec
+from analytics.rollup.incremental import RollupState, rollup_refresh
+from analytics.rollup.refresh import Rollup, rollup_run
 from analytics.stats import AnalysisOptions, GaussianPrior
 from experiments.models import Experiment, ExperimentMetric, ExperimentStatus, MetricRole
 from metrics.models import Metric, MetricType
@@ -39,7 +42,8 @@ TIMESERIES_ROLES = frozenset({MetricRole.PRIMARY})
 # --- from the models to the roll-up and the engine -------------------------------------------------------
 def _measure(metric: Metric) -> Measure:
     """The metric's per-unit value (docs/analysis.md); for a ratio, the numerator: the sum of its event's value."""
-    kind = "sum" if metric.type == MetricType.RATIO else metric.type
+    # A ratio's numerator and a quantile's observations are sums of the event's value.
+    kind = "sum" if metric.type in (MetricType.RATIO, MetricType.QUANTILE) else metric.type
     return Measure(event=metric.event, kind=kind, window_hours=metric.window_hours, cap=metric.cap_value)
 
 
@@ -57,7 +61,10 @@ def _metric_spec(link: ExperimentMetric) -> MetricSpec:
         denominator=denominator,
         cuped=metric.cuped,
         cuped_lookback_days=metric.cuped_lookback_days,
-        timeseries=link.role in TIMESERIES_ROLES,
+        # A quantile is not a sum over units: no daily increments to add up (docs/analysis.md).
+        timeseries=link.role in TIMESERIES_ROLES and metric.type != MetricType.QUANTILE,
+        quantile=metric.quantile if metric.type == MetricType.QUANTILE else None,
+        quantile_scope=(metric.quantile_scope or None) if metric.type == MetricType.QUANTILE else None,
     )
 
 
@@ -109,11 +116,43 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     ]
 
 
-def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | None = None) -> ResultsDocument:
-    """The results document of ``experiment`` as of ``now`` (ClickHouse roll-up, then the engine)."""
+def rollup_incremental_enabled() -> bool:
+    """Whether refreshes run incrementally (``ROLLUP_INCREMENTAL``, never on a cluster yet: the state
+    statements do not run per shard). Otherwise every refresh is the cold roll-up."""
+    return settings.ROLLUP_INCREMENTAL and not settings.CLICKHOUSE_CLUSTER
+
+
+def arrivals_watermark(read_at: dt.datetime) -> dt.datetime:
+    """Rows received after this time are the next refresh's arrivals (docs/analysis.md, "Incremental
+    refresh", the watermark rule): ``read_at``, or the oldest batch still waiting in the spool (its
+    rows keep the time they were accepted and become visible only when the drain inserts them),
+    minus ``ROLLUP_ARRIVAL_MARGIN_SECONDS`` for inserts in flight and clock skew. Read before any
+    ClickHouse statement of the refresh."""
+    oldest = SpoolBatch.objects.order_by("created_at").values_list("created_at", flat=True).first()
+    start = read_at if oldest is None else min(read_at, oldest)
+    return start - dt.timedelta(seconds=settings.ROLLUP_ARRIVAL_MARGIN_SECONDS)
+
+
+def experiment_results_compute(
+    *,
+    experiment: Experiment,
+    now: dt.datetime | None = None,
+    previous: RollupState | None = None,
+    full: bool = False,
+) -> tuple[ResultsDocument, Rollup]:
+    """The results document of ``experiment`` as of ``now``, and the roll-up it came from.
+
+    The roll-up is incremental from ``previous`` (the state the last refresh left) when it can be,
+    full otherwise or when ``full`` (docs/analysis.md, "Incremental refresh").
+    """
     now = now or timezone.now()
+    watermark = arrivals_watermark(now)
     spec = experiment_rollup_spec(experiment=experiment, until=experiment_analysis_time(experiment, now))
-    rollup = rollup_run(spec)
+    if rollup_incremental_enabled():
+        rollup = rollup_refresh(spec, previous=previous, read_at=now, watermark=watermark, full=full)
+    else:  # the cold refresh: every event read, no state kept
+        rollup = rollup_run(spec)
+        rollup.kind = "full"
     started = time.perf_counter()
     document = results_document(
         experiment=experiment.key,
@@ -131,18 +170,24 @@ def experiment_results_compute(*, experiment: Experiment, now: dt.datetime | Non
         sequential_tuning=experiment.sequential_tuning,
         environments=tuple(spec.environments or ()),
     )
-    return dataclasses.replace(
+    document = dataclasses.replace(
         document,
         analysis=analysis,
         experiment_status=experiment.status,
         engine=experiment.engine,
         timings_ms={"rollup": rollup.duration_ms, "statistics": (time.perf_counter() - started) * 1000},
     )
+    return document, rollup
 
 
 # --- refresh -----------------------------------------------------------------------------------------
-def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") -> ExperimentResult:
+def experiment_results_refresh(
+    *, experiment_id: int, refreshed_by: str = "", full: bool = False
+) -> ExperimentResult:
     """Recompute and store the results of the experiment ``experiment_id``; the stored snapshot.
+
+    Incremental from the state the last refresh left (``ExperimentResult.rollup_state``) unless
+    ``full`` or that state cannot be used (docs/analysis.md, "Incremental refresh").
 
     On failure the snapshot keeps its last good payload, records the error and its time, and the
     exception propagates (``ClickHouseUnavailable`` is transient: the Celery task retries it).
@@ -152,7 +197,9 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
     snapshot, _ = ExperimentResult.objects.get_or_create(experiment=experiment)
     started = time.perf_counter()
     try:
-        document = experiment_results_compute(experiment=experiment)
+        document, rollup = experiment_results_compute(
+            experiment=experiment, previous=RollupState.from_dict(snapshot.rollup_state), full=full
+        )
     except Exception as exc:  # any failure is recorded on the snapshot, then re-raised
         snapshot.status = ResultStatus.FAILED
         snapshot.last_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
@@ -162,14 +209,23 @@ def experiment_results_refresh(*, experiment_id: int, refreshed_by: str = "") ->
         cache.delete(results_cache_key(experiment.pk))
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
+    previous = ResultsDocument.from_dict(snapshot.payload or {})
     snapshot.payload = document.to_dict()
+    if rollup.state is not None:
+        snapshot.rollup_state = {
+            **rollup.state.to_dict(),
+            "recomputed_metrics": list(rollup.recomputed_metrics),
+        }
+    else:  # a cold refresh: what the refresh block reports, and no state for the next one
+        snapshot.rollup_state = {"kind": rollup.kind, "watermark": None, "recomputed_metrics": []}
     snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
     snapshot.duration_ms = round((time.perf_counter() - started) * 1000)
     snapshot.refreshed_by = refreshed_by[:150]
     snapshot.save()
     cache.delete(results_cache_key(experiment.pk))
-    logger.info("Results of %s refreshed in %d ms", experiment.key, snapshot.duration_ms)
+    results_events_emit(experiment=experiment, previous=previous, current=document)
+    logger.info("Results of %s refreshed (%s) in %d ms", experiment.key, rollup.kind, snapshot.duration_ms)
     return snapshot
 
 

@@ -164,7 +164,7 @@ class ExperimentResultsView(APIView):
             "per treatment the relative and absolute effect with intervals, p-values (raw and adjusted "
             "across primary and secondary metrics), chance to win and risk (Bayesian), the sample ratio "
             "check, violated guardrails, and a daily time series of the primary metrics. Computed every "
-            "15 minutes while the experiment runs, or on `POST .../results/refresh/`. Before the first "
+            "5 minutes while the experiment runs, or on `POST .../results/refresh/`. Before the first "
             "computation the answer has empty `metrics`, a null `computed_at` and "
             "`refresh.status` `never_computed`; when the last refresh failed, the last good numbers with "
             "`refresh.status` `failed` and the error. 404 when the experiment does not exist."

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from analytics import clickhouse
+from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import (
     QUERY_SETTINGS,
     STATS_TERMS,
@@ -59,6 +60,11 @@ class Rollup:
     daily: dict[str, list[DailyStats]] = field(default_factory=dict)  # by metric key (time series only)
     exact_unit_keys: bool = False
     duration_ms: float = 0.0
+    # How it was computed: "cold" (rollup_run, every event read), "full" or "incremental" (from
+    # per-unit state, analytics.rollup.incremental), with the state it left for the next refresh.
+    kind: str = "cold"
+    state: Any = None  # analytics.rollup.incremental.RollupState
+    recomputed_metrics: tuple[str, ...] = ()  # metrics whose state was rebuilt for every unit
 
 
 def _build_stats(metric: MetricSpec, n: int, sums: dict[str, float]) -> MetricStats:
@@ -80,15 +86,48 @@ def rollup_shards() -> Shards | None:
 def rollup_run(spec: RollupSpec) -> Rollup:
     """Roll the experiment's exposures and events up to per-variant sums (two ClickHouse queries).
 
-    Raises ``ClickHouseError`` (``ClickHouseUnavailable`` when ClickHouse cannot be reached).
+    This is the cold refresh: it reads every event. ``analytics.rollup.incremental`` computes the
+    same from per-unit state. Raises ``ClickHouseError`` (``ClickHouseUnavailable`` when ClickHouse
+    cannot be reached).
     """
     started = time.perf_counter()
-    variants = spec.variants
+    full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: their own statements
     shards = rollup_shards()
     query = RollupQuery(spec, shards=shards)
     statement = query.units_statement()
     unit_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+    rollup, units_by_day, collisions = read_units(spec, unit_rows)
+    if collisions:
+        logger.warning(
+            "Experiment %s: %d unit id hash collisions; rolling up on exact unit ids.",
+            spec.experiment,
+            collisions,
+        )
+    if spec.metrics and rollup.first_exposure_at is not None:
+        query = RollupQuery(
+            spec, exact_unit_keys=collisions > 0, first_exposure=rollup.first_exposure_at, shards=shards
+        )
+        statement = query.metrics_statement()
+        metric_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+        read_metrics(rollup, metric_rows, units_by_day)
+    else:
+        empty_metrics(rollup)
+    rollup_quantiles(rollup, full_spec, shards)
+    rollup.duration_ms = (time.perf_counter() - started) * 1000
+    return rollup
 
+
+def empty_metrics(rollup: Rollup) -> None:
+    """No exposures yet: every metric has empty variants."""
+    for metric in rollup.spec.metrics:
+        rollup.totals[metric.key] = [(v, _build_stats(metric, 0, {})) for v in rollup.spec.variants]
+
+
+def read_units(
+    spec: RollupSpec, unit_rows: list[dict[str, Any]]
+) -> tuple[Rollup, dict[int, dict[str, int]], int]:
+    """The ``units`` statement's answer: the roll-up's unit counts, units per entry day, collisions."""
+    variants = spec.variants
     units_by_day: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(variants, 0))
     units = dict.fromkeys(variants, 0)
     multiple = unknown = collisions = 0
@@ -118,29 +157,10 @@ def rollup_run(spec: RollupSpec) -> Rollup:
         last_event_at=None,
         exact_unit_keys=collisions > 0,
     )
-    if collisions:
-        logger.warning(
-            "Experiment %s: %d unit id hash collisions; rolling up on exact unit ids.",
-            spec.experiment,
-            collisions,
-        )
-    if spec.metrics and first_ms is not None:
-        query = RollupQuery(
-            spec, exact_unit_keys=collisions > 0, first_exposure=ms_datetime(first_ms), shards=shards
-        )
-        statement = query.metrics_statement()
-        metric_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
-        _read_metrics(rollup, metric_rows, units_by_day)
-    elif spec.metrics:  # no exposures yet: every metric has empty variants
-        for metric in spec.metrics:
-            rollup.totals[metric.key] = [(v, _build_stats(metric, 0, {})) for v in variants]
-    rollup.duration_ms = (time.perf_counter() - started) * 1000
-    return rollup
+    return rollup, units_by_day, collisions
 
 
-def _read_metrics(
-    rollup: Rollup, rows: list[dict[str, Any]], units_by_day: dict[int, dict[str, int]]
-) -> None:
+def read_metrics(rollup: Rollup, rows: list[dict[str, Any]], units_by_day: dict[int, dict[str, int]]) -> None:
     """Totals, and for time-series metrics the cumulative sums at the end of every day."""
     spec, variants = rollup.spec, rollup.spec.variants
     columns = {metric.key: metric_columns(index, metric) for index, metric in enumerate(spec.metrics)}

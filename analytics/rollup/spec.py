@@ -21,7 +21,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 MEASURE_KINDS = ("binomial", "count", "sum")
-METRIC_TYPES = ("binomial", "count", "sum", "ratio")
+METRIC_TYPES = ("binomial", "count", "sum", "ratio", "quantile")
+QUANTILE_SCOPES = ("unit", "event")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class MetricSpec:
     ``measure`` is the metric's value (for a ratio: its numerator); ``denominator`` is set for ratio
     metrics only. ``cuped`` adds the pre-exposure covariate: the same measure(s) over
     ``t0 - cuped_lookback_days <= timestamp < t0``. ``timeseries`` asks for cumulative daily sums too.
+    A ``quantile`` metric has its ``quantile`` level and ``quantile_scope`` and a ``sum`` measure (its
+    own statement, :mod:`analytics.rollup.quantile`; no CUPED, no time series).
     """
 
     key: str
@@ -60,10 +63,16 @@ class MetricSpec:
     cuped: bool = False
     cuped_lookback_days: int = 14
     timeseries: bool = False
+    quantile: float | None = None
+    quantile_scope: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in METRIC_TYPES:
             raise ValueError(f"Unknown metric type {self.type!r}.")
+        if self.type == "quantile" and not (
+            self.quantile is not None and 0.0 < self.quantile < 1.0 and self.quantile_scope in QUANTILE_SCOPES
+        ):
+            raise ValueError("A quantile metric needs 0 < quantile < 1 and a scope (unit or event).")
         if (self.type == "ratio") != (self.denominator is not None):
             raise ValueError("A ratio metric needs a denominator measure; other metrics have none.")
         if self.cuped and self.cuped_lookback_days <= 0:

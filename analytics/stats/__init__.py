@@ -19,6 +19,7 @@ from analytics.stats.direction import change_direction, is_significant
 from analytics.stats.frequentist import frequentist_test, sequential_test, t_test
 from analytics.stats.moments import EffectMoments, effect_moments
 from analytics.stats.power import days_needed, minimum_detectable_effect, statistical_power
+from analytics.stats.quantile import QuantileClusteredStats, QuantileStats
 from analytics.stats.srm import srm_check, srm_p_value
 from analytics.stats.statistics import CupedStats, MetricStats, RatioCupedStats, RatioStats, SampleStats
 
@@ -28,6 +29,8 @@ __all__ = [
     "EffectMoments",
     "GaussianPrior",
     "MetricStats",
+    "QuantileClusteredStats",
+    "QuantileStats",
     "RatioCupedStats",
     "RatioStats",
     "SampleStats",

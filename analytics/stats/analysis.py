@@ -23,6 +23,7 @@ from analytics.stats.bayesian import GaussianPrior, bayesian_test
 from analytics.stats.direction import change_direction, is_significant
 from analytics.stats.frequentist import DEFAULT_SEQUENTIAL_TUNING, EstimateInterval, frequentist_test
 from analytics.stats.moments import effect_moments
+from analytics.stats.quantile import QuantileClusteredStats, QuantileStats
 from analytics.stats.statistics import MetricStats, unadjusted_mean
 
 Engine = Literal["frequentist", "bayesian"]
@@ -81,12 +82,32 @@ def _estimate_ci(result: EstimateInterval | None) -> tuple[float | None, Sequenc
     return (result.estimate, result.ci) if result is not None else (None, None)
 
 
+def _units(stats: MetricStats) -> int:
+    """The variant's units: n, except for an event quantile, whose n counts events."""
+    return int(stats.units if isinstance(stats, QuantileClusteredStats) else stats.n)
+
+
+def quantile_summary(stats: QuantileStats) -> dict[str, Any]:
+    """The ``quantile_stats`` block: the summary a quantile comparison was computed from."""
+    return {
+        "n": int(stats.n),
+        "n_star": int(stats.n_star),
+        "estimate": _number(stats.estimate) if stats.n > 0 else None,
+        "lower": _number(stats.lower) if stats.n > 0 else None,
+        "upper": _number(stats.upper) if stats.n > 0 else None,
+    }
+
+
 def summarise_variants(variants: Sequence[tuple[str, MetricStats]]) -> list[dict[str, Any]]:
-    """The ``variants`` block: ``{"variant", "units", "mean"}`` with the unadjusted mean."""
-    return [
-        {"variant": key, "units": int(stats.n), "mean": _number(unadjusted_mean(stats))}
-        for key, stats in variants
-    ]
+    """The ``variants`` block: ``{"variant", "units", "mean"}`` with the unadjusted mean (for a
+    quantile metric: the quantile, and its ``quantile_stats``)."""
+    blocks: list[dict[str, Any]] = []
+    for key, stats in variants:
+        block = {"variant": key, "units": _units(stats), "mean": _number(unadjusted_mean(stats))}
+        if isinstance(stats, QuantileStats):
+            block["quantile_stats"] = quantile_summary(stats)
+        blocks.append(block)
+    return blocks
 
 
 def compare(

@@ -2,7 +2,7 @@
 
 Both engines start here, as GrowthBook's do (gbstats ``EffectMoments``): the absolute effect is the
 difference of (CUPED-adjusted) means with variance Var_b/n_b + Var_a/n_a; the relative lift is
-(mean_b − mean_a) / unadjusted mean_a with its variance by the delta method:
+(mean_b − mean_a) / |unadjusted mean_a| (gbstats ``frequentist_diff``) with its variance by the delta method:
 
     Var(lift) ≈ Var_b / (n_b·μ_a²) + Var_a·μ_b² / (n_a·μ_a⁴)
 
@@ -27,6 +27,12 @@ from analytics.stats.cuped import (
     ratio_cuped_relative_variance,
     ratio_cuped_theta,
     ratio_cuped_variance,
+)
+from analytics.stats.quantile import (
+    QuantileStats,
+    initial_variance,
+    quantile_variance,
+    too_few_observations,
 )
 from analytics.stats.statistics import (
     CupedStats,
@@ -109,8 +115,14 @@ def _arms(
     control: MetricStats, treatment: MetricStats, binomial: bool, cuped: bool
 ) -> tuple[_Arm, _Arm, float | None, float | None]:
     """Both arms' moments, θ (None without CUPED) and a special relative variance if any."""
-    if isinstance(control, RatioStats) != isinstance(treatment, RatioStats):
+    if isinstance(control, RatioStats) != isinstance(treatment, RatioStats) or isinstance(
+        control, QuantileStats
+    ) != isinstance(treatment, QuantileStats):
         raise TypeError("A comparison needs the same kind of statistics for both variants.")
+    if isinstance(control, QuantileStats) and isinstance(treatment, QuantileStats):
+        # gbstats QuantileStatistic: the mean is the quantile, the variance its σ² (analytics.stats.quantile)
+        arms = tuple(_Arm(s.n, s.estimate, s.estimate, quantile_variance(s)) for s in (control, treatment))
+        return arms[0], arms[1], None, None
     if cuped and isinstance(control, RatioCupedStats) and isinstance(treatment, RatioCupedStats):
         theta = ratio_cuped_theta(control, treatment)
         if abs(theta) >= RATIO_THETA_EPSILON:
@@ -188,6 +200,13 @@ def effect_moments(
         return degenerate(NON_FINITE)
     if arm_a.n < 2 or arm_b.n < 2:
         return degenerate(TOO_FEW_UNITS, theta)
+    if isinstance(control, QuantileStats) and isinstance(treatment, QuantileStats):
+        # gbstats QuantileStatistic._has_zero_variance: too few observations for the bounds, or
+        # bounds that collapsed to one value at every n* (checked before the variance's floor).
+        if too_few_observations(control) or too_few_observations(treatment):
+            return degenerate(TOO_FEW_UNITS)
+        if not (initial_variance(control) > 0 and initial_variance(treatment) > 0):
+            return degenerate(ZERO_VARIANCE)
     if not _all_finite((arm_a.mean, arm_b.mean, arm_a.unadjusted_mean, arm_b.unadjusted_mean,
                         arm_a.variance, arm_b.variance, theta or 0.0, special_rel_var or 0.0)):  # fmt: skip
         return degenerate(NON_FINITE, theta)
@@ -203,7 +222,8 @@ def effect_moments(
         if arm_a.mean == 0 or arm_a.unadjusted_mean == 0:
             error = BASELINE_ZERO
         else:
-            relative = absolute / arm_a.unadjusted_mean
+            # gbstats frequentist_diff: over |baseline|, so a rise is a positive lift whatever the sign
+            relative = absolute / abs(arm_a.unadjusted_mean)
             if special_rel_var is not None:
                 relative_variance = special_rel_var
             else:

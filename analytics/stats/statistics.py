@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.stats.quantile import QuantileStats
+
 
 @dataclass(frozen=True)
 class SampleStats:
@@ -159,7 +161,7 @@ class RatioCupedStats(RatioStats):
         )
 
 
-MetricStats = SampleStats | CupedStats | RatioStats | RatioCupedStats
+MetricStats = SampleStats | CupedStats | RatioStats | RatioCupedStats | QuantileStats
 
 
 def mean(n: int, total: float) -> float:
@@ -241,8 +243,11 @@ def ratio_variance(stats: RatioStats) -> float:
 def unadjusted_mean(stats: MetricStats) -> float | None:
     """The mean reported for a variant (never CUPED-adjusted): Σy/n, or Σm/Σd for ratios.
 
-    None when it is undefined (no units, or a ratio whose denominator sums to 0).
+    None when it is undefined (no units, or a ratio whose denominator sums to 0). For a quantile
+    metric: the variant's quantile (None without observations).
     """
+    if isinstance(stats, QuantileStats):
+        return stats.estimate if stats.n > 0 else None
     if isinstance(stats, RatioStats):
         return stats.m_sum / stats.d_sum if stats.d_sum != 0 else None
     return stats.sum / stats.n if stats.n > 0 else None

@@ -265,10 +265,10 @@ def test_results_refresh__event_values_near_the_largest_double__non_finite_reaso
 def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(admin_client, monkeypatch):
     from analytics.results import services
 
-    def unavailable(spec):
+    def unavailable(spec, **kwargs):
         raise ClickHouseUnavailable("ClickHouse is unreachable (test)")
 
-    monkeypatch.setattr(services, "rollup_run", unavailable)
+    monkeypatch.setattr(services, "rollup_refresh", unavailable)
     experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
     refresh = reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk])
     page = admin_client.post(refresh, follow=True).content.decode()

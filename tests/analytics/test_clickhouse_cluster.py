@@ -67,11 +67,20 @@ def test_format_query__a_broken_statement__refused(clickhouse_schema):
 
 
 def test_cluster_layout__replicated__unit_tables_sharded_replicated_and_distributed(clickhouse_schema):
-    formatted = {}
+    formatted, alters = {}, []
     for statement in _cluster_statements(_layout()):
         sql = _format(statement)
+        if sql.startswith("ALTER TABLE"):
+            alters.append(sql)
+            continue
         name = re.match(r"CREATE (?:TABLE|VIEW|DATABASE) IF NOT EXISTS (\S+)", sql)[1]
         formatted[name] = sql
+
+    # an index (not a column) of a sharded table is the local table's, on every node
+    index_alters = [sql for sql in alters if " INDEX " in sql]
+    assert index_alters and all(
+        re.match(r"ALTER TABLE experiments\.\w+_local ON CLUSTER platform ", sql) for sql in index_alters
+    ), index_alters
 
     for table in ("events", "exposures"):
         local = formatted[f"experiments.{table}_local"]
@@ -262,6 +271,7 @@ def test_cluster_compose__two_shards_of_two_replicas_and_three_keepers__consiste
 CLUSTER_SUITE = [
     "tests/analytics/test_cluster_shards.py",
     "tests/analytics/test_rollup.py",
+    "tests/analytics/test_rollup_quantile.py",
     "tests/analytics/test_results.py",
     "tests/analytics/test_end_to_end.py",
     "tests/analytics/test_ingestion.py",

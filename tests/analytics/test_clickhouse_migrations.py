@@ -39,6 +39,9 @@ def test_migrate__new_database__creates_every_table_and_records_the_versions(fre
         ("events_dedup", "View"),
         ("exposures", "ReplacingMergeTree"),
         ("exposures_dedup", "View"),
+        ("rollup_touched", "ReplacingMergeTree"),
+        ("rollup_units", "ReplacingMergeTree"),
+        ("rollup_values", "ReplacingMergeTree"),
         ("schema_migrations", "MergeTree"),
     ]
     assert all(state.applied and not state.changed for state in migrations.status())
@@ -71,6 +74,20 @@ def test_migrate__events_table__is_keyed_for_dedup_and_metric_reads(clickhouse):
             "sorting_key": "experiment, unit_id, timestamp, variant, environment",
             "partition_key": "toYYYYMM(timestamp)",
         },
+    ]
+
+
+def test_migrate__received_at__skip_indexed_for_the_incremental_refresh(clickhouse):
+    rows = ch.query(
+        "SELECT table, expr, type FROM system.data_skipping_indices "
+        "WHERE database = {database:String} ORDER BY table",
+        {"database": clickhouse.database},
+        use_database=False,
+    )
+
+    assert rows == [
+        {"table": "events", "expr": "received_at", "type": "minmax"},
+        {"table": "exposures", "expr": "received_at", "type": "minmax"},
     ]
 
 

@@ -84,6 +84,11 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
     share = srm["units"]["treatment"] / sum(srm["units"].values())
     assert share == pytest.approx(0.45, abs=0.015)
     assert results["pricing_banner"]["warnings"][0]["code"] == "sample_ratio_mismatch"
+    # ... and its p90 order value: a quantile of individual orders, with the summary it came from
+    p90 = next(b for b in results["pricing_banner"]["metrics"] if b["metric"] == "p90_order_value")
+    assert p90["type"] == "quantile" and p90["error"] is None
+    assert all(v["quantile_stats"]["n"] > v["units"] / 20 for v in p90["variants"])
+    assert 0.0 < p90["comparisons"][0]["chance_to_win"] < 1.0
 
 
 def test_demo_command__no_traffic__configuration_only():

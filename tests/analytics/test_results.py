@@ -432,11 +432,11 @@ def test_results_api__cached__refresh_invalidates(clickhouse, pm_client):
 
 
 # --- schedule and command -----------------------------------------------------------------------------------
-def test_rollup_schedule__migration__every_15_minutes_enabled():
+def test_rollup_schedule__migration__every_5_minutes_enabled():
     task = PeriodicTask.objects.get(name="roll up running experiments")
 
     assert task.task == "analytics.tasks.running_experiments_rollup"
-    assert (task.interval.every, task.interval.period) == (15, "minutes") and task.enabled
+    assert (task.interval.every, task.interval.period) == (5, "minutes") and task.enabled
 
 
 def test_running_experiments_rollup__fan_out__refreshes_running_ones_only(clickhouse):

@@ -29,7 +29,17 @@ METRIC_KEYS = [
 ]
 COMPARISON_KEYS = ["variant", "baseline", "relative", "absolute", "p_value", "p_value_adjusted", "significant",
                    "direction", "chance_to_win", "risk", "error", "guardrail_violated"]  # fmt: skip
-REFRESH_KEYS = ["status", "last_error", "last_error_at", "duration_ms", "refreshed_by", "updated_at"]
+REFRESH_KEYS = [
+    "status",
+    "last_error",
+    "last_error_at",
+    "duration_ms",
+    "refreshed_by",
+    "updated_at",
+    "kind",
+    "watermark",
+    "recomputed_metrics",
+]
 
 
 def _json(value: dict) -> str:
@@ -138,7 +148,8 @@ def test_results_document__never_computed__the_empty_shape():
     empty = {"experiment": "exp", "computed_at": None, "srm": None, "metrics": [], "timeseries": [],
              "warnings": [], "errors": [], "experiment_status": "draft",
              "refresh": {"status": "never_computed", "last_error": None, "last_error_at": None,
-                         "duration_ms": None, "refreshed_by": None, "updated_at": None},
+                         "duration_ms": None, "refreshed_by": None, "updated_at": None, "kind": None,
+                         "watermark": None, "recomputed_metrics": []},
              "message": "No results yet."}  # fmt: skip
 
     typed = ResultsDocument.from_dict(empty)

@@ -138,6 +138,12 @@ def test_admin_tour__demo_workspace__list_results_srm_and_flag_try_it(clickhouse
     assert "do not trust" in page.inner_text("#srm-check")
     screenshot(page, "results-srm", full_page=False)
 
+    # ... and its p90 order value, a quantile metric, in the numbers table
+    p90_row = page.locator("table.numbers tr", has_text="p90 order value")
+    p90_row.scroll_into_view_if_needed()
+    assert "quantile" in p90_row.inner_text()  # labelled: its mean column holds the variants' p90s
+    screenshot(page, "results-quantile", full_page=False)
+
     # A flag's "try it" box: the checkout experiment decides this user's value
     variant = ["control", "treatment"][
         assign_variant(seed="checkout_button", unit_id="user-42", weights=[1.0, 1.0], traffic_allocation=1.0)

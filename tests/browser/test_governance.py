@@ -12,7 +12,7 @@ from features.services import feature_create
 from tests.browser.conftest import admin_login, requires_chromium, screenshot
 from tests.factories import ProductManagerFactory
 
-pytestmark = [requires_chromium, pytest.mark.django_db(transaction=True)]
+pytestmark = [requires_chromium, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 PASSWORD = "pw-for-tests-only"
 

@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 
 from experiments.services import experiment_pause, experiment_start
 from features import config
-from features.models import Environment
+from features.models import Environment, Webhook
 from features.services import sdk_key_create
 from tests.factories import (
     ExperimentFactory,
@@ -90,6 +90,11 @@ def world(two_environments, clean_clickhouse) -> World:
     tokens = {name: Token.objects.create(user=user).key for name, user in users.items()}
     cache.delete("analytics:results-refresh:exp_running")
     _, client_key_a = sdk_key_create(environment=two_environments.a, name="browser", kind="client")
+    # A fixed id, so the rows can name its paths; nothing listens on the port (deliveries are not sent:
+    # each caller's request is rolled back before its transaction commits).
+    Webhook.objects.create(
+        pk=WEBHOOK_ID, name="hook", url="http://127.0.0.1:8389/none", event_types=["flag.changed"]
+    )
     return World(envs=two_environments, tokens=tokens, client_key_a=client_key_a)
 
 
@@ -127,6 +132,8 @@ EXPERIMENT = {
 FEATURE = {"key": "new_flag", "name": "New flag", "type": "boolean", "default_value": False}
 ENVIRONMENT = {"key": "qa", "name": "QA", "position": 5}
 POWER = {"baseline_mean": 0.1, "daily_units": 2000, "weights": [1, 1], "relative_lift": 0.05}
+WEBHOOK_ID = 901
+WEBHOOK = {"name": "Chat", "url": "http://127.0.0.1:8389/chat", "event_types": ["experiment.started"]}
 
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/health"): Row(PUBLIC),
@@ -220,6 +227,35 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("DELETE", "/api/v1/environments/{key}/"): Row(
         with_permission(204, pm=False), path="/api/v1/environments/sandbox/"
     ),
+    # webhooks: their URLs name internal services, so even reading needs the webhook permissions
+    # (admins have them; product managers do not)
+    ("GET", "/api/v1/webhooks/"): Row(with_permission(200, pm=False)),
+    ("POST", "/api/v1/webhooks/"): Row(with_permission(201, pm=False), body=WEBHOOK),
+    ("GET", "/api/v1/webhooks/{id}/"): Row(
+        with_permission(200, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/"
+    ),
+    ("PUT", "/api/v1/webhooks/{id}/"): Row(
+        with_permission(200, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/", body=WEBHOOK
+    ),
+    ("PATCH", "/api/v1/webhooks/{id}/"): Row(
+        with_permission(200, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/", body={"enabled": False}
+    ),
+    ("DELETE", "/api/v1/webhooks/{id}/"): Row(
+        with_permission(204, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/"
+    ),
+    ("POST", "/api/v1/webhooks/{id}/test/"): Row(
+        with_permission(202, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/test/"
+    ),
+    ("POST", "/api/v1/webhooks/{id}/rotate-secret/"): Row(
+        with_permission(200, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/rotate-secret/"
+    ),
+    ("GET", "/api/v1/webhooks/{id}/deliveries/"): Row(
+        with_permission(200, pm=False), path=f"/api/v1/webhooks/{WEBHOOK_ID}/deliveries/"
+    ),
+    # configuration as code: any signed-in user reads it; importing needs every kind's permissions,
+    # environments' included (admins)
+    ("GET", "/api/v1/config/export/"): Row(signed_in(200)),
+    ("POST", "/api/v1/config/import/"): Row(with_permission(200, pm=False), body={"version": 1}),
 }
 # Outside the schema: the documentation is public; the admin is for staff, signed in by session.
 PAGES: dict[tuple[str, str], Row] = {

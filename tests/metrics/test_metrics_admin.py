@@ -66,3 +66,23 @@ def test_admin_metric_delete_view__used_by_an_experiment__refused_with_the_apis_
     text = " ".join(str(m) for m in get_messages(response.wsgi_request))
     assert "used by experiments (checkout)" in text
     assert Metric.objects.filter(pk=link.metric.pk).exists()
+
+
+def test_admin_metric_add__quantile_out_of_range__form_explains_next_to_the_quantile(admin_client):
+    form = _metric_form(
+        key="p99_load", type="quantile", event="page_load", quantile="99", quantile_scope="event"
+    )
+    response = admin_client.post(reverse("admin:metrics_metric_add"), form)
+    assert response.status_code == 200
+    assert "strictly between 0 and 1" in str(response.context["adminform"].form.errors["quantile"])
+    assert not Metric.objects.exists()
+
+
+def test_admin_metric_add__quantile__created(admin_client):
+    form = _metric_form(
+        key="p99_load", type="quantile", event="page_load", quantile="0.99", quantile_scope="event"
+    )
+    response = admin_client.post(reverse("admin:metrics_metric_add"), form)
+    assert response.status_code == 302
+    metric = Metric.objects.get(key="p99_load")
+    assert (metric.quantile, metric.quantile_scope) == (0.99, "event")

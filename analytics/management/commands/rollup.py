@@ -23,8 +23,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "keys", nargs="*", metavar="KEY", help="experiment keys (default: every running one)"
         )
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="recompute every unit from every event instead of only what arrived since the last "
+            "refresh (which is what happens by itself after a definition change or lost state)",
+        )
 
-    def handle(self, *args, keys: list[str], **options):
+    def handle(self, *args, keys: list[str], full: bool = False, **options):
         if keys:
             found = dict(Experiment.objects.filter(key__in=keys).values_list("key", "pk"))
             missing = [key for key in keys if key not in found]
@@ -47,20 +53,22 @@ class Command(BaseCommand):
                 # embedded data owned by the server, a server that does not answer), the command is
                 # refused and records nothing; the experiments' results pages keep what they had.
                 clickhouse.ping()
-                failed = self._refresh(ids, keys_by_id)
+                failed = self._refresh(ids, keys_by_id, full=full)
         finally:
             service_logger.setLevel(level)
         if failed:
             raise CommandError(f"{failed} of {len(ids)} experiment(s) could not be rolled up; see above.")
 
-    def _refresh(self, ids: list[int], keys_by_id: dict[int, str]) -> int:
+    def _refresh(self, ids: list[int], keys_by_id: dict[int, str], *, full: bool) -> int:
         failed = 0
         started = time.perf_counter()
         for position, experiment_id in enumerate(ids, start=1):
             self.stdout.write(f"[{position}/{len(ids)}] {keys_by_id[experiment_id]} ... ", ending="")
             self.stdout.flush()
             try:
-                snapshot = experiment_results_refresh(experiment_id=experiment_id, refreshed_by="command")
+                snapshot = experiment_results_refresh(
+                    experiment_id=experiment_id, refreshed_by="command", full=full
+                )
             except ClickHouseUnavailable:
                 self.stdout.write(self.style.ERROR("ClickHouse unavailable"))
                 raise
@@ -81,6 +89,7 @@ class Command(BaseCommand):
             warnings = len(document.warnings)
             self.stdout.write(
                 self.style.SUCCESS(f"{snapshot.duration_ms} ms")
+                + f" ({(snapshot.rollup_state or {}).get('kind', 'full')})"
                 + f"  {document.total_units or 0:,} units, {len(document.metrics)} metrics"
                 + (self.style.WARNING(f", {warnings} warning(s)") if warnings else "")
             )

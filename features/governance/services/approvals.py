@@ -74,6 +74,7 @@ from features.governance.state import (
 )
 from features.models import Environment, Feature, FeatureRule
 from features.services import feature_create, feature_environments_as_dict, feature_update
+from features.services import feature_delete as services_feature_delete
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -206,9 +207,7 @@ def feature_delete_environments(feature: Feature) -> list[str]:
 
 
 def _feature_delete(feature: Feature, user: AbstractBaseUser | None) -> None:
-    if user is not None and user.is_authenticated:
-        feature._history_user = user
-    feature.delete()
+    services_feature_delete(feature=feature, user=user)  # with its flag.changed webhook event
 
 
 def feature_delete(*, feature: Feature, user: AbstractBaseUser | None, comment: str = "") -> None:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('features', '0010_governance_permissions_and_schedule'),
+        ('features', '0012_webhook_stalled_sweep'),
     ]
 
     operations = [

@@ -1,0 +1,333 @@
+"""Incremental refresh: roll an experiment up from per-unit state, recomputing touched units only.
+
+``rollup_refresh(spec, previous=..., read_at=..., watermark=...)`` returns the same :class:`Rollup`
+as the cold ``rollup_run(spec)`` (docs/analysis.md, "Incremental refresh"), plus the
+:class:`RollupState` the caller keeps for the next refresh. It falls back to a full recompute by
+itself when there is no usable state, and recomputes in full only the measures that are new.
+
+The caller owns the clock and the watermark rule (``analytics.results.services``): ``read_at`` is when
+the refresh started (it versions the state rows), ``watermark`` the arrival time up to which
+everything is known to be visible (the next refresh reads what arrived after it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from analytics import clickhouse
+from analytics.clickhouse import ClickHouseError
+from analytics.rollup.quantile import rollup_quantiles, without_quantiles
+from analytics.rollup.query import QUERY_SETTINGS, Statement
+from analytics.rollup.refresh import Rollup, empty_metrics, read_metrics, read_units
+from analytics.rollup.spec import RollupSpec
+from analytics.rollup.state import StateQuery, ValueDef, digest, units_key
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 2  # bump when the state's meaning changes: every experiment then recomputes
+# Sums kept up to date by differences are re-aggregated from the state this often (in refreshes:
+# a day at the default 5-minute interval), so floating-point rounding cannot drift for months.
+REAGGREGATE_EVERY = 288
+
+
+@dataclass(frozen=True)
+class RollupState:
+    """What a refresh leaves for the next one (stored with the results; JSON-safe via ``to_dict``)."""
+
+    generation: str
+    units_key: str
+    value_keys: tuple[str, ...]
+    watermark: dt.datetime  # rows received after this are the next refresh's arrivals
+    until: dt.datetime  # the analysis time of this refresh
+    units: int  # rows of rollup_units for units_key after this refresh
+    kind: str  # "full" or "incremental": how this refresh ran
+    format: int = STATE_FORMAT
+    # The aggregate itself, as the units and metrics statements answer it (rows per variant and
+    # day), for the definition aggregation_key names; a refresh updates it by the touched units'
+    # contributions after minus before. first_exposure_ms: the earliest t0 of an analysed unit.
+    aggregation_key: str = ""
+    unit_rows: tuple[dict[str, Any], ...] = ()
+    metric_rows: tuple[dict[str, Any], ...] = ()
+    first_exposure_ms: int | None = None
+    updates: int = 0  # refreshes since the sums were last aggregated from the whole state
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["value_keys"] = list(self.value_keys)
+        data["unit_rows"] = [dict(row) for row in self.unit_rows]
+        data["metric_rows"] = [dict(row) for row in self.metric_rows]
+        if not all(
+            math.isfinite(v) for row in self.metric_rows for v in row.values() if isinstance(v, float)
+        ):
+            # sums that overflowed (values near the largest double) cannot be stored as JSON: keep
+            # no sums, so the next refresh aggregates the state again
+            data.update(aggregation_key="", unit_rows=[], metric_rows=[])
+        data["watermark"] = self.watermark.isoformat()
+        data["until"] = self.until.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RollupState | None:
+        """The stored state; None when there is none or it cannot be read (then: a full recompute)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                generation=str(data["generation"]),
+                units_key=str(data["units_key"]),
+                value_keys=tuple(str(k) for k in data["value_keys"]),
+                watermark=dt.datetime.fromisoformat(data["watermark"]),
+                until=dt.datetime.fromisoformat(data["until"]),
+                units=int(data["units"]),
+                kind=str(data.get("kind", "full")),
+                format=int(data.get("format", 0)),
+                aggregation_key=str(data.get("aggregation_key", "")),
+                unit_rows=tuple(dict(row) for row in data.get("unit_rows", ())),
+                metric_rows=tuple(dict(row) for row in data.get("metric_rows", ())),
+                first_exposure_ms=data.get("first_exposure_ms"),
+                updates=int(data.get("updates", 0)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _ms(when: dt.datetime) -> int:
+    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def _run(statement: Statement) -> list[dict[str, Any]]:
+    return clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+
+
+def _command(statement: Statement) -> None:
+    clickhouse.command(statement.sql, statement.params, settings=QUERY_SETTINGS)
+
+
+def full_reason(spec: RollupSpec, previous: RollupState | None, *, full: bool) -> str | None:
+    """Why this refresh must recompute everything (None: it can be incremental)."""
+    if full:
+        return "requested"
+    if previous is None:
+        return "no state"
+    if previous.format != STATE_FORMAT:
+        return "state format changed"
+    if units_key(spec, previous.generation) != previous.units_key:
+        return "experiment definition changed"
+    if spec.until < previous.until:
+        return "analysis time moved back"
+    query = StateQuery(spec, units_key=previous.units_key, version=0)
+    units = int(_run(query.count_statement())[0]["units"])
+    if units < previous.units:
+        return f"state holds {units} unit rows, the last refresh left {previous.units} units"
+    return None
+
+
+def rollup_refresh(
+    spec: RollupSpec,
+    *,
+    previous: RollupState | None,
+    read_at: dt.datetime,
+    watermark: dt.datetime,
+    full: bool = False,
+) -> Rollup:
+    """Roll ``spec`` up from per-unit state, incrementally from ``previous`` when it can.
+
+    ``read_at``: when this refresh started (later refreshes must pass later times); ``watermark``:
+    rows received after it are the next refresh's arrivals (see the module docstring). ``full``:
+    recompute everything (``manage.py rollup --full``). Raises ``ClickHouseError``.
+    """
+    started = time.perf_counter()
+    full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: recomputed whole, every time
+    reason = full_reason(spec, previous, full=full)
+    version = _ms(read_at)
+    if reason is None:
+        assert previous is not None
+        generation, kind = previous.generation, "incremental"
+    else:
+        generation, kind = uuid.uuid4().hex[:16], "full"
+        logger.info("Experiment %s: full roll-up (%s).", spec.experiment, reason)
+    query = StateQuery(spec, units_key=units_key(spec, generation), version=version)
+    known = set(previous.value_keys) if previous is not None and reason is None else set()
+    definitions = query.post_defs + query.pre_defs
+    stale = [d for d in definitions if d.key in known]
+    fresh = [d for d in definitions if d.key not in known]
+    aggregation = aggregation_key(spec, query)
+    by_difference = (
+        kind == "incremental"
+        and not fresh
+        and previous.aggregation_key == aggregation
+        and previous.updates < REAGGREGATE_EVERY
+    )
+
+    if kind == "incremental":
+        _command(
+            query.touched_statement(
+                watermark=previous.watermark, value_keys=sorted(known), previous_until=previous.until
+            )
+        )
+    if by_difference:  # the touched units' contributions as the previous refresh counted them
+        before = StateQuery(
+            dataclasses.replace(spec, until=previous.until), units_key=query.units_key, version=version,
+            touched_only=True,
+        )  # fmt: skip
+        old_units = _run(before.units_statement())
+        old_metrics = _run(before.metrics_statement()) if spec.metrics else []
+    _command(query.units_insert_statement(touched_only=kind == "incremental"))
+    if by_difference:
+        after = StateQuery(spec, units_key=query.units_key, version=version, touched_only=True)
+        unit_rows, first_ms = _units_updated(previous, old_units, _run(after.units_statement()))
+        if first_ms is _UNKNOWN:  # an analysed unit left (now in two variants): find the new earliest
+            first_ms = _first_exposure_ms(query)
+    else:
+        unit_rows = _run(query.units_statement())
+        first_ms = min((r["first_exposure_ms"] for r in unit_rows if r["variant_index"] > 0), default=None)
+    for row in unit_rows:  # read_units takes the earliest of the analysed groups' first exposures
+        if row["variant_index"] > 0:
+            row["first_exposure_ms"] = first_ms
+    rollup, units_by_day, _ = read_units(spec, unit_rows)
+    if stale:
+        _command(query.values_insert_statement(stale, touched_only=True))
+    if fresh and rollup.first_exposure_at is not None:
+        _command(query.values_insert_statement(fresh, touched_only=False, since=query_since(query, rollup)))
+    if by_difference:
+        new_metrics = _run(after.metrics_statement()) if spec.metrics else []
+        metric_rows = _metrics_updated(previous.metric_rows, old_metrics, new_metrics)
+    elif spec.metrics and rollup.first_exposure_at is not None:
+        metric_rows = _run(query.metrics_statement())
+    else:
+        metric_rows = []
+    if spec.metrics and rollup.first_exposure_at is not None:
+        read_metrics(rollup, metric_rows, units_by_day)
+    else:
+        empty_metrics(rollup)
+    if kind == "full":
+        _delete_other_generations(query)
+
+    rollup.kind = kind
+    rollup.recomputed_metrics = _recomputed(spec, query, fresh) if kind == "incremental" else ()
+    rollup.state = RollupState(
+        generation=generation,
+        units_key=query.units_key,
+        value_keys=tuple(query.value_keys),
+        watermark=watermark,
+        until=spec.until,
+        units=sum(int(row["units"]) for row in unit_rows),
+        kind=kind,
+        aggregation_key=aggregation,
+        unit_rows=tuple(_plain(row) for row in unit_rows),
+        metric_rows=tuple(_plain(row) for row in metric_rows),
+        first_exposure_ms=first_ms,
+        updates=previous.updates + 1 if by_difference else 0,
+    )
+    rollup_quantiles(rollup, full_spec, None)
+    rollup.duration_ms = (time.perf_counter() - started) * 1000
+    return rollup
+
+
+_UNKNOWN: Any = object()
+
+
+def aggregation_key(spec: RollupSpec, query: StateQuery) -> str:
+    """What the stored sums depend on besides the state: every metric setting (caps, kinds, CUPED,
+    series), the variants and environments, and the state's keys."""
+    return digest("aggregation", repr(spec.metrics), list(spec.variants), query.units_key, query.value_keys)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A statement's row as JSON-safe numbers."""
+    return {key: (None if value is None else (float(value) if isinstance(value, float) else int(value)))
+            for key, value in row.items()}  # fmt: skip
+
+
+def _units_updated(
+    previous: RollupState, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], Any]:
+    """The units statement's rows, updated by the touched units' rows after minus before; and the
+    earliest first exposure of an analysed unit (``_UNKNOWN`` when one that might have held it left)."""
+    rows = {(r["variant_index"], r["entry_day"]): dict(r) for r in previous.unit_rows}
+    for sign, changes in ((-1, before), (1, after)):
+        for change in changes:
+            key = (change["variant_index"], change["entry_day"])
+            row = rows.setdefault(key, {**change, "units": 0})
+            row["units"] = int(row["units"]) + sign * int(change["units"])
+            row["last_exposure_ms"] = max(row["last_exposure_ms"], change["last_exposure_ms"])
+    first_ms: Any = previous.first_exposure_ms
+    valid_before = min((r["first_exposure_ms"] for r in before if r["variant_index"] > 0), default=None)
+    valid_after = min((r["first_exposure_ms"] for r in after if r["variant_index"] > 0), default=None)
+    if (
+        valid_before is not None
+        and valid_before == first_ms
+        and (valid_after is None or valid_after > first_ms)
+    ):
+        first_ms = _UNKNOWN
+    elif valid_after is not None:
+        first_ms = valid_after if first_ms is None else min(first_ms, valid_after)
+    return [row for row in rows.values() if row["units"]], first_ms
+
+
+def _first_exposure_ms(query: StateQuery) -> int | None:
+    query.params = {}
+    sql = f"SELECT min(t0_ms) AS first FROM ({query._state_units(valid_only=True)})"  # noqa: S608 - placeholders only
+    rows = _run(Statement(sql, query.params))
+    return int(rows[0]["first"]) if rows and rows[0]["first"] else None
+
+
+def _metrics_updated(
+    stored: tuple[dict[str, Any], ...], before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The metrics statement's rows (sums per variant and day), plus after minus before."""
+    rows = {(r["variant_index"], r["day"]): dict(r) for r in stored}
+    for sign, changes in ((-1, before), (1, after)):
+        for change in changes:
+            key = (change["variant_index"], change["day"])
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {name: (value if name in ("variant_index", "day") else 0.0)
+                                   for name, value in change.items()}  # fmt: skip
+                row["last_event_ms"] = None
+            for name, value in change.items():
+                if name in ("variant_index", "day"):
+                    continue
+                if name == "last_event_ms":  # the latest event: only ever moves later
+                    if value is not None and sign > 0:
+                        row[name] = value if row[name] is None else max(row[name], value)
+                    continue
+                row[name] = float(row[name]) + sign * float(value)
+    return list(rows.values())
+
+
+def query_since(query: StateQuery, rollup: Rollup) -> dt.datetime:
+    """No unit can count an event older than this: the first exposure minus the longest look-back."""
+    assert rollup.first_exposure_at is not None
+    lookback = max((days for _, days in query.covariates), default=0)
+    return max(rollup.first_exposure_at - dt.timedelta(days=lookback), dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+
+
+def _recomputed(spec: RollupSpec, query: StateQuery, fresh: list[ValueDef]) -> tuple[str, ...]:
+    keys = {d.key for d in fresh}
+    by_measure = {d.measure: d.key for d in query.post_defs}
+    by_covariate = {(d.measure, d.lookback_days): d.key for d in query.pre_defs}
+    recomputed = []
+    for metric in spec.metrics:
+        needed = {by_measure[m] for m in metric.measures}
+        if metric.cuped:
+            needed |= {by_covariate[(m, metric.cuped_lookback_days)] for m in metric.measures}
+        if needed & keys:
+            recomputed.append(metric.key)
+    return tuple(recomputed)
+
+
+def _delete_other_generations(query: StateQuery) -> None:
+    """Old generations' rows are garbage after a full recompute; failing to drop them is harmless."""
+    for statement in query.delete_statements():
+        try:
+            _command(statement)
+        except ClickHouseError as exc:
+            logger.warning("Could not delete old roll-up state of %s: %s", query.spec.experiment, exc)

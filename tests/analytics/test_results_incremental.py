@@ -1,0 +1,98 @@
+"""Results refreshed incrementally through the service, the API's ``refresh`` block and the command."""
+
+import datetime as dt
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from analytics.models import ExperimentResult, SpoolBatch, SpoolKind
+from analytics.results.selectors import experiment_results_get
+from analytics.results.services import arrivals_watermark, experiment_results_refresh
+from metrics.models import MetricType
+from tests.analytics.test_results import running_experiment, traffic
+from tests.analytics.test_rollup import Event, Exposure, write
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _incremental(settings):
+    settings.ROLLUP_INCREMENTAL = True
+
+
+T0 = dt.datetime(2024, 5, 10, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def test_experiment_results_refresh__second_time__incremental_with_new_data(clickhouse, settings):
+    # Given a first refresh (full: no state yet)
+    experiment = running_experiment()
+    traffic(20, 20)
+    first = experiment_results_refresh(experiment_id=experiment.pk)
+    assert first.rollup_state["kind"] == "full"
+
+    # When more units and events arrive and the experiment is refreshed again
+    write(
+        [Exposure("late", "treatment", T0, experiment="checkout")],
+        [Event("late", "buy", T0 + dt.timedelta(hours=2)), Event("c0", "buy", T0 + dt.timedelta(hours=3))],
+    )
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then it is incremental, and counts them
+    assert second.rollup_state["kind"] == "incremental"
+    variants = {v["variant"]: v for v in second.payload["metrics"][0]["variants"]}
+    assert variants["treatment"]["units"] == 21
+    refresh = experiment_results_get(experiment=experiment).refresh
+    assert refresh.kind == "incremental"
+    watermark = dt.timedelta(seconds=settings.ROLLUP_ARRIVAL_MARGIN_SECONDS)
+    assert (
+        timezone.now() - watermark - dt.timedelta(minutes=1) < refresh.watermark < timezone.now() - watermark
+    )
+
+
+def test_rollup_command__full__recomputes_in_full(clickhouse):
+    experiment = running_experiment(metrics=(("orders", MetricType.COUNT, "primary"),))
+    traffic(10, 12)
+    experiment_results_refresh(experiment_id=experiment.pk)
+    out = io.StringIO()
+
+    call_command("rollup", "checkout", "--full", stdout=out)
+
+    assert "(full)" in out.getvalue().splitlines()[0]
+    assert ExperimentResult.objects.get(experiment=experiment).rollup_state["kind"] == "full"
+    call_command("rollup", "checkout", stdout=out)
+    assert ExperimentResult.objects.get(experiment=experiment).rollup_state["kind"] == "incremental"
+
+
+def test_arrivals_watermark__spooled_rows_waiting__held_back_to_the_oldest_batch(settings):
+    settings.ROLLUP_ARRIVAL_MARGIN_SECONDS = 60
+    now = timezone.now()
+    margin = dt.timedelta(seconds=60)
+    assert arrivals_watermark(now) == now - margin
+
+    SpoolBatch.objects.create(
+        kind=SpoolKind.EVENTS, payload=[], row_count=0, created_at=now - dt.timedelta(hours=2)
+    )
+    SpoolBatch.objects.create(
+        kind=SpoolKind.EVENTS, payload=[], row_count=0, created_at=now - dt.timedelta(hours=1)
+    )
+
+    assert arrivals_watermark(now) == now - dt.timedelta(hours=2) - margin
+
+
+def test_experiment_results_refresh__incremental_off__every_refresh_cold_and_no_state(clickhouse, settings):
+    # Given incremental refresh switched off (the default)
+    settings.ROLLUP_INCREMENTAL = False
+    experiment = running_experiment()
+    traffic(20, 20)
+
+    # When the experiment is refreshed twice
+    experiment_results_refresh(experiment_id=experiment.pk)
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then both were full (cold) refreshes that kept no state, and the refresh block says so
+    assert second.rollup_state == {"kind": "full", "watermark": None, "recomputed_metrics": []}
+    refresh = experiment_results_get(experiment=experiment).refresh
+    assert refresh.kind == "full"
+    assert refresh.watermark is None
