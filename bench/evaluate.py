@@ -9,6 +9,11 @@
     headers. Load: ``wrk`` when installed (``apt-get install wrk``), else a threaded ``http.client``
     loop; 10 s on each path in 5 interleaved rounds, the best round of each counted, so that other
     load on the machine does not favour either. Goal: OFREP at least 70% of the bare view's requests/s.
+(c) The same comparison as a production-like mix (issue #12): gunicorn with 1 worker of 4 threads
+    (``gthread``), and every request a different context -- a random unit, country, plan and age --
+    for one of 20 flags that each have two force rules with conditions and a 20% rollout
+    (``ofrep_00`` .. ``ofrep_19``), cycling through ``VARIED_REQUESTS`` pre-made requests; the bare
+    view gets the same requests. Varied contexts miss every per-context memo, as real traffic does.
 
 The HTTP part runs on its own SQLite database and var/ directory in a temporary folder, which a
 subprocess migrates and fills with the 50 flags and an SDK key (``python -m bench.evaluate setup``).
@@ -18,6 +23,7 @@ every request, as in production); otherwise the embedded local-memory cache is u
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -29,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,9 @@ HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "10"))  # of load on e
 ROUNDS = 5
 FLAG_UNDER_LOAD = "flag_07"  # four rules that miss, then a 20% rollout: a typical path
 ATTRIBUTES = {"plan": "free", "country": "US", "age": 30, "beta": False, "email": "someone@corp.test"}
+N_VARIED_FLAGS = 20
+VARIED_REQUESTS = 2000  # distinct (flag, context) requests the varied run cycles through
+VARIED_THREADS = 4  # gunicorn --threads of the varied run (1 worker, gthread)
 
 
 # --- the flags ---------------------------------------------------------------------------------------
@@ -76,6 +86,44 @@ def flag_definitions() -> dict[str, dict[str, Any]]:
             ],
         }
     return flags
+
+
+def varied_flag_definitions() -> dict[str, dict[str, Any]]:
+    """20 flags of two force rules and a rollout each: the varied-context OFREP run's flags."""
+    return {
+        f"ofrep_{i:02d}": {
+            "type": "boolean",
+            "default": False,
+            "rules": [
+                {"type": "force", "condition": {"plan": "internal"}, "value": True},
+                {
+                    "type": "force",
+                    "condition": {"country": {"$in": ["FR", "DE", "IT"]}, "age": {"$gte": 18}},
+                    "value": True,
+                },
+                {"type": "rollout", "condition": {}, "value": True, "coverage": 0.2},
+            ],
+        }
+        for i in range(N_VARIED_FLAGS)
+    }
+
+
+def varied_requests(n: int = VARIED_REQUESTS, seed: int = 12) -> list[tuple[str, bytes]]:
+    """``n`` OFREP requests ``(path, body)``, each a random flag and a random context."""
+    import random
+
+    rng = random.Random(seed)
+    requests = []
+    for _ in range(n):
+        context = {
+            "targetingKey": f"user-{rng.randrange(10**9)}",
+            "country": rng.choice(["US", "DE", "FR", "JP", "BR", "IN", "GB", "IT"]),
+            "plan": rng.choice(["free", "pro", "team", "internal"]),
+            "age": rng.randint(13, 80),
+        }
+        flag = f"ofrep_{rng.randrange(N_VARIED_FLAGS):02d}"
+        requests.append((f"/ofrep/v1/evaluate/flags/{flag}", json.dumps({"context": context}).encode()))
+    return requests
 
 
 def experiment_definitions() -> dict[str, dict[str, Any]]:
@@ -188,7 +236,7 @@ def setup_database() -> None:
             targeting=raw["targeting"],
         )
         experiment_start(experiment=experiment, user=None)
-    for key, raw in flag_definitions().items():
+    for key, raw in {**flag_definitions(), **varied_flag_definitions()}.items():
         feature_create(
             user=None,
             key=key,
@@ -234,7 +282,8 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
 
 
 def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    # Generous: the first request loads the application in the worker (slow on a busy machine).
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
@@ -243,12 +292,32 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[i
         connection.close()
 
 
+Request = tuple[str, bytes]  # (path, body)
+
+
 def _load_wrk(
-    port: int, path: str, body: bytes, headers: dict[str, str], seconds: float, workdir: Path
+    port: int, requests: list[Request], headers: dict[str, str], seconds: float, workdir: Path
 ) -> float:
     script = workdir / "post.lua"
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
-    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    if len(requests) == 1:
+        path, body = requests[0]
+        lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body.decode())}"]
+        lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    else:
+        # Cycle through the requests: one Lua state (-t1), so the counter is shared.
+        path = "/"
+        lines = ["local requests = {"]
+        lines += [f"  {{{json.dumps(p)}, {json.dumps(b.decode())}}}," for p, b in requests]
+        lines += ["}", "local headers = {"]
+        lines += [f"  [{json.dumps(name)}] = {json.dumps(value)}," for name, value in headers.items()]
+        lines += [
+            "}",
+            "local i = 0",
+            "request = function()",
+            "  i = i % #requests + 1",
+            '  return wrk.format("POST", requests[i][1], headers, requests[i][2])',
+            "end",
+        ]
     script.write_text("\n".join(lines) + "\n")
     result = subprocess.run(
         [
@@ -267,20 +336,29 @@ def _load_wrk(
     )
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
     if errors:
-        raise RuntimeError(f"{path}: {errors.group(1)} failed responses under load")
+        raise RuntimeError(f"{requests[0][0]}: {errors.group(1)} failed responses under load")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
 
 
-def _load_python(port: int, path: str, body: bytes, headers: dict[str, str], seconds: float) -> float:
+def _load_python(port: int, requests: list[Request], headers: dict[str, str], seconds: float) -> float:
     counts = [0] * 8
     deadline = time.monotonic() + seconds
 
     def worker(index: int) -> None:
-        while time.monotonic() < deadline:
-            status, _ = _post(port, path, body, headers)
-            if status != 200:
-                raise RuntimeError(f"{path} answered {status} under load")
-            counts[index] += 1
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # kept alive, as wrk's
+        position = index * len(requests) // len(counts)
+        try:
+            while time.monotonic() < deadline:
+                path, body = requests[position % len(requests)]
+                position += 1
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{path} answered {response.status} under load")
+                counts[index] += 1
+        finally:
+            connection.close()
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(counts))]
@@ -309,12 +387,67 @@ def server_environment(workdir: Path) -> dict[str, str]:
     }
 
 
-def bench_http() -> Result:
+@contextlib.contextmanager
+def _gunicorn(env: dict[str, str], *worker_options: str) -> Iterator[int]:
+    """A gunicorn serving the benchmark's WSGI application with one worker; yields its port."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            *worker_options,
+            "--log-level",
+            "warning",
+            "bench.evaluate:wsgi_application()",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        _wait_for_port(port, server)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _compare(
+    port: int, ofrep: list[Request], bare: list[Request], headers: dict[str, str], workdir: Path
+) -> tuple[float, float, str]:
+    """Best requests/s of the OFREP requests and of the bare ones over interleaved rounds."""
+    for path, body in (*ofrep[:50], bare[0]):
+        status, answer = _post(port, path, body, headers)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {answer[:300]!r}")
+    use_wrk = shutil.which("wrk") is not None
+    client = "wrk -t1 -c8" if use_wrk else "python http.client, 8 threads"
+    # Interleaved rounds, best round of each: other load on the machine hits both alike.
+    rates: dict[str, list[float]] = {"bare": [], "ofrep": []}
+    for round_ in range(ROUNDS):
+        for name in ("bare", "ofrep") if round_ % 2 == 0 else ("ofrep", "bare"):
+            requests = ofrep if name == "ofrep" else bare
+            seconds = HTTP_SECONDS / ROUNDS
+            if use_wrk:
+                rates[name].append(_load_wrk(port, requests, headers, seconds, workdir))
+            else:
+                rates[name].append(_load_python(port, requests, headers, seconds))
+    return max(rates["ofrep"]), max(rates["bare"]), client
+
+
+def bench_http() -> list[Result]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     (workdir / "static").mkdir()  # STATIC_ROOT under PLATFORM_VAR_DIR: WhiteNoise warns when it is missing
     env = server_environment(workdir)
     cache = "Redis" if env.get("REDIS_URL") else "local-memory cache"
-    server = None
     try:
         setup = subprocess.run(
             [sys.executable, "-m", "bench.evaluate", "setup"],
@@ -326,72 +459,61 @@ def bench_http() -> Result:
             check=True,
         )
         sdk_key = setup.stdout.strip().splitlines()[-1]
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--worker-class",
-                "sync",
-                "--log-level",
-                "warning",
-                "bench.evaluate:wsgi_application()",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        _wait_for_port(port, server)
-        body = json.dumps({"context": {"targetingKey": "user-42", **ATTRIBUTES}}).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {sdk_key}"}
-        ofrep_path, bare_path = f"/ofrep/v1/evaluate/flags/{FLAG_UNDER_LOAD}", "/bench/bare"
-        for path in (ofrep_path, bare_path):
-            status, answer = _post(port, path, body, headers)
-            if status != 200:
-                raise RuntimeError(f"{path} answered {status}: {answer[:300]!r}")
-        use_wrk = shutil.which("wrk") is not None
-        client = "wrk -t1 -c8" if use_wrk else "python http.client, 8 threads"
-        # Interleaved rounds, best round of each: other load on the machine hits both alike.
-        rates: dict[str, list[float]] = {bare_path: [], ofrep_path: []}
-        for round_ in range(ROUNDS):
-            for path in (bare_path, ofrep_path) if round_ % 2 == 0 else (ofrep_path, bare_path):
-                seconds = HTTP_SECONDS / ROUNDS
-                if use_wrk:
-                    rates[path].append(_load_wrk(port, path, body, headers, seconds, workdir))
-                else:
-                    rates[path].append(_load_python(port, path, body, headers, seconds))
-        ofrep, bare = max(rates[ofrep_path]), max(rates[bare_path])
+        results = []
+
+        body = json.dumps({"context": {"targetingKey": "user-42", **ATTRIBUTES}}).encode()
+        single = [(f"/ofrep/v1/evaluate/flags/{FLAG_UNDER_LOAD}", body)]
+        with _gunicorn(env, "--worker-class", "sync") as port:
+            ofrep, bare, client = _compare(port, single, [("/bench/bare", body)], headers, workdir)
         print(
             f"OFREP single flag: {ofrep:,.0f} requests/s; bare Django JSON view: {bare:,.0f} requests/s; "
             f"ratio {ofrep / bare:.3f} (gunicorn 1 sync worker, {client}, {cache})",
             flush=True,
         )
-        return Result(
-            entry="evaluate",
-            measured=f"OFREP single flag, gunicorn 1 sync worker ({cache}, {client})",
-            value=ofrep,
-            baseline="bare Django JSON view, same gunicorn",
-            baseline_value=bare,
-            unit="req/s",
-            goal="ratio >= 0.70",
+        results.append(
+            Result(
+                entry="evaluate",
+                measured=f"OFREP single flag, gunicorn 1 sync worker ({cache}, {client})",
+                value=ofrep,
+                baseline="bare Django JSON view, same gunicorn",
+                baseline_value=bare,
+                unit="req/s",
+                goal="ratio >= 0.70",
+            )
         )
+
+        varied = varied_requests()
+        threads = ("--worker-class", "gthread", "--threads", str(VARIED_THREADS))
+        with _gunicorn(env, *threads) as port:
+            ofrep, bare, client = _compare(
+                port, varied, [("/bench/bare", b) for _, b in varied], headers, workdir
+            )
+        print(
+            f"OFREP varied contexts ({N_VARIED_FLAGS} flags, {len(varied)} contexts): {ofrep:,.0f} requests/s; "
+            f"bare view: {bare:,.0f} requests/s; ratio {ofrep / bare:.3f} (gunicorn 1 worker x "
+            f"{VARIED_THREADS} threads, {client}, {cache})",
+            flush=True,
+        )
+        results.append(
+            Result(
+                entry="evaluate",
+                measured=f"OFREP single flag, varied contexts ({N_VARIED_FLAGS} flags x 2 force + rollout), "
+                f"gunicorn 1 worker x {VARIED_THREADS} threads ({cache}, {client})",
+                value=ofrep,
+                baseline="bare Django JSON view, same gunicorn and bodies",
+                baseline_value=bare,
+                unit="req/s",
+                goal="ratio >= 0.70",
+            )
+        )
+        return results
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run() -> list[Result]:
-    return [bench_pure(), bench_http()]
+    return [bench_pure(), *bench_http()]
 
 
 if __name__ == "__main__":

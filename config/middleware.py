@@ -14,6 +14,16 @@ no list of paths has to be kept here. For them, in this order:
 4. The key's requests are counted (``SdkRateLimiter``); past ``SDK_RATE_LIMIT_PER_MINUTE`` the
    answer is 429 with ``Retry-After`` in seconds.
 
+5. The lean lane: a view whose class says ``lean = True`` (OFREP, the hottest path) is resolved and
+   called here, skipping the middleware below this one that it has no use for: sessions, CSRF (the
+   views are exempt), the user, messages and the history context cost more than the evaluation and
+   are never read by it. What those middleware do for every answer is kept, with Django's own code:
+   ``CommonMiddleware`` (``DISALLOWED_USER_AGENTS``, the ``ALLOWED_HOSTS`` check, ``Content-Length``)
+   and ``XFrameOptionsMiddleware``; errors are turned into answers as anywhere else, and the answer
+   then gets CORS and the drain below like every SDK answer. ``LEAN_LANE_SKIPS`` names the middleware
+   the lane leaves out: a test keeps it equal to what ``MIDDLEWARE`` lists after this one, so a new
+   middleware must be placed, or accounted for, on purpose.
+
 Every other view gets one check: a declared body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is
 refused with 413 (Django applies that limit to forms, not to the JSON that DRF reads).
 
@@ -36,8 +46,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.handlers.exception import convert_exception_to_response
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.urls import Resolver404, get_resolver
 from django.utils.cache import patch_vary_headers
 
 from features.authentication import SdkClient, cors_origins_any, sdk_client_for_key, sdk_key_from_request
@@ -214,18 +228,58 @@ def _drain_unread_body(request: HttpRequest) -> None:
         logger.debug("Could not read the rest of a request body: %s", exc)
 
 
+# The lean lane (module docstring, 5.): the paths it may serve, and the middleware it runs without.
+LEAN_LANE_PREFIX = "/ofrep/"
+LEAN_LANE_KEEPS = (
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+LEAN_LANE_SKIPS = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+)
+
+
 class SdkEdgeMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self._common = CommonMiddleware(get_response)
+        self._frame_options = XFrameOptionsMiddleware(get_response)
+        # Errors in the lane become answers as they would below (404, 400 for a bad host, 500).
+        self._lean = convert_exception_to_response(self._lean_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+        response = None
+        if request.path_info.startswith(LEAN_LANE_PREFIX):
+            response = self._lean(request)
+        if response is None:
+            response = self.get_response(request)
         if getattr(request, "sdk_endpoint", False):
             origin = request.META.get("HTTP_ORIGIN")
             if origin:
                 _add_cors_headers(request, response, origin)
         _drain_unread_body(request)
         return response
+
+    def _lean_response(self, request: HttpRequest) -> HttpResponse | None:
+        """The answer of a ``lean`` view, or None for any other path (the full stack then serves it)."""
+        try:
+            match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+        except Resolver404:
+            return None
+        if not getattr(getattr(match.func, "view_class", None), "lean", False):
+            return None
+        request.resolver_match = match
+        response = self._common.process_request(request)  # user agents, ALLOWED_HOSTS, PREPEND_WWW
+        if response is None:
+            response = self.process_view(request, match.func, match.args, match.kwargs)
+        if response is None:
+            response = match.func(request, *match.args, **match.kwargs)
+        response = self._common.process_response(request, response)  # Content-Length
+        return self._frame_options.process_response(request, response)
 
     def process_view(
         self, request: HttpRequest, view_func: Callable, view_args: Any, view_kwargs: Any

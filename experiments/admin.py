@@ -245,7 +245,19 @@ class ExperimentAdmin(ApprovalHeldSave, ServiceDeletion, SimpleHistoryAdmin):
                 ]
             },
         ),
-        ("Who takes part", {"fields": ["traffic_allocation", "targeting", "layer", "hash_seed"]}),
+        (
+            "Who takes part",
+            {
+                "fields": [
+                    "traffic_allocation",
+                    "targeting",
+                    "layer",
+                    "hash_seed",
+                    "hash_attribute",
+                    "fallback_attribute",
+                ]
+            },
+        ),
         (
             "How results are read",
             {
@@ -274,7 +286,7 @@ class ExperimentAdmin(ApprovalHeldSave, ServiceDeletion, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(self.readonly_fields)
         if obj is not None and obj.is_locked:
-            fields += ["key", "targeting", "layer", "hash_seed"]
+            fields += ["key", "targeting", "layer", "hash_seed", "hash_attribute", "fallback_attribute"]
         return fields
 
     @admin.display(description="experiment", ordering="name")

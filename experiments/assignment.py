@@ -9,13 +9,16 @@ The steps, in order, each with the reason given when the unit stops there:
 1. the experiment must be running (``NOT_RUNNING``: draft, paused, stopped or archived -- a paused
    experiment assigns nobody, and units come back to the same variant when it resumes);
 2. the unit's attributes must match the targeting condition (``TARGETING_MISS``);
-3. the unit must fall in the experiment's traffic: in a layer, in the experiment's GrowthBook
+3. the unit must have a hash value: its ``hash_attribute`` (``id``, the default, is the unit id),
+   else its ``fallback_attribute`` (``bucketing.unit_hash``; ``HASH_ATTRIBUTE_MISSING``) -- as in
+   GrowthBook's SDKs, a unit that nothing identifies is in no experiment;
+4. the unit must fall in the experiment's traffic: in a layer, in the experiment's GrowthBook
    namespace ``[layer, layer_slice_start, layer_slice_start + traffic_allocation)``, else its bucket
    (GrowthBook's hash, version 2, seeded with the experiment's seed) in a variant's range at coverage
-   ``traffic_allocation`` (``NOT_IN_TRAFFIC``);
-4. the weighted variant (``ASSIGNED``).
+   ``traffic_allocation`` (``NOT_IN_TRAFFIC``), all hashing the hash value of step 3;
+5. the weighted variant (``ASSIGNED``), with the attribute that was hashed and its value.
 
-Steps 3 and 4 are ``experiments.bucketing.assign_variant``: raising ``traffic_allocation`` never
+Steps 4 and 5 are ``experiments.bucketing.assign_variant``: raising ``traffic_allocation`` never
 moves a unit that was in, and experiments sharing a layer never share a unit.
 
 One experiment never fails a request for the others: an experiment whose stored configuration
@@ -31,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from experiments.bucketing import assign_variant
+from experiments.bucketing import UNIT_ID_ATTRIBUTE, assign_variant, unit_hash
 from experiments.conditions import Predicate, compile_condition
 
 __all__ = [
@@ -56,10 +59,12 @@ class AssignmentReason:
     NOT_FOUND = "NOT_FOUND"  # no experiment with that key (or it was deleted)
     NOT_RUNNING = "NOT_RUNNING"
     TARGETING_MISS = "TARGETING_MISS"
+    # neither the hash attribute nor the fallback attribute has a value that identifies the unit
+    HASH_ATTRIBUTE_MISSING = "HASH_ATTRIBUTE_MISSING"
     NOT_IN_TRAFFIC = "NOT_IN_TRAFFIC"  # outside the traffic allocation (or the layer slice)
     ERROR = "ERROR"  # the experiment's stored configuration cannot be used (logged); nobody is in it
 
-    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, NOT_IN_TRAFFIC, ERROR)
+    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, HASH_ATTRIBUTE_MISSING, NOT_IN_TRAFFIC, ERROR)
 
 
 _FAILURES_LOGGED_MAX = 1000
@@ -90,13 +95,18 @@ def decision_failure_log(kind: str, key: str, exc: BaseException) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """One unit's assignment to one experiment; ``variant`` and ``payload`` are None when not in it."""
+    """One unit's assignment to one experiment; ``variant`` and ``payload`` are None when not in it.
+
+    ``hash_attribute`` and ``hash_value`` say which id decided (the attribute hashed, ``id`` for the
+    unit id, and the text hashed); None when the unit is not in the experiment."""
 
     experiment: str
     variant: str | None
     in_experiment: bool
     reason: str
     payload: Any = None
+    hash_attribute: str | None = None
+    hash_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +123,12 @@ class CompiledExperiment:
     targeting: Predicate | None  # None: everyone is eligible (the common ``{}``)
     layer: str | None
     layer_slice_start: float | None
+    hash_attribute: str  # "id": the unit id
+    fallback_attribute: str | None
     # Precomputed answers for units that are not in: they are the same for every unit.
     not_running: Assignment
     targeting_miss: Assignment
+    hash_missing: Assignment
     not_in_traffic: Assignment
     failed: Assignment
     # Why its stored configuration cannot be used (it then answers ``failed``); None when it can.
@@ -130,7 +143,8 @@ def experiment_compile(raw: Mapping[str, Any]) -> CompiledExperiment:
     """Compile an experiment's plain data for ``assign``.
 
     ``raw`` is ``{"key", "status", "seed", "variants": [{"key", "weight", "payload"}],
-    "traffic_allocation", "targeting", "layer", "layer_slice_start"}``; only ``key`` and ``status``
+    "traffic_allocation", "targeting", "layer", "layer_slice_start", "hash_attribute",
+    "fallback_attribute"}``; only ``key`` and ``status``
     are required (an experiment that is not running needs nothing else). Data that cannot be
     compiled (malformed targeting, which saving refuses) gives an experiment that answers ``ERROR``.
     """
@@ -153,6 +167,8 @@ def _answers(key: str, status: str, **fields: Any) -> CompiledExperiment:
         "targeting": None,
         "layer": None,
         "layer_slice_start": None,
+        "hash_attribute": UNIT_ID_ATTRIBUTE,
+        "fallback_attribute": None,
         **fields,
     }
     return CompiledExperiment(
@@ -160,6 +176,7 @@ def _answers(key: str, status: str, **fields: Any) -> CompiledExperiment:
         status=status,
         not_running=Assignment(key, None, False, AssignmentReason.NOT_RUNNING),
         targeting_miss=Assignment(key, None, False, AssignmentReason.TARGETING_MISS),
+        hash_missing=Assignment(key, None, False, AssignmentReason.HASH_ATTRIBUTE_MISSING),
         not_in_traffic=Assignment(key, None, False, AssignmentReason.NOT_IN_TRAFFIC),
         failed=Assignment(key, None, False, AssignmentReason.ERROR),
         **fields,
@@ -189,11 +206,13 @@ def _compile(key: str, status: str, raw: Mapping[str, Any]) -> CompiledExperimen
         targeting=compile_condition(targeting, strict=False) if targeting else None,
         layer=layer,
         layer_slice_start=layer_slice_start if layer is not None else None,
+        hash_attribute=raw.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
+        fallback_attribute=raw.get("fallback_attribute") or None,
     )
 
 
 def assign(experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str, Any]) -> Assignment:
-    """The unit's assignment: deterministic for (experiment seed, unit id) and the attributes.
+    """The unit's assignment: deterministic for (experiment seed, hash value) and the attributes.
 
     Never raises: an experiment that cannot decide answers ``ERROR`` (and is logged).
     """
@@ -204,9 +223,16 @@ def assign(experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str
     try:
         if experiment.targeting is not None and not experiment.targeting(attributes):
             return experiment.targeting_miss
+        if experiment.hash_attribute == UNIT_ID_ATTRIBUTE:  # the common case, without a lookup
+            hash_attribute, hash_value = UNIT_ID_ATTRIBUTE, unit_id
+        else:
+            found = unit_hash(unit_id, attributes, experiment.hash_attribute, experiment.fallback_attribute)
+            if found is None:
+                return experiment.hash_missing
+            hash_attribute, hash_value = found
         index = assign_variant(
             seed=experiment.seed,
-            unit_id=unit_id,
+            unit_id=hash_value,
             weights=experiment.weights,
             traffic_allocation=experiment.traffic_allocation,
             layer=experiment.layer,
@@ -223,6 +249,8 @@ def assign(experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str
         True,
         AssignmentReason.ASSIGNED,
         experiment.payloads[index],
+        hash_attribute,
+        hash_value,
     )
 
 

@@ -47,6 +47,16 @@ Seeds
 - A layer: GrowthBook's namespace ``[layer_key, start, end]``, hashed ``bucket("__" + layer_key,
   unit_id, 1)`` (``in_namespace``). The layer key is free text, used as stored.
 
+Hash attribute (``unit_hash``)
+=============================
+The text hashed for a unit (``unit_id`` above) is the value of the experiment's or rollout rule's
+*hash attribute*: ``id`` (the default) is the unit id; any other name is read from the unit's
+attributes (top level only: a name is never a dotted path). As in GrowthBook's SDKs, only a non-empty
+string or a finite, non-zero number identifies a unit (``hash_text``); a number is hashed as
+JavaScript's ``String(number)`` writes it (``42``, ``1.5``, ``1e+21``). When the hash attribute gives
+nothing, the *fallback attribute* is tried the same way; when neither does, the unit is in no
+experiment and no rollout that hashes on them.
+
 Variant ranges (``bucket_ranges``, ``choose_variation``)
 ========================================================
 Weights are normalised to sum to 1 (``variant_ranges``) and coverage is the experiment's traffic
@@ -75,13 +85,15 @@ places; finer differences are rounded away.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from struct import unpack
+from typing import Any
 
 __all__ = [
     "LAYER_RESOLUTION",
     "NAMESPACE_SEED_PREFIX",
+    "UNIT_ID_ATTRIBUTE",
     "allocate_slice",
     "assign_variant",
     "bucket",
@@ -90,14 +102,17 @@ __all__ = [
     "choose_variation",
     "equal_weights",
     "fnv1a32",
+    "hash_text",
     "in_namespace",
     "in_rollout",
     "layer_namespace",
+    "unit_hash",
     "variant_ranges",
 ]
 
 NAMESPACE_SEED_PREFIX = "__"  # GrowthBook's inNamespace hashes "__" + namespace id (version 1)
 LAYER_RESOLUTION = 1_000_000  # cells of a layer: slice starts and widths are exact multiples of 1e-6
+UNIT_ID_ATTRIBUTE = "id"  # the hash attribute that names the unit id (GrowthBook's default)
 
 Namespace = tuple[str, float, float]
 
@@ -107,12 +122,25 @@ def _code_units(text: str) -> Iterable[int]:
     return unpack(f"<{len(data) // 2}H", data)
 
 
+def _fnv1a32_from(value: int, text: str) -> int:
+    """FNV-1a state ``value`` carried on over the UTF-16 code units of ``text``."""
+    for unit in text.encode("ascii") if text.isascii() else _code_units(text):
+        value = ((value ^ unit) * 0x01000193) & 0xFFFFFFFF  # literals, not globals, in this hot loop
+    return value
+
+
 def fnv1a32(text: str) -> int:
     """32-bit FNV-1a over the UTF-16 code units of ``text``, as GrowthBook's JavaScript SDK computes it."""
-    value = 0x811C9DC5  # the FNV offset basis; literals, not globals, in this hot loop
-    for unit in text.encode("ascii") if text.isascii() else _code_units(text):
-        value = ((value ^ unit) * 0x01000193) & 0xFFFFFFFF
-    return value
+    return _fnv1a32_from(0x811C9DC5, text)  # the FNV offset basis
+
+
+@lru_cache(maxsize=4096)
+def _seed_state(seed: str) -> int:
+    # FNV-1a reads its input one code unit at a time, so fnv1a32(seed + unit_id) is the state after
+    # the seed carried on over the unit id: the seed's part (a third or more of the work on every
+    # evaluation) is done once per seed. A Python str never joins a lone surrogate at the end of the
+    # seed with one at the start of the unit id, so the code units are the same either way.
+    return fnv1a32(seed)
 
 
 def bucket(seed: str, unit_id: str, version: int = 2) -> float | None:
@@ -122,9 +150,79 @@ def bucket(seed: str, unit_id: str, version: int = 2) -> float | None:
     machines and languages (never Python's ``hash()``).
     """
     if version == 2:
-        return (fnv1a32(str(fnv1a32(seed + unit_id))) % 10000) / 10000
+        return (fnv1a32(str(_fnv1a32_from(_seed_state(seed), unit_id))) % 10000) / 10000
     if version == 1:
         return (fnv1a32(unit_id + seed) % 1000) / 1000
+    return None
+
+
+def _js_number_text(number: float) -> str:
+    """``number`` as JavaScript's ``String(number)`` writes it (ECMAScript ``Number::toString``).
+
+    Python's ``repr`` gives the shortest digits that read back as the same double; JavaScript lays
+    the same digits out in plain notation for decimal exponents -6..21 and as ``1.5e-7`` otherwise.
+    """
+    if number == 0:
+        return "0"
+    if number < 0:
+        return "-" + _js_number_text(-number)
+    mantissa, _, exponent = repr(number).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    padded = (whole + fraction).lstrip("0")
+    digits = padded.rstrip("0")
+    k = len(digits)
+    n = int(exponent or "0") - len(fraction) + len(padded)  # number = 0.digits * 10**n
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    return digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if n > 0 else "-") + str(abs(n - 1))
+
+
+def hash_text(value: Any) -> str:
+    """The text a GrowthBook SDK hashes for an attribute value, or ``""`` when it identifies nobody.
+
+    A non-empty string is itself; a finite, non-zero number (not a boolean) is written as JavaScript
+    writes it; anything else (missing, ``null``, ``""``, ``0``, booleans, objects, lists) gives ``""``.
+    """
+    if type(value) is str:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    if isinstance(value, int) and -(2**53) <= value <= 2**53:
+        return str(value) if value else ""
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past the largest double is Infinity in JavaScript
+        return ""
+    if number == 0 or not math.isfinite(number):
+        return ""
+    return _js_number_text(number)
+
+
+def unit_hash(
+    unit_id: str,
+    attributes: Mapping[str, Any],
+    hash_attribute: str = UNIT_ID_ATTRIBUTE,
+    fallback_attribute: str | None = None,
+) -> tuple[str, str] | None:
+    """``(attribute used, text to hash)`` for a unit, or ``None`` when neither attribute identifies it.
+
+    ``id`` is the unit id; another name is the attribute's ``hash_text``. The fallback is tried only
+    when the hash attribute gives nothing (GrowthBook's ``getHashAttribute``).
+    """
+    value = unit_id if hash_attribute == UNIT_ID_ATTRIBUTE else hash_text(attributes.get(hash_attribute))
+    if value:
+        return hash_attribute, value
+    if fallback_attribute:
+        if fallback_attribute == UNIT_ID_ATTRIBUTE:
+            value = unit_id
+        else:
+            value = hash_text(attributes.get(fallback_attribute))
+        if value:
+            return fallback_attribute, value
     return None
 
 

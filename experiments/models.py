@@ -1,3 +1,4 @@
+import re
 import unicodedata
 from typing import Any
 
@@ -113,7 +114,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 # Once an experiment has been started, these define who sees what; changing them would mix
 # incomparable data, so they are locked for good (the contract requires it while running).
-LOCKED_FIELDS = ("key", "variants", "targeting", "layer", "hash_seed")
+LOCKED_FIELDS = ("key", "variants", "targeting", "layer", "hash_seed", "hash_attribute", "fallback_attribute")
 DELETABLE_STATUSES = frozenset({ExperimentStatus.DRAFT, ExperimentStatus.ARCHIVED})
 
 
@@ -130,6 +131,36 @@ def _hashed_text_problem(value: str) -> str | None:
             return f"must not contain control characters such as tabs or line breaks ({char!r})"
         if category == "Cs":
             return "must not contain invalid Unicode (a lone surrogate)"
+    return None
+
+
+# --- the randomization unit -------------------------------------------------------------------------
+UNIT_ID_ATTRIBUTE = "id"  # experiments.bucketing.UNIT_ID_ATTRIBUTE: the unit id itself
+HASH_ATTRIBUTE_MAX_LENGTH = 64
+# A top-level attribute name: GrowthBook's SDKs read the hash attribute as one key, while conditions
+# read a dotted name as a path and a leading "$" as an operator; so neither is allowed here.
+_HASH_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def validate_hash_attribute(value: str) -> None:
+    """An attribute name the SDKs and our conditions read alike: letters, digits, ``_`` and ``-``."""
+    if not isinstance(value, str) or not _HASH_ATTRIBUTE_NAME.fullmatch(value):
+        raise ValidationError(
+            f"“{str(value)[:70]}” is not an attribute name: use letters, digits, _ and - only, "
+            "e.g. company_id (id is the unit id)."
+        )
+    if len(value) > HASH_ATTRIBUTE_MAX_LENGTH:
+        raise ValidationError(f"An attribute name has at most {HASH_ATTRIBUTE_MAX_LENGTH} characters.")
+
+
+def hash_attributes_problem(hash_attribute: str, fallback_attribute: str) -> str | None:
+    """Why a (hash attribute, fallback attribute) pair cannot be used, or None."""
+    if not fallback_attribute:
+        return None
+    if hash_attribute == UNIT_ID_ATTRIBUTE:
+        return "A fallback is only used when the hash attribute is missing, and the unit id (id) never is."
+    if fallback_attribute == hash_attribute:
+        return "The fallback attribute must differ from the hash attribute."
     return None
 
 
@@ -174,6 +205,23 @@ class Experiment(models.Model):
         blank=True,
         help_text="Advanced: changes who gets which variant. Empty: the experiment's key. "
         "Avoid a feature's key: that feature's rollouts hash with it.",
+    )
+    hash_attribute = models.CharField(
+        max_length=HASH_ATTRIBUTE_MAX_LENGTH,
+        default=UNIT_ID_ATTRIBUTE,
+        blank=True,
+        validators=[validate_hash_attribute],
+        help_text="Advanced: the attribute that decides the variant. id (the default, also when empty) is "
+        "the unit id; "
+        "company_id, for example, gives everyone in a company the same variant. Units without a value "
+        "(and without the fallback) are not in the experiment.",
+    )
+    fallback_attribute = models.CharField(
+        max_length=HASH_ATTRIBUTE_MAX_LENGTH,
+        blank=True,
+        validators=[validate_hash_attribute],
+        help_text="Advanced, optional: decides for units that have no value for the hash attribute, "
+        "e.g. id. Empty: those units are left out.",
     )
 
     engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.FREQUENTIST)
@@ -280,6 +328,10 @@ class Experiment(models.Model):
             validate_condition(self.targeting)
         except ConditionError as exc:
             errors["targeting"] = str(exc)
+        self.hash_attribute = (self.hash_attribute or "").strip() or UNIT_ID_ATTRIBUTE
+        self.fallback_attribute = (self.fallback_attribute or "").strip()
+        if problem := hash_attributes_problem(self.hash_attribute, self.fallback_attribute):
+            errors["fallback_attribute"] = problem
         if (
             self.scheduled_start_at
             and self.scheduled_stop_at

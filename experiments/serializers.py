@@ -58,6 +58,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "targeting",
             "layer",
             "hash_seed",
+            "hash_attribute",
+            "fallback_attribute",
             "metrics",
             "engine",
             "alpha",

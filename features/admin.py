@@ -86,6 +86,8 @@ class FeatureRuleFormSet(BaseInlineFormSet):
                 "condition": data.get("condition") or {},
                 "value": data.get("value"),
                 "coverage": data.get("coverage"),
+                "hash_attribute": data.get("hash_attribute"),
+                "fallback_attribute": data.get("fallback_attribute"),
                 "experiment": data.get("experiment"),
                 "values": data.get("variant_values"),
             }
@@ -153,6 +155,8 @@ class FeatureRuleForm(forms.ModelForm):
             "condition",
             "value",
             "coverage",
+            "hash_attribute",
+            "fallback_attribute",
             "experiment",
             "variant_values",
         ]
@@ -166,13 +170,19 @@ class FeatureRuleForm(forms.ModelForm):
                 attrs={"step": "0.01", "min": "0", "max": "1", "placeholder": "0.2", "style": "width:4.5em"}
             ),
             "position": forms.NumberInput(attrs={"style": "width:3em"}),
+            "hash_attribute": forms.TextInput(attrs={"placeholder": "id", "style": "width:6.5em"}),
+            "fallback_attribute": forms.TextInput(attrs={"placeholder": "(none)", "style": "width:6.5em"}),
         }
-        labels = {"position": "order"}
+        labels = {"position": "order", "hash_attribute": "by", "fallback_attribute": "else by"}
         help_texts = {
             "environment": "Where this rule applies.",
             "position": "Order within the environment: lower first.",
             "value": 'Force and rollout rules: the value served (JSON: true, 50, "blue").',
             "coverage": "Rollout rules: the share of matching users, 0 to 1.",
+            "hash_attribute": "Rollout rules: the attribute that picks the share; id is the user (unit) id, "
+            "company_id rolls out to whole companies.",
+            "fallback_attribute": "Rollout rules, optional: used when a user has no value for the first, e.g. "
+            "id. Empty: such users are left out.",
             "experiment": "Experiment rules: a running experiment decides.",
         }
 
@@ -201,7 +211,11 @@ class FeatureRuleInline(_PlainForeignKeys, admin.TabularInline):
         if rule.type == "force":
             return f"Serve {_compact(rule.value)} to {who}"
         if rule.type == "rollout":
-            return f"Serve {_compact(rule.value)} to {(rule.coverage or 0):.0%} of {who}"
+            unit = ""
+            if rule.hash_attribute and rule.hash_attribute != "id":
+                unit = f", chosen by {rule.hash_attribute}"
+                unit += f" (else {rule.fallback_attribute})" if rule.fallback_attribute else ""
+            return f"Serve {_compact(rule.value)} to {(rule.coverage or 0):.0%} of {who}{unit}"
         values = ", ".join(f"{k} → {_compact(v)}" for k, v in (rule.variant_values or {}).items())
         experiment = rule.experiment.key if rule.experiment_id else "?"
         return f"Experiment “{experiment}” decides for {who}: {values}"

@@ -44,7 +44,7 @@ from django.core.signals import setting_changed
 from django.db import DatabaseError
 from django.dispatch import receiver
 
-from experiments.models import Experiment, ExperimentStatus, Variant
+from experiments.models import UNIT_ID_ATTRIBUTE, Experiment, ExperimentStatus, Variant
 from features.evaluation import CompiledConfig, config_compile, snapshot_version
 from features.models import (
     Environment,
@@ -52,6 +52,7 @@ from features.models import (
     FeatureEnvironment,
     FeaturePrerequisite,
     FeatureRule,
+    RuleType,
     SafeRolloutStatus,
 )
 
@@ -303,9 +304,10 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     """Read one environment's flags and the experiments from the database as plain data.
 
     Shape: ``{"environment": {"id", "key"}, "features": {key: {"type", "default", "enabled",
-    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"[, "monitor"]}],
-    "prerequisites": [{"feature", "value"}]}}, "experiments": {key: {"status", "name", "seed", "variants",
-    "traffic_allocation", "targeting", "layer", "layer_slice_start"}}, "version", "built_at"}``.
+    "rules": [{"type", "condition", "value", "coverage", "experiment", "values"[, "monitor"]} (rollouts
+    also "hash_attribute", "fallback_attribute")], "prerequisites": [{"feature", "value"}]}}, "experiments":
+    {key: {"status", "name", "seed", "variants", "traffic_allocation", "targeting", "layer",
+    "layer_slice_start", "hash_attribute", "fallback_attribute"}}, "version", "built_at"}``.
     Running and paused experiments come whole; drafts and stopped ones only with their status.
     """
     built_at = time.time()
@@ -336,6 +338,8 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             "condition",
             "value",
             "coverage",
+            "hash_attribute",
+            "fallback_attribute",
             "experiment__key",
             "variant_values",
             "safe_rollout__status",
@@ -355,6 +359,9 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             if row["safe_rollout__status"] == SafeRolloutStatus.MONITORING:
                 # A monitored rollout logs its matching units' exposures (features.models.SafeRollout).
                 rule["monitor"] = row["safe_rollout__experiment__key"]
+            if row["type"] == RuleType.ROLLOUT:
+                rule["hash_attribute"] = row["hash_attribute"] or UNIT_ID_ATTRIBUTE
+                rule["fallback_attribute"] = row["fallback_attribute"] or None
             by_id[row["feature_id"]]["rules"].append(rule)
     prerequisites = FeaturePrerequisite.objects.order_by("feature_id", "id").values(
         "feature_id", "prerequisite__key", "value"
@@ -381,6 +388,8 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             "targeting",
             "layer",
             "layer_slice_start",
+            "hash_attribute",
+            "fallback_attribute",
         )
     )
     for row in rows:
@@ -396,6 +405,8 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
             "targeting": row["targeting"] or {},
             "layer": row["layer"] or None,
             "layer_slice_start": row["layer_slice_start"],
+            "hash_attribute": row["hash_attribute"] or UNIT_ID_ATTRIBUTE,
+            "fallback_attribute": row["fallback_attribute"] or None,
         }
         experiments[row["key"]] = item
         live[row["id"]] = item

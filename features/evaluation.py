@@ -17,14 +17,17 @@ Evaluation order (the contract's "Feature" and "OFREP" sections):
 3. Rules in order, the first that applies wins:
    ``force`` -- the condition matches: its value, ``TARGETING_MATCH``;
    ``rollout`` -- the condition matches and the unit is in ``bucketing.in_rollout(feature_key,
-   unit_id, coverage)`` (GrowthBook's ``isIncludedInRollout`` with the feature key as seed, hash
-   version 2): its value, ``SPLIT``. A rollout under a safe rollout (snapshot key ``monitor``: its
-   internal experiment, ``features.models.SafeRollout``) also exposes every matching unit to that
-   experiment, ``treatment`` inside the rollout and ``control`` outside (the unit then falls through
-   and its exposure rides on whatever answers it);
+   hash value, coverage)`` (GrowthBook's ``isIncludedInRollout`` with the feature key as seed, hash
+   version 2; the hash value is the rule's ``hash_attribute``, ``id`` = the unit id by default, else
+   its ``fallback_attribute``: ``bucketing.unit_hash``; a unit without one is not in): its value,
+   ``SPLIT``. A rollout under a safe rollout (snapshot key ``monitor``: its internal experiment,
+   ``features.models.SafeRollout``) also exposes every matching unit to that experiment,
+   ``treatment`` inside the rollout and ``control`` outside (the unit then falls through and its
+   exposure rides on whatever answers it);
    ``experiment`` -- the condition matches and the experiment assigns the unit
-   (``experiments.assignment.assign``; only a running experiment assigns anyone): the variant's value,
-   ``SPLIT``, ``variant`` = the variant key. A unit outside the experiment falls through.
+   (``experiments.assignment.assign``; only a running experiment assigns anyone, hashing the
+   experiment's hash attribute): the variant's value, ``SPLIT``, ``variant`` = the variant key. A
+   unit outside the experiment falls through.
 4. No rules at all: ``default_value``, ``STATIC``. Rules, none applied: ``default_value``, ``DEFAULT``.
 
 Conditions are compiled leniently (``experiments.conditions``): a stored part that saving refuses
@@ -61,7 +64,7 @@ from experiments.assignment import (
     experiment_compile,
     not_found,
 )
-from experiments.bucketing import in_rollout
+from experiments.bucketing import UNIT_ID_ATTRIBUTE, in_rollout, unit_hash
 from experiments.conditions import Predicate, compile_condition
 
 __all__ = [
@@ -108,14 +111,15 @@ def ofrep_reason(reason: str) -> str:
 class Evaluation:
     """A flag's value for one unit. ``experiment`` is set when an experiment rule served the value:
     the unit was exposed to (``experiment``, ``variant``); ``exposures`` lists every exposure of the
-    evaluation, including those of prerequisite flags served by an experiment."""
+    evaluation as ``(experiment, variant, hash attribute used)``, including those of prerequisite
+    flags served by an experiment."""
 
     key: str
     value: Any
     variant: str
     reason: str
     experiment: str | None = None
-    exposures: tuple[tuple[str, str], ...] = ()
+    exposures: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class CompiledRule:
     condition: Predicate | None  # None: everyone
     coverage: float = 0.0
     experiment: str | None = None
+    hash_attribute: str = UNIT_ID_ATTRIBUTE  # rollout rules: the attribute hashed ("id": the unit id)
+    fallback_attribute: str | None = None
     # The answers, made once: ``hit`` for force and rollout rules, ``hits`` by variant key for experiments.
     hit: Evaluation | None = None
     hits: Mapping[str, Evaluation] | None = None
@@ -196,20 +202,28 @@ def _compile_rule(feature_key: str, index: int, raw: Mapping[str, Any]) -> Compi
         )
     if kind == ROLLOUT:
         monitor = raw.get("monitor")
-        exposed = ((monitor, "treatment"),) if monitor else ()
+        hash_attribute = raw.get("hash_attribute") or UNIT_ID_ATTRIBUTE
+        exposed = ((monitor, "treatment", hash_attribute),) if monitor else ()
         return CompiledRule(
             ROLLOUT,
             label,
             condition,
             coverage=float(raw.get("coverage") or 0.0),
             experiment=monitor,
+            hash_attribute=hash_attribute,
+            fallback_attribute=raw.get("fallback_attribute") or None,
             hit=Evaluation(feature_key, raw.get("value"), label, Reason.SPLIT, None, exposed),
         )
     if kind == EXPERIMENT:
         experiment = raw.get("experiment")
         hits = {
             variant: Evaluation(
-                feature_key, value, variant, Reason.SPLIT, experiment, ((experiment, variant),)
+                feature_key,
+                value,
+                variant,
+                Reason.SPLIT,
+                experiment,
+                ((experiment, variant, UNIT_ID_ATTRIBUTE),),
             )
             for variant, value in (raw.get("values") or {}).items()
         }
@@ -290,7 +304,7 @@ def _evaluate(
         return feature.disabled
     if feature.error is not None:
         return feature.failed
-    exposures: tuple[tuple[str, str], ...] = ()
+    exposures: tuple[tuple[str, str, str], ...] = ()
     if feature.prerequisites:
         for prerequisite_key, required in feature.prerequisites:
             prerequisite = config.features.get(prerequisite_key)
@@ -322,11 +336,24 @@ def _evaluate(
                 result = rule.hit
                 break
             if kind is ROLLOUT:
-                if in_rollout(feature.key, unit_id, rule.coverage):
+                used = UNIT_ID_ATTRIBUTE
+                if rule.hash_attribute == UNIT_ID_ATTRIBUTE:  # the common case, without a lookup
+                    hash_value = unit_id
+                else:
+                    found = unit_hash(unit_id, attributes, rule.hash_attribute, rule.fallback_attribute)
+                    if found is None:
+                        continue  # nothing identifies the unit: not in the rollout
+                    used, hash_value = found
+                if in_rollout(feature.key, hash_value, rule.coverage):
                     result = rule.hit
+                    if rule.experiment is not None and used != rule.hash_attribute:  # by the fallback
+                        result = Evaluation(
+                            result.key, result.value, result.variant, result.reason, None,
+                            ((rule.experiment, "treatment", used),),
+                        )  # fmt: skip
                     break
                 if rule.experiment is not None:  # a safe rollout's comparison group
-                    exposures += ((rule.experiment, "control"),)
+                    exposures += ((rule.experiment, "control", used),)
                 continue
             experiment = config.experiments.get(rule.experiment)
             if experiment is None:
@@ -335,6 +362,15 @@ def _evaluate(
             if assignment.in_experiment:
                 hit = rule.hits.get(assignment.variant)
                 if hit is not None:  # saving requires a value for every variant; a gap falls through
+                    if assignment.hash_attribute != UNIT_ID_ATTRIBUTE:  # the exposure says which id
+                        hit = Evaluation(
+                            hit.key,
+                            hit.value,
+                            hit.variant,
+                            hit.reason,
+                            hit.experiment,
+                            ((hit.experiment, hit.variant, assignment.hash_attribute),),
+                        )
                     result = hit
                     break
     if exposures:

@@ -7,6 +7,12 @@ when a batch is full, and at interpreter exit; a flush hands each batch to the d
 Celery task call, ``analytics.tasks.exposures_record.delay(rows)``, with rows
 ``{experiment, variant, unit_id, timestamp (ISO 8601), environment, attributes (dict str -> str)}``.
 
+Which id decided: when the experiment hashed an attribute other than the unit id (its
+``hash_attribute``, e.g. ``company_id``, or its ``fallback_attribute``), the row's ``attributes`` also
+carry ``$hash_attribute`` (that attribute's name) and ``$hash_value`` (the text hashed). A row without
+them was decided by its ``unit_id``. (``$`` starts no attribute anyone can target: conditions read it
+as an operator.)
+
 Repeats of the same (experiment, variant, unit, environment) waiting in the buffer are handed over
 once, with the earliest timestamp (the analysis counts a unit from its first exposure).
 
@@ -32,13 +38,28 @@ from typing import Any
 
 from django.db import connections
 
+from experiments.bucketing import UNIT_ID_ATTRIBUTE, hash_text
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["BATCH_SIZE", "FLUSH_SECONDS", "MAX_PENDING", "ExposureBuffer", "buffer", "exposure_log", "flush"]
+__all__ = [
+    "BATCH_SIZE",
+    "FLUSH_SECONDS",
+    "HASH_ATTRIBUTE_KEY",
+    "HASH_VALUE_KEY",
+    "MAX_PENDING",
+    "ExposureBuffer",
+    "buffer",
+    "exposure_log",
+    "flush",
+    "hash_value_of",
+]
 
 BATCH_SIZE = 1_000  # rows per task call
 FLUSH_SECONDS = 1.0  # the longest an exposure waits in the buffer while the broker is up
 MAX_PENDING = 100_000  # rows kept while the broker is unreachable
+HASH_ATTRIBUTE_KEY = "$hash_attribute"  # exposure attributes: the attribute hashed, when not the unit id
+HASH_VALUE_KEY = "$hash_value"  # ... and the text hashed
 
 # (experiment, variant, unit_id, unix time, environment, attributes as sent)
 PendingRow = tuple[str, str, str, float, str, Mapping[str, Any]]
@@ -225,10 +246,34 @@ class ExposureBuffer:
 buffer = ExposureBuffer()
 
 
+def hash_value_of(hash_attribute: str, unit_id: str, attributes: Mapping[str, Any]) -> str:
+    """The text hashed for ``hash_attribute`` (``id``: the unit id), as ``bucketing.unit_hash`` reads it."""
+    if hash_attribute == UNIT_ID_ATTRIBUTE:
+        return unit_id
+    return hash_text(attributes.get(hash_attribute))
+
+
 def exposure_log(
-    *, experiment: str, variant: str, unit_id: str, environment: str, attributes: Mapping[str, Any] | None
+    *,
+    experiment: str,
+    variant: str,
+    unit_id: str,
+    environment: str,
+    attributes: Mapping[str, Any] | None,
+    hash_attribute: str | None = UNIT_ID_ATTRIBUTE,
+    hash_value: str | None = None,
 ) -> None:
-    """Record that ``unit_id`` was served ``variant`` of ``experiment`` (buffered; returns at once)."""
+    """Record that ``unit_id`` was served ``variant`` of ``experiment`` (buffered; returns at once).
+
+    ``hash_attribute`` and ``hash_value`` name the id that decided; other than the unit id, they are
+    kept in the row's attributes (module docstring).
+    """
+    if hash_attribute is not None and hash_attribute != UNIT_ID_ATTRIBUTE:
+        attributes = {
+            **(attributes or {}),
+            HASH_ATTRIBUTE_KEY: hash_attribute,
+            HASH_VALUE_KEY: hash_value or "",
+        }
     buffer.add(
         experiment=experiment,
         variant=variant,

@@ -8,13 +8,14 @@ whose attribute ``id`` is its unit id, exactly what ``features.evaluation`` give
 - an environment switched off, or a flag whose stored rules cannot be compiled: ``defaultValue``
   alone (our ``DISABLED`` / ``ERROR`` answer the default);
 - ``force``: ``{"condition", "force"}``;
-- ``rollout``: ``{"condition", "force", "coverage", "hashAttribute": "id", "seed": <flag key>,
-  "hashVersion": 2}`` (``bucketing.in_rollout``);
+- ``rollout``: ``{"condition", "force", "coverage", "hashAttribute", "seed": <flag key>,
+  "hashVersion": 2}`` (``bucketing.in_rollout``), ``hashAttribute`` the rule's (``id`` by default);
 - ``experiment``: the rule only while its experiment is running (a paused, stopped or unknown
   experiment assigns nobody, so the rule falls through, as if absent), with ``key``, ``variations``
   (the rule's value per variant, in variant order), ``weights`` (normalised, as ``variant_ranges``
   does), ``coverage`` (the traffic allocation; 1 in a layer, whose slice is the ``namespace``
-  ``[layer, start, end]``: ``bucketing.assign_variant``), ``hashAttribute: "id"``, ``hashVersion: 2``,
+  ``[layer, start, end]``: ``bucketing.assign_variant``), ``hashAttribute`` (the experiment's),
+  ``hashVersion: 2``,
   ``seed``, ``meta`` (variant keys and names: the only way variant keys reach an SDK), ``name``,
   ``phase: "0"``, and as ``condition`` the rule's condition and the experiment's targeting together;
 - prerequisites: ``parentConditions`` ``[{"id": parent, "condition": {"value": required}}]`` on
@@ -22,6 +23,14 @@ whose attribute ``id`` is its unit id, exactly what ``features.evaluation`` give
   ``getFeatureResult(null, "prerequisite")``), while our evaluation answers the default value; a
   failed non-gating parent condition skips the rule, so with every rule skipped the SDK answers
   ``defaultValue``, as we do.
+
+A fallback attribute (``bucketing.unit_hash``) is written as ``fallbackAttribute`` on the rule and as
+a second copy of the rule right after it, hashing the fallback attribute, for units whose hash
+attribute identifies nobody (the condition ``_unidentified``: not a non-empty string, not a non-zero
+number). GrowthBook's JavaScript SDK reads ``fallbackAttribute`` only with sticky bucketing, and its
+Python SDK only in rollouts; the copy makes every SDK, with or without sticky bucketing, hash the same
+id as our server. Both copies of an experiment rule have the experiment's key, so tracking sees one
+experiment; the SDK's ``result.hashAttribute`` says which id decided.
 
 Not expressible, so left out (our evaluation then falls through too, except as noted): an
 experiment rule lacking a value for one of its variants (saving refuses it; we fall through only for
@@ -38,7 +47,7 @@ from experiments.bucketing import layer_namespace
 
 __all__ = ["feature_payload", "features_payload"]
 
-HASH_ATTRIBUTE = "id"
+HASH_ATTRIBUTE = "id"  # the unit id, GrowthBook's default
 HASH_VERSION = 2
 RUNNING = "running"
 
@@ -50,6 +59,30 @@ def _both(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> 
     if len(conditions) == 1:
         return conditions[0]
     return {"$and": conditions}
+
+
+def _unidentified(attribute: str) -> dict[str, Any]:
+    """The condition "``attribute`` identifies nobody" (``bucketing.hash_text`` gives ``""``)."""
+    usable = [{attribute: {"$type": "string", "$ne": ""}}, {attribute: {"$type": "number", "$ne": 0}}]
+    return {"$not": {"$or": usable}}
+
+
+def _with_fallback(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rule, and when it has a ``fallbackAttribute``, its copy hashing that for unidentified units."""
+    fallback = rule.get("fallbackAttribute")
+    if not fallback:
+        return [rule]
+    copy = {name: value for name, value in rule.items() if name != "fallbackAttribute"}
+    copy["condition"] = _both(rule.get("condition"), _unidentified(rule["hashAttribute"]))
+    copy["hashAttribute"] = fallback
+    return [rule, copy]
+
+
+def _hash_attributes(raw: Mapping[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"hashAttribute": raw.get("hash_attribute") or HASH_ATTRIBUTE}
+    if raw.get("fallback_attribute"):
+        attributes["fallbackAttribute"] = raw["fallback_attribute"]
+    return attributes
 
 
 def _experiment_rule(
@@ -74,7 +107,7 @@ def _experiment_rule(
             "variations": [values[v["key"]] for v in variants],
             "weights": [w / total for w in weights],
             "coverage": traffic,
-            "hashAttribute": HASH_ATTRIBUTE,
+            **_hash_attributes(experiment),
             "hashVersion": HASH_VERSION,
             "seed": experiment.get("seed") or experiment_key,
             "meta": [{"key": v["key"], "name": v.get("name") or v["key"]} for v in variants],
@@ -136,14 +169,15 @@ def feature_payload(
                 rule.update(
                     {
                         "coverage": float(raw_rule.get("coverage") or 0.0),
-                        "hashAttribute": HASH_ATTRIBUTE,
+                        **_hash_attributes(raw_rule),
                         "seed": key,
                         "hashVersion": HASH_VERSION,
                     }
                 )
-        if parents:
-            rule["parentConditions"] = parents
-        rules.append(rule)
+        for each in _with_fallback(rule):
+            if parents:
+                each["parentConditions"] = parents
+            rules.append(each)
     if rules:
         definition["rules"] = rules
     return definition

@@ -8,7 +8,12 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 from taggit.managers import TaggableManager
 
-from experiments.models import Experiment
+from experiments.models import (
+    HASH_ATTRIBUTE_MAX_LENGTH,
+    UNIT_ID_ATTRIBUTE,
+    Experiment,
+    validate_hash_attribute,
+)
 
 
 def cors_origins_parse(text: str) -> tuple[str, ...]:
@@ -154,6 +159,21 @@ class FeatureRule(models.Model):
     value = models.JSONField(null=True, blank=True, help_text="Force and rollout rules: the value served.")
     coverage = models.FloatField(
         null=True, blank=True, help_text="Rollout rules: share of matching users who get the value, 0 to 1."
+    )
+    hash_attribute = models.CharField(
+        max_length=HASH_ATTRIBUTE_MAX_LENGTH,
+        default=UNIT_ID_ATTRIBUTE,
+        blank=True,
+        validators=[validate_hash_attribute],
+        help_text="Rollout rules: the attribute that decides who is in the share; id (the default, also "
+        "when empty) is the unit id, company_id rolls out to whole companies.",
+    )
+    fallback_attribute = models.CharField(
+        max_length=HASH_ATTRIBUTE_MAX_LENGTH,
+        blank=True,
+        validators=[validate_hash_attribute],
+        help_text="Rollout rules, optional: decides for units without a value for the hash attribute, "
+        "e.g. id. Empty: those units are left out.",
     )
     experiment = models.ForeignKey(
         Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="feature_rules"

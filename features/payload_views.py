@@ -215,12 +215,11 @@ class GrowthBookPayloadView(APIView):
         "(`features` with `defaultValue` and `rules`), for GrowthBook's SDKs to evaluate locally: point "
         "them at this host (`apiHost`) with the key (`clientKey`). Readable with a client key "
         "(publishable, `pk_...`) or a secret SDK key (`sdk_...`); the key is in the path. Units hash on "
-        "the attribute `id` (the unit id). `ETag` with `If-None-Match` answers 304; "
+        "each rule's `hashAttribute` (`id`, the unit id, unless the experiment or rollout says otherwise). `ETag` with `If-None-Match` answers 304; "
         "`Access-Control-Allow-Origin: *`; `dateUpdated` changes with every change. "
         "A key made with encryption answers `encryptedFeatures` (AES-128-CBC, the SDK's "
         "`decryptionKey`) and an empty `features`. "
-        "`x-sse-support: enabled` where `GET /sub/{client_key}` streams changes (server-sent events). "
-        "Not yet: `hashAttribute` other than `id`.",
+        "`x-sse-support: enabled` where `GET /sub/{client_key}` streams changes (server-sent events).",
         tags=["sdk"],
         auth=[],
         parameters=[

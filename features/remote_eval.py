@@ -53,6 +53,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework.views import APIView
 
 from config.middleware import rate_limiter
+from experiments.bucketing import UNIT_ID_ATTRIBUTE
 from features import config
 from features.authentication import SdkKeyAuthentication, sdk_client_for_key
 from features.config import config_get
@@ -65,6 +66,7 @@ from features.evaluation import (
     Reason,
     evaluate_all,
 )
+from features.exposures import hash_value_of
 from features.growthbook import features_payload
 from features.sdk_serializers import UNIT_ID_MAX_LENGTH, non_finite_number_path
 
@@ -221,8 +223,8 @@ def _experiment_rules(config_: CompiledConfig) -> dict[tuple[str, str], dict[str
     rules = {}
     for flag, definition in payload.items():
         for rule in definition.get("rules") or ():
-            if "variations" in rule:
-                rules[(flag, rule["key"])] = rule
+            if "variations" in rule:  # the first of a rule and its fallback copy (same key)
+                rules.setdefault((flag, rule["key"]), rule)
                 rules.setdefault(("", rule["key"]), rule)
     if len(_rules_memo) >= MEMO_LIMIT:
         _rules_memo.clear()
@@ -235,6 +237,7 @@ def _track(
     flag: str,
     experiment: str,
     variant: str,
+    hash_attribute: str,
     attributes: Mapping[str, Any],
 ) -> dict[str, Any] | None:
     """GrowthBook's ``TrackData`` for one exposure: the experiment (without its targeting) and the result."""
@@ -246,19 +249,23 @@ def _track(
     if variant not in keys:
         return None
     index = keys.index(variant)
+    experiment_fields = {
+        field: rule[field]
+        for field in ("key", "variations", "meta", "name", "phase", "hashAttribute", "hashVersion")
+    }
     return {
-        "experiment": {
-            field: rule[field]
-            for field in ("key", "variations", "meta", "name", "phase", "hashAttribute", "hashVersion")
-        },
+        "experiment": experiment_fields,
         "result": {
             "featureId": flag if own is not None else None,
             "inExperiment": True,
             "variationId": index,
             "value": rule["variations"][index],
             "hashUsed": True,
-            "hashAttribute": rule["hashAttribute"],
-            "hashValue": attributes.get(rule["hashAttribute"], ""),  # the id the unit was hashed on
+            # The id the unit was hashed on: the experiment's hash attribute, or its fallback.
+            "hashAttribute": hash_attribute,
+            "hashValue": hash_value_of(
+                hash_attribute, str(attributes.get(UNIT_ID_ATTRIBUTE, "")), attributes
+            ),
             "key": variant,
             "name": rule["meta"][index]["name"],
             "stickyBucketUsed": False,
@@ -277,8 +284,9 @@ def remote_eval_features(
         if evaluation.exposures:
             tracks = [
                 track
-                for experiment, variant in evaluation.exposures
-                if (track := _track(rules, evaluation.key, experiment, variant, attributes)) is not None
+                for experiment, variant, hash_attribute in evaluation.exposures
+                if (track := _track(rules, evaluation.key, experiment, variant, hash_attribute, attributes))
+                is not None
             ]
             if tracks:
                 definition["rules"] = [{"force": evaluation.value, "tracks": tracks}]

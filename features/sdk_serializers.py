@@ -116,11 +116,21 @@ class AssignmentSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(
         choices=AssignmentReason.ALL,
         help_text="ASSIGNED; or why not: NOT_FOUND (no such experiment), NOT_RUNNING (draft, paused, "
-        "stopped), TARGETING_MISS (attributes do not match), NOT_IN_TRAFFIC (outside the traffic "
-        "allocation or the layer slice), ERROR (the experiment's stored configuration cannot be "
+        "stopped), TARGETING_MISS (attributes do not match), HASH_ATTRIBUTE_MISSING (neither the "
+        "experiment's hash attribute nor its fallback attribute has a usable value: a non-empty string "
+        "or a non-zero number), NOT_IN_TRAFFIC (outside the traffic allocation or the layer slice), ERROR (the experiment's stored configuration cannot be "
         "used; logged on the server).",
     )
     payload = serializers.JSONField(allow_null=True, help_text="The variant's payload, if any.")
+    hash_attribute = serializers.CharField(
+        allow_null=True,
+        help_text="The attribute whose value decided the variant: the experiment's hash attribute, or its "
+        "fallback attribute when the unit has no value for it; id is the unit id. Null when not in it.",
+    )
+    hash_value = serializers.CharField(
+        allow_null=True,
+        help_text="The value that was hashed (numbers as text, e.g. 42). Null when not in it.",
+    )
 
 
 class AssignResponseSerializer(serializers.Serializer):

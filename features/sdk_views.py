@@ -41,7 +41,7 @@ from features.evaluation import (
     evaluate_feature,
     ofrep_reason,
 )
-from features.exposures import exposure_log
+from features.exposures import exposure_log, hash_value_of
 from features.permissions import IsSdkClient
 from features.sdk_serializers import (
     UNIT_ID_MAX_LENGTH,
@@ -70,13 +70,15 @@ def _log_exposures(
     evaluations: Iterable[Evaluation], *, unit_id: str, environment: str, attributes: Mapping[str, Any]
 ) -> None:
     for evaluation in evaluations:
-        for experiment, variant in evaluation.exposures:
+        for experiment, variant, hash_attribute in evaluation.exposures:
             exposure_log(
                 experiment=experiment,
                 variant=variant,
                 unit_id=unit_id,
                 environment=environment,
                 attributes=attributes,
+                hash_attribute=hash_attribute,
+                hash_value=hash_value_of(hash_attribute, unit_id, attributes),
             )
 
 
@@ -200,6 +202,8 @@ class AssignView(SdkView):
                         unit_id=unit_id,
                         environment=config.environment,
                         attributes=attributes,
+                        hash_attribute=assignment.hash_attribute,
+                        hash_value=assignment.hash_value,
                     )
         return Response(
             {
@@ -210,6 +214,8 @@ class AssignView(SdkView):
                         "in_experiment": a.in_experiment,
                         "reason": a.reason,
                         "payload": a.payload,
+                        "hash_attribute": a.hash_attribute,
+                        "hash_value": a.hash_value,
                     }
                     for a in assignments
                 ]
@@ -269,6 +275,28 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _NonFiniteNumber(Exception):
+    """A number literal too large for a double (``1e400``): the context is refused, with its path."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan; the literals NaN and Infinity never get here
+        raise _NonFiniteNumber
+    return value
+
+
+# One decoder for every request (``json.loads`` with options builds a new one per call). A number too
+# large for a double stops the parse at once, so the common body is never walked a second time; the
+# rare one is parsed again as it is and walked for the path of the offending number.
+_CONTEXT_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _json_text(body: bytes) -> str:
+    # What ``json.loads`` does with bytes: UTF-8, -16 or -32 by the first bytes (RFC 4627).
+    return body.decode(json.detect_encoding(body), "surrogatepass")
+
+
 def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(unit id, attributes, context) from an OFREP request body, or ``OfrepError``.
 
@@ -277,9 +305,15 @@ def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
     non-empty string of at most ``UNIT_ID_MAX_LENGTH`` characters, or a number that is not finite
     (``1e400``) is INVALID_CONTEXT.
     """
+    non_finite = False
     if body.strip():
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
+            text = _json_text(body)
+            try:
+                payload = _CONTEXT_DECODER.decode(text)
+            except _NonFiniteNumber:
+                non_finite = True
+                payload = json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise OfrepError("PARSE_ERROR", f"The body is not valid JSON: {exc}") from None
     else:
@@ -300,7 +334,7 @@ def ofrep_context(body: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise OfrepError(
             "INVALID_CONTEXT", f"context.targetingKey is longer than {UNIT_ID_MAX_LENGTH} characters."
         )
-    where = non_finite_number_path(context, "context")
+    where = non_finite_number_path(context, "context") if non_finite else None
     if where is not None:
         raise OfrepError("INVALID_CONTEXT", f"{where}: numbers must be finite (1e400 reads as infinity).")
     attributes = {name: value for name, value in context.items() if name != "targetingKey"}
@@ -398,6 +432,7 @@ class OfrepView(APIView):
     parser_classes = [SdkJSONParser]  # read by drf-spectacular: the body is JSON, not a form
     sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
     ofrep = True  # the edge's 413 and 429 carry OFREP's ``errorDetails``
+    lean = True  # served by the edge's lean lane: no session, user, messages or CSRF middleware
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":

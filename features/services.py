@@ -14,7 +14,12 @@ from django.utils import timezone
 
 from config.exceptions import Conflict
 from experiments.conditions import ConditionError, validate_condition
-from experiments.models import Experiment
+from experiments.models import (
+    UNIT_ID_ATTRIBUTE,
+    Experiment,
+    hash_attributes_problem,
+    validate_hash_attribute,
+)
 from features import config
 from features.encryption import encryption_key_generate
 from features.models import (
@@ -85,6 +90,7 @@ def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> 
         coverage = rule.get("coverage")
         if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 <= coverage <= 1:
             raise ValidationError({"environments": f"{where}coverage must be a number from 0 to 1."})
+    hash_attributes_validate(rule, rule_type=rule_type, where=where)
     if rule_type == RuleType.EXPERIMENT:
         experiment = rule.get("experiment")
         if isinstance(experiment, str):
@@ -110,6 +116,32 @@ def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> 
             )
         for key, value in values.items():
             feature_value_validate(value, feature_type, field="environments", where=f"{where}variant {key}: ")
+
+
+def hash_attributes_validate(rule: Mapping[str, Any], *, rule_type: str, where: str) -> None:
+    """A rollout rule's optional ``hash_attribute`` and ``fallback_attribute``; other rules hash nothing
+    of their own (an experiment rule uses its experiment's), so they may only carry the defaults."""
+    hash_attribute = rule.get("hash_attribute")
+    fallback_attribute = rule.get("fallback_attribute")
+    if rule_type != RuleType.ROLLOUT:
+        if hash_attribute not in (None, "", UNIT_ID_ATTRIBUTE) or fallback_attribute not in (None, ""):
+            raise ValidationError(
+                {
+                    "environments": f"{where}hash_attribute and fallback_attribute are for rollout rules; "
+                    "an experiment rule hashes its experiment's hash attribute."
+                }
+            )
+        return
+    for name, value in (("hash_attribute", hash_attribute), ("fallback_attribute", fallback_attribute)):
+        if value in (None, ""):
+            continue
+        try:
+            validate_hash_attribute(value)
+        except ValidationError as exc:
+            raise ValidationError({"environments": f"{where}{name}: {exc.messages[0]}"}) from None
+    problem = hash_attributes_problem(hash_attribute or UNIT_ID_ATTRIBUTE, fallback_attribute or "")
+    if problem:
+        raise ValidationError({"environments": f"{where}fallback_attribute: {problem}"})
 
 
 def prerequisites_validate(feature: Feature | None, prerequisites: Sequence[Mapping[str, Any]]) -> None:
@@ -204,6 +236,8 @@ def _write_environments(
                     condition=rule.get("condition") or {},
                     value=rule.get("value"),
                     coverage=rule.get("coverage"),
+                    hash_attribute=rule.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
+                    fallback_attribute=rule.get("fallback_attribute") or "",
                     experiment=experiment,
                     variant_values=rule.get("values"),
                 )
@@ -338,6 +372,12 @@ def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
             item["value"] = rule.value
         if rule.type == RuleType.ROLLOUT:
             item["coverage"] = rule.coverage
+            # The randomization unit only when it is not the default (the unit id), so that rules
+            # written before it existed read back unchanged.
+            if rule.hash_attribute and rule.hash_attribute != UNIT_ID_ATTRIBUTE:
+                item["hash_attribute"] = rule.hash_attribute
+            if rule.fallback_attribute:
+                item["fallback_attribute"] = rule.fallback_attribute
         if rule.type == RuleType.EXPERIMENT:
             item["experiment"] = rule.experiment.key if rule.experiment else None
             item["values"] = rule.variant_values

