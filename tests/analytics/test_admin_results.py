@@ -269,6 +269,7 @@ def test_results_refresh__clickhouse_down__error_message_and_failure_recorded(ad
         raise ClickHouseUnavailable("ClickHouse is unreachable (test)")
 
     monkeypatch.setattr(services, "rollup_refresh", unavailable)
+    monkeypatch.setattr(services, "rollup_run", unavailable)
     experiment = ExperimentFactory(status=ExperimentStatus.RUNNING)
     refresh = reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk])
     page = admin_client.post(refresh, follow=True).content.decode()

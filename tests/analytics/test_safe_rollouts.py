@@ -157,7 +157,10 @@ def test_safe_rollout_start__creates_the_internal_experiment_and_monitors_evalua
     arms = {}
     for i in range(400):
         evaluation = evaluate_feature(config, rule.feature.key, f"u{i}", {})
-        assert evaluation.exposures in (((experiment.key, "treatment"),), ((experiment.key, "control"),))
+        assert evaluation.exposures in (
+            ((experiment.key, "treatment", "id"),),
+            ((experiment.key, "control", "id"),),
+        )
         arms[evaluation.exposures[0][1]] = arms.get(evaluation.exposures[0][1], 0) + 1
         assert evaluation.value is (evaluation.exposures[0][1] == "treatment")
     assert 80 < arms["treatment"] < 160  # about 30% of 400

@@ -14,14 +14,14 @@ from tests.factories import ProductManagerFactory
 
 pytestmark = [requires_chromium, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-PASSWORD = "pw-for-tests-only"
+PASSWORD = "gov-pass-1"
 
 
 def test_admin_approvals__save_held_then_colleague_approves__applied(browser_page):
     # Given production requires approval, a flag rolled out to 20% there, and two product managers
     Environment.objects.filter(key="production").update(requires_approval=True)
-    ProductManagerFactory(username="alice")
-    ProductManagerFactory(username="bob")
+    ProductManagerFactory(username="alice", password=PASSWORD)
+    ProductManagerFactory(username="bob", password=PASSWORD)
     flag = feature_create(
         user=None,
         key="new_checkout",
