@@ -7,6 +7,7 @@ each unit's ``min(value, cap)``. The engine's answers on those sums are checked 
 """
 
 import dataclasses
+import datetime as dt
 import math
 import uuid
 
@@ -252,3 +253,36 @@ def test_winsorized_metric__engine_on_capped_sums__agrees_with_gbstats(clickhous
     theirs = bayesian(pair, bayesian_config()).compute_result()
     _close(ours_bayes["chance_to_win"], theirs.chanceToWin)
     _close(ours_bayes["relative"]["estimate"], theirs.expected)
+
+
+# --- the incremental refresh --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_rollup_refresh__percentile_caps__equal_to_cold_and_reaggregated_every_time(clickhouse):
+    from tests.analytics.test_rollup_incremental import DAY as IDAY
+    from tests.analytics.test_rollup_incremental import HOUR as IHOUR
+    from tests.analytics.test_rollup_incremental import START, Scenario, refresh, spec_at
+
+    # Given a winsorized metric beside plain ones, and traffic arriving in batches
+    metrics = (*WINSORIZED, MetricSpec("errors", "count", Measure("error", "count")))
+    scenario = Scenario(3)
+    now = START + 3 * IDAY
+    scenario.send(*scenario.new_units(50, since=START, now=now), received_at=now - dt.timedelta(seconds=30))
+    first = refresh(spec_at(now, metrics), None, now)  # refresh() asserts equality with the cold roll-up
+    state = first.state
+    for step in range(1, 4):
+        scenario.send(*scenario.late_traffic(now), received_at=now - dt.timedelta(seconds=10))
+        previous, now = now, now + 6 * IHOUR
+        scenario.send(
+            *scenario.new_units(6, since=previous, now=now), received_at=now - dt.timedelta(seconds=40)
+        )
+        spec = spec_at(now, metrics)
+
+        rollup = refresh(spec, state, now)
+
+        # Then it equals the cold roll-up (refresh), caps included, recomputing sums from the whole state
+        assert rollup.kind == "incremental", step
+        assert rollup.state.updates == 0
+        assert rollup.caps_used == rollup_run(spec).caps_used
+        state = rollup.state
+    caps = reference_caps(spec, scenario.exposures, scenario.events)
+    assert rollup.caps_used["revenue_p90"] == pytest.approx(caps[WINSORIZED[0].measure], rel=1e-12)
