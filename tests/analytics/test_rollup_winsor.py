@@ -64,8 +64,9 @@ def winsor_spec(seed: int, units: int) -> tuple[RollupSpec, list, list, list]:
     return dataclasses.replace(spec, metrics=WINSORIZED), exposures, events, replays
 
 
-def reference_caps(spec: RollupSpec, exposures, events) -> dict[Measure, float]:
-    """numpy's percentile of every analysed unit's raw value, variants pooled."""
+def reference_caps(spec: RollupSpec, exposures, events, *, repeat: int = 1) -> dict[Measure, float]:
+    """numpy's percentile of every analysed unit's raw value, variants pooled (each unit ``repeat``
+    times: what shards holding the same units send)."""
     units, _ = _units(spec, exposures)
     unique = {e.event_id: e for e in events}.values()  # replays count once
     by_unit: dict[str, list[Event]] = {}
@@ -77,7 +78,7 @@ def reference_caps(spec: RollupSpec, exposures, events) -> dict[Measure, float]:
     caps = {}
     for measure in spec.percentile_capped:
         raw = dataclasses.replace(measure, cap_percentile=None, cap_ignore_zeros=False)
-        values = np.array([_post(raw, by_unit.get(u, []), t0) for u, (t0, _) in units.items()])
+        values = np.repeat([_post(raw, by_unit.get(u, []), t0) for u, (t0, _) in units.items()], repeat)
         if measure.cap_ignore_zeros:
             values = values[values != 0]
         caps[measure] = float(np.quantile(values, measure.cap_percentile))
