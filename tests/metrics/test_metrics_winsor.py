@@ -103,3 +103,19 @@ def test_winsorized_metric__refresh__results_report_the_cap_used(clickhouse, pm_
     assert blocks["revenue"]["cap_used"] is None
     control = next(v for v in blocks["revenue_p90"]["variants"] if v["variant"] == "control")
     assert control["mean"] == pytest.approx(np.minimum(values["control"], cap).mean(), rel=1e-12)
+
+
+def test_admin_metric_add__fixed_and_percentile_cap__form_explains_next_to_the_percentile(client, superuser):
+    client.force_login(superuser)
+    form = {"name": "Revenue", "key": "revenue", "type": "sum", "event": "purchase", "higher_is_better": "on",
+            "cuped_lookback_days": "14", "tags": "", "cap_value": "500", "cap_percentile": "0.99"}  # fmt: skip
+    response = client.post(reverse("admin:metrics_metric_add"), form)
+    assert response.status_code == 200
+    assert "not both" in str(response.context["adminform"].form.errors["cap_percentile"])
+    assert not Metric.objects.exists()
+
+    form.pop("cap_value")
+    response = client.post(reverse("admin:metrics_metric_add"), {**form, "cap_ignore_zeros": "on"})
+    assert response.status_code == 302
+    metric = Metric.objects.get(key="revenue")
+    assert (metric.cap_percentile, metric.cap_ignore_zeros, metric.cap_value) == (0.99, True, None)
