@@ -72,7 +72,7 @@ def test_metric_update__fixed_cap_added_to_percentile_capped__400_and_unchanged(
     assert Metric.objects.get(key="revenue").cap_value is None
 
 
-def test_winsorized_metric__refresh__results_report_the_cap_used(clickhouse, pm_client):
+def test_winsorized_metric__refresh__results_report_the_cap_used(clickhouse, pm_client, admin_client):
     # Given revenue winsorized at p90 of all units (zeros included), a fixed-cap and an uncapped metric
     experiment = running_experiment(metrics=())
     for key, caps in (("revenue_p90", {"cap_percentile": 0.9}), ("revenue_capped", {"cap_value": 50.0}),
@@ -103,6 +103,15 @@ def test_winsorized_metric__refresh__results_report_the_cap_used(clickhouse, pm_
     assert blocks["revenue"]["cap_used"] is None
     control = next(v for v in blocks["revenue_p90"]["variants"] if v["variant"] == "control")
     assert control["mean"] == pytest.approx(np.minimum(values["control"], cap).mean(), rel=1e-12)
+
+    # And the admin results page says what each metric was capped at
+    from analytics.admin.summary import number_text
+
+    page = admin_client.get(
+        reverse("admin:analytics_experiment_results", args=[experiment.pk])
+    ).content.decode()
+    assert f">capped at {number_text(cap)}</span>" in page and ">capped at 50.00</span>" in page
+    assert page.count(">capped at ") == 2
 
 
 def test_admin_metric_add__fixed_and_percentile_cap__form_explains_next_to_the_percentile(client, superuser):
