@@ -287,3 +287,23 @@ def test_rollup_refresh__percentile_caps__equal_to_cold_and_reaggregated_every_t
         state = rollup.state
     caps = reference_caps(spec, scenario.exposures, scenario.events)
     assert rollup.caps_used["revenue_p90"] == pytest.approx(caps[WINSORIZED[0].measure], rel=1e-12)
+
+
+def test_rollup__percentile_cap_ignoring_zeros_without_any_event__no_cap(clickhouse):
+    write(exposures=[Exposure(f"u{i}", ("control", "treatment")[i % 2], T0) for i in range(6)])
+    spec = RollupSpec(
+        experiment="exp",
+        variants=("control", "treatment"),
+        until=T0 + DAY,
+        metrics=(
+            MetricSpec("nonzero", "sum", Measure("buy", "sum", cap_percentile=0.5, cap_ignore_zeros=True)),
+        ),
+    )
+
+    rollup = rollup_run(spec)
+
+    assert rollup.caps_used == {"nonzero": None}
+    assert [(v, s.n, s.sum) for v, s in rollup.totals["nonzero"]] == [
+        ("control", 3, 0.0),
+        ("treatment", 3, 0.0),
+    ]
