@@ -20,7 +20,9 @@ for the analysis, so a test unit neither enters a variant nor lends its events t
    unit's window, ``t0 <= ts < t0 + window``) and CUPED covariate (``t0 - lookback <= ts < t0``) as
    conditional aggregates, all in the same pass; for the metrics with a time series, the unit's
    in-window events as (day, increment per measure) pairs, sorted by day;
-4. per unit: caps and the binomial 0/1 applied to the sums, and for time-series measures the value
+4. per unit: caps (a percentile cap, ``cap_percentile``, is a number computed beforehand by
+   ``caps_statement`` over the same per-unit values of every analysed unit, then bound like a fixed
+   one) and the binomial 0/1 applied to the sums, and for time-series measures the value
    after each of the unit's event days (``arrayCumSum``, capped after summing) and how much each
    statistics term (y, y², xy, m·d) changed on that day;
 5. ``ARRAY JOIN`` over [entry day, event days...] and ``GROUP BY (variant, day)``: per-variant sums of
