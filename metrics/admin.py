@@ -41,7 +41,7 @@ class MetricAdmin(ServiceDeletion, SimpleHistoryAdmin):
                     "denominator",
                     ("quantile", "quantile_scope"),
                     "window_hours",
-                    "cap_value",
+                    ("cap_value", "cap_percentile", "cap_ignore_zeros"),
                 ]
             },
         ),

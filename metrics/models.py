@@ -57,6 +57,16 @@ class Metric(models.Model):
         validators=[MinValueValidator(0)],
         help_text="Cap each unit's value at this number so a few outliers cannot swing the result.",
     )
+    cap_percentile = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Count and sum metrics: cap each unit's value at this percentile of all exposed units' "
+        "values in the experiment (both arms together), e.g. 0.99. Use either this or a fixed cap.",
+    )
+    cap_ignore_zeros = models.BooleanField(
+        default=False,
+        help_text="With a percentile cap: leave out units whose value is 0 when computing the percentile.",
+    )
     cuped = models.BooleanField(
         default=False,
         verbose_name="CUPED variance reduction",
@@ -115,9 +125,32 @@ class Metric(models.Model):
                 "A conversion (binomial) metric has no cap: each unit's value is already 0 or 1. "
                 "Leave the cap empty, or choose the count or sum type."
             )
+        errors.update(self._percentile_cap_errors())
         errors.update(self._quantile_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _percentile_cap_errors(self) -> dict[str, str]:
+        """A percentile cap (0 < p < 1) is for count and sum metrics, instead of a fixed cap."""
+        errors: dict[str, str] = {}
+        if self.cap_percentile is None:
+            if self.cap_ignore_zeros:
+                errors["cap_ignore_zeros"] = (
+                    "Ignoring zeros only applies to a percentile cap; set cap_percentile or untick it."
+                )
+            return errors
+        if self.type not in (MetricType.COUNT, MetricType.SUM):
+            errors["cap_percentile"] = (
+                "Only count and sum metrics take a percentile cap; clear it or change the type."
+            )
+        elif not 0.0 < self.cap_percentile < 1.0:
+            errors["cap_percentile"] = "The percentile must be strictly between 0 and 1, e.g. 0.99."
+        elif self.cap_value is not None:
+            errors["cap_percentile"] = (
+                "A metric has either a fixed cap (cap_value) or a percentile cap (cap_percentile), "
+                "not both; clear one of them."
+            )
+        return errors
 
     def _quantile_errors(self) -> dict[str, str]:
         """A quantile metric names its quantile (0 < q < 1) and scope; other metrics name neither."""

@@ -27,6 +27,8 @@ class MetricSerializer(serializers.ModelSerializer):
             "window_hours",
             "higher_is_better",
             "cap_value",
+            "cap_percentile",
+            "cap_ignore_zeros",
             "quantile",
             "quantile_scope",
             "cuped",

@@ -361,6 +361,7 @@ def metric_rows(document: ResultsDocument, names: Mapping[str, str]) -> list[dic
                 "higher_is_better": block.higher_is_better,
                 "cuped": block.cuped,
                 "quantile": block.type == "quantile",
+                "cap": "" if block.cap_used is None else number_text(block.cap_used),
                 "error": block.error,
                 "variants": variants,
             }

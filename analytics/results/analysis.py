@@ -71,6 +71,7 @@ def _metric_block(metric: MetricAnalysis, rollup: Rollup) -> dict[str, Any]:
         "variants": summarise_variants(variants),
         "comparisons": analyse_metric(variants, metric.options),
         "error": None,
+        "cap_used": rollup.caps_used.get(metric.key),
     }
     for comparison in block["comparisons"]:
         comparison["guardrail_violated"] = None
@@ -120,7 +121,8 @@ def results_document(
             blocks.append(
                 {"metric": metric.key, "name": metric.name, "type": metric.type, "role": metric.role,
                  "higher_is_better": metric.options.higher_is_better, "cuped": metric.options.cuped,
-                 "variants": [], "comparisons": [], "error": str(exc)}
+                 "variants": [], "comparisons": [], "error": str(exc),
+                 "cap_used": rollup.caps_used.get(metric.key)}
             )  # fmt: skip
 
     # Multiple testing: one family, every primary and secondary comparison of the experiment.

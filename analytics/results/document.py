@@ -46,6 +46,10 @@ def _pair(value: Any) -> tuple[float | None, float | None] | None:
     return (value[0], value[1])
 
 
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _list(values: Any) -> list[Any]:
     return list(values) if values else []
 
@@ -216,6 +220,9 @@ class MetricResult:
     variants: tuple[VariantSummary, ...] = ()
     comparisons: tuple[Comparison, ...] = ()
     error: str | None = None
+    # What each unit's value (a ratio's numerator) was capped at: the fixed cap_value, the percentile
+    # cap computed over the experiment's units (the same for every variant, level and day), or None.
+    cap_used: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> MetricResult:
@@ -230,6 +237,7 @@ class MetricResult:
             variants=tuple(VariantSummary.from_dict(v) for v in _list(data.get("variants"))),
             comparisons=tuple(Comparison.from_dict(c) for c in _list(data.get("comparisons"))),
             error=data.get("error"),
+            cap_used=_float_or_none(data.get("cap_used")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,6 +251,7 @@ class MetricResult:
             "variants": [v.to_dict() for v in self.variants],
             "comparisons": [c.to_dict() for c in self.comparisons],
             "error": self.error,
+            "cap_used": self.cap_used,
         }
 
     @property

@@ -70,6 +70,11 @@ class MetricResultSerializer(serializers.Serializer):
     variants = VariantSummarySerializer(many=True)
     comparisons = ComparisonSerializer(many=True)
     error = serializers.CharField(allow_null=True)
+    cap_used = serializers.FloatField(
+        allow_null=True,
+        help_text="What each unit's value (a ratio's numerator) was capped at: the metric's cap_value, "
+        "the percentile cap computed over every exposed unit of the experiment (cap_percentile), or null.",
+    )
 
 
 class SrmSerializer(serializers.Serializer):

@@ -45,7 +45,15 @@ def _measure(metric: Metric) -> Measure:
     """The metric's per-unit value (docs/analysis.md); for a ratio, the numerator: the sum of its event's value."""
     # A ratio's numerator and a quantile's observations are sums of the event's value.
     kind = "sum" if metric.type in (MetricType.RATIO, MetricType.QUANTILE) else metric.type
-    return Measure(event=metric.event, kind=kind, window_hours=metric.window_hours, cap=metric.cap_value)
+    percentile = metric.cap_percentile if metric.type in (MetricType.COUNT, MetricType.SUM) else None
+    return Measure(
+        event=metric.event,
+        kind=kind,
+        window_hours=metric.window_hours,
+        cap=metric.cap_value if percentile is None else None,
+        cap_percentile=percentile,
+        cap_ignore_zeros=metric.cap_ignore_zeros and percentile is not None,
+    )
 
 
 def _metric_spec(link: ExperimentMetric) -> MetricSpec:

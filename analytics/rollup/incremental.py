@@ -25,8 +25,15 @@ from analytics import clickhouse
 from analytics.clickhouse import ClickHouseError
 from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import QUERY_SETTINGS, Statement
-from analytics.rollup.refresh import Rollup, empty_metrics, read_metrics, read_units
-from analytics.rollup.spec import RollupSpec
+from analytics.rollup.refresh import (
+    Rollup,
+    empty_metrics,
+    percentile_caps,
+    read_metrics,
+    read_units,
+    record_caps,
+)
+from analytics.rollup.spec import Measure, RollupSpec
 from analytics.rollup.state import StateQuery, ValueDef, digest, units_key
 
 logger = logging.getLogger(__name__)
@@ -164,6 +171,8 @@ def rollup_refresh(
         and not fresh
         and previous.aggregation_key == aggregation
         and previous.updates < REAGGREGATE_EVERY
+        # a percentile cap moves with every unit's value: then every unit's contribution changes
+        and not spec.percentile_capped
     )
 
     if kind == "incremental":
@@ -196,10 +205,14 @@ def rollup_refresh(
         _command(query.values_insert_statement(stale, touched_only=True))
     if fresh and rollup.first_exposure_at is not None:
         _command(query.values_insert_statement(fresh, touched_only=False, since=query_since(query, rollup)))
+    caps: dict[Measure, float | None] = {}
     if by_difference:
         new_metrics = _run(after.metrics_statement()) if spec.metrics else []
         metric_rows = _metrics_updated(previous.metric_rows, old_metrics, new_metrics)
     elif spec.metrics and rollup.first_exposure_at is not None:
+        if spec.percentile_capped:  # from the state's raw values, as the cold roll-up from events
+            caps = percentile_caps(StateQuery(spec, units_key=query.units_key, version=version), rollup)
+        query.caps = caps
         metric_rows = _run(query.metrics_statement())
     else:
         metric_rows = []
@@ -226,6 +239,7 @@ def rollup_refresh(
         first_exposure_ms=first_ms,
         updates=previous.updates + 1 if by_difference else 0,
     )
+    record_caps(rollup, full_spec, caps)
     rollup_quantiles(rollup, full_spec, None)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup

@@ -20,7 +20,9 @@ for the analysis, so a test unit neither enters a variant nor lends its events t
    unit's window, ``t0 <= ts < t0 + window``) and CUPED covariate (``t0 - lookback <= ts < t0``) as
    conditional aggregates, all in the same pass; for the metrics with a time series, the unit's
    in-window events as (day, increment per measure) pairs, sorted by day;
-4. per unit: caps and the binomial 0/1 applied to the sums, and for time-series measures the value
+4. per unit: caps (a percentile cap, ``cap_percentile``, is a number computed beforehand by
+   ``caps_statement`` over the same per-unit values of every analysed unit, then bound like a fixed
+   one) and the binomial 0/1 applied to the sums, and for time-series measures the value
    after each of the unit's event days (``arrayCumSum``, capped after summing) and how much each
    statistics term (y, y², xy, m·d) changed on that day;
 5. ``ARRAY JOIN`` over [entry day, event days...] and ``GROUP BY (variant, day)``: per-variant sums of
@@ -197,8 +199,11 @@ class RollupQuery:
         exact_unit_keys: bool = False,
         first_exposure: dt.datetime | None = None,
         shards: Shards | None = None,
+        caps: dict[Measure, float | None] | None = None,
     ) -> None:
         self.spec = spec
+        # The percentile-capped measures' caps, from caps_statement (None: no cap, no nonzero value)
+        self.caps = caps or {}
         self.shards = shards
         self.exact_unit_keys = exact_unit_keys
         self.first_exposure = first_exposure
@@ -334,9 +339,12 @@ class RollupQuery:
         """A unit's value from its raw count or sum: 0/1 for binomial, else capped (docs/analysis.md)."""
         if measure.kind == "binomial":  # 0/1 already; a cap below 1 would make no sense
             return f"toFloat64({raw} > 0)"
-        if measure.cap is None:
+        if measure.cap_percentile is not None and measure not in self.caps:
+            raise ValueError(f"The percentile cap of {measure} must be computed first (caps_statement).")
+        cap = measure.cap if measure.cap_percentile is None else self.caps[measure]
+        if cap is None:
             return f"toFloat64({raw})"
-        return f"least(toFloat64({raw}), {self._bind(cap_name, 'Float64', float(measure.cap))})"
+        return f"least(toFloat64({raw}), {self._bind(cap_name, 'Float64', float(cap))})"
 
     def _increment(self, index: int) -> str:
         measure = self.measures[index]
@@ -417,6 +425,41 @@ class RollupQuery:
                 columns.append(f"arrayMap(c -> {value}, {running}) AS Y_{i}")  # value after each event day
                 columns.append(f"arrayPopBack(arrayPushFront(Y_{i}, 0)) AS P_{i}")  # ... and before it
         return select(columns, f"({self._per_unit_sql()})")
+
+    def caps_statement(self, units: int) -> Statement:
+        """One row: ``cap_<k>``, the cap of the k-th measure of ``spec.percentile_capped``.
+
+        The cap is ``quantileExactInclusive(p)`` (linear interpolation between the closest ranks:
+        PostgreSQL's ``PERCENTILE_CONT``, numpy's default ``linear``, the exact form of GrowthBook's
+        percentile cap) of the raw values of all ``units`` analysed units, every variant pooled. The
+        per-unit relation only lists units with events (step 3), so the others are added as zeros:
+        ``units`` minus the units listed. ``cap_ignore_zeros`` leaves every 0 out (GrowthBook nulls
+        them). NaN when nothing is left: no cap. On a cluster the shards send their units' raw values
+        (one number per unit and measure) and the initiator takes the quantile: a percentile is not a
+        sum of the shards' answers.
+        """
+        self.params = {}
+        capped = [(k, self.measures.index(m), m) for k, m in enumerate(self.spec.percentile_capped)]
+        if not capped:
+            raise ValueError("The spec has no percentile-capped measure.")
+        per_unit = select([f"toFloat64(r_{i}) AS v_{i}" for _, i, _ in capped], f"({self._per_unit_sql()})")
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            per_unit = select(["*"], f"cluster({cluster}, view({per_unit}))")
+        total = self._bind("analysed_units", "UInt64", units)
+        zeros = f"arrayWithConstant(toUInt64(greatest(toInt64({total}) - toInt64(count()), 0)), toFloat64(0))"
+        arrays = select(
+            [f"arrayConcat(groupArray(v_{i}), {zeros}) AS a_{i}" for _, i, _ in capped], f"({per_unit})"
+        )
+        columns = []
+        for k, i, measure in capped:
+            level = self._bind(f"cap_level_{k}", "Float64", float(measure.cap_percentile))
+            if measure.cap_ignore_zeros:
+                columns.append(f"quantileExactInclusiveIf({level})(w_{i}, w_{i} != 0) AS cap_{k}")
+            else:
+                columns.append(f"quantileExactInclusive({level})(w_{i}) AS cap_{k}")
+        sql = select(columns, f"({arrays})", array_join=[f"a_{i} AS w_{i}" for _, i, _ in capped])
+        return Statement(sql, self.params)
 
     def _roles(self, metric: MetricSpec) -> tuple[dict[str, int], dict[str, int]]:
         """Measure and covariate indexes of the metric's "m" (value, numerator) and "d" (denominator)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from analytics.rollup.query import (
     ms_datetime,
     stats_class,
 )
-from analytics.rollup.spec import MetricSpec, RollupSpec
+from analytics.rollup.spec import Measure, MetricSpec, RollupSpec
 from analytics.stats import MetricStats
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class Rollup:
     kind: str = "cold"
     state: Any = None  # analytics.rollup.incremental.RollupState
     recomputed_metrics: tuple[str, ...] = ()  # metrics whose state was rebuilt for every unit
+    # The cap each metric's value (a ratio's numerator) was capped at, by metric key: its fixed
+    # cap_value, the percentile cap computed for this roll-up, or None (no cap).
+    caps_used: dict[str, float | None] = field(default_factory=dict)
 
 
 def _build_stats(metric: MetricSpec, n: int, sums: dict[str, float]) -> MetricStats:
@@ -103,18 +107,44 @@ def rollup_run(spec: RollupSpec) -> Rollup:
             spec.experiment,
             collisions,
         )
+    caps: dict[Measure, float | None] = {}
     if spec.metrics and rollup.first_exposure_at is not None:
-        query = RollupQuery(
-            spec, exact_unit_keys=collisions > 0, first_exposure=rollup.first_exposure_at, shards=shards
-        )
+        options = {
+            "exact_unit_keys": collisions > 0,
+            "first_exposure": rollup.first_exposure_at,
+            "shards": shards,
+        }
+        if spec.percentile_capped:
+            caps = percentile_caps(RollupQuery(spec, **options), rollup)
+        query = RollupQuery(spec, caps=caps, **options)
         statement = query.metrics_statement()
         metric_rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
         read_metrics(rollup, metric_rows, units_by_day)
     else:
         empty_metrics(rollup)
+    record_caps(rollup, full_spec, caps)
     rollup_quantiles(rollup, full_spec, shards)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
+
+
+def percentile_caps(query: RollupQuery, rollup: Rollup) -> dict[Measure, float | None]:
+    """The caps of the spec's percentile-capped measures, over the roll-up's analysed units (one
+    query, before the metrics statement; NaN, when every value was a left-out zero, is no cap)."""
+    statement = query.caps_statement(sum(rollup.units.values()))
+    row = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)[0]
+    caps: dict[Measure, float | None] = {}
+    for k, measure in enumerate(query.spec.percentile_capped):
+        value = row[f"cap_{k}"]
+        caps[measure] = None if value is None or math.isnan(value) else float(value)
+    return caps
+
+
+def record_caps(rollup: Rollup, spec: RollupSpec, caps: dict[Measure, float | None]) -> None:
+    """Each metric's ``caps_used``: its value's fixed cap, its computed percentile cap, or None."""
+    for metric in spec.metrics:
+        measure = metric.measure
+        rollup.caps_used[metric.key] = measure.cap if measure.cap_percentile is None else caps.get(measure)
 
 
 def empty_metrics(rollup: Rollup) -> None:

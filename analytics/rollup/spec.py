@@ -27,12 +27,19 @@ QUANTILE_SCOPES = ("unit", "event")
 
 @dataclass(frozen=True)
 class Measure:
-    """One per-unit quantity: ``kind`` of ``event`` within ``window_hours`` of t0, capped at ``cap``."""
+    """One per-unit quantity: ``kind`` of ``event`` within ``window_hours`` of t0, capped at ``cap``.
+
+    ``cap_percentile`` (instead of ``cap``): capped at that percentile of every analysed unit's value
+    of the measure, both arms pooled, units without events as 0 (left out with ``cap_ignore_zeros``);
+    the roll-up computes it first (``RollupQuery.caps_statement``) and then caps as with ``cap``.
+    """
 
     event: str
     kind: str
     window_hours: int | None = None
     cap: float | None = None
+    cap_percentile: float | None = None
+    cap_ignore_zeros: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in MEASURE_KINDS:
@@ -43,6 +50,13 @@ class Measure:
             raise ValueError("window_hours must be positive (or None for no upper bound).")
         if self.cap is not None and self.cap < 0:
             raise ValueError("cap must be non-negative (or None for no cap).")
+        if self.cap_percentile is not None:
+            if not 0.0 < self.cap_percentile < 1.0:
+                raise ValueError("cap_percentile must be strictly between 0 and 1.")
+            if self.cap is not None or self.kind == "binomial":
+                raise ValueError("A percentile cap is for count and sum measures without a fixed cap.")
+        elif self.cap_ignore_zeros:
+            raise ValueError("cap_ignore_zeros applies to a percentile cap only.")
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,12 @@ class RollupSpec:
             raise ValueError("Metric keys must be unique.")
         if self.environments is not None and not self.environments:
             raise ValueError("environments: at least one, or None for every environment.")
+
+    @property
+    def percentile_capped(self) -> tuple[Measure, ...]:
+        """The distinct measures capped at a percentile (their caps come from a preceding statement)."""
+        measures = (m for metric in self.metrics for m in metric.measures if m.cap_percentile is not None)
+        return tuple(dict.fromkeys(measures))
 
     @property
     def until_ms(self) -> int:

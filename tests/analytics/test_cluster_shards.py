@@ -174,3 +174,31 @@ def test_distributed_tables_in_a_nested_join__two_shards__joined_on_the_initiato
     # Then only the innermost scans ran per shard: units counted once, Σy twice, Σy² four times
     expected_sum, expected_squares = sum(range(10)), sum(i * i for i in range(10))
     assert rows == [{"n": 10, "sum_y": 2 * expected_sum, "sum_y2": 4 * expected_squares}]
+
+
+def test_rollup__percentile_caps_on_two_shards__the_pooled_percentile_of_every_shards_units(
+    clickhouse, settings
+):
+    # Given winsorized metrics (zeros in, zeros out) over generated data
+    import dataclasses
+
+    from tests.analytics.test_rollup_winsor import WINSORIZED, reference_caps
+
+    spec, exposures, events, _ = generate(seed=9, units=90)
+    spec = dataclasses.replace(spec, metrics=WINSORIZED)
+    write(exposures, events)
+
+    settings.CLICKHOUSE_CLUSTER = ONE_SHARD
+    one = rollup_run(spec)
+    settings.CLICKHOUSE_CLUSTER = TWO_SHARDS
+    two = rollup_run(spec)
+
+    # Then one shard's caps are numpy's percentiles of the pooled units, and two shards (both this
+    # server: every unit twice) take the percentile of both shards' values together, not of one shard's
+    caps = reference_caps(spec, exposures, events)
+    doubled = reference_caps(spec, exposures, events, repeat=2)
+    # (a cap taken per shard would be the single server's: the data must tell the two apart)
+    assert any(caps[m.measure] != doubled[m.measure] for m in WINSORIZED[:3])
+    for metric in WINSORIZED[:3]:
+        assert one.caps_used[metric.key] == pytest.approx(caps[metric.measure], rel=1e-12)
+        assert two.caps_used[metric.key] == pytest.approx(doubled[metric.measure], rel=1e-12)

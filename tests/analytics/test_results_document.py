@@ -26,6 +26,7 @@ METRIC_KEYS = [
     "variants",
     "comparisons",
     "error",
+    "cap_used",
 ]
 COMPARISON_KEYS = ["variant", "baseline", "relative", "absolute", "p_value", "p_value_adjusted", "significant",
                    "direction", "chance_to_win", "risk", "error", "guardrail_violated"]  # fmt: skip
