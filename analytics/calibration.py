@@ -107,6 +107,18 @@ FROM (
 )
 """
 
+# The sums over every unit at once (the pre-flight baseline's power inputs): the same per-unit values.
+UNIT_SUMS_SQL = f"""
+SELECT
+    count() AS units,
+    sum(y) AS y_sum,
+    sum(y * y) AS y_sum_squares,
+    sum(d) AS d_sum,
+    sum(d * d) AS d_sum_squares,
+    sum(y * d) AS yd_sum_products
+FROM ({UNIT_VALUES_SQL})
+"""  # noqa: S608 - only the constant above is formatted in; values are bound parameters
+
 # Every seed's split at once: each unit repeated once per seed, its arm from the seeded hash.
 CALIBRATION_SQL = f"""
 SELECT
@@ -136,7 +148,7 @@ ARRAY JOIN {{seed_list:Array(UInt32)}} AS seed
 SUM_COLUMNS = ("y_sum", "y_sum_squares", "d_sum", "d_sum_squares", "yd_sum_products")
 
 
-def _measure_params(prefix: str, metric: Metric) -> dict[str, Any]:
+def measure_params(prefix: str, metric: Metric) -> dict[str, Any]:
     """A measure's parameters (docs/analysis.md: a ratio's numerator is the sum of its event's value)."""
     kind = "sum" if metric.type == MetricType.RATIO else metric.type
     return {
@@ -156,8 +168,8 @@ def unit_values_params(
     if denominator is None:
         raise ValueError(f"The ratio metric {metric.key} has no denominator metric.")
     return {
-        **_measure_params("y", metric),
-        **_measure_params("d", denominator),
+        **measure_params("y", metric),
+        **measure_params("d", denominator),
         "since": since,
         "until": until,
         "environments": list(environments),

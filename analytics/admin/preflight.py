@@ -43,6 +43,7 @@ from django.utils.html import format_html
 
 from analytics import clickhouse
 from analytics.admin.summary import confidence_level, mean_text, metric_label, percent
+from analytics.calibration import UNIT_SUMS_SQL, measure_params
 from analytics.services import power_plan
 from analytics.stats.statistics import RatioStats, ratio_variance, sample_variance
 from experiments.models import Experiment, MetricRole
@@ -51,59 +52,9 @@ from metrics.models import Metric, MetricType
 BASELINE_DAYS = 14
 TARGET_POWER = 0.8
 BASELINE_CACHE_SECONDS = 10 * 60  # the page may be reloaded while typing; the data barely moves
-HOUR_MS = 3_600_000
 
-# Per user: t0 = the first exposure (to any experiment) in the period, or the first event for a user
-# never exposed; y = the metric's measure (a ratio's numerator) and d = a ratio's denominator measure,
-# each over its own window from t0 and capped (a window of 0 means none); events before t0 do not
-# count, as in the analysis. Then the sums the engine's statistics need.
-BASELINE_SQL = """
-SELECT
-    count() AS units,
-    sum(y) AS y_sum,
-    sum(y * y) AS y_sum_squares,
-    sum(d) AS d_sum,
-    sum(d * d) AS d_sum_squares,
-    sum(y * d) AS yd_sum_products
-FROM (
-    SELECT
-        multiIf({y_kind:String} = 'binomial', toFloat64(length(y_events) > 0),
-                {y_kind:String} = 'count', toFloat64(length(y_events)),
-                arraySum(e -> e.4, y_events)) AS y_raw,
-        if({y_capped:UInt8} = 1, least(y_raw, {y_cap:Float64}), y_raw) AS y,
-        multiIf({d_kind:String} = 'binomial', toFloat64(length(d_events) > 0),
-                {d_kind:String} = 'count', toFloat64(length(d_events)),
-                arraySum(e -> e.4, d_events)) AS d_raw,
-        if({d_capped:UInt8} = 1, least(d_raw, {d_cap:Float64}), d_raw) AS d
-    FROM (
-        SELECT
-            arrayFilter(e -> e.2 AND e.1 >= t0 AND ({y_window_ms:Int64} = 0 OR e.1 < t0 + {y_window_ms:Int64}),
-                        metric_events) AS y_events,
-            arrayFilter(e -> e.3 AND e.1 >= t0 AND ({d_window_ms:Int64} = 0 OR e.1 < t0 + {d_window_ms:Int64}),
-                        metric_events) AS d_events
-        FROM (
-            SELECT
-                unit_id,
-                if(countIf(is_exposure) > 0, minIf(ts, is_exposure), min(ts)) AS t0,
-                groupArrayIf((ts, is_y, is_d, value), is_y OR is_d) AS metric_events
-            FROM (
-                SELECT unit_id, toUnixTimestamp64Milli(timestamp) AS ts, name = {y_event:String} AS is_y,
-                       name = {d_event:String} AS is_d, value, false AS is_exposure
-                FROM events_dedup
-                WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
-                  AND environment IN {environments:Array(String)}
-                UNION ALL
-                SELECT unit_id, toUnixTimestamp64Milli(timestamp) AS ts, false AS is_y, false AS is_d,
-                       0.0 AS value, true AS is_exposure
-                FROM exposures_dedup
-                WHERE timestamp >= {since:DateTime64(3)} AND timestamp < {until:DateTime64(3)}
-                  AND environment IN {environments:Array(String)}
-            )
-            GROUP BY unit_id
-        )
-    )
-)
-"""
+# The baseline is read by analytics.calibration's UNIT_SUMS_SQL: per user, t0 = the first exposure (to
+# any experiment) in the period, or the first event; each measure over its window from t0, capped.
 
 
 class NoBaseline(Exception):
@@ -122,18 +73,6 @@ class Baseline:
     days: int | None
     source: str  # "data" or "form"
     environments: tuple[str, ...] = ()  # where the users were seen (data only)
-
-
-def _measure_params(prefix: str, metric: Metric) -> dict[str, Any]:
-    """A measure's parameters (docs/analysis.md: a ratio's numerator is the sum of its event's value)."""
-    kind = "sum" if metric.type == MetricType.RATIO else metric.type
-    return {
-        f"{prefix}_event": metric.event,
-        f"{prefix}_kind": kind,
-        f"{prefix}_window_ms": (metric.window_hours or 0) * HOUR_MS,
-        f"{prefix}_capped": int(metric.cap_value is not None and kind != "binomial"),
-        f"{prefix}_cap": float(metric.cap_value or 0.0),
-    }
 
 
 def metric_baseline(
@@ -158,8 +97,8 @@ def metric_baseline(
     if denominator is None:
         raise NoBaseline(f"The ratio metric {metric.name} has no denominator metric.")
     params = {
-        **_measure_params("y", metric),
-        **_measure_params("d", denominator),
+        **measure_params("y", metric),
+        **measure_params("d", denominator),
         "environments": list(environments),
     }
     # The same metric settings within the same hour: the answer of the last reload (the data barely moves).
@@ -168,7 +107,7 @@ def metric_baseline(
     row = cache.get(key)
     if row is None:
         rows = clickhouse.query(
-            BASELINE_SQL, {**params, "since": until - dt.timedelta(days=days), "until": until}
+            UNIT_SUMS_SQL, {**params, "since": until - dt.timedelta(days=days), "until": until}
         )
         row = rows[0] if rows else {"units": 0}
         cache.set(key, row, BASELINE_CACHE_SECONDS)
