@@ -63,8 +63,18 @@ class AssignmentReason:
     HASH_ATTRIBUTE_MISSING = "HASH_ATTRIBUTE_MISSING"
     NOT_IN_TRAFFIC = "NOT_IN_TRAFFIC"  # outside the traffic allocation (or the layer slice)
     ERROR = "ERROR"  # the experiment's stored configuration cannot be used (logged); nobody is in it
+    HOLDOUT = "HOLDOUT"  # a holdout keeps the unit out of the experiment (features.holdouts)
 
-    ALL = (ASSIGNED, NOT_FOUND, NOT_RUNNING, TARGETING_MISS, HASH_ATTRIBUTE_MISSING, NOT_IN_TRAFFIC, ERROR)
+    ALL = (
+        ASSIGNED,
+        NOT_FOUND,
+        NOT_RUNNING,
+        TARGETING_MISS,
+        HASH_ATTRIBUTE_MISSING,
+        NOT_IN_TRAFFIC,
+        ERROR,
+        HOLDOUT,
+    )
 
 
 _FAILURES_LOGGED_MAX = 1000
@@ -98,7 +108,9 @@ class Assignment:
     """One unit's assignment to one experiment; ``variant`` and ``payload`` are None when not in it.
 
     ``hash_attribute`` and ``hash_value`` say which id decided (the attribute hashed, ``id`` for the
-    unit id, and the text hashed); None when the unit is not in the experiment."""
+    unit id, and the text hashed); None when the unit is not in the experiment. ``holdout``: for an
+    experiment held out by a holdout, the unit's assignment to the holdout's internal experiment
+    (decided first: ``features.evaluation.assign_unit``), an exposure of its own when in it."""
 
     experiment: str
     variant: str | None
@@ -107,6 +119,7 @@ class Assignment:
     payload: Any = None
     hash_attribute: str | None = None
     hash_value: str | None = None
+    holdout: Assignment | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ Safety nets:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -52,6 +53,10 @@ from features.models import (
     FeatureEnvironment,
     FeaturePrerequisite,
     FeatureRule,
+    Holdout,
+    HoldoutExperiment,
+    HoldoutFeature,
+    HoldoutStatus,
     RuleType,
     SafeRolloutStatus,
 )
@@ -72,7 +77,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "flags:generation"
-SNAPSHOT_FORMAT = 2  # bump when the snapshot's shape changes, so old cached snapshots are ignored
+SNAPSHOT_FORMAT = 3  # bump when the snapshot's shape changes, so old cached snapshots are ignored
 CACHE_RETRY_SECONDS = 5.0
 
 
@@ -284,16 +289,7 @@ def config_get(environment_id: int, *, generation: str | None | object = _MISSIN
             cache_call(cache.set, _snapshot_key(generation, environment_id), snapshot, limit)
     if compiled is not None and compiled.version == snapshot["version"]:
         # Same content under a new generation: keep the compiled predicates.
-        fresh = CompiledConfig(
-            environment_id=compiled.environment_id,
-            environment=compiled.environment,
-            version=compiled.version,
-            features=compiled.features,
-            experiments=compiled.experiments,
-            built_at=snapshot["built_at"],
-            generation=generation,
-            snapshot=compiled.snapshot,
-        )
+        fresh = dataclasses.replace(compiled, built_at=snapshot["built_at"], generation=generation)
     else:
         fresh = config_compile(snapshot, generation=generation)
     _memo[environment_id] = fresh
@@ -307,8 +303,12 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     "rules": [{"type", "condition", "value", "coverage", "experiment", "values"[, "monitor"]} (rollouts
     also "hash_attribute", "fallback_attribute")], "prerequisites": [{"feature", "value"}]}}, "experiments":
     {key: {"status", "name", "seed", "variants", "traffic_allocation", "targeting", "layer",
-    "layer_slice_start", "hash_attribute", "fallback_attribute"}}, "version", "built_at"}``.
+    "layer_slice_start", "hash_attribute", "fallback_attribute"[, "holdout"]}}, "holdouts": {key:
+    {"experiment", "seed", "coverage", "hash_attribute"}}, "version", "built_at"}``.
     Running and paused experiments come whole; drafts and stopped ones only with their status.
+    Only running holdouts serving this environment are listed; a flag or experiment they hold out
+    names its holdout (``"holdout"``). Holdouts' internal experiments are not experiments here: they
+    are decided through their holdout (``features.holdouts.models``).
     """
     built_at = time.time()
     environment = Environment.objects.values("id", "key").get(pk=environment_id)
@@ -377,6 +377,7 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
     live_statuses = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
     rows = (
         Experiment.objects.exclude(status=ExperimentStatus.ARCHIVED)
+        .filter(holdout__isnull=True)
         .order_by("key")
         .values(
             "id",
@@ -421,7 +422,47 @@ def snapshot_build(environment_id: int) -> dict[str, Any]:
                 {"key": row["key"], "name": row["name"], "weight": row["weight"], "payload": row["payload"]}
             )
 
-    snapshot: dict[str, Any] = {"environment": environment, "features": features, "experiments": experiments}
+    holdouts = _holdouts_build(environment["key"], features, experiments)
+    snapshot: dict[str, Any] = {
+        "environment": environment,
+        "features": features,
+        "experiments": experiments,
+        "holdouts": holdouts,
+    }
     snapshot["version"] = snapshot_version(snapshot)
     snapshot["built_at"] = built_at
     return snapshot
+
+
+def _holdouts_build(
+    environment_key: str, features: dict[str, dict[str, Any]], experiments: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The running holdouts serving ``environment_key``; marks the flags and experiments they hold out."""
+    holdouts: dict[str, dict[str, Any]] = {}
+    ids: dict[int, str] = {}
+    rows = (
+        Holdout.objects.filter(status=HoldoutStatus.RUNNING, experiment__isnull=False)
+        .order_by("key")
+        .values("id", "key", "hash_seed", "percentage", "hash_attribute", "environments", "experiment__key")
+    )
+    for row in rows:
+        if environment_key not in (row["environments"] or ()):
+            continue
+        holdouts[row["key"]] = {
+            "experiment": row["experiment__key"],
+            "seed": row["hash_seed"] or row["key"],
+            "coverage": 2.0 * row["percentage"] / 100.0,
+            "hash_attribute": row["hash_attribute"] or UNIT_ID_ATTRIBUTE,
+        }
+        ids[row["id"]] = row["key"]
+    if not ids:
+        return holdouts
+    for row in HoldoutFeature.objects.filter(holdout_id__in=list(ids)).values("holdout_id", "feature__key"):
+        if row["feature__key"] in features:
+            features[row["feature__key"]]["holdout"] = ids[row["holdout_id"]]
+    links = HoldoutExperiment.objects.filter(holdout_id__in=list(ids)).values("holdout_id", "experiment__key")
+    for row in links:
+        experiment = experiments.get(row["experiment__key"])
+        if experiment is not None and "variants" in experiment:  # running or paused: whole
+            experiment["holdout"] = ids[row["holdout_id"]]
+    return holdouts

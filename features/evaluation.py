@@ -8,6 +8,12 @@ microseconds.
 Evaluation order (the contract's "Feature" and "OFREP" sections):
 
 1. The environment is off for the feature: ``default_value``, reason ``DISABLED``.
+1b. Holdout (``features.holdouts.models``): a flag held out by a running holdout serving the
+   environment hashes the unit into the holdout's internal experiment (``config.holdouts``: seed,
+   hash attribute, coverage 2 × percentage, two equal variants ``holdout`` and ``general``); a unit
+   in ``holdout`` gets ``default_value``, reason ``HOLDOUT``, variant ``holdout`` (OFREP: ``DEFAULT``);
+   a unit in either variant is exposed to it. This comes before prerequisites, as GrowthBook's
+   payload puts the holdout's rule first (``features.growthbook``).
 2. Prerequisites: each prerequisite flag is evaluated for the same unit and attributes (its own
    environment switch, prerequisites and rules apply); if any value differs from the required one,
    ``default_value`` with reason ``PREREQUISITE_FAILED``. Saving refuses cycles; a depth limit
@@ -27,7 +33,9 @@ Evaluation order (the contract's "Feature" and "OFREP" sections):
    ``experiment`` -- the condition matches and the experiment assigns the unit
    (``experiments.assignment.assign``; only a running experiment assigns anyone, hashing the
    experiment's hash attribute): the variant's value, ``SPLIT``, ``variant`` = the variant key. A
-   unit outside the experiment falls through.
+   unit outside the experiment falls through. An experiment held out by a holdout first decides the
+   holdout (before the rule's condition, as the SDK checks a rule's parent conditions first): a
+   held-out unit falls through, as if outside the experiment.
 4. No rules at all: ``default_value``, ``STATIC``. Rules, none applied: ``default_value``, ``DEFAULT``.
 
 Conditions are compiled leniently (``experiments.conditions``): a stored part that saving refuses
@@ -49,6 +57,7 @@ integer or a float; what was saved is what is served, and an SDK should ask for 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -58,6 +67,7 @@ from typing import Any
 
 from experiments.assignment import (
     Assignment,
+    AssignmentReason,
     CompiledExperiment,
     assign,
     decision_failure_log,
@@ -72,10 +82,13 @@ __all__ = [
     "CompiledConfig",
     "CompiledFeature",
     "CompiledRule",
+    "GENERAL",
+    "HELD_OUT",
     "assign_unit",
     "Evaluation",
     "Reason",
     "config_compile",
+    "holdout_compile",
     "evaluate_all",
     "evaluate_feature",
     "ofrep_reason",
@@ -85,6 +98,9 @@ __all__ = [
 MAX_PREREQUISITE_DEPTH = 10
 
 FORCE, ROLLOUT, EXPERIMENT = "force", "rollout", "experiment"
+# The variants of a holdout's internal experiment, in order: the held-out units are the control, the
+# others in its coverage are the measurement sample of the general population.
+HELD_OUT, GENERAL = "holdout", "general"
 
 
 class Reason:
@@ -95,15 +111,16 @@ class Reason:
     DISABLED = "DISABLED"
     PREREQUISITE_FAILED = "PREREQUISITE_FAILED"
     ERROR = "ERROR"  # the flag's stored configuration cannot be used (logged): its default value
+    HOLDOUT = "HOLDOUT"  # the unit is held out of the flag by a holdout: its default value
 
-    ALL = (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED, ERROR)
+    ALL = (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED, ERROR, HOLDOUT)
 
 
-_OFREP_REASONS = {Reason.PREREQUISITE_FAILED: Reason.DEFAULT}
+_OFREP_REASONS = {Reason.PREREQUISITE_FAILED: Reason.DEFAULT, Reason.HOLDOUT: Reason.DEFAULT}
 
 
 def ofrep_reason(reason: str) -> str:
-    """The OpenFeature reason for ours: OpenFeature has no PREREQUISITE_FAILED, so it is DEFAULT."""
+    """The OpenFeature reason for ours: OpenFeature has no PREREQUISITE_FAILED or HOLDOUT, so DEFAULT."""
     return _OFREP_REASONS.get(reason, reason)
 
 
@@ -152,6 +169,8 @@ class CompiledFeature:
     failed: Evaluation
     # Why its stored configuration cannot be used (it then answers ``failed``); None when it can.
     error: str | None = None
+    holdout: str | None = None  # the running holdout that holds the flag out here, if any
+    held_out: Evaluation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +186,9 @@ class CompiledConfig:
     generation: str | None = None  # the cache generation it was loaded under (features.config)
     # The plain snapshot it was compiled from (``features.growthbook`` writes the SDK payload from it).
     snapshot: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # Running holdouts by key, as their internal experiments; and experiment key -> its holdout's key.
+    holdouts: Mapping[str, CompiledExperiment] = field(default_factory=dict)
+    experiment_holdouts: Mapping[str, str] = field(default_factory=dict)
 
 
 def snapshot_version(snapshot: Mapping[str, Any]) -> str:
@@ -178,6 +200,7 @@ def snapshot_version(snapshot: Mapping[str, Any]) -> str:
         "environment": snapshot["environment"],
         "features": snapshot["features"],
         "experiments": snapshot["experiments"],
+        "holdouts": snapshot.get("holdouts") or {},
     }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -242,6 +265,8 @@ def _compile_feature(key: str, raw: Mapping[str, Any]) -> CompiledFeature:
         "fallthrough": Evaluation(key, default, "default", Reason.DEFAULT),
         "prerequisite_failed": Evaluation(key, default, "prerequisite-failed", Reason.PREREQUISITE_FAILED),
         "failed": Evaluation(key, default, "error", Reason.ERROR),
+        "holdout": raw.get("holdout") or None,
+        "held_out": Evaluation(key, default, HELD_OUT, Reason.HOLDOUT),
     }
     try:
         return CompiledFeature(
@@ -261,11 +286,28 @@ def _compile_feature(key: str, raw: Mapping[str, Any]) -> CompiledFeature:
         )
 
 
+def holdout_compile(key: str, raw: Mapping[str, Any]) -> CompiledExperiment:
+    """A snapshot's running holdout as its internal experiment: two equal variants, ``holdout`` and
+    ``general``, at coverage ``raw["coverage"]`` (2 × its percentage), hashing its hash attribute
+    with its seed -- exactly the experiment rule of its ``$holdout:<key>`` payload feature."""
+    return experiment_compile(
+        {
+            "key": raw.get("experiment") or key,
+            "status": "running",
+            "seed": raw.get("seed") or key,
+            "variants": [{"key": HELD_OUT, "weight": 1.0}, {"key": GENERAL, "weight": 1.0}],
+            "traffic_allocation": float(raw.get("coverage") or 0.0),
+            "hash_attribute": raw.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
+        }
+    )
+
+
 def config_compile(snapshot: Mapping[str, Any], *, generation: str | None = None) -> CompiledConfig:
     """Compile a snapshot (``features.config.snapshot_build``'s plain data) for evaluation.
 
     Regexes are compiled and predicates built here, once per process and version.
     """
+    holdouts = snapshot.get("holdouts") or {}
     return CompiledConfig(
         environment_id=snapshot["environment"]["id"],
         environment=snapshot["environment"]["key"],
@@ -277,7 +319,31 @@ def config_compile(snapshot: Mapping[str, Any], *, generation: str | None = None
         built_at=snapshot.get("built_at", time.time()),
         generation=generation,
         snapshot=snapshot,
+        holdouts={key: holdout_compile(key, raw) for key, raw in holdouts.items()},
+        experiment_holdouts={
+            key: raw["holdout"]
+            for key, raw in snapshot["experiments"].items()
+            if raw.get("holdout") in holdouts
+        },
     )
+
+
+def _holdout_assign(
+    config: CompiledConfig, holdout_key: str | None, unit_id: str, attributes: Mapping[str, Any]
+) -> Assignment | None:
+    """The unit's assignment to a running holdout's internal experiment; None when there is none."""
+    if holdout_key is None:
+        return None
+    holdout = config.holdouts.get(holdout_key)
+    if holdout is None:
+        return None
+    return assign(holdout, unit_id, attributes)
+
+
+def _holdout_exposure(assignment: Assignment | None) -> tuple[tuple[str, str, str], ...]:
+    if assignment is None or not assignment.in_experiment:
+        return ()
+    return ((assignment.experiment, assignment.variant, assignment.hash_attribute),)
 
 
 def _same_value(actual: Any, required: Any) -> bool:
@@ -305,6 +371,11 @@ def _evaluate(
     if feature.error is not None:
         return feature.failed
     exposures: tuple[tuple[str, str, str], ...] = ()
+    if feature.holdout is not None:
+        held = _holdout_assign(config, feature.holdout, unit_id, attributes)
+        exposures = _holdout_exposure(held)
+        if held is not None and held.variant == HELD_OUT:
+            return dataclasses.replace(feature.held_out, exposures=exposures)
     if feature.prerequisites:
         for prerequisite_key, required in feature.prerequisites:
             prerequisite = config.features.get(prerequisite_key)
@@ -329,6 +400,15 @@ def _evaluate(
     else:
         result = feature.fallthrough
         for rule in rules:
+            if rule.kind is EXPERIMENT and config.experiment_holdouts:
+                # The holdout first, as the SDK checks the rule's parent conditions before its condition.
+                experiment = config.experiments.get(rule.experiment)
+                if experiment is not None and experiment.running and experiment.error is None:
+                    holdout_key = config.experiment_holdouts.get(rule.experiment)
+                    held = _holdout_assign(config, holdout_key, unit_id, attributes)
+                    exposures += _holdout_exposure(held)
+                    if held is not None and held.variant == HELD_OUT:
+                        continue  # held out: not in the experiment
             if rule.condition is not None and not rule.condition(attributes):
                 continue
             kind = rule.kind
@@ -409,15 +489,35 @@ def assign_unit(
     attributes: Mapping[str, Any],
     experiment_keys: list[str] | None = None,
 ) -> list[Assignment]:
-    """The unit's assignments to ``experiment_keys`` (in that order), or to every running experiment."""
+    """The unit's assignments to ``experiment_keys`` (in that order), or to every running experiment.
+
+    An experiment held out by a running holdout first decides the holdout: a held-out unit is not in
+    it (reason ``HOLDOUT``); the answer's ``holdout`` is the unit's assignment to the holdout's
+    internal experiment (an exposure to log when ``in_experiment``).
+    """
     experiments = config.experiments
     if experiment_keys is None:
         return [
-            assign(experiment, unit_id, attributes)
+            _assign_held(config, experiment, unit_id, attributes)
             for experiment in experiments.values()
             if experiment.running
         ]
     return [
-        assign(experiments[key], unit_id, attributes) if key in experiments else not_found(key)
+        _assign_held(config, experiments[key], unit_id, attributes) if key in experiments else not_found(key)
         for key in experiment_keys
     ]
+
+
+def _assign_held(
+    config: CompiledConfig, experiment: CompiledExperiment, unit_id: str, attributes: Mapping[str, Any]
+) -> Assignment:
+    holdout_key = config.experiment_holdouts.get(experiment.key)
+    if holdout_key is None or not experiment.running or experiment.error is not None:
+        return assign(experiment, unit_id, attributes)
+    held = _holdout_assign(config, holdout_key, unit_id, attributes)
+    if held is not None and held.variant == HELD_OUT:
+        return Assignment(experiment.key, None, False, AssignmentReason.HOLDOUT, holdout=held)
+    assignment = assign(experiment, unit_id, attributes)
+    if held is not None and held.in_experiment:
+        return dataclasses.replace(assignment, holdout=held)
+    return assignment

@@ -24,6 +24,19 @@ whose attribute ``id`` is its unit id, exactly what ``features.evaluation`` give
   failed non-gating parent condition skips the rule, so with every rule skipped the SDK answers
   ``defaultValue``, as we do.
 
+Holdouts (``features.holdouts.models``), as GrowthBook's back-end writes them: each running holdout
+serving the environment that holds something out is a feature ``$holdout:<holdout key>`` with
+``defaultValue: "genpop"`` and one experiment rule (``key``: the holdout's internal experiment,
+``variations: ["holdoutcontrol", "holdouttreatment"]``, ``weights: [0.5, 0.5]``, ``coverage``: 2 ×
+its percentage, its ``hashAttribute`` and ``seed``, ``hashVersion: 2``, ``meta`` keys ``holdout`` and
+``general``: our variant keys, so the SDK's tracking callback names them); a held-out flag's first
+rule is ``{"parentConditions": [{"id": "$holdout:<key>", "condition": {"value": "holdoutcontrol"}}],
+"force": <default value>}`` (not a gate: other units skip it), and an experiment rule of a held-out
+experiment carries ``{"id": "$holdout:<key>", "condition": {"value": {"$ne": "holdoutcontrol"}}}``
+after its prerequisites' parent conditions, so held-out units skip it. Evaluating the parent runs the
+holdout's experiment rule, which fires the tracking callback for units in either variant: the
+holdout's exposures, exactly where ``features.evaluation`` logs them.
+
 A fallback attribute (``bucketing.unit_hash``) is written as ``fallbackAttribute`` on the rule and as
 a second copy of the rule right after it, hashing the fallback attribute, for units whose hash
 attribute identifies nobody (the condition ``_unidentified``: not a non-empty string, not a non-zero
@@ -44,12 +57,45 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from experiments.bucketing import layer_namespace
+from features.evaluation import GENERAL, HELD_OUT
 
-__all__ = ["feature_payload", "features_payload"]
+__all__ = ["HOLDOUT_FEATURE_PREFIX", "feature_payload", "features_payload", "holdout_payload"]
 
 HASH_ATTRIBUTE = "id"  # the unit id, GrowthBook's default
 HASH_VERSION = 2
 RUNNING = "running"
+# GrowthBook's names: the holdout's feature id prefix, its default value and its two variations.
+HOLDOUT_FEATURE_PREFIX = "$holdout:"
+HOLDOUT_GENPOP, HOLDOUT_CONTROL, HOLDOUT_TREATMENT = "genpop", "holdoutcontrol", "holdouttreatment"
+# Our variant keys for those two variations (``features.evaluation.HELD_OUT``, ``GENERAL``).
+HOLDOUT_META = ({"key": HELD_OUT, "name": "Held out"}, {"key": GENERAL, "name": "General population"})
+
+
+def _holdout_parent(holdout_key: str, *, held_out: bool) -> dict[str, Any]:
+    """The parent condition "the unit is (``held_out``) / is not held out by ``holdout_key``"."""
+    value: Any = HOLDOUT_CONTROL if held_out else {"$ne": HOLDOUT_CONTROL}
+    return {"id": HOLDOUT_FEATURE_PREFIX + holdout_key, "condition": {"value": value}}
+
+
+def holdout_payload(key: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A snapshot's running holdout as GrowthBook's ``$holdout:<key>`` feature definition."""
+    return {
+        "defaultValue": HOLDOUT_GENPOP,
+        "rules": [
+            {
+                "key": raw.get("experiment") or key,
+                "variations": [HOLDOUT_CONTROL, HOLDOUT_TREATMENT],
+                "weights": [0.5, 0.5],
+                "coverage": float(raw.get("coverage") or 0.0),
+                "hashAttribute": raw.get("hash_attribute") or HASH_ATTRIBUTE,
+                "hashVersion": HASH_VERSION,
+                "seed": raw.get("seed") or key,
+                "meta": [dict(meta) for meta in HOLDOUT_META],
+                "name": f"Holdout {key}",
+                "phase": "0",
+            }
+        ],
+    }
 
 
 def _both(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -132,11 +178,13 @@ def feature_payload(
     *,
     running: Collection[str] | None = None,
     broken: bool = False,
+    holdouts: Collection[str] = (),
 ) -> dict[str, Any]:
     """One flag of a snapshot as a GrowthBook feature definition.
 
     ``experiments`` is the snapshot's experiments; ``running`` the keys of those that assign units
-    (default: status ``running``); ``broken`` a flag whose stored rules cannot be compiled.
+    (default: status ``running``); ``broken`` a flag whose stored rules cannot be compiled;
+    ``holdouts`` the keys of the running holdouts (the snapshot's ``holdouts``).
     """
     definition: dict[str, Any] = {"defaultValue": raw.get("default")}
     if not raw.get("enabled") or broken:
@@ -145,6 +193,13 @@ def feature_payload(
         {"id": p["feature"], "condition": {"value": p["value"]}} for p in raw.get("prerequisites") or ()
     ]
     rules: list[dict[str, Any]] = []
+    if raw.get("holdout") in holdouts:
+        rules.append(
+            {
+                "parentConditions": [_holdout_parent(raw["holdout"], held_out=True)],
+                "force": definition["defaultValue"],
+            }
+        )
     for raw_rule in raw.get("rules") or ():
         kind = raw_rule["type"]
         if kind == "experiment":
@@ -160,7 +215,12 @@ def feature_payload(
             rule = _experiment_rule(raw_rule, experiment_key, experiment)
             if rule is None:
                 continue
+            held_by = experiment.get("holdout")
+            rule_parents = parents
+            if held_by in holdouts:
+                rule_parents = [*parents, _holdout_parent(held_by, held_out=False)]
         else:
+            rule_parents = parents
             rule = {}
             if raw_rule.get("condition"):
                 rule["condition"] = raw_rule["condition"]
@@ -175,8 +235,8 @@ def feature_payload(
                     }
                 )
         for each in _with_fallback(rule):
-            if parents:
-                each["parentConditions"] = parents
+            if rule_parents:
+                each["parentConditions"] = rule_parents
             rules.append(each)
     if rules:
         definition["rules"] = rules
@@ -189,9 +249,22 @@ def features_payload(
     running: Collection[str] | None = None,
     broken: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Every flag of a snapshot (``features.config.snapshot_build``) as GrowthBook's ``features``."""
+    """Every flag of a snapshot (``features.config.snapshot_build``) as GrowthBook's ``features``,
+    then each holdout that some flag's rule refers to as ``$holdout:<key>``."""
     experiments = snapshot.get("experiments") or {}
-    return {
-        key: feature_payload(key, raw, experiments, running=running, broken=key in broken)
+    holdouts = snapshot.get("holdouts") or {}
+    features = {
+        key: feature_payload(key, raw, experiments, running=running, broken=key in broken, holdouts=holdouts)
         for key, raw in (snapshot.get("features") or {}).items()
     }
+    referenced = {
+        parent["id"]
+        for definition in features.values()
+        for rule in definition.get("rules") or ()
+        for parent in rule.get("parentConditions") or ()
+        if parent["id"].startswith(HOLDOUT_FEATURE_PREFIX)
+    }
+    for key, raw in holdouts.items():
+        if HOLDOUT_FEATURE_PREFIX + key in referenced:
+            features[HOLDOUT_FEATURE_PREFIX + key] = holdout_payload(key, raw)
+    return features

@@ -330,5 +330,12 @@ class SafeRollout(models.Model):
         return f"safe rollout of {self.rule} ({self.status})"
 
 
-# Webhooks live in their own package (features/webhooks/); their models belong to this app.
+# Holdouts and webhooks live in their own packages (features/holdouts/, features/webhooks/); their
+# models belong to this app.
+from features.holdouts.models import (  # noqa: E402, F401
+    Holdout,
+    HoldoutExperiment,
+    HoldoutFeature,
+    HoldoutStatus,
+)
 from features.webhooks.models import Webhook, WebhookDelivery  # noqa: E402, F401

@@ -188,6 +188,7 @@ def config_with_overrides(
                 feature,
                 enabled=True,
                 error=None,
+                holdout=None,  # a forced value overrides a holdout too
                 prerequisites=(),
                 rules=(CompiledRule(FORCE, OVERRIDE, None, hit=hit),),
             )

@@ -194,16 +194,17 @@ class AssignView(SdkView):
         unit_id, attributes = data["unit_id"], data["attributes"]
         assignments = assign_unit(config, unit_id, attributes, data.get("experiments"))
         if data["log_exposure"]:
-            for assignment in assignments:
-                if assignment.in_experiment:
+            # An experiment's holdout (``assignment.holdout``) was decided first: its exposure too.
+            for exposed in (e for a in assignments for e in (a.holdout, a) if e is not None):
+                if exposed.in_experiment:
                     exposure_log(
-                        experiment=assignment.experiment,
-                        variant=assignment.variant,
+                        experiment=exposed.experiment,
+                        variant=exposed.variant,
                         unit_id=unit_id,
                         environment=config.environment,
                         attributes=attributes,
-                        hash_attribute=assignment.hash_attribute,
-                        hash_value=assignment.hash_value,
+                        hash_attribute=exposed.hash_attribute,
+                        hash_value=exposed.hash_value,
                     )
         return Response(
             {

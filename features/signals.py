@@ -22,17 +22,24 @@ from features.models import (
     FeatureEnvironment,
     FeaturePrerequisite,
     FeatureRule,
+    Holdout,
+    HoldoutExperiment,
+    HoldoutFeature,
     SafeRollout,
     SdkKey,
 )
 
-# Tags (the only many-to-many relations here) do not affect evaluation, so m2m_changed is not needed.
+# Tags and a holdout's metrics (the only implicit many-to-many relations here) do not affect
+# evaluation, so m2m_changed is not needed; a holdout's flags and experiments are through rows.
 WATCHED_MODELS = (
     Feature,
     FeatureEnvironment,
     FeatureRule,
     FeaturePrerequisite,
     SafeRollout,  # a monitored rollout rule logs exposures (the snapshot's "monitor")
+    Holdout,  # held-out units get defaults (the snapshot's "holdouts"); links are explicit rows:
+    HoldoutFeature,
+    HoldoutExperiment,
     Experiment,
     Variant,
     Environment,
