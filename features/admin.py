@@ -636,5 +636,8 @@ class SdkKeyAdmin(admin.ModelAdmin):
 # Change requests, scheduled changes, and the flag admin's save through approvals (re-registers Feature).
 from features.governance import admin as governance_admin  # noqa: E402, F401
 
+# Holdouts' admin lives with them (features/holdouts/admin.py); importing it registers it here.
+from features.holdouts import admin as holdouts_admin  # noqa: E402, F401
+
 # Webhooks' admin lives with them (features/webhooks/admin.py); importing it registers it here.
 from features.webhooks import admin as webhooks_admin  # noqa: E402, F401
