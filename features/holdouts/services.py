@@ -63,10 +63,11 @@ def holdout_links_validate(
 ) -> None:
     """A flag or an experiment is in one holdout at most; a holdout's own experiment is in none."""
     errors: dict[str, str] = {}
-    taken = HoldoutFeature.objects.filter(feature__in=features).exclude(holdout=holdout)
+    other = {"holdout_id": holdout.pk} if holdout.pk is not None else {}
+    taken = HoldoutFeature.objects.filter(feature__in=features).exclude(**other)
     if names := sorted(taken.values_list("feature__key", flat=True)):
         errors["features"] = f"Already in another holdout (a flag is in one at most): {', '.join(names)}."
-    taken = HoldoutExperiment.objects.filter(experiment__in=experiments).exclude(holdout=holdout)
+    taken = HoldoutExperiment.objects.filter(experiment__in=experiments).exclude(**other)
     if names := sorted(taken.values_list("experiment__key", flat=True)):
         errors["experiments"] = (
             f"Already in another holdout (an experiment is in one at most): {', '.join(names)}."

@@ -23,6 +23,7 @@ from experiments.services import experiment_pause, experiment_start
 from features import config
 from features.governance.models import ChangeRequest, ScheduledChange
 from features.governance.services import feature_write, scheduled_change_create
+from features.holdouts.services import holdout_create, holdout_start
 from features.models import Environment, Webhook
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import (
@@ -101,6 +102,8 @@ def world(two_environments, clean_clickhouse) -> World:
         pk=WEBHOOK_ID, name="hook", url="http://127.0.0.1:8389/none", event_types=["flag.changed"]
     )
     _governance_objects(UserFactory(username="author", password=None, is_staff=True, is_superuser=True))
+    holdout_create(user=None, key="hold_draft", name="Draft holdout")
+    holdout_start(holdout=holdout_create(user=None, key="hold_running", name="Running holdout"), user=None)
     return World(envs=two_environments, tokens=tokens, client_key_a=client_key_a)
 
 
@@ -167,6 +170,7 @@ EXPERIMENT = {
 FEATURE = {"key": "new_flag", "name": "New flag", "type": "boolean", "default_value": False}
 ENVIRONMENT = {"key": "qa", "name": "QA", "position": 5}
 POWER = {"baseline_mean": 0.1, "daily_units": 2000, "weights": [1, 1], "relative_lift": 0.05}
+HOLDOUT = {"key": "hold_new", "name": "New holdout", "percentage": 5, "metrics": ["conversion"]}
 WEBHOOK_ID = 901
 CHANGE_REQUEST_ID = 902
 SCHEDULED_CHANGE_ID = 903
@@ -255,6 +259,23 @@ MATRIX: dict[tuple[str, str], Row] = {
         with_permission(200), path="/api/v1/features/only_in_a/", body={"description": "Why"}
     ),
     ("DELETE", "/api/v1/features/{key}/"): Row(with_permission(204), path="/api/v1/features/only_in_a/"),
+    # holdouts
+    ("GET", "/api/v1/holdouts/"): Row(signed_in(200)),
+    ("POST", "/api/v1/holdouts/"): Row(with_permission(201), body=HOLDOUT),
+    ("GET", "/api/v1/holdouts/{key}/"): Row(signed_in(200), path="/api/v1/holdouts/hold_draft/"),
+    ("PUT", "/api/v1/holdouts/{key}/"): Row(
+        with_permission(200), path="/api/v1/holdouts/hold_draft/", body={**HOLDOUT, "key": "hold_draft"}
+    ),
+    ("PATCH", "/api/v1/holdouts/{key}/"): Row(
+        with_permission(200), path="/api/v1/holdouts/hold_draft/", body={"description": "Why"}
+    ),
+    ("DELETE", "/api/v1/holdouts/{key}/"): Row(with_permission(204), path="/api/v1/holdouts/hold_draft/"),
+    ("POST", "/api/v1/holdouts/{key}/start/"): Row(
+        with_permission(200), path="/api/v1/holdouts/hold_draft/start/"
+    ),
+    ("POST", "/api/v1/holdouts/{key}/stop/"): Row(
+        with_permission(200), path="/api/v1/holdouts/hold_running/stop/"
+    ),
     # environments: product managers read them; only admins change them
     ("GET", "/api/v1/environments/"): Row(signed_in(200)),
     ("POST", "/api/v1/environments/"): Row(with_permission(201, pm=False), body=ENVIRONMENT),
