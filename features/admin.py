@@ -381,9 +381,12 @@ class FeatureAdmin(SimpleHistoryAdmin):
     list_filter = ["type", "tags", "owner", "environment_settings__enabled"]
     search_fields = ["key", "name", "description"]
     list_select_related = ["owner"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at", "holdout"]
     fieldsets = [
-        (None, {"fields": ["name", "key", "type", "default_value", "description", "tags", "owner"]}),
+        (
+            None,
+            {"fields": ["name", "key", "type", "default_value", "description", "tags", "owner", "holdout"]},
+        ),
         ("Record", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -393,6 +396,22 @@ class FeatureAdmin(SimpleHistoryAdmin):
     @admin.display(description="flag", ordering="name")
     def name_and_key(self, obj: Feature) -> str:
         return format_html('{}<span class="list-key">{}</span>', obj.name, obj.key)
+
+    @admin.display(description="holdout")
+    def holdout(self, obj: Feature) -> str:
+        """The holdout that holds this flag out, if any (its users get the default value)."""
+        link = obj.holdout_links.select_related("holdout").first() if obj.pk else None
+        if link is None:
+            return "None: everyone is served by the rules below."
+        holdout = link.holdout
+        url = reverse("admin:features_holdout_change", args=[holdout.pk])
+        share = f"{holdout.percentage:g}% of users"
+        effect = {
+            "draft": f"{share} will get the default value once it starts",
+            "running": f"{share} get the default value in {', '.join(holdout.environments)}",
+            "stopped": "stopped: nobody is held out any more",
+        }.get(holdout.status, holdout.status)
+        return format_html('<a href="{}">{}</a>: {}.', url, holdout.name, effect)
 
     @admin.display(description="on in")
     def environments_on(self, obj: Feature) -> str:

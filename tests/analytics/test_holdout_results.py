@@ -91,6 +91,10 @@ def test_admin_holdout_page__started__links_its_results_page(clickhouse, admin_c
     assert page.status_code == 200 and results_url.encode() in page.content
     results = admin_client.get(results_url)
     assert results.status_code == 200 and b"Results: Holdout 2027" in results.content
+    flag_page = admin_client.get(
+        reverse("admin:features_feature_change", args=[Feature.objects.get(key="new_search").pk])
+    )
+    assert b"20% of users get the default value in production" in flag_page.content
     listing = admin_client.get(reverse("admin:features_holdout_changelist"))
     assert listing.status_code == 200 and b"20% (+20% measured)" in listing.content
 

@@ -3,8 +3,9 @@
 Force, rollout, experiment (weights, coverage, targeting), layers (namespaces), randomization by
 another attribute than the unit id with a fallback (an experiment by ``company_id``, a rollout by
 ``device_id``), a paused experiment,
-prerequisites (one on an experiment-served flag) and a flag whose environment is off: every kind of
-rule the payload writes. Shared by ``test_growthbook_sdk`` (local evaluation) and
+prerequisites (one on an experiment-served flag), a flag whose environment is off, and holdouts (a
+10% holdout by unit id of a rollout flag, of an experiment and of a flag behind a held-out prerequisite;
+a 25% holdout by ``company_id``): every kind of rule the payload writes. Shared by ``test_growthbook_sdk`` (local evaluation) and
 ``test_growthbook_remote_eval``.
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from experiments.bucketing import bucket
 from experiments.models import Experiment, Variant
 from experiments.services import experiment_pause, experiment_start
+from features.holdouts.services import holdout_create, holdout_start
+from features.models import Feature
 from features.services import feature_create
 from tests.factories import ExperimentFactory
 
@@ -68,7 +71,63 @@ def flags_create(*, randomization_unit: bool = True) -> list[str]:
     # Randomized by company (falling back to the unit id): everyone in a company sees one variant.
     if randomization_unit:
         _randomization_unit_create()
-    return _flags_create(randomization_unit)
+    return _flags_create(randomization_unit) + _holdouts_create(randomization_unit)
+
+
+HOLDOUT_PREFIX = "$holdout:"  # the payload's holdout features (features.growthbook), not flags
+
+
+def payload_flags(keys) -> set[str]:
+    """The flags among a payload's feature keys (its ``$holdout:<key>`` features left out)."""
+    return {key for key in keys if not key.startswith(HOLDOUT_PREFIX)}
+
+
+def _holdouts_create(randomization_unit: bool) -> list[str]:
+    held_experiment = _experiment("exp_held", variants=["control", "treatment"], traffic_allocation=0.9)
+    # Off the 1/10,000 hash grid: the Python SDK's `<` cannot differ here.
+    _flag(
+        "f_held", "string", "off", [{"type": "rollout", "condition": {}, "coverage": 0.61803, "value": "on"}]
+    )
+    _flag(
+        "f_held_experiment",
+        "string",
+        "off",
+        [
+            {"type": "experiment", "experiment": "exp_held", "values": {"control": "c", "treatment": "t"}},
+            {"type": "force", "condition": {"plan": "pro"}, "value": "pro"},
+        ],
+    )
+    _flag(
+        "f_behind_held",
+        "boolean",
+        False,
+        [{"type": "force", "condition": {}, "value": True}],
+        prerequisites=[{"feature": "f_held", "value": "on"}],
+    )
+    holdout = holdout_create(
+        user=None,
+        key="hq",
+        name="Quarter",
+        percentage=10,
+        hash_seed="hq-seed",
+        features=[Feature.objects.get(key="f_held")],
+        experiments=[held_experiment],
+    )
+    holdout_start(holdout=holdout, user=None)
+    flags = ["f_held", "f_held_experiment", "f_behind_held"]
+    if randomization_unit:
+        _flag("f_held_company", "number", 0, [{"type": "force", "condition": {}, "value": 1}])
+        by_company = holdout_create(
+            user=None,
+            key="hc",
+            name="Companies",
+            percentage=25,
+            hash_attribute="company_id",
+            features=[Feature.objects.get(key="f_held_company")],
+        )
+        holdout_start(holdout=by_company, user=None)
+        flags.append("f_held_company")
+    return flags
 
 
 def _randomization_unit_create() -> None:

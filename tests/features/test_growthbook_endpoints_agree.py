@@ -12,7 +12,9 @@ default 1,000), and for each unit:
   experiments the SDK put it in, with the same variant. The SDK runs an experiment only when its flag
   reaches the rule: ``exp_weights`` sits behind the flag rule's own condition (``age < 60``, which
   assign does not know), so it is compared only for those units; the other experiments are their
-  flag's first rules (``exp_layer_2`` follows ``exp_layer_1`` in the same layer: disjoint slices).
+  flag's first rules (``exp_layer_2`` follows ``exp_layer_1`` in the same layer: disjoint slices;
+  ``exp_held`` is held out by a holdout: the SDK skips its rule for held-out units, assign answers
+  ``HOLDOUT``).
 
 The Python SDK's ``<`` on a rollout's coverage (see ``test_growthbook_sdk``) is counted apart.
 """
@@ -29,6 +31,7 @@ from features.services import sdk_key_create
 from tests.features.growthbook_flags import (
     experiment_variant,
     on_rollout_edge,
+    payload_flags,
     random_unit,
     same_value,
 )
@@ -36,7 +39,7 @@ from tests.features.growthbook_flags import (
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 UNITS = int(os.environ.get("GROWTHBOOK_ENDPOINTS_UNITS", "1000"))
-EXPERIMENTS = ["exp_company", "exp_layer_1", "exp_layer_2", "exp_paused", "exp_weights"]
+EXPERIMENTS = ["exp_company", "exp_held", "exp_layer_1", "exp_layer_2", "exp_paused", "exp_weights"]
 # An experiment whose flag rule has a condition of its own: compared only where the condition holds.
 REACHED = {"exp_weights": lambda attributes: attributes["age"] < 60}
 
@@ -49,7 +52,7 @@ def test_ofrep_and_assign__random_units__same_values_variants_and_assignments_as
     _, client_key = sdk_key_create(environment=production, name="sdk", kind="client")
     _, secret_key = sdk_key_create(environment=production, name="server")
     payload = APIClient().get(f"/api/features/{client_key}").json()
-    assert set(payload["features"]) == set(flags)
+    assert payload_flags(payload["features"]) == set(flags)
     server = APIClient()
     server.credentials(HTTP_AUTHORIZATION=f"Bearer {secret_key}")
     rng = random.Random(20261207)
@@ -120,3 +123,4 @@ def test_ofrep_and_assign__random_units__same_values_variants_and_assignments_as
     assert in_experiment["exp_layer_2"] > UNITS * 0.2
     assert in_experiment["exp_company"] > UNITS * 0.5
     assert in_experiment["exp_paused"] == 0
+    assert UNITS * 0.7 < in_experiment["exp_held"] < UNITS * 0.9 * 0.95  # 90% traffic, 10% held out

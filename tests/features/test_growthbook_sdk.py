@@ -6,8 +6,8 @@ The SDKs (PyPI ``growthbook`` 4.x in this process, npm ``@growthbook/growthbook`
 attributes (``GROWTHBOOK_AGREEMENT_UNITS``); each value, and the variant of each unit in an
 experiment (the SDK's ``experimentResult.key``, from the rule's ``meta``), must equal what
 ``/api/v1/evaluate`` answers. The flags (``growthbook_flags``) cover force, rollout, experiment
-(weights, coverage, targeting), layers (namespaces), a paused experiment, prerequisites and a
-disabled environment.
+(weights, coverage, targeting), layers (namespaces), a paused experiment, prerequisites, a
+disabled environment and holdouts (the payload's ``$holdout:<key>`` features and parent conditions).
 
 Known differences of the Python SDK (4.0.0), kept out of the way rather than hidden:
 
@@ -36,6 +36,7 @@ from tests.features.growthbook_flags import (
     evaluate_ours,
     experiment_variant,
     on_rollout_edge,
+    payload_flags,
     random_unit,
     run_node_sdk,
     same_value,
@@ -71,7 +72,8 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
     # The Python SDK, evaluating the payload in-process.
     gb = GrowthBook(api_host=live_server.url, client_key=client_key, cache_ttl=600)
     gb.load_features()
-    assert set(gb.get_features()) == set(flags)  # the SDK fetched our payload
+    assert payload_flags(gb.get_features()) == set(flags)  # the SDK fetched our payload
+    assert any(key.startswith("$holdout:") for key in gb.get_features())
     python_mismatches = []
     edge = []  # the Python SDK's `< coverage` (module docstring): expected, counted apart
     for (unit_id, attributes), answer in zip(units, ours, strict=True):
@@ -102,7 +104,7 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
         },
         tmp_path,
     )
-    assert set(node["features"]) == set(flags)
+    assert payload_flags(node["features"]) == set(flags)
     js_mismatches = []
     for (unit_id, attributes), answer, results in zip(units, ours, node["results"], strict=True):
         for flag, (value, variant) in zip(flags, results, strict=True):
@@ -128,3 +130,10 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
     assert in_experiment["f_by_company"] > UNITS * 0.5
     assert in_experiment["f_prerequisite_experiment"] == 0  # a force rule behind an experiment's value
     assert in_experiment["f_paused"] == 0
+    # The holdouts held units out: about 10% of f_held's; 25% of the companies (the 40% of units with a
+    # non-empty company_id, clustered by company: about 10% of units).
+    held_out = Counter(flag for answer in ours for flag in flags if answer[flag]["reason"] == "HOLDOUT")
+    assert UNITS * 0.07 < held_out["f_held"] < UNITS * 0.13
+    assert held_out["f_held_experiment"] == 0  # an experiment's holdout skips its rule only
+    assert UNITS * 0.04 < held_out["f_held_company"] < UNITS * 0.2
+    assert UNITS * 0.5 < in_experiment["f_held_experiment"] < UNITS * 0.9 * 0.93
