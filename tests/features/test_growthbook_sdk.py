@@ -114,11 +114,12 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
                 js_mismatches.append((flag, unit_id, attributes, "variant", variant, answer[flag]))
 
     in_experiment = Counter(flag for answer in ours for flag in flags if experiment_variant(answer[flag]))
+    held_out = Counter(flag for answer in ours for flag in flags if answer[flag]["reason"] == "HOLDOUT")
     print(
         f"GrowthBook SDKs vs /api/v1/evaluate, {UNITS} units x {len(flags)} flags: Python 4.x "
         f"{len(python_mismatches)} differ ({len(edge)} more on a rollout edge, hash == coverage: the "
         f"Python SDK's `<`); JavaScript 1.8 {len(js_mismatches)} differ; units in an experiment per flag: "
-        f"{dict(in_experiment)}"
+        f"{dict(in_experiment)}; held out per flag: {dict(held_out)}"
     )
     assert not python_mismatches, (
         f"Python SDK: {len(python_mismatches)} differ; first: {python_mismatches[:5]}"
@@ -132,7 +133,6 @@ def test_growthbook_sdks__10000_random_units__same_values_and_variants_as_evalua
     assert in_experiment["f_paused"] == 0
     # The holdouts held units out: about 10% of f_held's; 25% of the companies (the 40% of units with a
     # non-empty company_id, clustered by company: about 10% of units).
-    held_out = Counter(flag for answer in ours for flag in flags if answer[flag]["reason"] == "HOLDOUT")
     assert UNITS * 0.07 < held_out["f_held"] < UNITS * 0.13
     assert held_out["f_held_experiment"] == 0  # an experiment's holdout skips its rule only
     assert UNITS * 0.04 < held_out["f_held_company"] < UNITS * 0.2
