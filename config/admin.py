@@ -26,7 +26,9 @@ from config.exceptions import ApprovalRequired, DomainError
 # The product managers' apps, in the order of their work: define, measure, ship, read.
 PRODUCT_APPS = ("experiments", "metrics", "features", "analytics")
 # Within an app, the model a product manager opens most comes first.
-PRODUCT_MODELS = {"features": ("Feature", "ChangeRequest", "ScheduledChange", "Environment", "SdkKey")}
+PRODUCT_MODELS = {
+    "features": ("Feature", "Holdout", "ChangeRequest", "ScheduledChange", "Environment", "SdkKey")
+}
 # Operators' tools: schedules of the periodic tasks, API tokens, the raw tag table.
 OPERATOR_APPS = frozenset({"django_celery_beat", "authtoken", "taggit"})
 

@@ -13,12 +13,15 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin import ServiceDeletion
 from config.exceptions import DomainError
 from experiments.models import Experiment
 from features.holdouts.models import HOLDOUT_LOCKED_FIELDS, Holdout, HoldoutStatus
 from features.holdouts.services import (
     EDITABLE_FIELDS,
     holdout_create,
+    holdout_delete,
+    holdout_delete_validate,
     holdout_links_validate,
     holdout_start,
     holdout_stop,
@@ -93,7 +96,7 @@ class HoldoutForm(forms.ModelForm):
 
 
 @admin.register(Holdout)
-class HoldoutAdmin(SimpleHistoryAdmin):
+class HoldoutAdmin(ServiceDeletion, SimpleHistoryAdmin):
     form = HoldoutForm
     list_display = [
         "name_and_key",
@@ -159,6 +162,12 @@ class HoldoutAdmin(SimpleHistoryAdmin):
         if url is None:
             return "Available once started." if obj.pk is None or obj.status == HoldoutStatus.DRAFT else "–"
         return format_html('<a href="{}">Results: held out vs. general population</a>', url)
+
+    def delete_validate(self, obj: Holdout) -> None:
+        holdout_delete_validate(holdout=obj)
+
+    def delete_service(self, obj: Holdout) -> None:
+        holdout_delete(holdout=obj)
 
     def save_model(self, request, obj: Holdout, form: HoldoutForm, change: bool) -> None:
         data = form.cleaned_data

@@ -43,6 +43,7 @@ from metrics.models import Metric
 __all__ = [
     "holdout_create",
     "holdout_delete",
+    "holdout_delete_validate",
     "holdout_links_validate",
     "holdout_start",
     "holdout_stop",
@@ -178,12 +179,17 @@ def holdout_update(
     return locked
 
 
+def holdout_delete_validate(*, holdout: Holdout) -> None:
+    """Only a draft may be deleted (409 otherwise: a started holdout's results are kept; stop it)."""
+    if holdout.status != HoldoutStatus.DRAFT:
+        raise Conflict(f"Only a draft holdout can be deleted; this one is {holdout.status}. Stop it instead.")
+
+
 @transaction.atomic
 def holdout_delete(*, holdout: Holdout) -> None:
-    """Delete a draft (409 otherwise: a started holdout's results are kept; stop it instead)."""
+    """Delete a draft holdout (``holdout_delete_validate``)."""
     locked = Holdout.objects.select_for_update().get(pk=holdout.pk)
-    if locked.status != HoldoutStatus.DRAFT:
-        raise Conflict(f"Only a draft holdout can be deleted; this one is {locked.status}. Stop it instead.")
+    holdout_delete_validate(holdout=locked)
     for link in [*locked.feature_links.all(), *locked.experiment_links.all()]:
         link.delete()  # one by one: the model signals invalidate the flag configuration
     locked.delete()

@@ -24,12 +24,20 @@ HOLDOUT_EXAMPLE = OpenApiExample(
 )
 
 
+RUNNING_EXAMPLE = OpenApiExample(
+    "Started",
+    value={**HOLDOUT_EXAMPLE.value, "status": "running", "coverage": 0.1, "experiment": "holdout-q1_2027"},
+    response_only=True,
+)
+
+
 def _lifecycle_schema(verb: str, description: str) -> dict:
     return extend_schema(
         summary=f"{verb.capitalize()} the holdout",
         description=description + " Refused with 409 when the holdout's status does not allow it.",
         request=None,
         responses={200: HoldoutSerializer},
+        examples=[RUNNING_EXAMPLE],
     )
 
 
@@ -46,6 +54,11 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
     partial_update=extend_schema(
         summary="Change a holdout",
         description="Key, percentage, hash seed and hash attribute are locked once started (409).",
+        examples=[
+            OpenApiExample(
+                "Hold out one more flag", value={"features": ["new_checkout", "search_v2", "dark_mode"]}
+            )
+        ],
     ),
     update=extend_schema(summary="Replace a holdout", examples=[HOLDOUT_EXAMPLE]),
     destroy=extend_schema(summary="Delete a holdout", description="Only drafts; otherwise 409."),

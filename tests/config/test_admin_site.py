@@ -24,6 +24,7 @@ def test_admin_index__product_manager__only_the_product_apps_in_order(client, pr
     feature_flags = client.get(reverse("admin:index")).context["available_apps"][2]
     assert [model["name"] for model in feature_flags["models"]] == [
         "Features",
+        "Holdouts",
         "Change requests",
         "Scheduled changes",
         "Environments",

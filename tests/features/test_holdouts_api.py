@@ -177,3 +177,14 @@ def test_sdk_endpoints__held_out_units__defaults_not_in_experiment_and_holdout_e
     assert sorted(logged) == sorted(held + measured)
     for unit, variants in logged.items():
         assert variants == ["holdout" if unit in held else "general"] * 3  # evaluate, assign, OFREP
+
+
+def test_api_delete__started_refused_draft_deleted_with_its_links(world, admin_client):
+    holdout_start(holdout=world, user=None)
+    refused = admin_client.delete(reverse("holdout-detail", args=["q1"]))
+    assert refused.status_code == 409 and "draft" in refused.json()["detail"]
+    holdout_create(user=None, key="q9", name="Q9", features=[Feature.objects.create(key="f9", name="F9")])
+    assert admin_client.delete(reverse("holdout-detail", args=["q9"])).status_code == 204
+    assert not Feature.objects.get(key="f9").holdout_links.exists()
+    admin_page = admin_client.get(reverse("admin:features_holdout_delete", args=[world.pk]), follow=True)
+    assert b"Only a draft holdout can be deleted" in admin_page.content
