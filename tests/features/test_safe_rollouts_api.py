@@ -239,3 +239,37 @@ def test_config_export__safe_rollout_settings_only__and_a_plan_of_it_is_empty(pm
     ][0]
     assert rule["safe_rollout"] == MONITOR
     assert config_plan(document).changes == ()
+
+
+def test_protected_environment__safe_rollout_held_then_started_on_approval(guardrails):
+    # Given production requires approval and the flag rolls out there without monitoring
+    from features.governance.models import ChangeRequest
+    from features.models import Environment
+    from features.services import feature_create
+    from tests.factories import ProductManagerFactory
+    from tests.governance.conftest import client_for
+
+    author, reviewer = ProductManagerFactory(username="alice"), ProductManagerFactory(username="bob")
+    feature_create(
+        user=author,
+        key="new_checkout",
+        name="New checkout",
+        environments={"production": {"enabled": True, "rules": [rollout()]}},
+    )
+    Environment.objects.filter(key="production").update(requires_approval=True)
+
+    # When monitoring is added, it waits for approval: nothing started
+    held = write_rules(client_for(author), [rollout(safe_rollout=MONITOR)])
+    assert held.status_code == 202, held.json()
+    assert not SafeRollout.objects.exists()
+    assert held.json()["diff"][0]["after"]["safe_rollout"] == MONITOR
+
+    # Then approving it starts the safe rollout
+    approved = client_for(reviewer).post(
+        reverse("changerequest-approve", args=[held.json()["id"]]), {}, format="json"
+    )
+    assert approved.status_code == 200, approved.json()
+    assert ChangeRequest.objects.get().status == "applied"
+    safe = SafeRollout.objects.get()
+    assert safe.status == SafeRolloutStatus.MONITORING and safe.rule.coverage == 0.2
+    assert production_rules(client_for(reviewer))[0]["safe_rollout"]["status"] == "monitoring"
