@@ -119,6 +119,37 @@ SELECT
 FROM ({UNIT_VALUES_SQL})
 """  # noqa: S608 - only the constant above is formatted in; values are bound parameters
 
+# The same sums when a measure is winsorized (the pre-flight baseline, analytics.admin.preflight): each
+# measure's percentile cap is a window over every unit's uncapped value (quantileExactInclusive: linear
+# interpolation between the closest ranks, as the roll-up's caps_statement), NaN when no value is left
+# (cap_ignore_zeros, all zero): then no cap.
+WINSORIZED_UNIT_SUMS_SQL = f"""
+SELECT
+    count() AS units,
+    sum(y) AS y_sum,
+    sum(y * y) AS y_sum_squares,
+    sum(d) AS d_sum,
+    sum(d * d) AS d_sum_squares,
+    sum(y * d) AS yd_sum_products,
+    any(y_cap) AS y_percentile_cap,
+    any(d_cap) AS d_percentile_cap
+FROM (
+    SELECT
+        if({{y_winsorized:UInt8}} = 1 AND NOT isNaN(y_cap), least(y_uncapped, y_cap), y_uncapped) AS y,
+        if({{d_winsorized:UInt8}} = 1 AND NOT isNaN(d_cap), least(d_uncapped, d_cap), d_uncapped) AS d,
+        y_cap,
+        d_cap
+    FROM (
+        SELECT
+            y AS y_uncapped,
+            d AS d_uncapped,
+            quantileExactInclusiveIf({{y_level:Float64}})(y, {{y_ignore_zeros:UInt8}} = 0 OR y != 0) OVER () AS y_cap,
+            quantileExactInclusiveIf({{d_level:Float64}})(d, {{d_ignore_zeros:UInt8}} = 0 OR d != 0) OVER () AS d_cap
+        FROM ({UNIT_VALUES_SQL})
+    )
+)
+"""  # noqa: S608 - only the constant above is formatted in; values are bound parameters
+
 # Every seed's split at once: each unit repeated once per seed, its arm from the seeded hash.
 CALIBRATION_SQL = f"""
 SELECT

@@ -2,16 +2,19 @@
 
 `manage.py demo` calls, in order:
 
-1. ``demo_workspace_create``: the admin user, 6 metrics (one a quantile: p90 order value), 3 running experiments, 5 flags and an SDK key
-   (anything that exists is left alone);
+1. ``demo_workspace_create``: the admin user, 9 metrics (one a quantile: p90 order value; one
+   winsorized: revenue capped at its 99th percentile), 4 running experiments, 6 flags (one under a safe
+   rollout) and an SDK key (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
-   three experiments as production traffic (the environment the experiments analyse), with their purchases and errors, inserted into the ingestion path's ClickHouse
-   tables (``analytics.ingestion.services.EXPOSURES`` / ``EVENTS``) in large batches. Skipped when the demo
-   experiments already have exposures in ClickHouse, and every event has a deterministic ``event_id``,
-   so a replay collapses instead of doubling the traffic;
-3. ``demo_experiments_backdate``: each experiment's ``started_at`` set back to its first exposure, so the
-   admin says "running for 14 days";
-4. ``demo_results_refresh``: the results of the three experiments computed now.
+   four experiments as production traffic (the environment the experiments analyse), with the
+   attributes their SDK sent (country, browser, plan), their purchases and errors, inserted into the
+   ingestion path's ClickHouse tables (``analytics.ingestion.services.EXPOSURES`` / ``EVENTS``) in large
+   batches. Skipped when the demo experiments already have exposures in ClickHouse, and every event has
+   a deterministic ``event_id``, so a replay collapses instead of doubling the traffic;
+3. ``demo_experiments_backdate``: each experiment's ``started_at`` (and the safe rollout's) set back to
+   its first exposure, so the admin says "running for 14 days";
+4. ``demo_results_refresh``: the results of the experiments computed now, the safe rollout's internal
+   experiment last: its refresh runs the safe rollout's real check, which rolls the new search back.
 
 The stories, with the parameters below (so anyone can check that the platform finds them):
 
@@ -22,6 +25,16 @@ The stories, with the parameters below (so anyone can check that the platform fi
 * ``pricing_banner``: the treatment's exposure logging loses ``PRICING_BANNER_LOGGING_LOSS`` of its users,
   so units split about 45/55 against configured 50/50 weights and the sample-ratio check fails
   (p far below 0.001); its small revenue effect cannot be trusted.
+* ``free_shipping``: in ``FREE_SHIPPING_COUNTRY`` (DE, a fifth of the users) the treatment's orders are
+  ``FREE_SHIPPING_VALUE_LIFT`` (+50%) bigger, elsewhere nothing changes: the lift is in Germany only
+  (a breakdown by the exposures' ``country`` shows it). Every order has a ``WHALE_ORDER_SHARE`` chance
+  to be a whale's (worth about 100 times more, Pareto-tailed), so revenue per user is heavy-tailed:
+  the winsorized revenue (``cap_percentile`` 0.99, its ``cap_used`` on the results) finds the overall
+  lift with a narrow interval, while the uncapped revenue swings with whichever arm got the whales.
+* ``new_search``: a flag rolled out to ``NEW_SEARCH_COVERAGE`` (20%) of production under a safe rollout
+  (guardrails: search errors and errors) that started ``SAFE_ROLLOUT_DAYS`` ago; the new search fails
+  ``NEW_SEARCH_ERROR_FACTOR`` times as often, so the first refresh finds search errors significantly up
+  inside the rollout and rolls it back to 0%: the flag's history and its safe rollout show the evidence.
 
 Every user has a purchase propensity drawn from a Beta distribution (mean ``BASE_PURCHASE_RATE``) that
 also drives purchases in the 14 days before their first exposure, so CUPED has a correlated pre-period.
@@ -44,10 +57,10 @@ from django.utils import timezone
 from analytics import clickhouse
 from analytics.ingestion.services import EVENTS, EXPOSURES
 from analytics.results.services import experiment_results_refresh
-from experiments.bucketing import assign_variant
+from experiments.bucketing import assign_variant, in_rollout
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start
-from features.models import Environment, Feature, SdkKey
+from features.models import Environment, Feature, SafeRollout, SafeRolloutStatus, SdkKey
 from features.services import feature_create, sdk_key_create
 from metrics.models import Metric
 from metrics.services import metric_create
@@ -91,6 +104,30 @@ METRICS = [
         "event": "error",
         "higher_is_better": False,
         "description": "Client errors seen; should never go up.",
+    },
+    {
+        "key": "revenue_winsorized",
+        "name": "Revenue per user (winsorized)",
+        "type": "sum",
+        "event": "purchase",
+        "cap_percentile": 0.99,
+        "description": "Money spent per user, each capped at the 99th percentile of all the experiment's "
+        "users: a few whales' orders cannot swing it.",
+    },
+    {
+        "key": "revenue_uncapped",
+        "name": "Revenue per user (uncapped)",
+        "type": "sum",
+        "event": "purchase",
+        "description": "Money spent per user, whales included: compare its interval with the winsorized one.",
+    },
+    {
+        "key": "search_errors",
+        "name": "Search errors per user",
+        "type": "count",
+        "event": "search_error",
+        "higher_is_better": False,
+        "description": "Failed searches; the guardrail of the new search's safe rollout.",
     },
     {
         "key": "p90_order_value",
@@ -153,6 +190,23 @@ EXPERIMENTS = [
         "engine": "bayesian",
         "tags": ["pricing"],
     },
+    {
+        "key": "free_shipping",
+        "name": "Free shipping over 50",
+        "hypothesis": "Free shipping on orders over 50 makes baskets bigger.",
+        "description": "Demo: baskets grow in Germany only (country DE); a few whales make revenue "
+        "heavy-tailed, so the winsorized revenue finds the lift and the uncapped one cannot.",
+        "variants": [
+            {"key": "control", "name": "Paid shipping"},
+            {"key": "treatment", "name": "Free shipping over 50"},
+        ],
+        "metrics": [
+            {"metric": "revenue_winsorized", "role": "primary"},
+            {"metric": "revenue_uncapped", "role": "secondary"},
+            {"metric": "purchase_rate", "role": "secondary"},
+        ],
+        "tags": ["pricing"],
+    },
 ]
 EXPERIMENT_KEYS = tuple(spec["key"] for spec in EXPERIMENTS)
 
@@ -172,6 +226,25 @@ MULTIPLE_EXPOSURE_SHARE = 0.002  # checkout users whose second visit logged the 
 PURCHASE_WINDOW = dt.timedelta(days=7)  # buyers buy within a week of their first visit
 PRE_PERIOD = dt.timedelta(days=14)  # the CUPED look-back before each user's first visit
 CHUNK_UNITS = 10_000  # users simulated and written per batch
+# Exposure attributes (what the SDK sent), drawn per user: country, browser and plan.
+COUNTRIES = (("US", 0.4), ("DE", 0.2), ("GB", 0.15), ("FR", 0.15), ("BR", 0.1))
+BROWSERS = (("chrome", 0.6), ("safari", 0.25), ("firefox", 0.1), ("edge", 0.05))
+PLANS = (("free", 0.8), ("pro", 0.2))
+FREE_SHIPPING_COUNTRY = "DE"  # the only country where free shipping changes anything
+FREE_SHIPPING_VALUE_LIFT = 0.5  # there, the treatment's orders are 50% bigger
+# Whales: a share of all orders is worth 1 + WHALE_SCALE × Pareto(WHALE_SHAPE) times as much (mean ×101):
+# revenue gets a heavy tail, which the winsorized revenue caps at its 99th percentile.
+WHALE_ORDER_SHARE = 0.005
+WHALE_SHAPE = 1.2
+WHALE_SCALE = 20.0
+# The new search: a flag rolled out to NEW_SEARCH_COVERAGE of production under a safe rollout that
+# watches search errors, started SAFE_ROLLOUT_DAYS ago; the new search fails NEW_SEARCH_ERROR_FACTOR
+# times as often (the planted regression), so the demo's results refresh rolls it back.
+NEW_SEARCH_FLAG = "new_search"
+NEW_SEARCH_COVERAGE = 0.2
+SAFE_ROLLOUT_DAYS = 3
+SEARCH_ERRORS_PER_DAY = 0.03
+NEW_SEARCH_ERROR_FACTOR = 2.5
 DEMO_ENVIRONMENT = "production"
 EVENT_NAMESPACE = uuid.UUID("8a4f2c1e-5d3b-4e7a-9c6f-0b1d2e3f4a5b")  # deterministic demo event ids
 
@@ -249,6 +322,31 @@ def _features() -> list[dict]:
             },
         },
         {
+            "key": NEW_SEARCH_FLAG,
+            "name": "New search",
+            "type": "boolean",
+            "default_value": False,
+            "description": "Rolled out under a safe rollout that watches search errors (demo: it "
+            "rolled itself back).",
+            "environments": {
+                "production": {
+                    "enabled": True,
+                    "rules": [
+                        {
+                            "type": "rollout",
+                            "value": True,
+                            "coverage": NEW_SEARCH_COVERAGE,
+                            "safe_rollout": {
+                                "metrics": ["search_errors", "errors"],
+                                "finish_after_hours": 7 * 24,
+                            },
+                        }
+                    ],
+                },
+                "development": {"enabled": True, "rules": [{"type": "force", "value": True}]},
+            },
+        },
+        {
             "key": "pricing_config",
             "name": "Pricing configuration",
             "type": "json",
@@ -320,12 +418,26 @@ class TrafficResult:
     skipped: bool  # the demo experiments already had exposures: nothing written
 
 
+def demo_safe_rollout() -> SafeRollout | None:
+    """The new search's safe rollout (its internal experiment's key is only known once it exists)."""
+    return (
+        SafeRollout.objects.select_related("experiment")
+        .filter(rule__feature__key=NEW_SEARCH_FLAG, rule__environment__key=DEMO_ENVIRONMENT)
+        .first()
+    )
+
+
+def _demo_experiment_keys() -> list[str]:
+    safe = demo_safe_rollout()
+    return [*EXPERIMENT_KEYS, *([safe.experiment.key] if safe is not None else [])]
+
+
 def demo_exposure_counts() -> dict[str, dict]:
-    """Exposures already stored for each demo experiment: ``{key: {"n", "first"}}``."""
+    """Exposures already stored for each demo experiment (and the safe rollout's): ``{key: {"n", "first"}}``."""
     rows = clickhouse.query(
         "SELECT experiment, count() AS n, min(timestamp) AS first FROM exposures "
         "WHERE experiment IN {keys:Array(String)} GROUP BY experiment",
-        {"keys": list(EXPERIMENT_KEYS)},
+        {"keys": _demo_experiment_keys()},
     )
     return {row["experiment"]: {"n": row["n"], "first": row["first"]} for row in rows}
 
@@ -366,14 +478,45 @@ def _event_id(unit_id: str, name: str, phase: str, index: int) -> uuid.UUID:
     return uuid.uuid5(EVENT_NAMESPACE, f"{unit_id}/{name}/{phase}/{index}")
 
 
+@dataclass(frozen=True)
+class _Monitor:
+    """The new search's safe rollout as the simulation sees it: its experiment and when it started."""
+
+    experiment: str
+    since: dt.datetime
+
+    def variant_of(self, unit_id: str) -> str:
+        # The flag's own rollout hash (GrowthBook's isIncludedInRollout, the flag key as seed).
+        return "treatment" if in_rollout(NEW_SEARCH_FLAG, unit_id, NEW_SEARCH_COVERAGE) else "control"
+
+
+def _draw(rng: np.random.Generator, table: tuple[tuple[str, float], ...], count: int) -> np.ndarray:
+    return rng.choice([key for key, _ in table], size=count, p=[share for _, share in table])
+
+
 def _simulate_chunk(
-    *, first: int, count: int, seed: int, start: dt.datetime, now: dt.datetime, arms: dict[str, _Arm]
+    *,
+    first: int,
+    count: int,
+    seed: int,
+    start: dt.datetime,
+    now: dt.datetime,
+    arms: dict[str, _Arm],
+    monitor: _Monitor | None = None,
 ) -> tuple[list[tuple], list[tuple]]:
     """Exposure and event rows (the tables' column order) of users ``first`` .. ``first + count - 1``.
 
     Deterministic for a seed: the same users get the same variants, purchases and event ids.
     """
     rng = np.random.default_rng([seed, first])
+    # A second stream for what came later (attributes, whales, the new search), so the first stream's
+    # draws, and so the older stories' numbers, stay as they were.
+    later = np.random.default_rng([seed, first, 1])
+    countries, browsers, plans = (
+        _draw(later, COUNTRIES, count),
+        _draw(later, BROWSERS, count),
+        _draw(later, PLANS, count),
+    )
     span = (now - start).total_seconds() - 600  # first visits stop 10 minutes before now
     first_visit = rng.random(count) * span
     since_t0 = span + 600 - first_visit
@@ -383,7 +526,7 @@ def _simulate_chunk(
     errors = rng.poisson(ERRORS_PER_DAY * since_t0 / 86_400)
     exposures: list[tuple] = []
     events: list[tuple] = []
-    checkout, banner = arms["checkout_button"], arms["pricing_banner"]
+    checkout, banner, shipping = arms["checkout_button"], arms["pricing_banner"], arms["free_shipping"]
 
     def event(unit_id: str, name: str, phase: str, index: int, value: float, at: dt.datetime) -> tuple:
         return (_event_id(unit_id, name, phase, index), name, unit_id, value, at, now, DEMO_ENVIRONMENT, {})
@@ -391,6 +534,11 @@ def _simulate_chunk(
     for offset in range(count):
         unit_id = f"demo-user-{first + offset:06d}"
         t0 = start + dt.timedelta(seconds=float(first_visit[offset]))
+        attributes = {
+            "country": str(countries[offset]),
+            "browser": str(browsers[offset]),
+            "plan": str(plans[offset]),
+        }
         variants = {key: arm.variant_of(unit_id) for key, arm in arms.items()}
         for key, variant in variants.items():
             if (
@@ -399,13 +547,15 @@ def _simulate_chunk(
                 and lost[offset] < PRICING_BANNER_LOGGING_LOSS
             ):
                 continue  # the banner's logging lost this exposure: the SRM story
-            exposures.append((key, variant, unit_id, t0, now, DEMO_ENVIRONMENT, {}))
+            exposures.append((key, variant, unit_id, t0, now, DEMO_ENVIRONMENT, attributes))
         if seen_twice[offset] < MULTIPLE_EXPOSURE_SHARE:
             other = next(v for v in checkout.variants if v != variants[checkout.key])
-            later = t0 + dt.timedelta(seconds=float(since_t0[offset]) / 2)
-            exposures.append((checkout.key, other, unit_id, later, now, DEMO_ENVIRONMENT, {}))
+            second_visit = t0 + dt.timedelta(seconds=float(since_t0[offset]) / 2)
+            exposures.append((checkout.key, other, unit_id, second_visit, now, DEMO_ENVIRONMENT, attributes))
         in_green = variants[checkout.key] != checkout.variants[0]
         value_scale = 1.0 + (PRICING_BANNER_VALUE_LIFT if variants[banner.key] != banner.variants[0] else 0.0)
+        if variants[shipping.key] != shipping.variants[0] and attributes["country"] == FREE_SHIPPING_COUNTRY:
+            value_scale *= 1.0 + FREE_SHIPPING_VALUE_LIFT  # free shipping: bigger baskets, in Germany only
 
         # The same propensity before and after the first visit: the pre-period predicts the metric.
         after = min(PURCHASE_WINDOW.total_seconds(), float(since_t0[offset])) * 0.999
@@ -417,6 +567,8 @@ def _simulate_chunk(
                 continue
             orders = 1 + int(rng.poisson(EXTRA_ORDERS_MEAN))
             values = rng.gamma(*ORDER_VALUE_GAMMA, orders) * value_scale
+            whales = later.random(orders) < WHALE_ORDER_SHARE
+            values *= np.where(whales, 1.0 + WHALE_SCALE * later.pareto(WHALE_SHAPE, orders), 1.0)
             moments = np.sort(rng.random(orders)) * window
             for index in range(orders):
                 at = window_start + dt.timedelta(seconds=float(moments[index]))
@@ -425,6 +577,16 @@ def _simulate_chunk(
             events.append(
                 event(unit_id, "error", "post", index, 1.0, t0 + dt.timedelta(seconds=float(moment)))
             )
+        if monitor is not None and t0 >= monitor.since:
+            # A visitor since the new search's rollout started: exposed to its safe rollout (evaluating
+            # the monitored rule exposes every matching unit), the new search failing more often.
+            variant = monitor.variant_of(unit_id)
+            exposures.append((monitor.experiment, variant, unit_id, t0, now, DEMO_ENVIRONMENT, attributes))
+            rate = SEARCH_ERRORS_PER_DAY * (NEW_SEARCH_ERROR_FACTOR if variant == "treatment" else 1.0)
+            failures = int(later.poisson(rate * float(since_t0[offset]) / 86_400))
+            for index, moment in enumerate(later.random(failures) * since_t0[offset]):
+                at = t0 + dt.timedelta(seconds=float(moment))
+                events.append(event(unit_id, "search_error", "post", index, 1.0, at))
     return exposures, events
 
 
@@ -451,10 +613,14 @@ def demo_traffic_write(
     arms = _arms()
     now = now or timezone.now()
     start = now - dt.timedelta(days=days)
+    safe = demo_safe_rollout()
+    monitor = None
+    if safe is not None and safe.status == SafeRolloutStatus.MONITORING:
+        monitor = _Monitor(safe.experiment.key, now - dt.timedelta(days=min(SAFE_ROLLOUT_DAYS, days)))
     written_exposures = written_events = done = 0
     for first, count in _chunks(units):
         exposures, events = _simulate_chunk(
-            first=first, count=count, seed=seed, start=start, now=now, arms=arms
+            first=first, count=count, seed=seed, start=start, now=now, arms=arms, monitor=monitor
         )
         # Straight into ClickHouse in large batches (the write path's tables and columns): the demo checked
         # that ClickHouse answers, so the spool that protects acknowledged API writes is not needed.
@@ -474,16 +640,23 @@ def demo_experiments_backdate() -> dict[str, dt.datetime]:
     and ``started_at`` is not part of the flag configuration, so no cache needs to know.
     """
     backdated = {}
+    safe = demo_safe_rollout()
     for key, counts in demo_exposure_counts().items():
         Experiment.objects.filter(key=key, started_at__isnull=False).update(started_at=counts["first"])
+        if safe is not None and key == safe.experiment.key:
+            # The safe rollout's hours run from its start (the finish is counted from it).
+            SafeRollout.objects.filter(pk=safe.pk).update(started_at=counts["first"])
         backdated[key] = counts["first"]
     return backdated
 
 
 def demo_results_refresh(*, progress: Callable[[str, float], None] | None = None) -> dict[str, dict]:
-    """Compute the demo experiments' results now; each experiment's results document."""
+    """Compute the demo experiments' results now; each experiment's results document.
+
+    The safe rollout's experiment too: its refresh runs the safe rollout's check (analytics.safe_rollouts),
+    which rolls the new search back on its search errors, with the evidence in its history."""
     documents = {}
-    for experiment in Experiment.objects.filter(key__in=EXPERIMENT_KEYS).order_by("pk"):
+    for experiment in Experiment.objects.filter(key__in=_demo_experiment_keys()).order_by("pk"):
         snapshot = experiment_results_refresh(experiment_id=experiment.pk, refreshed_by="demo")
         documents[experiment.key] = snapshot.payload
         if progress is not None:

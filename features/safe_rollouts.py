@@ -169,3 +169,112 @@ def safe_rollout_finish(
         now=now or timezone.now(),
     )
     return decided is not None
+
+
+# --- a rollout rule's ``safe_rollout`` in the flags API (features.services, docs/api.md) ---------------
+
+SETTINGS_FIELDS = ("metrics", "alpha", "finish_after_hours")
+# Shown by the API, accepted back unchanged (a rule read and written back) and ignored.
+STATE_FIELDS = ("status", "experiment", "started_at", "decided_at", "evidence")
+DEFAULT_ALPHA = 0.05
+
+
+def safe_rollout_settings(safe_rollout: SafeRollout) -> dict[str, Any]:
+    """What a rollout rule's monitoring was set up with: its guardrail metrics (keys), alpha and the
+    hours after which it finishes. Part of the flag's configuration (the API, change requests,
+    configuration files), so it holds nothing that changes by itself."""
+    links = sorted(safe_rollout.experiment.metric_links.all(), key=lambda link: link.pk)
+    return {
+        "metrics": [link.metric.key for link in links if link.role == MetricRole.GUARDRAIL],
+        "alpha": safe_rollout.experiment.alpha,
+        "finish_after_hours": safe_rollout.finish_after_hours,
+    }
+
+
+def safe_rollout_state(safe_rollout: SafeRollout) -> dict[str, Any]:
+    """What the monitoring is doing (read-only in the API): its status, its internal experiment, when it
+    started and was decided, and the evidence of the latest check or of the decision."""
+    return {
+        "status": safe_rollout.status,
+        "experiment": safe_rollout.experiment.key,
+        "started_at": safe_rollout.started_at,
+        "decided_at": safe_rollout.decided_at,
+        "evidence": safe_rollout.evidence,
+    }
+
+
+def safe_rollout_settings_clean(value: Any, *, rule: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """A rule's ``safe_rollout`` as written to the API, checked: ``{"metrics": [...], "alpha": 0.05,
+    "finish_after_hours": 72}`` (alpha and the hours optional; the read-only state fields accepted and
+    ignored), or None for a rule without monitoring. Raises ``ValidationError`` on ``environments``
+    whose message names the field (``production rule 2: safe_rollout.metrics: ...``)."""
+    if value is None:
+        return None
+
+    def refuse(field: str, message: str) -> ValidationError:
+        return ValidationError({"environments": f"{where}safe_rollout{field}: {message}"})
+
+    if rule.get("type") != RuleType.ROLLOUT:
+        raise refuse("", "only a rollout rule can be watched by guardrail metrics.")
+    if not isinstance(value, Mapping):
+        raise refuse("", 'expected {"metrics": [...], "alpha": 0.05, "finish_after_hours": 72}.')
+    unknown = sorted(set(value) - set(SETTINGS_FIELDS) - set(STATE_FIELDS))
+    if unknown:
+        raise refuse("", f"unknown field {', '.join(unknown)}; known: {', '.join(SETTINGS_FIELDS)}.")
+    metrics = value.get("metrics")
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(key, str) for key in metrics):
+        raise refuse(".metrics", "give a list of at least one guardrail metric key.")
+    if len(set(metrics)) != len(metrics):
+        raise refuse(".metrics", "each metric once.")
+    known = set(Metric.objects.filter(key__in=metrics).values_list("key", flat=True))
+    missing = [key for key in metrics if key not in known]
+    if missing:
+        raise refuse(".metrics", f"there is no metric {', '.join(f'“{key}”' for key in missing)}.")
+    alpha = value.get("alpha", DEFAULT_ALPHA)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise refuse(".alpha", "must be a number between 0 and 1 (exclusive).")
+    hours = value.get("finish_after_hours")
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int) or hours <= 0):
+        raise refuse(".finish_after_hours", "must be a positive whole number of hours, or null (never).")
+    return {"metrics": list(metrics), "alpha": float(alpha), "finish_after_hours": hours}
+
+
+def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return (
+        sorted(a["metrics"]) == sorted(b["metrics"])
+        and float(a["alpha"]) == float(b["alpha"])
+        and a["finish_after_hours"] == b["finish_after_hours"]
+    )
+
+
+def safe_rollouts_match(
+    existing: Sequence[SafeRollout], wanted: Sequence[Mapping[str, Any] | None]
+) -> list[SafeRollout | None]:
+    """Which existing safe rollout of an environment each rule written there keeps: the first one not
+    yet taken with the same settings (rules are replaced as a list, so a rule written back unchanged
+    keeps its monitoring, its history and its evidence; changed settings start a new one)."""
+    free = list(existing)
+    kept: list[SafeRollout | None] = []
+    for settings in wanted:
+        match = None
+        if settings is not None:
+            match = next((s for s in free if _same_settings(safe_rollout_settings(s), settings)), None)
+            if match is not None:
+                free.remove(match)
+        kept.append(match)
+    return kept
+
+
+def safe_rollouts_dropped(safe_rollouts: Sequence[SafeRollout], *, now: dt.datetime | None = None) -> None:
+    """Stop the internal experiments of safe rollouts whose rules a write removed (their rows go with
+    the rules): a monitoring that no longer watches a rule must not keep being refreshed."""
+    now = now or timezone.now()
+    for safe_rollout in safe_rollouts:
+        if safe_rollout.status != SafeRolloutStatus.MONITORING:
+            continue
+        Experiment.objects.filter(pk=safe_rollout.experiment_id, status=ExperimentStatus.RUNNING).update(
+            status=ExperimentStatus.STOPPED,
+            stopped_at=now,
+            decision_reason="Safe rollout removed with its rule",
+            updated_at=now,
+        )

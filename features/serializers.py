@@ -34,6 +34,50 @@ class PrerequisiteSerializer(serializers.Serializer):
     value = serializers.JSONField(help_text="The value the prerequisite flag must evaluate to, e.g. true.")
 
 
+SAFE_ROLLOUT_SCHEMA = {
+    "type": "object",
+    "nullable": True,
+    "description": "A rollout rule watched by guardrail metrics (docs/analysis.md, Safe rollouts): after each "
+    "results refresh a guardrail significantly worse inside the rollout rolls it back (coverage 0), and "
+    "`finish_after_hours` without one finishes it (coverage 1). Write the settings to start it; a rule "
+    "written back with the same settings keeps its monitoring, other settings start a new one, and a rule "
+    "written without `safe_rollout` stops it. The other fields are read-only (accepted back and ignored).",
+    "required": ["metrics"],
+    "properties": {
+        "metrics": {"type": "array", "items": {"type": "string"}, "description": "Guardrail metric keys."},
+        "alpha": {"type": "number", "default": 0.05, "description": "Shared by the guardrails (Bonferroni)."},
+        "finish_after_hours": {
+            "type": "integer",
+            "nullable": True,
+            "minimum": 1,
+            "description": "Finish (coverage 1) after this many hours without a regression; null: never.",
+        },
+        "status": {"type": "string", "enum": ["monitoring", "rolled_back", "finished"], "readOnly": True},
+        "experiment": {"type": "string", "readOnly": True, "description": "The internal experiment's key."},
+        "started_at": {"type": "string", "format": "date-time", "readOnly": True},
+        "decided_at": {"type": "string", "format": "date-time", "nullable": True, "readOnly": True},
+        "evidence": {
+            "type": "object",
+            "additionalProperties": True,
+            "readOnly": True,
+            "description": "The latest check, or the decision's: each guardrail's units, relative change "
+            "and interval, sequential p-value and whether it regressed; the threshold (alpha / k) and SRM.",
+        },
+    },
+}
+RULE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {
+        "type": {"type": "string", "enum": ["force", "rollout", "experiment"]},
+        "condition": {"type": "object", "additionalProperties": True},
+        "value": {"description": "force and rollout rules: the value served."},
+        "coverage": {"type": "number", "minimum": 0, "maximum": 1, "description": "rollout rules."},
+        "safe_rollout": SAFE_ROLLOUT_SCHEMA,
+    },
+}
+
+
 @extend_schema_field(
     {
         "type": "object",
@@ -41,7 +85,7 @@ class PrerequisiteSerializer(serializers.Serializer):
             "type": "object",
             "properties": {
                 "enabled": {"type": "boolean"},
-                "rules": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+                "rules": {"type": "array", "items": RULE_SCHEMA},
             },
         },
         "example": {
@@ -50,6 +94,17 @@ class PrerequisiteSerializer(serializers.Serializer):
                 "rules": [
                     {"type": "force", "condition": {"email": {"$regex": "@example\\.com$"}}, "value": True},
                     {"type": "rollout", "condition": {}, "value": True, "coverage": 0.2},
+                    {
+                        "type": "rollout",
+                        "condition": {"country": "US"},
+                        "value": True,
+                        "coverage": 0.1,
+                        "safe_rollout": {
+                            "metrics": ["checkout_errors"],
+                            "alpha": 0.05,
+                            "finish_after_hours": 72,
+                        },
+                    },
                 ],
             }
         },
@@ -64,7 +119,10 @@ class EnvironmentsField(serializers.DictField):
         return instance
 
     def to_representation(self, instance):
-        return feature_environments_as_dict(instance)
+        # A safe rollout's status and evidence change by themselves: configuration files (their
+        # export, context safe_rollout_state False) carry its settings only.
+        shown = self.context.get("safe_rollout_state", True)
+        return feature_environments_as_dict(instance, safe_rollout_state_shown=shown)
 
 
 class FeatureSerializer(serializers.ModelSerializer):

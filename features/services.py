@@ -30,14 +30,25 @@ from features.models import (
     FeatureRule,
     FeatureType,
     RuleType,
+    SafeRollout,
+    SafeRolloutStatus,
     SdkKey,
     SdkKeyKind,
     generate_sdk_key,
     hash_sdk_key,
 )
+from features.safe_rollouts import (
+    safe_rollout_settings,
+    safe_rollout_settings_clean,
+    safe_rollout_start,
+    safe_rollout_state,
+    safe_rollouts_dropped,
+    safe_rollouts_match,
+)
 from features.webhooks.events import flag_changed_data
 from features.webhooks.models import EventType
 from features.webhooks.services import event_emit
+from metrics.models import Metric
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +102,8 @@ def rule_validate(rule: Mapping[str, Any], *, feature_type: str, where: str) -> 
         if isinstance(coverage, bool) or not isinstance(coverage, int | float) or not 0 <= coverage <= 1:
             raise ValidationError({"environments": f"{where}coverage must be a number from 0 to 1."})
     hash_attributes_validate(rule, rule_type=rule_type, where=where)
+    if rule.get("safe_rollout") is not None:
+        safe_rollout_settings_clean(rule["safe_rollout"], rule=rule, where=where)
     if rule_type == RuleType.EXPERIMENT:
         experiment = rule.get("experiment")
         if isinstance(experiment, str):
@@ -212,7 +225,10 @@ def _environments_validate(environments: Mapping[str, Any], feature_type: str) -
 
 
 def _write_environments(
-    feature: Feature, environments: Mapping[str, Any], known: dict[str, Environment]
+    feature: Feature,
+    environments: Mapping[str, Any],
+    known: dict[str, Environment],
+    user: AbstractBaseUser | None = None,
 ) -> None:
     for env_key, settings in environments.items():
         env = known[env_key]
@@ -223,24 +239,71 @@ def _write_environments(
         else:
             FeatureEnvironment.objects.get_or_create(feature=feature, environment=env)
         if "rules" in settings:
-            FeatureRule.objects.filter(feature=feature, environment=env).delete()
-            for position, rule in enumerate(settings["rules"]):
-                experiment = rule.get("experiment")
-                if isinstance(experiment, str):
-                    experiment = Experiment.objects.get(key=experiment)
-                FeatureRule.objects.create(
-                    feature=feature,
-                    environment=env,
-                    position=position,
-                    type=rule["type"],
-                    condition=rule.get("condition") or {},
-                    value=rule.get("value"),
-                    coverage=rule.get("coverage"),
-                    hash_attribute=rule.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
-                    fallback_attribute=rule.get("fallback_attribute") or "",
-                    experiment=experiment,
-                    variant_values=rule.get("values"),
+            _write_rules(feature, env, settings["rules"], user=user)
+
+
+def _write_rules(
+    feature: Feature, env: Environment, rules: Sequence[Mapping[str, Any]], *, user: AbstractBaseUser | None
+) -> None:
+    """Replace the rules of ``feature`` in ``env``. A rule written with the ``safe_rollout`` settings of
+    one already there keeps that rule's row and its monitoring (features.safe_rollouts
+    ``safe_rollouts_match``); others are made anew, starting their monitoring when they carry one."""
+    wanted = [safe_rollout_settings_clean(rule.get("safe_rollout"), rule=rule, where="") for rule in rules]
+    existing = list(
+        SafeRollout.objects.filter(rule__feature=feature, rule__environment=env)
+        .select_related("rule", "experiment")
+        .prefetch_related("experiment__metric_links__metric")
+        .order_by("rule__position", "rule_id")
+    )
+    kept = safe_rollouts_match(existing, wanted)
+    kept_rule_ids = [safe.rule_id for safe in kept if safe is not None]
+    safe_rollouts_dropped([safe for safe in existing if safe.rule_id not in kept_rule_ids])
+    FeatureRule.objects.filter(feature=feature, environment=env).exclude(pk__in=kept_rule_ids).delete()
+    for position, (rule, settings, safe) in enumerate(zip(rules, wanted, kept, strict=True)):
+        experiment = rule.get("experiment")
+        if isinstance(experiment, str):
+            experiment = Experiment.objects.get(key=experiment)
+        fields = {
+            "position": position,
+            "type": rule["type"],
+            "condition": rule.get("condition") or {},
+            "value": rule.get("value"),
+            "coverage": rule.get("coverage"),
+            "hash_attribute": rule.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
+            "fallback_attribute": rule.get("fallback_attribute") or "",
+            "experiment": experiment,
+            "variant_values": rule.get("values"),
+        }
+        if safe is None:
+            created = FeatureRule.objects.create(feature=feature, environment=env, **fields)
+            if settings is not None:
+                if not 0 < (created.coverage or 0) < 1:
+                    raise ValidationError(
+                        {
+                            "environments": f"{env.key} rule {position + 1}: coverage must be between 0 and 1 "
+                            "(exclusive) to start a safe rollout, which compares the units inside it with "
+                            "those outside."
+                        }
+                    )
+                safe_rollout_start(
+                    rule=created,
+                    metrics=[Metric.objects.get(key=key) for key in settings["metrics"]],
+                    alpha=settings["alpha"],
+                    finish_after_hours=settings["finish_after_hours"],
+                    user=user,
                 )
+            continue
+        if safe.status == SafeRolloutStatus.MONITORING and fields["coverage"] != safe.rule.coverage:
+            raise ValidationError(
+                {
+                    "environments": f"{env.key} rule {position + 1}: coverage cannot change while its safe "
+                    f"rollout is monitoring (its comparison holds the split at {safe.rule.coverage:g}); "
+                    "remove safe_rollout to stop monitoring first."
+                }
+            )
+        for name, value in fields.items():
+            setattr(safe.rule, name, value)
+        safe.rule.save()
 
 
 def _write_prerequisites(feature: Feature, prerequisites: Sequence[Mapping[str, Any]]) -> None:
@@ -283,7 +346,7 @@ def feature_create(
     _save(feature, user)
     for env in known.values():
         FeatureEnvironment.objects.get_or_create(feature=feature, environment=env)
-    _write_environments(feature, environments or {}, known)
+    _write_environments(feature, environments or {}, known, user=user)
     _write_prerequisites(feature, prerequisites)
     if tags:
         feature.tags.set(list(tags))
@@ -312,7 +375,7 @@ def feature_update(
     if prerequisites is not None:
         prerequisites_validate(feature, prerequisites)
     _save(feature, user)
-    _write_environments(feature, environments or {}, known)
+    _write_environments(feature, environments or {}, known, user=user)
     if prerequisites is not None:
         _write_prerequisites(feature, prerequisites)
     if tags is not None:
@@ -361,12 +424,27 @@ def feature_changed_emit(
     )
 
 
-def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
-    """The contract's `environments` shape: {env_key: {"enabled": bool, "rules": [...]}}."""
+def feature_environments_as_dict(
+    feature: Feature, *, safe_rollout_state_shown: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The contract's `environments` shape: {env_key: {"enabled": bool, "rules": [...]}}.
+
+    A monitored rollout rule carries ``safe_rollout``: its settings (part of the flag's configuration),
+    and with ``safe_rollout_state_shown`` (the API) also its status and evidence, which change by
+    themselves and so stay out of change requests' diffs and configuration files."""
     result: dict[str, dict[str, Any]] = {
         fe.environment.key: {"enabled": fe.enabled, "rules": []} for fe in feature.environment_settings.all()
     }
-    for rule in feature.rules.all():
+    rules = list(feature.rules.all())
+    safe_rollouts: dict[int, SafeRollout] = {}
+    if any(rule.type == RuleType.ROLLOUT for rule in rules):  # no query for flags without one
+        safe_rollouts = {
+            safe.rule_id: safe
+            for safe in SafeRollout.objects.filter(rule__feature=feature)
+            .select_related("experiment")
+            .prefetch_related("experiment__metric_links__metric")
+        }
+    for rule in rules:
         item: dict[str, Any] = {"type": rule.type, "condition": rule.condition or {}}
         if rule.type in (RuleType.FORCE, RuleType.ROLLOUT):
             item["value"] = rule.value
@@ -378,6 +456,11 @@ def feature_environments_as_dict(feature: Feature) -> dict[str, dict[str, Any]]:
                 item["hash_attribute"] = rule.hash_attribute
             if rule.fallback_attribute:
                 item["fallback_attribute"] = rule.fallback_attribute
+            safe = safe_rollouts.get(rule.pk)
+            if safe is not None:
+                item["safe_rollout"] = safe_rollout_settings(safe)
+                if safe_rollout_state_shown:
+                    item["safe_rollout"].update(safe_rollout_state(safe))
         if rule.type == RuleType.EXPERIMENT:
             item["experiment"] = rule.experiment.key if rule.experiment else None
             item["values"] = rule.variant_values

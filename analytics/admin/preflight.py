@@ -13,7 +13,11 @@ user's value the way the analysis will once the experiment runs:
   demo against the 10% its running experiments measure.)
 * each user's value is the metric's measure over its conversion window from t0 (``t0 <= timestamp <
   t0 + window_hours``, cut at now like a running experiment's), capped like the metric: any event for a
-  conversion, their number for a count, the sum of their values for a sum;
+  conversion, their number for a count, the sum of their values for a sum; a count or sum metric
+  winsorized (``cap_percentile`` p) is capped at the p-th percentile of every baseline user's uncapped
+  value (users without events as 0, or left out with ``cap_ignore_zeros``), the pooled cap the analysis
+  takes over an experiment's exposed users (docs/analysis.md, "Winsorizing"), so a heavy tail does not
+  inflate the variance and the estimated duration;
 * a ratio metric gets its numerator (the sum of its event's value, its window and cap) and its
   denominator (the denominator metric's measure) per user; the baseline is Σ numerator / Σ denominator
   and the variance the engine's delta-method per-user variance (``analytics.stats.statistics``);
@@ -43,7 +47,7 @@ from django.utils.html import format_html
 
 from analytics import clickhouse
 from analytics.admin.summary import confidence_level, mean_text, metric_label, percent
-from analytics.calibration import UNIT_SUMS_SQL, measure_params
+from analytics.calibration import UNIT_SUMS_SQL, WINSORIZED_UNIT_SUMS_SQL, measure_params
 from analytics.services import power_plan
 from analytics.stats.statistics import RatioStats, ratio_variance, sample_variance
 from experiments.models import Experiment, MetricRole
@@ -55,6 +59,19 @@ BASELINE_CACHE_SECONDS = 10 * 60  # the page may be reloaded while typing; the d
 
 # The baseline is read by analytics.calibration's UNIT_SUMS_SQL: per user, t0 = the first exposure (to
 # any experiment) in the period, or the first event; each measure over its window from t0, capped.
+
+
+def winsorizing_params(prefix: str, metric: Metric) -> dict[str, Any]:
+    """A measure's percentile cap, as the analysis applies it (``analytics.results.services``): count and
+    sum metrics only; a ratio's numerator is never winsorized, its denominator metric may be."""
+    percentile = metric.cap_percentile if metric.type in (MetricType.COUNT, MetricType.SUM) else None
+    if prefix == "y" and metric.type == MetricType.RATIO:
+        percentile = None
+    return {
+        f"{prefix}_winsorized": int(percentile is not None),
+        f"{prefix}_level": float(percentile) if percentile is not None else 0.5,
+        f"{prefix}_ignore_zeros": int(bool(metric.cap_ignore_zeros) and percentile is not None),
+    }
 
 
 class NoBaseline(Exception):
@@ -73,6 +90,8 @@ class Baseline:
     days: int | None
     source: str  # "data" or "form"
     environments: tuple[str, ...] = ()  # where the users were seen (data only)
+    # The winsorized measure's percentile cap over those users (the metric's; a ratio's denominator's)
+    percentile_cap: float | None = None
 
 
 def metric_baseline(
@@ -101,13 +120,18 @@ def metric_baseline(
         **measure_params("d", denominator),
         "environments": list(environments),
     }
+    winsorizing = {**winsorizing_params("y", metric), **winsorizing_params("d", denominator)}
+    winsorized = bool(winsorizing["y_winsorized"] or winsorizing["d_winsorized"])
+    if winsorized:
+        params.update(winsorizing)
     # The same metric settings within the same hour: the answer of the last reload (the data barely moves).
     fingerprint = hashlib.sha256(json.dumps([params, days], sort_keys=True).encode()).hexdigest()[:24]
     key = f"analytics:preflight:baseline:{until:%Y%m%d%H}:{fingerprint}"
     row = cache.get(key)
     if row is None:
         rows = clickhouse.query(
-            UNIT_SUMS_SQL, {**params, "since": until - dt.timedelta(days=days), "until": until}
+            WINSORIZED_UNIT_SUMS_SQL if winsorized else UNIT_SUMS_SQL,
+            {**params, "since": until - dt.timedelta(days=days), "until": until},
         )
         row = rows[0] if rows else {"units": 0}
         cache.set(key, row, BASELINE_CACHE_SECONDS)
@@ -136,6 +160,7 @@ def metric_baseline(
     else:
         mean = sums["y_sum"] / units
         variance = _finite(sample_variance(units, sums["y_sum"], sums["y_sum_squares"]))
+    cap_column = "d_percentile_cap" if metric.type == MetricType.RATIO else "y_percentile_cap"
     return Baseline(
         mean=mean,
         variance=variance,
@@ -144,6 +169,7 @@ def metric_baseline(
         days=days,
         source="data",
         environments=environments,
+        percentile_cap=_finite(row.get(cap_column)) if winsorized else None,
     )
 
 
@@ -341,6 +367,10 @@ def baseline_text(metric: Metric, baseline: Baseline) -> str:
     how = f"each user counts {window} after their first exposure (or first event), as the results will"
     if metric.type == MetricType.RATIO:
         how += "; the per-user variance is the ratio's delta-method variance, as in the analysis"
+    if baseline.percentile_cap is not None:
+        measure = metric.denominator if metric.type == MetricType.RATIO else metric
+        share = f"{measure.cap_percentile * 100:g}th percentile" if measure else "percentile"
+        how += f"; values winsorized at the {share} of these users ({baseline.percentile_cap:,.4g})"
     return (
         f"Baseline from the last {baseline.days} days of events: {value}, over {baseline.units:,} users seen "
         f"(about {baseline.daily_units:,.0f} a day) in {', '.join(baseline.environments)}; {how}."

@@ -39,7 +39,7 @@ def experiment_item(experiment: Experiment) -> dict[str, Any]:
 
 
 def feature_item(feature: Feature) -> dict[str, Any]:
-    return _item(FeatureSerializer(feature).data)
+    return _item(FeatureSerializer(feature, context={"safe_rollout_state": False}).data)
 
 
 def config_export() -> dict[str, Any]:

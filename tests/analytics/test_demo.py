@@ -11,7 +11,7 @@ from django.utils import timezone
 from analytics.demo import EXPERIMENT_KEYS
 from analytics.models import ExperimentResult
 from experiments.models import Experiment, ExperimentStatus
-from features.models import Feature
+from features.models import Feature, SafeRollout, SafeRolloutStatus
 from metrics.models import Metric
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +64,8 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
         assert timezone.now() - experiment.started_at > dt.timedelta(days=13, hours=23)
 
     results = {r.experiment.key: r.payload for r in ExperimentResult.objects.select_related("experiment")}
-    assert set(results) == set(EXPERIMENT_KEYS)
+    safe = SafeRollout.objects.select_related("rule", "experiment").get(rule__feature__key="new_search")
+    assert set(results) == {*EXPERIMENT_KEYS, safe.experiment.key}
     # ... of the production traffic the demo simulates, which is what its experiments analyse
     assert all(payload["analysis"]["environments"] == ["production"] for payload in results.values())
     # checkout_button: a real lift in purchase rate, measured near its +12%
@@ -89,6 +90,68 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
     assert p90["type"] == "quantile" and p90["error"] is None
     assert all(v["quantile_stats"]["n"] > v["units"] / 20 for v in p90["variants"])
     assert 0.0 < p90["comparisons"][0]["chance_to_win"] < 1.0
+    # free_shipping: the winsorized revenue capped at its 99th percentile, with a far narrower interval
+    # than the uncapped revenue's, whose whales swing it
+    blocks = {b["metric"]: b for b in results["free_shipping"]["metrics"]}
+    winsorized, uncapped = blocks["revenue_winsorized"], blocks["revenue_uncapped"]
+    assert winsorized["cap_used"] > 0 and uncapped["cap_used"] is None
+
+    def width(block):
+        low, high = block["comparisons"][0]["relative"]["ci"]
+        return high - low
+
+    assert width(uncapped) > 2 * width(winsorized)
+    # new_search: the safe rollout's real check rolled it back on search errors, with the evidence
+    assert safe.status == SafeRolloutStatus.ROLLED_BACK and safe.rule.coverage == 0.0
+    regressed = [row["metric"] for row in safe.evidence["guardrails"] if row["regressed"]]
+    assert regressed == ["search_errors"]
+    assert safe.experiment.status == ExperimentStatus.STOPPED
+    reasons = list(safe.rule.history.values_list("history_change_reason", flat=True))
+    assert any(
+        reason and reason.startswith("Safe rollout rolled back: search_errors +") for reason in reasons
+    )
+    assert timezone.now() - safe.started_at > dt.timedelta(days=2, hours=23)
+
+
+def test_demo_simulation__free_shipping__bigger_baskets_in_germany_only():
+    # Given the simulation of 20,000 users with the platform's own bucketing
+    from analytics.demo import FREE_SHIPPING_COUNTRY, _Arm, _simulate_chunk
+
+    now = timezone.now()
+    arms = {
+        key: _Arm(key=key, seed=key, variants=("control", "treatment"), weights=(0.5, 0.5))
+        for key in EXPERIMENT_KEYS
+    }
+
+    # When
+    exposures, events = _simulate_chunk(
+        first=0, count=UNITS, seed=7, start=now - dt.timedelta(days=14), now=now, arms=arms
+    )
+
+    # Then every exposure carries the attributes, and revenue (capped at 500 per user, against the
+    # whales) is up about 50% in Germany and flat elsewhere
+    user = {}
+    for experiment, variant, unit_id, t0, _, _, attributes in exposures:
+        assert set(attributes) == {"country", "browser", "plan"}
+        if experiment == "free_shipping":
+            user[unit_id] = (variant, attributes["country"], t0)
+    revenue = dict.fromkeys(user, 0.0)
+    for _, name, unit_id, value, at, *_ in events:
+        if name == "purchase" and at >= user[unit_id][2]:
+            revenue[unit_id] += value
+
+    def lift(in_germany: bool) -> float:
+        means = {}
+        for arm in ("control", "treatment"):
+            values = [min(revenue[u], 500.0) for u, (v, country, _) in user.items()
+                      if v == arm and (country == FREE_SHIPPING_COUNTRY) == in_germany]  # fmt: skip
+            means[arm] = sum(values) / len(values)
+        return means["treatment"] / means["control"] - 1
+
+    countries = [country for _, country, _ in user.values()]
+    assert countries.count(FREE_SHIPPING_COUNTRY) / len(countries) == pytest.approx(0.2, abs=0.02)
+    assert lift(True) > 0.25
+    assert abs(lift(False)) < 0.12
 
 
 def test_demo_command__no_traffic__configuration_only():

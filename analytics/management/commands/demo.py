@@ -50,7 +50,8 @@ class ProgressBar:
 
 class Command(BaseCommand):
     help = (
-        "Create the demo workspace (idempotent): an admin user (unless one exists), metrics, flags, three "
+        "Create the demo workspace (idempotent): an admin user (unless one exists), metrics, flags (one "
+        "rolled back by its safe rollout), four "
         "running experiments with about 100,000 users of simulated traffic over the last 14 days, and their "
         "results. Refuses to run with DJANGO_DEBUG off unless --allow-production is given."
     )
