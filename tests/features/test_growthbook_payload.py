@@ -9,9 +9,9 @@ from django.test.utils import CaptureQueriesContext
 
 from experiments.bucketing import layer_namespace
 from experiments.services import experiment_start
-from features import config
 from features.growthbook import feature_payload, features_payload
 from features.models import Environment, Feature
+from features.sdk import cache as sdk_cache
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import ExperimentFactory
 
@@ -195,7 +195,7 @@ def test_payload__a_change__new_body_etag_and_date_updated(client_key):
 @pytest.mark.django_db
 def test_payload__unchanged_configuration_rebuilt__same_etag_and_date(client_key):
     first = Client().get(f"/api/features/{client_key}")
-    config.memo_clear()  # another process, or a snapshot rebuilt after its max age
+    sdk_cache.memo_clear()  # another process, or a snapshot rebuilt after its max age
     second = Client().get(f"/api/features/{client_key}")
     assert second["ETag"] == first["ETag"]
     assert json.loads(second.content)["dateUpdated"] == json.loads(first.content)["dateUpdated"]

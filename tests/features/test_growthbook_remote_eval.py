@@ -15,8 +15,8 @@ from django.test import override_settings
 from growthbook import GrowthBook
 from rest_framework.test import APIClient
 
-from features import exposures
 from features.models import Environment
+from features.sdk import exposures
 from features.services import sdk_key_create
 from tests.features.growthbook_flags import (
     evaluate_ours,

@@ -1,4 +1,4 @@
-"""The SDK endpoints' edge (config.middleware): per-key rate limits, body limits and CORS."""
+"""The SDK endpoints' edge (features.sdk.middleware): per-key rate limits, body limits and CORS."""
 
 import os
 import subprocess
@@ -12,8 +12,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 
 from config import middleware
-from config.middleware import SdkRateLimiter, rate_limiter
 from features.models import Environment
+from features.sdk.limits import SdkRateLimiter, rate_limiter
 from tests.hardening.conftest import TwoEnvironments, closed_port
 
 pytestmark = pytest.mark.django_db
