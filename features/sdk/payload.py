@@ -13,8 +13,8 @@ the cache, shared by every process. A payload whose hash differs from the last o
 later than the last by at least a millisecond (the JavaScript SDK ignores a payload whose date did
 not move, so a real change must move it); a change elsewhere (another environment, a metric, an SDK
 key, a draft experiment) renews the generation but not the hash, and the date stays. The ``ETag`` is
-a hash of the content hash, the date and the encryption, so it moves with them and only with them
-(an encrypted body differs at every build, by its random IV; its ETag does not).
+a hash of the content hash, the date and the encryption key's tag, so it moves with them and only
+with them.
 ``If-None-Match`` answers 304. Any origin may read it, and shared caches may keep it a few seconds.
 """
 

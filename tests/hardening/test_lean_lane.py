@@ -9,7 +9,7 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.test import Client
 
-from features import sdk_views
+from features.sdk import ofrep as ofrep_views
 from features.sdk.middleware import LEAN_LANE_KEEPS, LEAN_LANE_SKIPS
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,7 @@ def test_lean_lane__view_raises__500_json_with_cors_headers(two_environments, mo
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sdk_views, "evaluate_feature", broken)
+    monkeypatch.setattr(ofrep_views, "evaluate_feature", broken)
     client = Client(raise_request_exception=False)
     response = client.post(
         OFREP_FLAG,
