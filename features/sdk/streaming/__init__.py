@@ -18,7 +18,7 @@ rebuilds each watched environment's payload once (through the compiled configura
 ``features.config``) and sends it to the streams whose last payload differs.
 
 How a change reaches it (``features.sdk.streaming.notify``): every change to the configuration goes
-through ``features.config.config_invalidate``, whose change listeners run in the process that wrote.
+through ``features.sdk.cache.config_invalidate``, whose change listeners run in the process that wrote.
 There the stream server of the same process (the embedded one-process mode) is woken directly, and,
 when ``REDIS_URL`` is set, a message is published on a Redis channel that every stream process
 subscribes to. A lost message (Redis restarting) is covered by a re-check every few seconds

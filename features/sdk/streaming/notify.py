@@ -1,6 +1,6 @@
 """Telling stream servers that the flag configuration changed: in this process, and through Redis.
 
-Publishing: ``publish_change`` is a change listener of ``features.config`` (registered by the app's
+Publishing: ``publish_change`` is a change listener of ``features.sdk.cache`` (registered by the app's
 ``ready``), so it runs after every ``config_invalidate`` in every process that writes (web, Celery
 worker, management commands). With ``REDIS_URL`` set it publishes one short message on the channel
 ``CHANNEL`` (under the cache's key prefix, so deployments sharing a Redis do not wake each other).
