@@ -1,6 +1,6 @@
 """The ASGI entry point: GrowthBook's streams on an event loop, every other request on Django's threads.
 
-``GET /sub/{key}`` (server-sent events, ``features.streaming``) is served by coroutines, so idle
+``GET /sub/{key}`` (server-sent events, ``features.sdk.streaming``) is served by coroutines, so idle
 streams hold no thread; every other request goes to the same Django WSGI application gunicorn
 serves, run in a pool of ``ASGI_THREADS`` threads by a2wsgi, as gunicorn's threads would.
 
@@ -24,6 +24,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 from django.conf import settings  # noqa: E402 - after the settings module is named
 
 from config.wsgi import application as wsgi_application  # noqa: E402 - starts the embedded scheduler where it runs
-from features.streaming.app import StreamingApp  # noqa: E402 - needs Django set up
+from features.sdk.streaming.app import StreamingApp  # noqa: E402 - needs Django set up
 
 application = StreamingApp(fallback=WSGIMiddleware(wsgi_application, workers=settings.ASGI_THREADS))

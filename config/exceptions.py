@@ -110,7 +110,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.PermissionDenied(str(exc) or None)
     elif isinstance(exc, exceptions.PermissionDenied):
         # An authenticator that recognises a credential only to refuse it says why (an SDK key on a
-        # management endpoint: features.authentication.SdkKeyRefusal).
+        # management endpoint: features.sdk.auth.SdkKeyRefusal).
         refusal = getattr(getattr(context.get("request"), "successful_authenticator", None), "refusal", None)
         if refusal:
             exc = exceptions.PermissionDenied(refusal)

@@ -63,7 +63,7 @@ MIDDLEWARE = [
     # POST /api/v1/experiments/x/start works as .../start/ does (no redirect that would drop the body).
     "config.trailing_slash.ApiTrailingSlashMiddleware",
     # SDK endpoints: CORS, body limits and per-key rate limits, before anything reads a session.
-    "config.middleware.SdkEdgeMiddleware",
+    "features.sdk.middleware.SdkEdgeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -203,7 +203,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         # A valid SDK key is recognised only to be refused with 403 (not 401 "not provided").
-        "features.authentication.SdkKeyRefusal",
+        "features.sdk.auth.SdkKeyRefusal",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["config.permissions.ReadAuthenticatedWriteModelPermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -283,10 +283,10 @@ SDK_RATE_LIMIT_PER_MINUTE = env.int("SDK_RATE_LIMIT_PER_MINUTE", default=0)
 # The largest body an SDK endpoint reads (assign, evaluate, OFREP, events, exposures): 413 past it.
 SDK_MAX_BODY_BYTES = env.int("SDK_MAX_BODY_BYTES", default=1024 * 1024)
 # The largest body any other endpoint reads (Django's forms, and the management API's JSON through
-# config.middleware): 413 past it. A feature with hundreds of rules is a few hundred KiB.
+# features.sdk.middleware): 413 past it. A feature with hundreds of rules is a few hundred KiB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
 # Browser origins allowed to call the SDK endpoints are set per environment (Environment.cors_allowed_origins).
-# GrowthBook's streaming (GET /sub/{key}, features.streaming): served by an ASGI process (config.asgi).
+# GrowthBook's streaming (GET /sub/{key}, features.sdk.streaming): served by an ASGI process (config.asgi).
 # "auto": /api/features advertises it (x-sse-support) only from a process that serves /sub itself;
 # "on": always (a proxy routes /sub/* to a stream process, as in docker-compose.yml); "off": never,
 # and /sub answers 404.

@@ -14,7 +14,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", include("features.sdk_urls")),  # SDK paths: api/v1/assign|evaluate, ofrep/v1/... (hot, first)
+    path("", include("features.sdk.urls")),  # SDK paths: api/v1/assign|evaluate, ofrep/v1/... (hot, first)
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/health", HealthView.as_view(), name="health"),

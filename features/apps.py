@@ -22,10 +22,10 @@ class FeaturesConfig(AppConfig):
         pre_create_historical_record.connect(
             governance.history_reason_fill, dispatch_uid="governance-history-reason", weak=False
         )
-        # Stream servers hear of every change (features.streaming.notify): published through Redis.
-        from features import config
-        from features.streaming import notify
+        # Stream servers hear of every change (features.sdk.streaming.notify): published through Redis.
+        from features.sdk import cache
+        from features.sdk.streaming import notify
 
-        config.on_change(notify.publish_change)
+        cache.on_change(notify.publish_change)
         # Experiments' lifecycle signals and change requests' become webhook events.
         events.connect()

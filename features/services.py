@@ -20,7 +20,6 @@ from experiments.models import (
     hash_attributes_problem,
     validate_hash_attribute,
 )
-from features import config
 from features.encryption import encryption_key_generate
 from features.models import (
     Environment,
@@ -45,6 +44,7 @@ from features.safe_rollouts import (
     safe_rollouts_dropped,
     safe_rollouts_match,
 )
+from features.sdk.cache import cache_call
 from features.webhooks.events import flag_changed_data
 from features.webhooks.models import EventType
 from features.webhooks.services import event_emit
@@ -545,7 +545,7 @@ def sdk_key_mark_used(*, sdk_key_id: int, key_tag: str) -> None:
     if len(_usage_recorded) >= _USAGE_MEMO_LIMIT:
         _usage_recorded.clear()
     _usage_recorded[key_tag] = now
-    claimed = config.cache_call(cache.add, f"sdk-key:used:{key_tag}", 1, LAST_USED_RESOLUTION_SECONDS)
+    claimed = cache_call(cache.add, f"sdk-key:used:{key_tag}", 1, LAST_USED_RESOLUTION_SECONDS)
     if claimed is False:  # another process recorded it within the minute
         return
     try:

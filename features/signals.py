@@ -15,7 +15,6 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from experiments.models import Experiment, Variant
-from features.config import config_invalidate
 from features.models import (
     Environment,
     Feature,
@@ -28,6 +27,7 @@ from features.models import (
     SafeRollout,
     SdkKey,
 )
+from features.sdk.cache import config_invalidate
 
 # Tags and a holdout's metrics (the only implicit many-to-many relations here) do not affect
 # evaluation, so m2m_changed is not needed; a holdout's flags and experiments are through rows.

@@ -22,7 +22,7 @@ def _no_exposure_flusher_thread():
     """The process-wide exposure buffer never starts its background flusher in tests: once started,
     that thread would drain, every few seconds, the buffer of whichever test runs next (which then
     finds its exposures gone, depending on the order tests run in). Tests flush it themselves."""
-    from features import exposures
+    from features.sdk import exposures
 
     autostart, exposures.buffer.autostart = exposures.buffer.autostart, False
     yield
@@ -69,18 +69,19 @@ def pm_client(api_client, product_manager) -> APIClient:
 def fresh_decision_plane(monkeypatch):
     """Empty configuration memos, a new cache generation, rate counters of a fresh process, the cache
     believed reachable, and exposures kept in the buffer (no background flusher)."""
-    from config.middleware import rate_limiter
-    from features import config, exposures
+    from features.sdk import cache as sdk_cache
+    from features.sdk import exposures
+    from features.sdk.limits import rate_limiter
 
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
+    monkeypatch.setattr(sdk_cache, "_cache_down_until", 0.0)
+    sdk_cache.memo_clear()
+    sdk_cache.config_invalidate()
     rate_limiter.reset()
     monkeypatch.setattr(exposures.buffer, "autostart", False)
     exposures.buffer.clear()
     yield
     exposures.buffer.clear()
     rate_limiter.reset()
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
+    monkeypatch.setattr(sdk_cache, "_cache_down_until", 0.0)
+    sdk_cache.memo_clear()
+    sdk_cache.config_invalidate()

@@ -4,7 +4,7 @@
 from rest_framework import serializers
 
 from analytics.ingestion.validation import MAX_ITEMS, MAX_NAME_LENGTH
-from features.sdk_serializers import UNIT_ID_MAX_LENGTH
+from features.sdk.serializers import UNIT_ID_MAX_LENGTH
 
 
 class EventSerializer(serializers.Serializer):

@@ -15,10 +15,9 @@ from typing import Any
 
 from django.conf import settings
 
-from features.sdk_serializers import UNIT_ID_MAX_LENGTH
+from features.sdk.serializers import UNIT_ID_MAX_LENGTH
 
 MAX_ITEMS = 1000
-MAX_BODY_BYTES = 1024 * 1024
 MAX_NAME_LENGTH = 200
 MAX_PROPERTIES = 50
 MAX_PROPERTY_KEY_LENGTH = 100

@@ -23,15 +23,14 @@ from analytics.ingestion.serializers import (
 )
 from analytics.ingestion.services import events_write, exposures_write
 from analytics.ingestion.validation import (
-    MAX_BODY_BYTES,
     MAX_ITEMS,
     Rejection,
     events_validate,
     exposures_validate,
 )
 from experiments.models import Variant
-from features.authentication import SdkKeyAuthentication
-from features.permissions import IsSdkClient
+from features.sdk.auth import IsSdkClient, SdkKeyAuthentication
+from features.sdk.limits import BodyTooLarge, body_read
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def _holds_nul(value: Any) -> bool:
 class BatchIngestView(APIView):
     """Shared by events and exposures: size limits, JSON, per-item validation, durable write."""
 
-    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
+    sdk_endpoint = True  # CORS, body limit and rate limit: features.sdk.middleware.SdkEdgeMiddleware
     # SDK key first (401 with `WWW-Authenticate: Bearer` without credentials); Token only to tell a
     # user token apart, which authenticates and is refused with 403, as on every SDK endpoint.
     authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
@@ -62,16 +61,11 @@ class BatchIngestView(APIView):
     field: str = ""
 
     def _read_items(self, request) -> list | Response:
-        declared = request.META.get("CONTENT_LENGTH")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return Response(
-                {"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; split the batch."}, 413
-            )
-        body = request.body
-        if len(body) > MAX_BODY_BYTES:
-            return Response(
-                {"detail": f"The body is larger than {MAX_BODY_BYTES} bytes; split the batch."}, 413
-            )
+        try:
+            # The edge refused a declared length past the limit already; a chunked body is counted here.
+            body = body_read(request._request)
+        except BodyTooLarge as exc:
+            return Response({"detail": f"{exc}; split the batch."}, 413)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -133,7 +127,7 @@ INGEST_RESPONSES = {
     ),
     401: OpenApiResponse(description="No or unknown SDK key."),
     403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
-    413: OpenApiResponse(description=f"More than {MAX_ITEMS} items or 1 MiB."),
+    413: OpenApiResponse(description=f"More than {MAX_ITEMS} items or 1 MiB (`SDK_MAX_BODY_BYTES`)."),
     429: OpenApiResponse(
         description="The SDK key sent more than `SDK_RATE_LIMIT_PER_MINUTE` requests this minute; "
         "header `Retry-After`: seconds to wait."

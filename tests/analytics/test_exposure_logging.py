@@ -5,8 +5,8 @@ from django.urls import reverse
 
 from analytics import clickhouse as ch
 from experiments.services import experiment_start
-from features import exposures
 from features.models import Environment
+from features.sdk import exposures
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 

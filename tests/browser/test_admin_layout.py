@@ -17,8 +17,8 @@ from analytics.ingestion.services import events_write, exposures_write
 from analytics.results.services import experiment_results_refresh
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start
-from features import config
 from features.models import Environment, Feature, SdkKey
+from features.sdk import cache as sdk_cache
 from features.services import feature_create, sdk_key_create
 from metrics.services import metric_create
 from tests.browser.conftest import TIMEOUT_MS, admin_login, requires_chromium, screenshot
@@ -54,10 +54,10 @@ MEASURE = """() => {
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     cache.clear()
-    config.memo_clear()
+    sdk_cache.memo_clear()
     yield
     cache.clear()
-    config.memo_clear()
+    sdk_cache.memo_clear()
 
 
 def _workspace(admin) -> dict[str, int]:

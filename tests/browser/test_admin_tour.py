@@ -16,7 +16,7 @@ from django.utils import timezone
 from analytics.ingestion.services import events_write, exposures_write
 from experiments.bucketing import assign_variant
 from experiments.models import Experiment, ExperimentStatus
-from features import config
+from features.sdk import cache as sdk_cache
 from metrics.models import Metric
 from tests.browser.conftest import admin_login, assert_plot_drawn, requires_chromium, screenshot
 
@@ -34,10 +34,10 @@ DEMO_UNITS = 50_000  # half the real demo, to keep the tour short; its stories h
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     cache.clear()  # results documents and flag configurations are cached by id
-    config.memo_clear()
+    sdk_cache.memo_clear()
     yield
     cache.clear()
-    config.memo_clear()
+    sdk_cache.memo_clear()
 
 
 def _traffic(key: str, *, units: int, rates: dict[str, float]) -> None:

@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
 from experiments.services import experiment_create, experiment_start
-from features import config
 from features.models import Feature
+from features.sdk import cache as sdk_cache
 from features.services import feature_create
 from tests.browser.conftest import TIMEOUT_MS, admin_login, requires_chromium, screenshot
 
@@ -27,10 +27,10 @@ SCREEN = {"width": 1440, "height": 900}
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     cache.clear()
-    config.memo_clear()
+    sdk_cache.memo_clear()
     yield
     cache.clear()
-    config.memo_clear()
+    sdk_cache.memo_clear()
 
 
 @pytest.fixture

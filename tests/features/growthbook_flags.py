@@ -55,9 +55,10 @@ def flags_create(*, randomization_unit: bool = True) -> list[str]:
     """The flags and experiments the agreement tests evaluate; their keys.
 
     ``randomization_unit``: also the experiment by ``company_id`` and the rollout by ``device_id``
-    (``f_by_company``, ``f_by_device``). The remote-evaluation test leaves them out: with them, GrowthBook's
-    Python SDK in remote mode fired some units' tracking callbacks with another unit's result (not
-    yet understood; its JavaScript SDK and the local evaluation of both SDKs agree with them).
+    (``f_by_company``, ``f_by_device``). Their tracking calls name the company id as the hashed value,
+    and an SDK instance calls the callback once per hashed value, experiment and variation, not per
+    unit (docs/sdks.md, "Exposures from GrowthBook's SDKs"): the tests that reuse one instance for
+    many units account for it.
     """
     _experiment(
         "exp_weights",

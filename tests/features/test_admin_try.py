@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 
 from experiments.services import experiment_start
-from features import config
 from features.models import Feature
+from features.sdk import cache as sdk_cache
 from features.services import feature_create
 from tests.factories import ExperimentFactory, UserFactory
 
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _fresh_configuration():
-    config.memo_clear()
+    sdk_cache.memo_clear()
     yield
-    config.memo_clear()
+    sdk_cache.memo_clear()
 
 
 @pytest.fixture

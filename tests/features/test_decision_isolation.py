@@ -18,9 +18,9 @@ from rest_framework.test import APIClient
 from experiments.assignment import AssignmentReason, assign, experiment_compile
 from experiments.models import Variant
 from experiments.services import experiment_start
-from features import config
 from features.evaluation import Reason, assign_unit, evaluate_all, evaluate_feature
 from features.models import Environment, FeatureRule
+from features.sdk import cache as sdk_cache
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 from tests.features.test_evaluation import compiled, experiment_rule, flag, force, running
@@ -151,7 +151,7 @@ def damaged(db, fresh_decision_plane):
     )
     # A rule of a type this version does not know (written by raw SQL, or by a newer version)
     FeatureRule.objects.filter(feature__key="damaged_flag").update(type="bogus")
-    config.config_invalidate()  # .update() sends no signal
+    sdk_cache.config_invalidate()  # .update() sends no signal
     _, raw = sdk_key_create(environment=Environment.objects.get(key="production"))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")

@@ -7,9 +7,11 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from experiments.services import experiment_pause, experiment_start
-from features import authentication, config
+from features import config
 from features.evaluation import Reason, evaluate_all, evaluate_feature
 from features.models import Environment, Feature, FeatureRule
+from features.sdk import cache as sdk_cache
+from features.sdk import keys
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import ExperimentFactory
 
@@ -19,13 +21,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fresh_flag_config(monkeypatch):
     """Every test starts from an empty memo and a new cache generation, with the cache reachable."""
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
+    monkeypatch.setattr(sdk_cache, "_cache_down_until", 0.0)
+    sdk_cache.memo_clear()
+    sdk_cache.config_invalidate()
     yield
-    monkeypatch.setattr(config, "_cache_down_until", 0.0)
-    config.memo_clear()
-    config.config_invalidate()
+    monkeypatch.setattr(sdk_cache, "_cache_down_until", 0.0)
+    sdk_cache.memo_clear()
+    sdk_cache.config_invalidate()
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def test_config_get__second_process__reads_the_shared_cache_not_the_database(
 ):
     feature_create(user=None, key="f", name="F")
     first = config.config_get(production.pk)
-    config.memo_clear()  # a second process: same cache, empty memo
+    sdk_cache.memo_clear()  # a second process: same cache, empty memo
     with django_assert_num_queries(0):
         second = config.config_get(production.pk)
     assert second.version == first.version
@@ -278,8 +280,8 @@ def test_cache_call__cache_down__skipped_until_retry(settings, monkeypatch):
 
         return cache.get(key)
 
-    assert config.current_generation() is None
-    assert config.cache_missing(config.cache_call(failing_get, "x"))
+    assert sdk_cache.current_generation() is None
+    assert sdk_cache.cache_missing(sdk_cache.cache_call(failing_get, "x"))
     assert calls == []  # the breaker is open: the dead cache is not asked again at once
 
 
@@ -295,7 +297,7 @@ def test_config_get__change_through_another_process__seen_after_the_generation_c
     settings.FLAGS_GENERATION_CHECK_SECONDS = 3600.0
     # When another process changes the rule and replaces the generation in the shared cache.
     FeatureRule.objects.filter(feature=feature).update(value=True)
-    cache.set(config.GENERATION_KEY, "from-another-process", None)
+    cache.set(sdk_cache.GENERATION_KEY, "from-another-process", None)
     # Then this process serves its memo until it checks the generation again.
     assert evaluate_feature(config.config_get(production.pk), "f", "u", {}).value is False
     settings.FLAGS_GENERATION_CHECK_SECONDS = 0.0
@@ -304,27 +306,27 @@ def test_config_get__change_through_another_process__seen_after_the_generation_c
 
 def test_sdk_key_lookup__revoked__refused_at_once(production, django_assert_num_queries):
     key, raw = sdk_key_create(environment=production)
-    client = authentication.sdk_client_for_key(raw)
+    client = keys.sdk_client_for_key(raw)
     assert client.environment.key == "production" and client.sdk_key_id == key.pk
     with django_assert_num_queries(0):
-        assert authentication.sdk_client_for_key(raw) == client
+        assert keys.sdk_client_for_key(raw) == client
     key.revoked = True
     key.save()
-    assert authentication.sdk_client_for_key(raw) is None
+    assert keys.sdk_client_for_key(raw) is None
 
 
 def test_sdk_key_lookup__unknown_key__remembered_as_unknown(django_assert_num_queries):
-    assert authentication.sdk_client_for_key("sdk_nope") is None
+    assert keys.sdk_client_for_key("sdk_nope") is None
     with django_assert_num_queries(0):
-        assert authentication.sdk_client_for_key("sdk_nope") is None
+        assert keys.sdk_client_for_key("sdk_nope") is None
 
 
 def test_sdk_key_lookup__environment_renamed__new_key_served(production):
     _, raw = sdk_key_create(environment=production)
-    assert authentication.sdk_client_for_key(raw).environment.key == "production"
+    assert keys.sdk_client_for_key(raw).environment.key == "production"
     production.key = "prod"
     production.save()
-    assert authentication.sdk_client_for_key(raw).environment.key == "prod"
+    assert keys.sdk_client_for_key(raw).environment.key == "prod"
 
 
 def test_feature_delete__signal__removed_from_the_configuration(production):

@@ -9,11 +9,11 @@ from django.test.utils import CaptureQueriesContext
 
 from experiments.bucketing import layer_namespace
 from experiments.services import experiment_start
-from features import config
 from features.growthbook import feature_payload, features_payload
 from features.models import Environment, Feature
+from features.sdk import cache as sdk_cache
 from features.services import feature_create, feature_update, sdk_key_create
-from tests.factories import ExperimentFactory
+from tests.factories import ExperimentFactory, MetricFactory
 
 
 # --- the builder, on plain snapshot data ------------------------------------------------------------------
@@ -195,10 +195,68 @@ def test_payload__a_change__new_body_etag_and_date_updated(client_key):
 @pytest.mark.django_db
 def test_payload__unchanged_configuration_rebuilt__same_etag_and_date(client_key):
     first = Client().get(f"/api/features/{client_key}")
-    config.memo_clear()  # another process, or a snapshot rebuilt after its max age
+    sdk_cache.memo_clear()  # another process, or a snapshot rebuilt after its max age
     second = Client().get(f"/api/features/{client_key}")
     assert second["ETag"] == first["ETag"]
     assert json.loads(second.content)["dateUpdated"] == json.loads(first.content)["dateUpdated"]
+
+
+def _force_everywhere(environment: str, value: bool) -> None:
+    feature_update(
+        feature=Feature.objects.get(key="new_checkout"),
+        user=None,
+        environments={
+            environment: {"enabled": True, "rules": [{"type": "force", "condition": {}, "value": value}]}
+        },
+    )
+
+
+@pytest.mark.django_db
+def test_payload__unrelated_changes__same_date_updated_and_etag(client_key):
+    # Given the payload as an SDK last read it
+    first = Client().get(f"/api/features/{client_key}")
+    generation = sdk_cache.current_generation()
+    # When things change that production's payload does not show: another environment's rules, a
+    # metric, another SDK key (each renews the configuration generation or not, it must not matter)
+    _force_everywhere("staging", True)
+    MetricFactory()
+    sdk_key_create(environment=Environment.objects.get(key="staging"))
+    assert sdk_cache.current_generation() != generation  # the caches were invalidated
+    second = Client().get(f"/api/features/{client_key}", HTTP_IF_NONE_MATCH=first["ETag"])
+    # Then the SDK's copy is still current: 304, same ETag; and the body has the same date
+    assert second.status_code == 304 and second["ETag"] == first["ETag"]
+    third = Client().get(f"/api/features/{client_key}")
+    assert third.json()["dateUpdated"] == first.json()["dateUpdated"]
+    assert third.content == first.content
+
+
+@pytest.mark.django_db
+def test_payload__change_then_change_back__date_moves_each_time(client_key):
+    first = Client().get(f"/api/features/{client_key}").json()["dateUpdated"]
+    _force_everywhere("production", True)
+    second = Client().get(f"/api/features/{client_key}").json()
+    _force_everywhere("production", False)
+    third = Client().get(f"/api/features/{client_key}").json()
+    _force_everywhere("production", True)  # back to the second payload
+    fourth = Client().get(f"/api/features/{client_key}").json()
+    assert second["features"] == fourth["features"] != third["features"]
+    # The JavaScript SDK ignores a payload whose date it has seen: the one that came back is newer.
+    assert first < second["dateUpdated"] < third["dateUpdated"] < fourth["dateUpdated"]
+
+
+@pytest.mark.django_db
+def test_payload__encrypted__unrelated_change_same_etag_a_change_new_one(client_key):
+    production = Environment.objects.get(key="production")
+    _, raw = sdk_key_create(environment=production, kind="client", encrypt=True)
+    first = Client().get(f"/api/features/{raw}")
+    _force_everywhere("staging", True)
+    unrelated = Client().get(f"/api/features/{raw}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert unrelated.status_code == 304 and unrelated["ETag"] == first["ETag"]
+    _force_everywhere("production", True)
+    changed = Client().get(f"/api/features/{raw}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+    assert changed.json()["dateUpdated"] > first.json()["dateUpdated"]
+    assert changed.json()["encryptedFeatures"] != first.json()["encryptedFeatures"]
 
 
 @pytest.mark.django_db

@@ -7,10 +7,10 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from experiments.services import experiment_start
-from features import exposures
 from features.models import Environment
-from features.sdk_serializers import UNIT_ID_MAX_LENGTH
-from features.sdk_views import OfrepError, ofrep_context
+from features.sdk import exposures
+from features.sdk.ofrep import OfrepError, ofrep_context
+from features.sdk.serializers import UNIT_ID_MAX_LENGTH
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import ExperimentFactory
 

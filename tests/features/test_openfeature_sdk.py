@@ -8,8 +8,8 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from experiments.services import experiment_start
-from features import exposures
 from features.models import Environment
+from features.sdk import exposures
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 

@@ -21,10 +21,11 @@ from rest_framework.test import APIClient
 from experiments.bucketing import hash_text, in_rollout
 from experiments.models import Experiment
 from experiments.services import experiment_start
-from features import config, exposures
+from features import config
 from features.evaluation import evaluate_all
 from features.growthbook import features_payload
 from features.models import Environment
+from features.sdk import exposures
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 

@@ -9,9 +9,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from experiments.services import experiment_pause, experiment_start
-from features import config, exposures
+from features import config
 from features.models import Environment
-from features.sdk_serializers import UNIT_ID_MAX_LENGTH
+from features.sdk import cache as sdk_cache
+from features.sdk import exposures
+from features.sdk.serializers import UNIT_ID_MAX_LENGTH
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 
@@ -225,7 +227,7 @@ def test_assign__explicit_keys__each_with_its_reason(sdk, experiments):
 
 def test_assign__same_unit__same_variant_every_time(sdk, experiments):
     first = post(sdk, ASSIGN_URL, {"unit_id": "user-9", "experiments": ["checkout"]}).json()
-    config.memo_clear()
+    sdk_cache.memo_clear()
     again = post(sdk, ASSIGN_URL, {"unit_id": "user-9", "experiments": ["checkout"]}).json()
     assert first == again
 
@@ -357,7 +359,7 @@ def test_evaluate__cache_down__still_answers(sdk, flags, settings):
         }
     }
     settings.FLAGS_GENERATION_CHECK_SECONDS = 0.0
-    config.memo_clear()
+    sdk_cache.memo_clear()
     response = post(sdk, EVALUATE_URL, {"unit_id": "user-1"})
     assert response.status_code == 200, response.content
     assert json.loads(response.content)["flags"]["gate"]["reason"] == "STATIC"

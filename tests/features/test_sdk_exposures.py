@@ -1,4 +1,4 @@
-"""features.exposures: the buffer hands batches of rows to analytics.tasks.exposures_record.delay."""
+"""features.sdk.exposures: the buffer hands batches of rows to analytics.tasks.exposures_record.delay."""
 
 import datetime as dt
 import threading
@@ -6,7 +6,7 @@ import threading
 import pytest
 from kombu.exceptions import OperationalError
 
-from features.exposures import ExposureBuffer, attribute_text
+from features.sdk.exposures import ExposureBuffer, attribute_text
 
 
 class FakeTask:

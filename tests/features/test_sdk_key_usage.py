@@ -136,8 +136,8 @@ def test_admin_sdk_key_list__status_and_last_used__read_right(client, product_ma
 
 
 def test_sdk_key_hash_prefix__is_the_clients_key_tag():
-    """The tag these tests use is the one SdkKeyAuthentication passes (features.authentication)."""
-    from features.authentication import sdk_client_for_key
+    """The tag these tests use is the one SdkKeyAuthentication passes (features.sdk.keys)."""
+    from features.sdk.keys import sdk_client_for_key
 
     production = Environment.objects.get(key="production")
     key, raw = sdk_key_create(environment=production)

@@ -6,8 +6,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from experiments.services import experiment_start
-from features import exposures
 from features.models import Environment
+from features.sdk import exposures
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory
 

@@ -1,6 +1,6 @@
 """``GET /sub/{client_key}``: GrowthBook's server-sent events, driven through the ASGI application.
 
-The application (``features.streaming.app.StreamingApp``) is called directly on an event loop that
+The application (``features.sdk.streaming.app.StreamingApp``) is called directly on an event loop that
 ``async_to_sync`` runs from the test's thread, so its database work (run through ``sync_to_async``)
 happens in this thread, inside the test's transaction. The SDKs against a live server are in
 ``test_streaming_sdk.py``.
@@ -18,14 +18,15 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.urls import reverse
 
 from experiments.services import experiment_start
-from features import streaming
-from features.config import config_get, config_invalidate
+from features.config import config_get
 from features.encryption import decrypt
 from features.models import Environment, Feature, SdkKey, SdkKeyKind
+from features.sdk import streaming
+from features.sdk.cache import config_invalidate
+from features.sdk.streaming import hub, notify
+from features.sdk.streaming.app import StreamingApp
+from features.sdk.streaming.hub import sse_event
 from features.services import feature_create, feature_update, sdk_key_create
-from features.streaming import hub, notify
-from features.streaming.app import StreamingApp
-from features.streaming.hub import sse_event
 from tests.factories import ExperimentFactory
 
 pytestmark = pytest.mark.django_db

@@ -30,11 +30,11 @@ from django.core.wsgi import get_wsgi_application
 from growthbook import GrowthBook
 from growthbook.growthbook import feature_repo
 
-from features import config
 from features.models import Environment, Feature, SdkKeyKind
+from features.sdk import cache as sdk_cache
+from features.sdk.streaming import hub
+from features.sdk.streaming.app import StreamingApp
 from features.services import feature_create, feature_update, sdk_key_create
-from features.streaming import hub
-from features.streaming.app import StreamingApp
 
 # The server reads the database from other threads, so the test's writes must be committed.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
@@ -89,7 +89,7 @@ def stream_server(request, settings, monkeypatch):
         if not os.environ.get("REDIS_URL"):
             pytest.skip("needs Redis (REDIS_URL): CI sets it")
         # Only Redis may carry the change: the server does not listen in its own process.
-        monkeypatch.setattr(config, "on_change", lambda listener: lambda: None)
+        monkeypatch.setattr(sdk_cache, "on_change", lambda listener: lambda: None)
     else:
         settings.REDIS_URL = ""  # neither published nor subscribed: the embedded mode's path
     # Django's request threads close their connections after each request, so none is left open on

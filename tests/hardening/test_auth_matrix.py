@@ -20,11 +20,11 @@ from rest_framework.authtoken.models import Token
 
 from config.exceptions import ApprovalRequired
 from experiments.services import experiment_pause, experiment_start
-from features import config
 from features.governance.models import ChangeRequest, ScheduledChange
 from features.governance.services import feature_write, scheduled_change_create
 from features.holdouts.services import holdout_create, holdout_start
 from features.models import Environment, Webhook
+from features.sdk import cache as sdk_cache
 from features.services import feature_create, feature_update, sdk_key_create
 from tests.factories import (
     ExperimentFactory,
@@ -397,8 +397,8 @@ def test_auth_matrix__operation__expected_status_for_every_caller(world, method,
         with transaction.atomic():
             response = call(world, method, path, caller, row)
             transaction.set_rollback(True)
-        config.memo_clear()
-        config.config_invalidate()
+        sdk_cache.memo_clear()
+        sdk_cache.config_invalidate()
         cache.delete("analytics:results-refresh:exp_running")  # one refresh per experiment per 30 s
         if response.status_code != expected:
             wrong.append(f"{caller}: {response.status_code}, wanted {expected}: {response.content[:200]!r}")
@@ -434,7 +434,7 @@ def test_sdk_key__unknown_or_revoked_on_a_management_endpoint__still_401(world, 
     if key == "revoked":
         key = world.envs.key_b
         SdkKey.objects.filter(hashed_key=hash_sdk_key(key)).update(revoked=True)
-        config.config_invalidate()
+        sdk_cache.config_invalidate()
     response = Client().get("/api/v1/metrics/", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 401
     assert response.has_header("WWW-Authenticate")

@@ -41,8 +41,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from experiments.services import experiment_pause, experiment_start
-from features import config
 from features.models import Environment
+from features.sdk import cache as sdk_cache
 from tests.factories import ExperimentFactory, ExperimentMetricFactory, MetricFactory, ProductManagerFactory
 from tests.hardening.conftest import write_artifact
 
@@ -162,7 +162,7 @@ def _fuzzer(
         with transaction.atomic():
             response = case.call(app=application)
             transaction.set_rollback(True)
-        config.memo_clear()
+        sdk_cache.memo_clear()
         cache.delete("analytics:results-refresh:exp_running")  # one refresh per 30 s otherwise
         requests[label] += 1
         statuses[f"{case.method} {response.status_code}"] += 1

@@ -1,4 +1,4 @@
-"""The edge's lean lane (config.middleware, point 5): OFREP served without the middleware it never uses,
+"""The edge's lean lane (features.sdk.middleware, point 5): OFREP served without the middleware it never uses,
 and with everything the full stack gives every answer."""
 
 import json
@@ -9,8 +9,8 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.test import Client
 
-from config.middleware import LEAN_LANE_KEEPS, LEAN_LANE_SKIPS
-from features import sdk_views
+from features.sdk import ofrep as ofrep_views
+from features.sdk.middleware import LEAN_LANE_KEEPS, LEAN_LANE_SKIPS
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def ofrep(key: str, path: str = OFREP_FLAG, **extra):
 def test_lean_lane__middleware_after_the_edge__each_kept_or_skipped_on_purpose():
     # A middleware added after the edge must be placed in the lane (kept) or skipped, knowingly.
     after = django_settings.MIDDLEWARE[
-        django_settings.MIDDLEWARE.index("config.middleware.SdkEdgeMiddleware") + 1 :
+        django_settings.MIDDLEWARE.index("features.sdk.middleware.SdkEdgeMiddleware") + 1 :
     ]
     assert sorted(after) == sorted(LEAN_LANE_KEEPS + LEAN_LANE_SKIPS)
 
@@ -67,7 +67,7 @@ def test_lean_lane__view_raises__500_json_with_cors_headers(two_environments, mo
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sdk_views, "evaluate_feature", broken)
+    monkeypatch.setattr(ofrep_views, "evaluate_feature", broken)
     client = Client(raise_request_exception=False)
     response = client.post(
         OFREP_FLAG,

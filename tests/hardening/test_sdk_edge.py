@@ -1,4 +1,4 @@
-"""The SDK endpoints' edge (config.middleware): per-key rate limits, body limits and CORS."""
+"""The SDK endpoints' edge (features.sdk.middleware): per-key rate limits, body limits and CORS."""
 
 import os
 import subprocess
@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 
-from config import middleware
-from config.middleware import SdkRateLimiter, rate_limiter
 from features.models import Environment
+from features.sdk import limits
+from features.sdk.limits import SdkRateLimiter, rate_limiter
 from tests.hardening.conftest import TwoEnvironments, closed_port
 
 pytestmark = pytest.mark.django_db
@@ -160,7 +160,7 @@ def test_sdk_rate_limit__cache_down__fails_open_fast(two_environments, settings)
 
 def test_rate_limiter__next_minute__allowed_again_and_retry_after_is_the_rest_of_the_minute(monkeypatch):
     now = [60 * 1_000_000 + 15.2]
-    monkeypatch.setattr(middleware, "time", types.SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=lambda: now[0]))
     limiter = SdkRateLimiter()
     tag = f"unit-test-{time.monotonic_ns()}"
     assert [limiter.hit(tag, 2) for _ in range(2)] == [None, None]

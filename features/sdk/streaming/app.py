@@ -29,9 +29,9 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError
 
-from features import config, streaming
-from features.streaming import notify
-from features.streaming.hub import Hub, StreamRefused
+from features.sdk import cache, streaming
+from features.sdk.streaming import notify
+from features.sdk.streaming.hub import Hub, StreamRefused
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class StreamingApp:
         self._started = True
         limit = raise_open_files_limit()
         self._tasks.append(asyncio.get_running_loop().create_task(self.hub.run()))
-        self._remove_listener = config.on_change(self.hub.notify_threadsafe)
+        self._remove_listener = cache.on_change(self.hub.notify_threadsafe)
         if notify.redis_url():
             self._stopping.clear()
             listener = notify.listen(self.hub.notify, self._stopping)

@@ -1,6 +1,6 @@
 """Telling stream servers that the flag configuration changed: in this process, and through Redis.
 
-Publishing: ``publish_change`` is a change listener of ``features.config`` (registered by the app's
+Publishing: ``publish_change`` is a change listener of ``features.sdk.cache`` (registered by the app's
 ``ready``), so it runs after every ``config_invalidate`` in every process that writes (web, Celery
 worker, management commands). With ``REDIS_URL`` set it publishes one short message on the channel
 ``CHANNEL`` (under the cache's key prefix, so deployments sharing a Redis do not wake each other).
@@ -9,7 +9,7 @@ on (re)subscribing it rebuilds anyway, and it re-checks every few seconds.
 
 Subscribing: ``listen`` runs on a stream server's event loop and calls back on every message.
 Without Redis there is nothing to listen to: a stream server hears only the changes made in its own
-process (``features.config.on_change``), which is the embedded one-process mode.
+process (``features.sdk.cache.on_change``), which is the embedded one-process mode.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.cache import cache
 
-from features import config
+from features.sdk.cache import cache_call
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def channel() -> str:
 def publish_change() -> None:
     """Tell every stream process through Redis that the configuration changed (no-op without Redis).
 
-    Goes through the cache's client (django-redis) and ``config.cache_call``, so a Redis that is down
+    Goes through the cache's client (django-redis) and ``features.sdk.cache.cache_call``, so a Redis that is down
     costs this write one timeout and is then skipped like the cache (stream processes then catch up
     by their periodic re-check).
     """
@@ -50,7 +50,7 @@ def publish_change() -> None:
         return
     from django_redis import get_redis_connection
 
-    config.cache_call(lambda: get_redis_connection("default").publish(channel(), b"1"))
+    cache_call(lambda: get_redis_connection("default").publish(channel(), b"1"))
 
 
 async def listen(on_message: Callable[[], None], stop: asyncio.Event, *, url: str | None = None) -> None:

@@ -29,11 +29,11 @@ a flag's evaluation reaches its rule, whatever the rule's condition, targeting a
 fires no tracking (an index out of range leaves the rule out). ``url`` is accepted and not used:
 no targeting here reads the URL.
 
-The edge (the SDK endpoints' limits): a body larger than ``SDK_MAX_BODY_BYTES`` is refused with 413,
-the key's requests count against ``SDK_RATE_LIMIT_PER_MINUTE`` (429 with ``Retry-After``), and any
-origin may call it (``Access-Control-Allow-Origin: *``: the key in the path is the credential, no
-cookie is involved, as for the payload). Bad input is a 400 ``{"status": 400, "error": ...}`` naming
-the field.
+The edge (the SDK endpoints' limits, ``features.sdk.limits``): a body larger than
+``SDK_MAX_BODY_BYTES`` is refused with 413, the key's requests count against
+``SDK_RATE_LIMIT_PER_MINUTE`` (429 with ``Retry-After``), and any origin may call it
+(``features.sdk.path_key``, as for the payload). Bad input is a 400 ``{"status": 400, "error": ...}``
+naming the field.
 """
 
 from __future__ import annotations
@@ -41,21 +41,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
-from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.views import APIView
 
-from config.middleware import rate_limiter
 from experiments.bucketing import UNIT_ID_ATTRIBUTE
-from features import config
-from features.authentication import SdkKeyAuthentication, sdk_client_for_key
 from features.config import config_get
 from features.evaluation import (
     FORCE,
@@ -66,18 +59,19 @@ from features.evaluation import (
     Reason,
     evaluate_all,
 )
-from features.exposures import hash_value_of
 from features.growthbook import features_payload
-from features.sdk_serializers import UNIT_ID_MAX_LENGTH, non_finite_number_path
-
-logger = logging.getLogger(__name__)
+from features.sdk.cache import VersionMemo
+from features.sdk.exposures import hash_value_of
+from features.sdk.limits import body_check, body_read, rate_check
+from features.sdk.path_key import BadRequest, PathKeyView
+from features.sdk.serializers import UNIT_ID_MAX_LENGTH, non_finite_number_path
 
 URL_MAX_LENGTH = 4096
 FORCED_MAX = 1000  # forced features or variations a request may carry
 OVERRIDE = "override"  # the variant label of a forced value
 
 
-class RemoteEvalError(ValueError):
+class RemoteEvalError(BadRequest):
     """Bad input: the message names the field and says why."""
 
 
@@ -205,31 +199,27 @@ def config_with_overrides(
 
 
 # --- the answer --------------------------------------------------------------------------------------------
-MEMO_LIMIT = 64
 # (environment id, generation, version) -> {(flag key, experiment key): the payload's experiment rule}
-_rules_memo: dict[tuple[int, str | None, str], dict[tuple[str, str], dict[str, Any]]] = {}
-config.on_invalidate(_rules_memo.clear)
+_rules_memo: VersionMemo[dict[tuple[str, str], dict[str, Any]]] = VersionMemo()
 
 
 def _experiment_rules(config_: CompiledConfig) -> dict[tuple[str, str], dict[str, Any]]:
     """Each flag's experiment rules as the payload writes them (``features.growthbook``), by
     (flag, experiment) and by (``""``, experiment) for the first flag that has the experiment."""
     memo_key = (config_.environment_id, config_.generation, config_.version)
-    rules = _rules_memo.get(memo_key)
-    if rules is not None:
-        return rules
+    return _rules_memo.get(memo_key, lambda: _experiment_rules_build(config_))
+
+
+def _experiment_rules_build(config_: CompiledConfig) -> dict[tuple[str, str], dict[str, Any]]:
     running = {k for k, e in config_.experiments.items() if e.running and not e.error}
     broken = {k for k, f in config_.features.items() if f.error is not None}
     payload = features_payload(config_.snapshot or {}, running=running, broken=broken)
-    rules = {}
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
     for flag, definition in payload.items():
         for rule in definition.get("rules") or ():
             if "variations" in rule:  # the first of a rule and its fallback copy (same key)
                 rules.setdefault((flag, rule["key"]), rule)
                 rules.setdefault(("", rule["key"]), rule)
-    if len(_rules_memo) >= MEMO_LIMIT:
-        _rules_memo.clear()
-    _rules_memo[memo_key] = rules
     return rules
 
 
@@ -296,26 +286,6 @@ def remote_eval_features(
 
 
 # --- the view ------------------------------------------------------------------------------------------------
-def _cors(response: HttpResponse) -> HttpResponse:
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Expose-Headers"] = "Retry-After"
-    return response
-
-
-def _error(status: int, message: str, **headers: str) -> HttpResponse:
-    body = json.dumps({"status": status, "error": message}).encode()
-    response = HttpResponse(body, status=status, content_type="application/json", headers=headers)
-    response["Cache-Control"] = "no-store"
-    return _cors(response)
-
-
-def _declared_length(request: HttpRequest) -> int:
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return 0
-
-
 REQUEST_EXAMPLE = {
     "attributes": {"id": "user-42", "country": "US", "plan": "pro"},
     "forcedVariations": {},
@@ -367,56 +337,18 @@ RESPONSE_EXAMPLE = {
 }
 
 
-class RemoteEvalView(APIView):
-    """Lean ``dispatch`` on Django's request (like OFREP and the payload): DRF only documents it."""
+class RemoteEvalView(PathKeyView):
+    methods = ("POST",)
+    allow_headers = "Content-Type"
+    expose_headers = "Retry-After"
+    name = "Remote evaluation"
 
-    authentication_classes: list = []
-    permission_classes: list = []
-
-    def dispatch(self, request: HttpRequest, *args: Any, client_key: str = "", **kwargs: Any) -> HttpResponse:
-        if request.method == "OPTIONS":
-            response = HttpResponse(status=204)
-            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-            response["Access-Control-Allow-Headers"] = "Content-Type"
-            response["Access-Control-Max-Age"] = "600"
-            return _cors(response)
-        if request.method != "POST":
-            return _cors(HttpResponseNotAllowed(["POST"]))
-        limit = settings.SDK_MAX_BODY_BYTES
-        if _declared_length(request) > limit:
-            return _error(413, f"The body is larger than {limit} bytes.")
-        try:
-            client = sdk_client_for_key(client_key) if client_key else None
-            if client is None:
-                return _error(
-                    401,
-                    "Unknown or revoked key: make a client key with `manage.py create_sdk_key <environment> "
-                    "--client` or in the admin.",
-                    **{"WWW-Authenticate": SdkKeyAuthentication().authenticate_header(None)},
-                )
-            per_minute = settings.SDK_RATE_LIMIT_PER_MINUTE
-            if per_minute > 0:
-                retry_after = rate_limiter.hit(client.key_tag, per_minute)
-                if retry_after is not None:
-                    return _error(
-                        429,
-                        f"This key sent more than {per_minute} requests this minute; retry in "
-                        f"{retry_after} seconds.",
-                        **{"Retry-After": str(retry_after)},
-                    )
-            body = request.body
-            if len(body) > limit:  # a chunked body declares no length
-                return _error(413, f"The body is larger than {limit} bytes.")
-            try:
-                context = remote_eval_request(body)
-            except RemoteEvalError as error:
-                return _error(400, str(error))
-            stored = config_get(client.environment.id, generation=client.generation)
-        except DatabaseError:
-            logger.exception("Remote evaluation: no flag configuration available.")
-            return _error(
-                503, "The flag configuration is unavailable; retry shortly.", **{"Retry-After": "5"}
-            )
+    def answer(self, request: HttpRequest, client_key: str) -> HttpResponse:
+        body_check(request)
+        client = self.client(client_key)
+        rate_check(client)
+        context = remote_eval_request(body_read(request))
+        stored = config_get(client.environment.id, generation=client.generation)
         config_ = config_with_overrides(stored, context.forced_features, context.forced_variations)
         evaluations = evaluate_all(config_, context.unit_id, context.attributes)
         moment = dt.datetime.fromtimestamp(stored.built_at, tz=dt.UTC)
@@ -430,7 +362,7 @@ class RemoteEvalView(APIView):
             content_type="application/json",
         )
         response["Cache-Control"] = "no-store"
-        return _cors(response)
+        return response
 
     @extend_schema(
         operation_id="growthbook_remote_eval",

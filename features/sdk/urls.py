@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from features.payload_views import GrowthBookPayloadView
-from features.remote_eval import RemoteEvalView
-from features.sdk_views import AssignView, EvaluateView, OfrepBulkView, OfrepFlagView
+from features.sdk.ofrep import OfrepBulkView, OfrepFlagView
+from features.sdk.payload import GrowthBookPayloadView
+from features.sdk.remote_eval import RemoteEvalView
+from features.sdk.views import AssignView, EvaluateView
 
 urlpatterns = [
     path("api/v1/assign", AssignView.as_view(), name="sdk-assign"),

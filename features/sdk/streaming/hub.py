@@ -20,10 +20,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from features import config
-from features.authentication import SdkClient, sdk_client_for_key
+from features.config import config_get
 from features.models import Environment
-from features.payload_views import payload_body
+from features.sdk.cache import generation_refresh
+from features.sdk.keys import SdkClient, sdk_client_for_key
+from features.sdk.payload import payload_body
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _open(key: str) -> Opening:
     if client is None:
         return Opening(client=None)
     try:
-        compiled = config.config_get(client.environment.id, generation=client.generation)
+        compiled = config_get(client.environment.id, generation=client.generation)
     except Environment.DoesNotExist:  # deleted since the key was cached
         return Opening(client=None)
     return Opening(
@@ -143,12 +144,12 @@ def _rebuild(
     """Each channel's (version, payload) now (None: the environment is gone), and the keys no
     longer valid. A channel is an environment and an encryption key ("" for plain payloads)."""
     _connections_refresh()
-    generation = config.generation_refresh()
+    generation = generation_refresh()
     payloads: dict[tuple[int, str], tuple[str, bytes] | None] = {}
     for channel in channels:
         environment_id, encryption_key = channel
         try:
-            compiled = config.config_get(environment_id, generation=generation)
+            compiled = config_get(environment_id, generation=generation)
             body = payload_body(compiled, encryption_key)[0]
         except Environment.DoesNotExist:
             payloads[channel] = None

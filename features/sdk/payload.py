@@ -2,16 +2,20 @@
 
 GrowthBook's SDKs (any language) are pointed at this host with a key and evaluate the payload
 locally (``features.growthbook``). Client keys (publishable) and secret SDK keys both read it; the
-key travels in the path, as GrowthBook's SDKs send it.
+key travels in the path, as GrowthBook's SDKs send it (``features.sdk.path_key``).
 
 Served from the compiled per-environment configuration (``features.config``): a warm request reads
 no table. The body is built once per process and configuration (generation and version) and kept.
-``dateUpdated`` is the first time any process served that configuration (a cache ``add`` shared
-through Redis; later than the previous one's), so it changes with every change and stays put
-otherwise; the ``ETag`` is a hash of
-the body and ``If-None-Match`` answers 304. Any origin may read it (``Access-Control-Allow-Origin:
-*``: the key in the URL is the credential, no cookie is involved), and shared caches may keep it a
-few seconds.
+
+``dateUpdated`` moves exactly when the payload an environment serves changes: the features are
+hashed (their plain JSON, before any encryption), and the environment's last (hash, date) is kept in
+the cache, shared by every process. A payload whose hash differs from the last one gets a new date,
+later than the last by at least a millisecond (the JavaScript SDK ignores a payload whose date did
+not move, so a real change must move it); a change elsewhere (another environment, a metric, an SDK
+key, a draft experiment) renews the generation but not the hash, and the date stays. The ``ETag`` is
+a hash of the content hash, the date and the encryption key's tag, so it moves with them and only
+with them.
+``If-None-Match`` answers 304. Any origin may read it, and shared caches may keep it a few seconds.
 """
 
 from __future__ import annotations
@@ -19,58 +23,58 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import time
 from typing import Any
 
 from django.core.cache import cache
-from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.views import APIView
 
-from features import config, streaming
-from features.authentication import SdkKeyAuthentication, sdk_client_for_key
 from features.config import config_get
 from features.encryption import encrypt
 from features.evaluation import CompiledConfig
 from features.growthbook import features_payload
-
-logger = logging.getLogger(__name__)
+from features.sdk import streaming
+from features.sdk.cache import VersionMemo, cache_call, cache_missing
+from features.sdk.path_key import PathKeyView
 
 CACHE_CONTROL = "public, max-age=10"
-DATE_TTL = 7 * 24 * 3600  # seconds a configuration's first-served date is remembered in the cache
-MEMO_LIMIT = 64
+DATE_TTL = 30 * 24 * 3600  # seconds an environment's last payload date is remembered in the cache
 
 # (environment id, generation, version, encryption key) -> (body, etag)
-_memo: dict[tuple[int, str | None, str, str], tuple[bytes, str]] = {}
-config.on_invalidate(_memo.clear)
+_bodies: VersionMemo[tuple[bytes, str]] = VersionMemo()
 
 
-def _date_updated(config_: CompiledConfig) -> str:
-    """When this configuration was first served, as GrowthBook's ISO ``dateUpdated`` (UTC, ms).
-
-    Later than the environment's previous configuration's by at least a millisecond, so that an SDK
-    that ignores a payload whose date did not move (the JavaScript SDK) always takes a change.
-    """
-    when = config_.built_at
-    if config_.generation is not None:
-        key = f"flags:payload-date:{config_.environment_id}:{config_.generation}:{config_.version}"
-        stored = config.cache_call(cache.get, key)
-        if stored is None:
-            last_key = f"flags:payload-date:{config_.environment_id}:last"
-            last = config.cache_call(cache.get, last_key)
-            candidate = time.time()
-            if isinstance(last, int | float):
-                candidate = max(candidate, last + 0.001)
-            if config.cache_call(cache.add, key, candidate, DATE_TTL) is True:
-                config.cache_call(cache.set, last_key, candidate, DATE_TTL)
-            stored = config.cache_call(cache.get, key)
-        if isinstance(stored, int | float):
-            when = stored
+def _moment(when: float) -> str:
     moment = dt.datetime.fromtimestamp(when, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def payload_date(environment_id: int, content_hash: str, fallback: float) -> float:
+    """When the environment first served the payload whose features hash to ``content_hash``, since
+    the payload it served before (unix time); ``fallback`` when the cache is unreachable.
+
+    The environment's last (hash, date) is kept under one cache key. A new hash is dated by a claim
+    keyed by the hash and the date it follows (``cache.add``: the first process wins, and every
+    process moving from the same last payload to the same new one agrees on its date), so a payload
+    that comes back (A, B, then A again) gets a date later than B's.
+    """
+    last_key = f"flags:payload-date:{environment_id}"
+    last = cache_call(cache.get, last_key)
+    if isinstance(last, dict) and last.get("hash") == content_hash:
+        return last["date"]
+    if cache_missing(last):
+        return fallback
+    if not isinstance(last, dict):
+        last = {"hash": "", "date": 0.0}
+    candidate = max(time.time(), last["date"] + 0.001)
+    claim_key = f"flags:payload-date:{environment_id}:{content_hash}:{last['date']!r}"
+    if cache_call(cache.add, claim_key, candidate, DATE_TTL) is True:
+        cache_call(cache.set, last_key, {"hash": content_hash, "date": candidate}, DATE_TTL)
+        return candidate
+    claimed = cache_call(cache.get, claim_key)
+    return claimed if isinstance(claimed, float) else candidate
 
 
 def payload_body(config_: CompiledConfig, encryption_key: str = "") -> tuple[bytes, str]:
@@ -80,28 +84,29 @@ def payload_body(config_: CompiledConfig, encryption_key: str = "") -> tuple[byt
     GrowthBook's ``encryptedFeatures`` and ``features`` is empty.
     """
     memo_key = (config_.environment_id, config_.generation, config_.version, encryption_key)
-    hit = _memo.get(memo_key)
-    if hit is not None:
-        return hit
+    return _bodies.get(memo_key, lambda: _payload_build(config_, encryption_key))
+
+
+def _payload_build(config_: CompiledConfig, encryption_key: str) -> tuple[bytes, str]:
     snapshot = config_.snapshot or {}
     running = {
         key for key, experiment in config_.experiments.items() if experiment.running and not experiment.error
     }
     broken = {key for key, feature in config_.features.items() if feature.error is not None}
-    payload: dict[str, Any] = {
-        "status": 200,
-        "features": features_payload(snapshot, running=running, broken=broken),
-        "dateUpdated": _date_updated(config_),
-    }
+    features = features_payload(snapshot, running=running, broken=broken)
+    plaintext = json.dumps(features, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    content_hash = hashlib.sha256(plaintext.encode()).hexdigest()
+    date_updated = _moment(payload_date(config_.environment_id, content_hash, config_.built_at))
+    payload: dict[str, Any] = {"status": 200, "features": features, "dateUpdated": date_updated}
     if encryption_key:
-        plaintext = json.dumps(payload["features"], ensure_ascii=False, separators=(",", ":"))
         payload["features"] = {}
-        payload["encryptedFeatures"] = encrypt(plaintext, encryption_key)
+        payload["encryptedFeatures"] = encrypt(
+            json.dumps(features, ensure_ascii=False, separators=(",", ":")), encryption_key
+        )
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
-    if len(_memo) >= MEMO_LIMIT:
-        _memo.clear()
-    _memo[memo_key] = (body, etag)
+    key_tag = hashlib.sha256(encryption_key.encode()).hexdigest()[:16] if encryption_key else ""
+    etag_text = f"{content_hash}|{date_updated}|{key_tag}"
+    etag = '"' + hashlib.sha256(etag_text.encode()).hexdigest()[:24] + '"'
     return body, etag
 
 
@@ -112,19 +117,6 @@ def _etag_matches(header: str, etag: str) -> bool:
         return True
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
     return etag in candidates
-
-
-def _cors(response: HttpResponse) -> HttpResponse:
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Expose-Headers"] = "ETag"
-    return response
-
-
-def _error(status: int, message: str, **headers: str) -> HttpResponse:
-    body = json.dumps({"status": status, "error": message}).encode()
-    response = HttpResponse(body, status=status, content_type="application/json", headers=headers)
-    response["Cache-Control"] = "no-store"
-    return _cors(response)
 
 
 PAYLOAD_EXAMPLE = {
@@ -165,45 +157,23 @@ PAYLOAD_EXAMPLE = {
 }
 
 
-class GrowthBookPayloadView(APIView):
-    """Lean ``dispatch`` on Django's request (like OFREP): DRF only documents it."""
+class GrowthBookPayloadView(PathKeyView):
+    methods = ("GET", "HEAD")
+    allow_headers = "If-None-Match, Cache-Control"
+    expose_headers = "ETag"
+    name = "GrowthBook payload"
 
-    authentication_classes: list = []
-    permission_classes: list = []
-
-    def dispatch(self, request: HttpRequest, *args: Any, client_key: str = "", **kwargs: Any) -> HttpResponse:
-        if request.method == "OPTIONS":
-            response = HttpResponse(status=204)
-            response["Access-Control-Allow-Methods"] = "GET, OPTIONS"
-            response["Access-Control-Allow-Headers"] = "If-None-Match, Cache-Control"
-            response["Access-Control-Max-Age"] = "600"
-            return _cors(response)
-        if request.method not in ("GET", "HEAD"):
-            return _cors(HttpResponseNotAllowed(["GET"]))
-        try:
-            client = sdk_client_for_key(client_key) if client_key else None
-            if client is None:
-                return _error(
-                    401,
-                    "Unknown or revoked key: make a client key with `manage.py create_sdk_key <environment> "
-                    "--client` or in the admin.",
-                    **{"WWW-Authenticate": SdkKeyAuthentication().authenticate_header(None)},
-                )
-            config_ = config_get(client.environment.id, generation=client.generation)
-            body, etag = payload_body(config_, client.encryption_key)
-        except DatabaseError:
-            logger.exception("GrowthBook payload: no flag configuration available.")
-            return _error(
-                503, "The flag configuration is unavailable; retry shortly.", **{"Retry-After": "5"}
-            )
+    def answer(self, request: HttpRequest, client_key: str) -> HttpResponse:
+        client = self.client(client_key)
+        config_ = config_get(client.environment.id, generation=client.generation)
+        body, etag = payload_body(config_, client.encryption_key)
         if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), etag):
             response = HttpResponse(status=304)
         else:
             response = HttpResponse(body, content_type="application/json")
         response["ETag"] = etag
         response["Cache-Control"] = CACHE_CONTROL
-        _cors(response)
-        if streaming.advertised():  # GET /sub/{key} is served (features.streaming)
+        if streaming.advertised():  # GET /sub/{key} is served (features.sdk.streaming)
             response["x-sse-support"] = "enabled"
             response["Access-Control-Expose-Headers"] = "ETag, x-sse-support"
         return response
@@ -216,7 +186,7 @@ class GrowthBookPayloadView(APIView):
         "them at this host (`apiHost`) with the key (`clientKey`). Readable with a client key "
         "(publishable, `pk_...`) or a secret SDK key (`sdk_...`); the key is in the path. Units hash on "
         "each rule's `hashAttribute` (`id`, the unit id, unless the experiment or rollout says otherwise). `ETag` with `If-None-Match` answers 304; "
-        "`Access-Control-Allow-Origin: *`; `dateUpdated` changes with every change. "
+        "`Access-Control-Allow-Origin: *`; `dateUpdated` and the `ETag` change when, and only when, the payload does. "
         "A key made with encryption answers `encryptedFeatures` (AES-128-CBC, the SDK's "
         "`decryptionKey`) and an empty `features`. "
         "`x-sse-support: enabled` where `GET /sub/{client_key}` streams changes (server-sent events).",

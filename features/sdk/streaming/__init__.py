@@ -9,16 +9,16 @@ ignores a payload whose ``dateUpdated`` it already has; the Python SDK (``stream
 regardless. On an error status the Python SDK stops streaming for good, the JavaScript one retries
 with a growing back-off; when the server ends a stream both reconnect.
 
-How it is served (``features.streaming.app``, mounted by ``config.asgi``): each stream is a coroutine
+How it is served (``features.sdk.streaming.app``, mounted by ``config.asgi``): each stream is a coroutine
 on an asyncio event loop (uvicorn), not a thread, so thousands of idle streams cost sockets and a few
 KiB each and never hold one of the threads that serve requests. The ``Hub``
-(``features.streaming.hub``) keeps the open streams by environment and key, within the limits
+(``features.sdk.streaming.hub``) keeps the open streams by environment and key, within the limits
 ``SDK_STREAM_MAX_CONNECTIONS`` (503) and ``SDK_STREAM_MAX_PER_KEY`` (429), and after every change
 rebuilds each watched environment's payload once (through the compiled configuration,
 ``features.config``) and sends it to the streams whose last payload differs.
 
-How a change reaches it (``features.streaming.notify``): every change to the configuration goes
-through ``features.config.config_invalidate``, whose change listeners run in the process that wrote.
+How a change reaches it (``features.sdk.streaming.notify``): every change to the configuration goes
+through ``features.sdk.cache.config_invalidate``, whose change listeners run in the process that wrote.
 There the stream server of the same process (the embedded one-process mode) is woken directly, and,
 when ``REDIS_URL`` is set, a message is published on a Redis channel that every stream process
 subscribes to. A lost message (Redis restarting) is covered by a re-check every few seconds

@@ -1,17 +1,15 @@
-"""The decision plane over HTTP: assignments, flag values and OFREP, for SDK keys only.
+"""OFREP (OpenFeature Remote Evaluation Protocol): ``POST /ofrep/v1/evaluate/flags[/{key}]``.
 
-Every view reads the key's environment configuration from memory (``features.config``), evaluates
-with pure functions (``features.evaluation``, ``experiments.assignment``) and buffers exposures
-(``features.exposures``): a warm request reads no table and writes nothing synchronously.
-
-``sdk_endpoint = True`` puts a view behind ``config.middleware.SdkEdgeMiddleware``: CORS, the 1 MiB
-body limit and the per-key rate limit (413 and 429 before the view runs).
+The hottest path of the platform, served by a lean ``dispatch`` on Django's own request and response
+and by the edge middleware's lean lane (``features.sdk.middleware``, ``lean = True``). Secret SDK keys
+only; 401 and 403 have no body, as OFREP specifies; evaluation errors are OFREP's ``errorCode``
+objects.
 """
 
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import DatabaseError
@@ -19,36 +17,22 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
-from rest_framework.parsers import JSONParser
-from rest_framework.renderers import JSONRenderer
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from features.authentication import (
-    CLIENT_KEY_REFUSAL,
-    SdkClient,
-    SdkKeyAuthentication,
-    sdk_client_for_key,
-    sdk_key_from_request,
-)
 from features.config import config_get
 from features.evaluation import (
     CompiledConfig,
     Evaluation,
     Reason,
-    assign_unit,
     evaluate_all,
     evaluate_feature,
     ofrep_reason,
 )
-from features.exposures import exposure_log, hash_value_of
-from features.permissions import IsSdkClient
-from features.sdk_serializers import (
+from features.sdk.auth import WWW_AUTHENTICATE, IsSdkClient, SdkKeyAuthentication
+from features.sdk.exposures import evaluations_log
+from features.sdk.keys import CLIENT_KEY_REFUSAL, SdkClient, request_client, sdk_key_from_request
+from features.sdk.serializers import (
     UNIT_ID_MAX_LENGTH,
-    AssignRequestSerializer,
-    AssignResponseSerializer,
-    EvaluateRequestSerializer,
-    EvaluateResponseSerializer,
     OfrepBulkFailureSerializer,
     OfrepBulkSuccessSerializer,
     OfrepContextSerializer,
@@ -57,210 +41,9 @@ from features.sdk_serializers import (
     OfrepFlagNotFoundSerializer,
     non_finite_number_path,
 )
+from features.sdk.views import EDGE_RESPONSES, SDK_AUTH, SdkJSONParser
 
 logger = logging.getLogger(__name__)
-
-
-def _config(request) -> CompiledConfig:
-    client: SdkClient = request.user
-    return config_get(client.environment.id, generation=client.generation)
-
-
-def _log_exposures(
-    evaluations: Iterable[Evaluation], *, unit_id: str, environment: str, attributes: Mapping[str, Any]
-) -> None:
-    for evaluation in evaluations:
-        for experiment, variant, hash_attribute in evaluation.exposures:
-            exposure_log(
-                experiment=experiment,
-                variant=variant,
-                unit_id=unit_id,
-                environment=environment,
-                attributes=attributes,
-                hash_attribute=hash_attribute,
-                hash_value=hash_value_of(hash_attribute, unit_id, attributes),
-            )
-
-
-class SdkJSONParser(JSONParser):
-    """DRF's JSON parser, with absurdly deep nesting answered 400 like any other malformed JSON."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
-
-
-class SdkView(APIView):
-    """SDK key first (so a request without credentials gets 401 with `WWW-Authenticate: Bearer`),
-    then Token only to tell a user token apart: it authenticates, and is refused with 403."""
-
-    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
-    authentication_classes = [SdkKeyAuthentication, TokenAuthentication]
-    permission_classes = [IsSdkClient]
-    parser_classes = [SdkJSONParser]
-    renderer_classes = [JSONRenderer]
-    throttle_classes: list = []
-
-
-# --- /api/v1/assign and /api/v1/evaluate --------------------------------------------------------------
-
-ASSIGN_EXAMPLE = OpenApiExample(
-    "Assign one user",
-    request_only=True,
-    value={
-        "unit_id": "user-42",
-        "attributes": {"country": "US", "plan": "pro"},
-        "experiments": ["checkout_button"],
-    },
-)
-ASSIGN_RESPONSE_EXAMPLE = OpenApiExample(
-    "Assignments",
-    response_only=True,
-    value={
-        "assignments": [
-            {
-                "experiment": "checkout_button",
-                "variant": "green",
-                "in_experiment": True,
-                "reason": "ASSIGNED",
-                "payload": {"color": "#0a0"},
-            },
-            {
-                "experiment": "pricing_page",
-                "variant": None,
-                "in_experiment": False,
-                "reason": "TARGETING_MISS",
-                "payload": None,
-            },
-        ]
-    },
-)
-EVALUATE_EXAMPLE = OpenApiExample(
-    "Evaluate for one user", request_only=True, value={"unit_id": "user-42", "attributes": {"country": "US"}}
-)
-EVALUATE_RESPONSE_EXAMPLE = OpenApiExample(
-    "Flag values",
-    response_only=True,
-    value={
-        "flags": {
-            "new_checkout": {"value": True, "variant": "rule-1", "reason": "TARGETING_MATCH"},
-            "button_color": {"value": "green", "variant": "treatment", "reason": "SPLIT"},
-            "discount": {"value": 0.25, "variant": "default", "reason": "STATIC"},
-        },
-        "version": "3f1c0d6a9b2e4f5a7c8d",
-    },
-)
-# Only the SDK key is accepted; a user Token is recognised only to be refused with 403.
-SDK_AUTH = [{"SdkKey": []}]
-AUTH_RESPONSES = {
-    401: OpenApiResponse(description="No SDK key, or an unknown or revoked one."),
-    403: OpenApiResponse(description="A user credential (Token) instead of an SDK key."),
-}
-# Answered by config.middleware.SdkEdgeMiddleware before the view runs.
-EDGE_RESPONSES = {
-    413: OpenApiResponse(description="The body is larger than 1 MiB (`SDK_MAX_BODY_BYTES`)."),
-    429: OpenApiResponse(
-        description="The SDK key sent more than `SDK_RATE_LIMIT_PER_MINUTE` requests this minute; "
-        "header `Retry-After`: seconds to wait."
-    ),
-}
-
-
-class AssignView(SdkView):
-    @extend_schema(
-        operation_id="sdk_assign",
-        summary="Assign a unit to experiments",
-        description="The unit's variant in each experiment asked for (default: every running experiment). "
-        "Deterministic: the same unit id and attributes always get the same answer, on any server. An "
-        "exposure is recorded for each experiment the unit is in unless `log_exposure` is false.",
-        tags=["sdk"],
-        auth=SDK_AUTH,
-        request=AssignRequestSerializer,
-        responses={
-            200: AssignResponseSerializer,
-            400: OpenApiResponse(description="A field and why."),
-            **AUTH_RESPONSES,
-            **EDGE_RESPONSES,
-        },
-        examples=[ASSIGN_EXAMPLE, ASSIGN_RESPONSE_EXAMPLE],
-    )
-    def post(self, request):
-        serializer = AssignRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        config = _config(request)
-        unit_id, attributes = data["unit_id"], data["attributes"]
-        assignments = assign_unit(config, unit_id, attributes, data.get("experiments"))
-        if data["log_exposure"]:
-            # An experiment's holdout (``assignment.holdout``) was decided first: its exposure too.
-            for exposed in (e for a in assignments for e in (a.holdout, a) if e is not None):
-                if exposed.in_experiment:
-                    exposure_log(
-                        experiment=exposed.experiment,
-                        variant=exposed.variant,
-                        unit_id=unit_id,
-                        environment=config.environment,
-                        attributes=attributes,
-                        hash_attribute=exposed.hash_attribute,
-                        hash_value=exposed.hash_value,
-                    )
-        return Response(
-            {
-                "assignments": [
-                    {
-                        "experiment": a.experiment,
-                        "variant": a.variant,
-                        "in_experiment": a.in_experiment,
-                        "reason": a.reason,
-                        "payload": a.payload,
-                        "hash_attribute": a.hash_attribute,
-                        "hash_value": a.hash_value,
-                    }
-                    for a in assignments
-                ]
-            }
-        )
-
-
-class EvaluateView(SdkView):
-    @extend_schema(
-        operation_id="sdk_evaluate",
-        summary="Evaluate every flag for a unit",
-        description="Every feature of the SDK key's environment with its value, variant and reason "
-        "(STATIC, TARGETING_MATCH, SPLIT, DEFAULT, DISABLED, PREREQUISITE_FAILED, or ERROR with the default "
-        "value when that flag's stored configuration cannot be used). Flags served by an experiment "
-        "record the unit's exposure.",
-        tags=["sdk"],
-        auth=SDK_AUTH,
-        request=EvaluateRequestSerializer,
-        responses={
-            200: EvaluateResponseSerializer,
-            400: OpenApiResponse(description="A field and why."),
-            **AUTH_RESPONSES,
-            **EDGE_RESPONSES,
-        },
-        examples=[EVALUATE_EXAMPLE, EVALUATE_RESPONSE_EXAMPLE],
-    )
-    def post(self, request):
-        serializer = EvaluateRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        unit_id, attributes = serializer.validated_data["unit_id"], serializer.validated_data["attributes"]
-        config = _config(request)
-        evaluations = evaluate_all(config, unit_id, attributes)
-        _log_exposures(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
-        return Response(
-            {
-                "flags": {
-                    e.key: {"value": e.value, "variant": e.variant, "reason": e.reason} for e in evaluations
-                },
-                "version": config.version,
-            }
-        )
-
-
-# --- OFREP ----------------------------------------------------------------------------------------
 
 
 class OfrepError(Exception):
@@ -386,12 +169,6 @@ def _json(payload: Any, *, status: int = 200, headers: Mapping[str, str] | None 
     return HttpResponse(body, status=status, headers=headers, content_type="application/json")
 
 
-def _unauthorized() -> HttpResponse:
-    return HttpResponse(
-        status=401, headers={"WWW-Authenticate": SdkKeyAuthentication().authenticate_header(None)}
-    )
-
-
 def _is_user_token(request: HttpRequest) -> bool:
     scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() != "token" or not token.strip():
@@ -403,21 +180,26 @@ def _is_user_token(request: HttpRequest) -> bool:
     return True
 
 
-def ofrep_client(request: HttpRequest) -> SdkClient | HttpResponse:
-    """The SDK client of an OFREP request, or its refusal: 401 (no, unknown or revoked key) or 403
-    (a valid user token, which is not an SDK key), both without a body as OFREP specifies; 403 with
-    ``errorDetails`` for a client key, which only reads the payload."""
-    raw = sdk_key_from_request(request)
-    client = getattr(request, "sdk_client", None)  # looked up by the SDK edge middleware
-    if client is None:
-        client = sdk_client_for_key(raw) if raw is not None else None
+class OfrepRefused(Exception):
+    """The request's credential is refused: ``response`` says so as OFREP specifies."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def ofrep_client(request: HttpRequest) -> SdkClient:
+    """The SDK client of an OFREP request, or ``OfrepRefused``: 401 (no, unknown or revoked key) or
+    403 (a valid user token, which is not an SDK key), both without a body as OFREP specifies; 403
+    with ``errorDetails`` for a client key, which only reads the payload."""
+    client = request_client(request)  # resolved by the SDK edge middleware, as a rule
     if client is not None:
         if client.is_client_key:  # publishable keys read the payload only; the reason, as JSON
-            return _json({"errorDetails": CLIENT_KEY_REFUSAL}, status=403)
+            raise OfrepRefused(_json({"errorDetails": CLIENT_KEY_REFUSAL}, status=403))
         return client
-    if raw is None and _is_user_token(request):
-        return HttpResponse(status=403)
-    return _unauthorized()
+    if sdk_key_from_request(request) is None and _is_user_token(request):
+        raise OfrepRefused(HttpResponse(status=403))
+    raise OfrepRefused(HttpResponse(status=401, headers={"WWW-Authenticate": WWW_AUTHENTICATE}))
 
 
 class OfrepView(APIView):
@@ -431,7 +213,7 @@ class OfrepView(APIView):
     authentication_classes = [SdkKeyAuthentication]  # read by drf-spectacular for the security scheme
     permission_classes = [IsSdkClient]
     parser_classes = [SdkJSONParser]  # read by drf-spectacular: the body is JSON, not a form
-    sdk_endpoint = True  # CORS, body limit and rate limit: config.middleware.SdkEdgeMiddleware
+    sdk_endpoint = True  # CORS, body limit and rate limit: features.sdk.middleware.SdkEdgeMiddleware
     ofrep = True  # the edge's 413 and 429 carry OFREP's ``errorDetails``
     lean = True  # served by the edge's lean lane: no session, user, messages or CSRF middleware
 
@@ -440,9 +222,9 @@ class OfrepView(APIView):
             return HttpResponseNotAllowed(["POST"])
         try:
             client = ofrep_client(request)
-            if isinstance(client, HttpResponse):
-                return client
             config = config_get(client.environment.id, generation=client.generation)
+        except OfrepRefused as refusal:
+            return refusal.response
         except DatabaseError:
             logger.exception("OFREP: no flag configuration available.")
             return _json(
@@ -538,7 +320,7 @@ class OfrepFlagView(OfrepView):
         if evaluation.reason == Reason.ERROR:
             return _json(ofrep_failed(evaluation), status=400)
         if evaluation.exposures:
-            _log_exposures(
+            evaluations_log(
                 (evaluation,), unit_id=unit_id, environment=config.environment, attributes=attributes
             )
         return _json(ofrep_success(evaluation, config.version))
@@ -624,7 +406,7 @@ class OfrepBulkView(OfrepView):
         if etag_matches(request.headers.get("If-None-Match", ""), etag):
             return HttpResponse(status=304, headers={"ETag": etag})
         evaluations = evaluate_all(config, unit_id, attributes)
-        _log_exposures(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
+        evaluations_log(evaluations, unit_id=unit_id, environment=config.environment, attributes=attributes)
         return _json(
             {
                 "flags": [

@@ -33,12 +33,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connections
 
 from experiments.bucketing import UNIT_ID_ATTRIBUTE, hash_text
+from features.evaluation import Evaluation
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ __all__ = [
     "MAX_PENDING",
     "ExposureBuffer",
     "buffer",
+    "evaluations_log",
     "exposure_log",
     "flush",
     "hash_value_of",
@@ -281,6 +283,23 @@ def exposure_log(
         environment=environment,
         attributes=attributes,
     )
+
+
+def evaluations_log(
+    evaluations: Iterable[Evaluation], *, unit_id: str, environment: str, attributes: Mapping[str, Any]
+) -> None:
+    """Record the exposures of flag evaluations (those served by an experiment; buffered)."""
+    for evaluation in evaluations:
+        for experiment, variant, hash_attribute in evaluation.exposures:
+            exposure_log(
+                experiment=experiment,
+                variant=variant,
+                unit_id=unit_id,
+                environment=environment,
+                attributes=attributes,
+                hash_attribute=hash_attribute,
+                hash_value=hash_value_of(hash_attribute, unit_id, attributes),
+            )
 
 
 def flush() -> int:
