@@ -48,7 +48,8 @@ def test_results_page__dimension_picker__levels_warning_and_chart(clickhouse, br
     assert "?dimension=country" in page.url
     assert page.locator("table.dimension-numbers").count() == 4
     assert_plot_drawn(page, "#dimension-plot-container")
-    screenshot(page, "results-dimension", docs=False)
+    page.evaluate("document.querySelector('#dimensions').scrollIntoView()")
+    screenshot(page, "results-dimension", full_page=False)
 
     # And the entry day too
     page.select_option("#dimension-picker", "entry_day")
