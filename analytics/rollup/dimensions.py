@@ -59,49 +59,60 @@ class Breakdown:
     duration_ms: float = 0.0
 
 
-def levels_statement(spec: RollupSpec, dimension: Dimension, *, shards: Shards | None = None) -> Statement:
-    """The ``MAX_LEVELS`` largest levels of ``dimension``: (level, units), largest first.
+class DimensionQuery(RollupQuery):
+    """The breakdown's own statements, built from the roll-up builder's pieces (its per-unit relation,
+    environment filter and parameter binding), so levels see exactly the units the roll-up sees."""
 
-    Units are the experiment's analysed units (one variant, one the experiment has). On a cluster each
-    shard counts its own units per level and the initiator adds them up before ranking.
-    """
-    query = RollupQuery(spec, dimension=dataclasses.replace(dimension, levels=None), shards=shards)
-    sql = select(
-        ["dimension_level AS level", "count() AS units"],
-        f"({query._units_sql(summary=False)})",
-        group_by="level",
-    )
-    if shards is not None:
-        cluster = query._bind("cluster", "String", shards.cluster)
+    def levels_statement(self) -> Statement:
+        """The ``MAX_LEVELS`` largest levels of ``dimension``: (level, units), largest first.
+
+        Units are the experiment's analysed units (one variant, one the experiment has). On a cluster
+        each shard counts its own units per level and the initiator adds them up before ranking.
+        """
+        if self.dimension is None or self.dimension.levels is not None:
+            raise ValueError("The levels statement ranks the raw levels of a dimension (levels=None).")
+        self.params = {}
         sql = select(
-            ["level", "sum(shard.units) AS units"],
-            f"cluster({cluster}, view({sql})) AS shard",
+            ["dimension_level AS level", "count() AS units"],
+            f"({self._units_sql(summary=False)})",
             group_by="level",
         )
-    sql = select(["level", "units"], f"({sql})", order_by="units DESC, level", limit=MAX_LEVELS)
-    return Statement(sql, query.params)
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            sql = select(
+                ["level", "sum(shard.units) AS units"],
+                f"cluster({cluster}, view({sql})) AS shard",
+                group_by="level",
+            )
+        sql = select(["level", "units"], f"({sql})", order_by="units DESC, level", limit=MAX_LEVELS)
+        return Statement(sql, self.params)
+
+    def attribute_names_statement(self) -> Statement:
+        """The attribute names seen on the experiment's analysed exposures, in name order (at most
+        ``ATTRIBUTE_NAMES_LIMIT``): the dimensions a breakdown may use, besides ``entry_day``."""
+        self.params = {}
+        experiment = self._bind("experiment", "String", self.spec.experiment)
+        sql = select(
+            ["DISTINCT arrayJoin(mapKeys(attributes)) AS name"],
+            self._table("exposures"),
+            where=f"experiment = {experiment}{self._environment_filter()}",
+        )
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            sql = select(["DISTINCT name"], f"cluster({cluster}, view({sql}))")
+        sql = select(["name"], f"({sql})", order_by="name", limit=ATTRIBUTE_NAMES_LIMIT)
+        return Statement(sql, self.params)
 
 
-def attribute_names_statement(spec: RollupSpec) -> Statement:
-    """The attribute names seen on the experiment's analysed exposures, in name order (at most
-    ``ATTRIBUTE_NAMES_LIMIT``): the dimensions a breakdown may use, besides ``entry_day``."""
-    query = RollupQuery(spec, shards=rollup_shards())
-    experiment = query._bind("experiment", "String", spec.experiment)
-    sql = select(
-        ["DISTINCT arrayJoin(mapKeys(attributes)) AS name"],
-        query._table("exposures"),
-        where=f"experiment = {experiment}{query._environment_filter()}",
-    )
-    if query.shards is not None:
-        cluster = query._bind("cluster", "String", query.shards.cluster)
-        sql = select(["DISTINCT name"], f"cluster({cluster}, view({sql}))")
-    sql = select(["name"], f"({sql})", order_by="name", limit=ATTRIBUTE_NAMES_LIMIT)
-    return Statement(sql, query.params)
+def levels_statement(spec: RollupSpec, dimension: Dimension, *, shards: Shards | None = None) -> Statement:
+    """:meth:`DimensionQuery.levels_statement` of ``dimension`` (its raw levels ranked)."""
+    raw = dataclasses.replace(dimension, levels=None)
+    return DimensionQuery(spec, dimension=raw, shards=shards).levels_statement()
 
 
 def attribute_names(spec: RollupSpec) -> list[str]:
-    """Run :func:`attribute_names_statement`."""
-    statement = attribute_names_statement(spec)
+    """The attribute names of :meth:`DimensionQuery.attribute_names_statement`."""
+    statement = DimensionQuery(spec, shards=rollup_shards()).attribute_names_statement()
     return [str(row["name"]) for row in clickhouse.query(statement.sql, statement.params)]
 
 
@@ -195,8 +206,8 @@ def rollup_breakdown(spec: RollupSpec, dimension_name: str) -> Breakdown:
 __all__ = [
     "ENTRY_DAY",
     "Breakdown",
+    "DimensionQuery",
     "attribute_names",
-    "attribute_names_statement",
     "levels_statement",
     "rollup_breakdown",
 ]
