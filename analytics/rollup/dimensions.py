@@ -116,10 +116,17 @@ def attribute_names(spec: RollupSpec) -> list[str]:
     return [str(row["name"]) for row in clickhouse.query(statement.sql, statement.params)]
 
 
-def _by_level(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def level_name(dimension: Dimension, code: int) -> str:
+    """The level a statement's ``level`` column stands for: its position in ``dimension.levels``
+    (1-based), 0 for ``__other__``."""
+    assert dimension.levels is not None
+    return dimension.levels[code - 1] if 1 <= code <= len(dimension.levels) else OTHER_LEVEL
+
+
+def _by_level(dimension: Dimension, rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        grouped[str(row["level"])].append(row)
+        grouped[level_name(dimension, int(row["level"]))].append(row)
     return grouped
 
 
@@ -143,7 +150,9 @@ def rollup_breakdown(spec: RollupSpec, dimension_name: str) -> Breakdown:
         return Breakdown(dimension=dimension_name, levels=[])
 
     statement = RollupQuery(additive, shards=shards, dimension=dimension).units_statement()
-    unit_rows = _by_level(clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS))
+    unit_rows = _by_level(
+        dimension, clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+    )
     levels: dict[str, tuple[Rollup, dict[int, dict[str, int]]]] = {}
     collisions = 0
     for level, rows in unit_rows.items():
@@ -169,7 +178,9 @@ def rollup_breakdown(spec: RollupSpec, dimension_name: str) -> Breakdown:
     metric_rows: dict[str, list[dict[str, Any]]] = {}
     if additive.metrics:
         statement = RollupQuery(additive, caps=caps, dimension=dimension, **options).metrics_statement()
-        metric_rows = _by_level(clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS))
+        metric_rows = _by_level(
+            dimension, clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+        )
 
     quantile_rows: dict[str, dict[str, list[dict[str, Any]]]] = {}
     quantile_query = QuantileQuery(full_spec, dimension=dimension, **options)
@@ -177,7 +188,7 @@ def rollup_breakdown(spec: RollupSpec, dimension_name: str) -> Breakdown:
         if metric.type == "quantile":
             statement = quantile_query.quantile_statement(metric)
             rows = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
-            quantile_rows[metric.key] = _by_level(rows)
+            quantile_rows[metric.key] = _by_level(dimension, rows)
 
     result: list[tuple[str, Rollup]] = []
     variants = full_spec.variants

@@ -65,7 +65,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from analytics.rollup.spec import MISSING_LEVEL, OTHER_LEVEL, Dimension, Measure, MetricSpec, RollupSpec
+from analytics.rollup.spec import MISSING_LEVEL, Dimension, Measure, MetricSpec, RollupSpec
 from analytics.stats import CupedStats, RatioCupedStats, RatioStats, SampleStats
 
 DAY_MS = 86_400_000
@@ -335,22 +335,27 @@ class RollupQuery:
     def _level_sql(self) -> str:
         """The unit's level (on the per-unit grouping of ``_units_sql``): its attribute on its first
         exposure (``__missing__`` when that exposure lacks it; of several first exposures at the same
-        millisecond, the least (value), preferring one that has it), or its entry day (UTC, as in ``units_statement``);
-        a level outside ``dimension.levels``, when given, is ``__other__``."""
+        millisecond, one that has it, then the least value), or its entry day (UTC, as in
+        ``units_statement``), as text. With ``dimension.levels`` given, the level's 1-based position
+        in them instead, 0 for every other level (``__other__``): a small integer is cheaper to carry
+        through the join and the groupings than the text (read back by ``dimensions.level_name``)."""
         dimension = self.dimension
         assert dimension is not None
+        kept = (
+            None
+            if dimension.levels is None
+            else self._bind("levels", "Array(String)", list(dimension.levels))
+        )
         if dimension.attribute is None:
             until = self._bind("until_ms", "Int64", self.spec.until_ms)
             level = f"toString(toDate(fromUnixTimestamp64Milli(least(t0, {until}), 'UTC'), 'UTC'))"
-        else:
-            first = "argMin((has_level, row_level), (timestamp, NOT has_level, row_level))"
-            missing = self._bind("missing_level", "String", MISSING_LEVEL)
-            level = f"if(tupleElement({first}, 1), tupleElement({first}, 2), {missing})"
-        if dimension.levels is None:
-            return level
-        kept = self._bind("levels", "Array(String)", list(dimension.levels))
-        other = self._bind("other_level", "String", OTHER_LEVEL)
-        return f"if(has({kept}, {level}), {level}, {other})"
+            return level if kept is None else f"toUInt16(indexOf({kept}, {level}))"
+        missing = self._bind("missing_level", "String", MISSING_LEVEL)
+        order = "(timestamp, NOT has_level, row_level)"  # the first exposure, preferring one with it
+        if kept is None:
+            first = f"argMin((has_level, row_level), {order})"
+            return f"if(tupleElement({first}, 1), tupleElement({first}, 2), {missing})"
+        return f"argMin(toUInt16(indexOf({kept}, if(has_level, row_level, {missing}))), {order})"
 
     def _level_keys(self, column: str) -> list[str]:
         """``[column]`` when the statement is grouped by level too, else nothing."""
