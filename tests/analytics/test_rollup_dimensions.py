@@ -374,7 +374,6 @@ def gbstats_rows(spec: RollupSpec, rows, events, levels: dict[str, str], key: st
     )
 
 
-@pytest.mark.slow
 def test_rollup_breakdown__every_level__agrees_with_gbstats_dimension_analysis(clickhouse):
     process_analysis, analysis_settings, metric_settings = _gbstats()
     from analytics.results.analysis import MetricAnalysis, results_document
