@@ -213,3 +213,25 @@ def test_results_api__dimension_entry_day__levels_add_up_to_the_experiment(click
     levels = body["dimension"]["levels"]
     assert [lv["level"] for lv in levels] == [T0.date().isoformat(), (T0 + 25 * HOUR).date().isoformat()]
     assert sum(lv["units"] for lv in levels) == body["units"]["total"]
+
+
+def test_results_page__dimension_picker__levels_and_an_unknown_dimension_explained(
+    clickhouse, client, superuser
+):
+    experiment = experiment_with_metrics("shop")
+    traffic()
+    experiment_results_refresh(experiment_id=experiment.pk)
+    client.force_login(superuser)
+    url = reverse("admin:analytics_experiment_results", args=[experiment.pk])
+
+    page = client.get(url).content.decode()
+    assert 'id="dimension-picker"' in page and '<option value="country">country</option>' in page
+    assert 'class="dimension-level"' not in page  # nothing picked: no breakdown computed
+
+    page = client.get(url, {"dimension": "country"}).content.decode()
+    assert page.count('class="dimension-level"') == 4 and 'data-level="__missing__"' in page
+    assert 'id="dimension-warning"' in page and 'id="dimension-plot-container"' in page
+
+    response = client.get(url, {"dimension": "plan"})
+    assert response.status_code == 200
+    assert "&#x27;plan&#x27; is not one of them" in response.content.decode()
