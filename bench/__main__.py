@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.common import Result
 
-ENTRIES = ["ingest", "evaluate", "growthbook", "streaming", "analyze", "incremental"]
+ENTRIES = ["ingest", "evaluate", "growthbook", "streaming", "analyze", "incremental", "dimensions"]
 # --quick: shorter runs and smaller data, to check that every benchmark works end to end (the
 # numbers are noisier). Explicit environment variables still win.
 QUICK_ENV = {
@@ -27,6 +27,8 @@ QUICK_ENV = {
     "BENCH_ANALYZE_ROUNDS": "1",
     "BENCH_INCREMENTAL_EVENTS": "200000,600000",
     "BENCH_INCREMENTAL_ROUNDS": "1",
+    "BENCH_DIMENSIONS_EVENTS": "200000",
+    "BENCH_DIMENSIONS_ROUNDS": "1",
 }
 
 

@@ -15,6 +15,7 @@ to change them, as in the API.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import logging
@@ -56,6 +57,13 @@ from analytics.admin.summary import (
 from analytics.clickhouse import ClickHouseError
 from analytics.models import ExperimentResult, ResultStatus, SpoolBatch
 from analytics.results import RefreshInfo, ResultsDocument
+from analytics.results.breakdown import (
+    EXPLORATORY_WARNING,
+    BreakdownUnavailable,
+    UnknownDimension,
+    experiment_dimensions,
+    experiment_results_breakdown,
+)
 from analytics.results.selectors import experiment_results_get
 from analytics.results.services import experiment_results_refresh, experiment_results_request_refresh
 from config.admin import approval_held_message
@@ -128,6 +136,45 @@ def _plotly_version() -> str:
     import plotly
 
     return plotly.__version__
+
+
+def _dimension_context(
+    request: HttpRequest, experiment: Experiment, document: ResultsDocument, names: dict[str, str]
+) -> dict[str, Any]:
+    """The "By dimension" section: the picker (``?dimension=``) and, when one is picked, each level's
+    users, SRM check and numbers table, and the lift per level of the primary metric."""
+    context: dict[str, Any] = {"dimension_picked": request.GET.get("dimension", ""), "dimension_levels": []}
+    try:
+        context["dimensions"] = experiment_dimensions(experiment=experiment, document=document)
+        if not context["dimension_picked"]:
+            return context
+        broken_down = experiment_results_breakdown(
+            experiment=experiment, dimension=context["dimension_picked"]
+        )
+    except (UnknownDimension, BreakdownUnavailable) as exc:
+        context.setdefault("dimensions", [])
+        context["dimension_error"] = exc.message
+        return context
+    breakdown = broken_down.dimension
+    assert breakdown is not None
+    for level in breakdown.levels:
+        level_document = dataclasses.replace(broken_down, metrics=level.metrics, dimension=None)
+        context["dimension_levels"].append(
+            {
+                "level": level.level,
+                "units": level.units,
+                "srm_ok": level.srm is None or level.srm.ok,
+                "srm_p": p_value_text(level.srm.p_value if level.srm is not None else None),
+                "metric_rows": metric_rows(level_document, names),
+            }
+        )
+    primary = document.primary_metric or (document.metrics[0] if document.metrics else None)
+    context["dimension_metric"] = primary.label if primary is not None else ""
+    context["dimension_plot"] = (
+        charts.dimension_plot(broken_down, metric=primary.metric, variant_names=names) if primary else ""
+    )
+    context["exploratory_warning"] = EXPLORATORY_WARNING.message
+    return context
 
 
 @admin.register(ExperimentResult)
@@ -277,6 +324,7 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             running_since=experiment.started_at,
             running_since_ago=ago(experiment.started_at),
             **_environments_context(document, experiment),
+            **(_dimension_context(request, experiment, document, names) if computed else {}),
         )
         return TemplateResponse(request, "admin/analytics/experiment_results.html", context)
 

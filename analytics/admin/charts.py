@@ -357,3 +357,26 @@ def timeseries_plots(document: ResultsDocument, *, variant_names: Mapping[str, s
 def _transparent(colour: str, alpha: float = 0.18) -> str:
     red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
+
+
+def dimension_plot(
+    document: ResultsDocument,
+    *,
+    metric: str,
+    variant_names: Mapping[str, str],
+    div_id: str = "dimension-plot",
+) -> str:
+    """One metric's lift per level of the document's dimension breakdown: the forest plot with one
+    row per level and variant (its metric block, named after the level)."""
+    import dataclasses
+
+    breakdown = document.dimension
+    if breakdown is None:
+        return ""
+    blocks = []
+    for level in breakdown.levels:
+        block = level.metric(metric)
+        if block is not None:
+            blocks.append(dataclasses.replace(block, name=f"{level.level} ({level.units:,} users)"))
+    return forest_plot(dataclasses.replace(document, metrics=tuple(blocks)), variant_names=variant_names,
+                       div_id=div_id)  # fmt: skip

@@ -532,6 +532,69 @@ class RefreshInfo:
 
 
 @dataclass(frozen=True)
+class DimensionLevel:
+    """One level of a dimension breakdown: its units, its own SRM check and its metrics, computed as
+    the analysis of that level's units alone (docs/analysis.md, "Dimension breakdowns")."""
+
+    level: str
+    units: int = 0
+    srm: Srm | None = None
+    metrics: tuple[MetricResult, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DimensionLevel:
+        data = _mapping(data)
+        return cls(
+            level=str(data.get("level") or ""),
+            units=data.get("units") or 0,
+            srm=Srm.from_dict(data.get("srm")),
+            metrics=tuple(MetricResult.from_dict(m) for m in _list(data.get("metrics"))),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "units": self.units,
+            "srm": self.srm.to_dict() if self.srm is not None else None,
+            "metrics": [m.to_dict() for m in self.metrics],
+        }
+
+    def metric(self, key: str) -> MetricResult | None:
+        return next((m for m in self.metrics if m.metric == key), None)
+
+
+@dataclass(frozen=True)
+class DimensionBreakdown:
+    """The results per level of one dimension (``?dimension=NAME``): the largest levels, then
+    ``__other__``; ``available`` lists every dimension the experiment can be broken down by."""
+
+    name: str
+    levels: tuple[DimensionLevel, ...] = ()
+    available: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DimensionBreakdown | None:
+        if data is None:
+            return None
+        data = _mapping(data)
+        return cls(
+            name=str(data.get("name") or ""),
+            levels=tuple(DimensionLevel.from_dict(level) for level in _list(data.get("levels"))),
+            available=tuple(_list(data.get("available"))),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "levels": [level.to_dict() for level in self.levels],
+            "available": list(self.available),
+        }
+
+    def level(self, name: str) -> DimensionLevel | None:
+        return next((level for level in self.levels if level.level == name), None)
+
+
+@dataclass(frozen=True)
 class ResultsDocument:
     """An experiment's results: as stored after a refresh, and as the API serves them.
 
@@ -555,6 +618,7 @@ class ResultsDocument:
     timings_ms: Mapping[str, float] | None = None
     refresh: RefreshInfo | None = None
     message: str | None = None
+    dimension: DimensionBreakdown | None = None  # only when asked for (``?dimension=NAME``)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResultsDocument:
@@ -576,6 +640,7 @@ class ResultsDocument:
             timings_ms=dict(timings) if timings is not None else None,
             refresh=RefreshInfo.from_dict(data.get("refresh")),
             message=data.get("message"),
+            dimension=DimensionBreakdown.from_dict(data.get("dimension")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -604,6 +669,7 @@ class ResultsDocument:
             ("timings_ms", dict(self.timings_ms) if self.timings_ms is not None else None),
             ("refresh", self.refresh.to_dict() if self.refresh is not None else None),
             ("message", self.message),
+            ("dimension", self.dimension.to_dict() if self.dimension is not None else None),
         )
         document.update((name, value) for name, value in optional if value is not None)
         return document

@@ -128,6 +128,50 @@ class RefreshStateSerializer(serializers.Serializer):
     )
 
 
+class DimensionLevelSerializer(serializers.Serializer):
+    level = serializers.CharField(
+        help_text="The attribute's value on the units' first exposure, the entry day (YYYY-MM-DD), "
+        "`__missing__` (the first exposure lacked the attribute) or `__other__` (every level beyond the "
+        "20 largest, pooled)."
+    )
+    units = serializers.IntegerField(help_text="Analysed units of this level, every variant.")
+    srm = SrmSerializer(help_text="The sample ratio check of this level's units against the weights.")
+    metrics = MetricResultSerializer(
+        many=True,
+        help_text="Each metric analysed over this level's units alone (winsorized metrics keep the "
+        "experiment-wide cap). p_value_adjusted corrects across the level's metrics, not across levels.",
+    )
+
+
+class DimensionBreakdownSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The dimension asked for: `entry_day` or an attribute name.")
+    levels = DimensionLevelSerializer(many=True, help_text="The 20 largest levels, then `__other__`.")
+    available = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Every dimension this experiment can be broken down by: `entry_day` and the attribute "
+        "names seen on its exposures.",
+    )
+
+
+class ResultsQuerySerializer(serializers.Serializer):
+    dimension = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Break the results down by this dimension: `entry_day` or an attribute name seen on the "
+        "experiment's exposures (`GET .../results/dimensions/` lists them). Exploratory: per-level "
+        "p-values are not corrected for the number of levels.",
+    )
+
+
+class DimensionsSerializer(serializers.Serializer):
+    experiment = serializers.CharField()
+    dimensions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="`entry_day`, then the attribute names seen on the experiment's analysed exposures.",
+    )
+
+
 class ResultsSerializer(serializers.Serializer):
     """The Results document (the fields SDKs and dashboards rely on), with extras."""
 
@@ -157,6 +201,9 @@ class ResultsSerializer(serializers.Serializer):
         help_text="How the last refresh went; a failed one keeps the last good numbers."
     )
     message = serializers.CharField(required=False)
+    dimension = DimensionBreakdownSerializer(
+        required=False, help_text="Only with `?dimension=NAME`: the results per level of that dimension."
+    )
 
 
 class RefreshAcceptedSerializer(serializers.Serializer):

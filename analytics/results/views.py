@@ -15,8 +15,14 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics.results.breakdown import experiment_dimensions, experiment_results_breakdown
 from analytics.results.selectors import experiment_results_get
-from analytics.results.serializers import RefreshAcceptedSerializer, ResultsSerializer
+from analytics.results.serializers import (
+    DimensionsSerializer,
+    RefreshAcceptedSerializer,
+    ResultsQuerySerializer,
+    ResultsSerializer,
+)
 from analytics.results.services import experiment_results_request_refresh, refresh_interval_seconds
 from experiments.models import Experiment
 
@@ -167,15 +173,66 @@ class ExperimentResultsView(APIView):
             "5 minutes while the experiment runs, or on `POST .../results/refresh/`. Before the first "
             "computation the answer has empty `metrics`, a null `computed_at` and "
             "`refresh.status` `never_computed`; when the last refresh failed, the last good numbers with "
-            "`refresh.status` `failed` and the error. 404 when the experiment does not exist."
+            "`refresh.status` `failed` and the error. 404 when the experiment does not exist.\n\n"
+            "With `?dimension=NAME` (`entry_day` or an attribute of the exposures) the same document "
+            "also has `dimension`: per level (a unit's level is the attribute's value on its first "
+            "exposure; the 20 largest levels and `__other__`) its units, SRM check and metrics, each "
+            "level analysed as its units alone, computed on demand and cached until the next refresh. "
+            "Per-level p-values are not corrected across levels (a warning says so): exploratory. "
+            "400 naming `dimension` and the available dimensions when it is unknown."
         ),
-        responses={200: ResultsSerializer, 404: OpenApiResponse(description="No such experiment.")},
+        parameters=[ResultsQuerySerializer],
+        responses={
+            200: ResultsSerializer,
+            400: OpenApiResponse(description="Unknown `dimension` (the message lists the available ones)."),
+            404: OpenApiResponse(description="No such experiment."),
+            503: OpenApiResponse(description="ClickHouse could not compute the breakdown."),
+        },
         examples=[RESULTS_EXAMPLE],
         tags=["experiments"],
     )
     def get(self, request, key: str) -> Response:
         experiment = get_object_or_404(Experiment, key=key)
-        return Response(experiment_results_get(experiment=experiment).to_dict())
+        query = ResultsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if "dimension" in query.validated_data:
+            document = experiment_results_breakdown(
+                experiment=experiment, dimension=query.validated_data["dimension"]
+            )
+        else:
+            document = experiment_results_get(experiment=experiment)
+        return Response(document.to_dict())
+
+
+class ExperimentResultsDimensionsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="experiment_results_dimensions",
+        summary="List the dimensions an experiment's results can be broken down by",
+        description=(
+            "`entry_day` (the UTC day of each unit's first exposure) and every attribute name seen on the "
+            "experiment's analysed exposures: the values `GET .../results/?dimension=` accepts. 404 when "
+            "the experiment does not exist."
+        ),
+        responses={
+            200: DimensionsSerializer,
+            404: OpenApiResponse(description="No such experiment."),
+            503: OpenApiResponse(description="ClickHouse could not be read."),
+        },
+        examples=[
+            OpenApiExample(
+                "Exposures with country and browser",
+                response_only=True,
+                value={"experiment": "checkout_button", "dimensions": ["entry_day", "browser", "country"]},
+            )
+        ],
+        tags=["experiments"],
+    )
+    def get(self, request, key: str) -> Response:
+        experiment = get_object_or_404(Experiment, key=key)
+        body = {"experiment": experiment.key, "dimensions": experiment_dimensions(experiment=experiment)}
+        return Response(DimensionsSerializer(body).data)
 
 
 class ExperimentResultsRefreshView(APIView):

@@ -6,6 +6,8 @@
   the cold roll-up, every event read;
 * :mod:`.state` and :mod:`.incremental`: the same answer from per-unit state kept in ClickHouse,
   recomputing only the units that new rows touched (``rollup_refresh``; docs/analysis.md, section 18).
+* :mod:`.dimensions`: the same roll-up per level of a dimension (an exposure attribute or the entry
+  day), on demand and cold (``rollup_breakdown``; docs/analysis.md, section 21).
 
 The statistics engine over those sums, shaped as the Results document, is ``analytics.results.analysis``.
 """

@@ -71,21 +71,27 @@ class QuantileQuery(RollupQuery):
             f"({self._events_sql()}) AS e INNER JOIN ({self._units_sql(summary=False)}) AS u "
             "ON e.unit_key = u.unit_key"
         )
+        # A dimension breakdown groups by (level, variant) wherever this groups by variant.
+        level_column = self._level_keys("dimension_level AS level")
+        unit_level = self._level_keys("any(u.dimension_level) AS unit_level")
+        by_unit_level = self._level_keys("unit_level")
         units = select(
-            ["variant_index", "count() AS units"],
+            [*level_column, "variant_index", "count() AS units"],
             f"({self._units_sql(summary=False)})",
-            group_by="variant_index",
+            group_by=", ".join([*self._level_keys("level"), "variant_index"]),
         )
         if metric.quantile_scope == "unit":
             raw = f"sumIf(e.value, {self._window(index)})"
             value = raw if cap is None else f"least({raw}, {self._bind('cap', 'Float64', float(cap))})"
             per_unit = select(
-                ["any(u.variant_index) AS unit_variant", f"toFloat64({value}) AS y"],
+                ["any(u.variant_index) AS unit_variant", *unit_level, f"toFloat64({value}) AS y"],
                 joined,
                 group_by="e.unit_key",
             )
             observations = select(
-                ["unit_variant", "groupArray(y) AS observed"], f"({per_unit})", group_by="unit_variant"
+                [*by_unit_level, "unit_variant", "groupArray(y) AS observed"],
+                f"({per_unit})",
+                group_by=", ".join([*by_unit_level, "unit_variant"]),
             )
             # Units without events in the window are 0s: as many as the variant's units not listed.
             sorted_values = (
@@ -98,15 +104,19 @@ class QuantileQuery(RollupQuery):
                 "e.value" if cap is None else f"least(e.value, {self._bind('cap', 'Float64', float(cap))})"
             )
             per_unit = select(
-                ["any(u.variant_index) AS unit_variant", f"groupArray(toFloat64({value})) AS unit_values"],
+                [
+                    "any(u.variant_index) AS unit_variant",
+                    *unit_level,
+                    f"groupArray(toFloat64({value})) AS unit_values",
+                ],
                 joined,
                 where=self._window(index),
                 group_by="e.unit_key",
             )
             observations = select(
-                ["unit_variant", "groupArray(unit_values) AS observed"],
+                [*by_unit_level, "unit_variant", "groupArray(unit_values) AS observed"],
                 f"({per_unit})",
-                group_by="unit_variant",
+                group_by=", ".join([*by_unit_level, "unit_variant"]),
             )
             sorted_values = "arraySort(arrayFlatten(p.observed))"
             below = "arrayMap(v -> toFloat64(arrayCount(x -> x <= estimate, v)), p.observed)"
@@ -124,18 +134,30 @@ class QuantileQuery(RollupQuery):
         # event scope: each unit's event values). On a cluster every shard answers for its own units
         # and the initiator concatenates the shards' observations (groupArrayArray), exact because a
         # unit and its events live on one shard (analytics.rollup.query's docstring).
+        on = "o.unit_variant = c.variant_index" + (" AND o.unit_level = c.level" if level_column else "")
         partial = select(
-            ["c.variant_index AS variant_index", "c.units AS units", "o.observed AS observed"],
-            f"({units}) AS c LEFT JOIN ({observations}) AS o ON o.unit_variant = c.variant_index",
+            [
+                *self._level_keys("c.level AS level"),
+                "c.variant_index AS variant_index",
+                "c.units AS units",
+                "o.observed AS observed",
+            ],
+            f"({units}) AS c LEFT JOIN ({observations}) AS o ON {on}",
         )
         if self.shards is not None:
             cluster = self._bind("cluster", "String", self.shards.cluster)
             partial = select(
-                ["variant_index", "sum(shard.units) AS units", "groupArrayArray(shard.observed) AS observed"],
+                [
+                    *self._level_keys("level"),
+                    "variant_index",
+                    "sum(shard.units) AS units",
+                    "groupArrayArray(shard.observed) AS observed",
+                ],
                 f"cluster({cluster}, view({partial})) AS shard",
-                group_by="variant_index",
+                group_by=", ".join([*self._level_keys("level"), "variant_index"]),
             )
         columns = [
+            *self._level_keys("p.level AS level"),
             "p.variant_index AS variant_index",
             "p.units AS units",
             f"{sorted_values} AS sorted_values",
@@ -145,7 +167,7 @@ class QuantileQuery(RollupQuery):
             *extra,
         ]
         sql = select(columns, f"({partial}) AS p")
-        outer = ["variant_index", "units", "n", "estimate", "grid"]
+        outer = [*self._level_keys("level"), "variant_index", "units", "n", "estimate", "grid"]
         if metric.quantile_scope == "event":
             outer += [
                 "main_sum",
@@ -154,7 +176,8 @@ class QuantileQuery(RollupQuery):
                 "denominator_sum_squares",
                 "main_denominator_sum_product",
             ]
-        return Statement(select(outer, f"({sql})", order_by="variant_index"), self.params)
+        order = ", ".join([*self._level_keys("level"), "variant_index"])
+        return Statement(select(outer, f"({sql})", order_by=order), self.params)
 
 
 def quantile_stats_from_row(metric: MetricSpec, row: dict[str, Any] | None) -> QuantileStats:

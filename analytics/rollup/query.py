@@ -65,7 +65,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from analytics.rollup.spec import Measure, MetricSpec, RollupSpec
+from analytics.rollup.spec import MISSING_LEVEL, Dimension, Measure, MetricSpec, RollupSpec
 from analytics.stats import CupedStats, RatioCupedStats, RatioStats, SampleStats
 
 DAY_MS = 86_400_000
@@ -145,6 +145,7 @@ def select(
     group_by: str | None = None,
     having: str | None = None,
     order_by: str | None = None,
+    limit: int | None = None,
 ) -> str:
     """One ``SELECT``, assembled from its clauses: the only place the roll-up joins SQL text.
 
@@ -160,6 +161,8 @@ def select(
     for keyword, clause in (("GROUP BY", group_by), ("HAVING", having), ("ORDER BY", order_by)):
         if clause:
             clauses.append(f"{keyword} {clause}")
+    if limit is not None:
+        clauses.append(f"LIMIT {int(limit)}")
     return " ".join(clauses)
 
 
@@ -189,7 +192,9 @@ class RollupQuery:
     ``exact_unit_keys``: join and group on unit_id itself instead of its 64-bit hash (slower; used
     when two of the experiment's units share a hash, see the module docstring). ``first_exposure``:
     the experiment's earliest exposure (from the units statement), so the event scan can skip what
-    no unit can count (older than the longest CUPED look-back before it).
+    no unit can count (older than the longest CUPED look-back before it). ``dimension``: also group
+    every statement by each unit's level of that dimension (a dimension breakdown,
+    :mod:`analytics.rollup.dimensions`): the output gains a ``level`` key column.
     """
 
     def __init__(
@@ -200,8 +205,10 @@ class RollupQuery:
         first_exposure: dt.datetime | None = None,
         shards: Shards | None = None,
         caps: dict[Measure, float | None] | None = None,
+        dimension: Dimension | None = None,
     ) -> None:
         self.spec = spec
+        self.dimension = dimension
         # The percentile-capped measures' caps, from caps_statement (None: no cap, no nonzero value)
         self.caps = caps or {}
         self.shards = shards
@@ -268,8 +275,19 @@ class RollupQuery:
         experiment = self._bind("experiment", "String", self.spec.experiment)
         variants = self._bind("variants", "Array(String)", list(self.spec.variants))
         indexes = self._bind("variant_indexes", "Array(Int16)", list(range(1, len(self.spec.variants) + 1)))
+        row_columns = [
+            "unit_id",
+            "timestamp",
+            f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant",
+        ]
+        if self.dimension is not None and self.dimension.attribute is not None:
+            name = self._bind("dimension", "String", self.dimension.attribute)
+            row_columns += [
+                f"mapContains(attributes, {name}) AS has_level",
+                f"attributes[{name}] AS row_level",
+            ]
         rows = select(
-            ["unit_id", "timestamp", f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant"],
+            row_columns,
             self._table("exposures"),
             where=f"experiment = {experiment}{self._environment_filter()}",
         )
@@ -278,6 +296,8 @@ class RollupQuery:
             "toUnixTimestamp64Milli(min(timestamp)) AS t0",
             "if(min(exposed_variant) = max(exposed_variant), min(exposed_variant), -1) AS variant_index",
         ]
+        if self.dimension is not None:
+            columns.append(f"{self._level_sql()} AS dimension_level")
         if summary:
             columns.append("toUnixTimestamp64Milli(max(timestamp)) AS unit_last_exposure_ms")
             columns.append(
@@ -294,6 +314,7 @@ class RollupQuery:
         self.params = {}
         until = self._bind("until_ms", "Int64", self.spec.until_ms)
         columns = [
+            *self._level_keys("dimension_level AS level"),
             "variant_index",
             f"intDiv(least(t0, {until}), {DAY_MS}) AS entry_day",
             "count() AS units",
@@ -301,19 +322,44 @@ class RollupQuery:
             "max(unit_last_exposure_ms) AS last_exposure_ms",
             "sum(key_collision) AS key_collisions",
         ]
-        sql = select(
-            columns,
-            f"({self._units_sql(summary=True)})",
-            group_by="variant_index, entry_day",
-            order_by="variant_index, entry_day",
-        )
+        keys = ", ".join([*self._level_keys("level"), "variant_index", "entry_day"])
+        sql = select(columns, f"({self._units_sql(summary=True)})", group_by=keys, order_by=keys)
         merges = {
             "units": "sum",
             "first_exposure_ms": "min",
             "last_exposure_ms": "max",
             "key_collisions": "sum",
         }
-        return self._statement(sql, ("variant_index", "entry_day"), merges)
+        return self._statement(sql, (*self._level_keys("level"), "variant_index", "entry_day"), merges)
+
+    def _level_sql(self) -> str:
+        """The unit's level (on the per-unit grouping of ``_units_sql``): its attribute on its first
+        exposure (``__missing__`` when that exposure lacks it; of several first exposures at the same
+        millisecond, one that has it, then the least value), or its entry day (UTC, as in
+        ``units_statement``), as text. With ``dimension.levels`` given, the level's 1-based position
+        in them instead, 0 for every other level (``__other__``): a small integer is cheaper to carry
+        through the join and the groupings than the text (read back by ``dimensions.level_name``)."""
+        dimension = self.dimension
+        assert dimension is not None
+        kept = (
+            None
+            if dimension.levels is None
+            else self._bind("levels", "Array(String)", list(dimension.levels))
+        )
+        if dimension.attribute is None:
+            until = self._bind("until_ms", "Int64", self.spec.until_ms)
+            level = f"toString(toDate(fromUnixTimestamp64Milli(least(t0, {until}), 'UTC'), 'UTC'))"
+            return level if kept is None else f"toUInt16(indexOf({kept}, {level}))"
+        missing = self._bind("missing_level", "String", MISSING_LEVEL)
+        order = "(timestamp, NOT has_level, row_level)"  # the first exposure, preferring one with it
+        if kept is None:
+            first = f"argMin((has_level, row_level), {order})"
+            return f"if(tupleElement({first}, 1), tupleElement({first}, 2), {missing})"
+        return f"argMin(toUInt16(indexOf({kept}, if(has_level, row_level, {missing}))), {order})"
+
+    def _level_keys(self, column: str) -> list[str]:
+        """``[column]`` when the statement is grouped by level too, else nothing."""
+        return [column] if self.dimension is not None else []
 
     # --- per-unit conditions and values -------------------------------------------------------------------
     def _window(self, index: int) -> str:
@@ -390,6 +436,7 @@ class RollupQuery:
             "any(u.variant_index) AS unit_variant",
             "any(u.t0) AS unit_t0",
             "max(e.ts) AS unit_last_event_ms",
+            *self._level_keys("any(u.dimension_level) AS unit_level"),
         ]
         columns += [f"{self._raw(m, self._window(i))} AS r_{i}" for i, m in enumerate(self.measures)]
         columns += [f"{self._raw(m, self._lookback(i))} AS q_{i}" for i, (m, _) in enumerate(self.covariates)]
@@ -411,6 +458,7 @@ class RollupQuery:
             "unit_variant",
             "unit_last_event_ms",
             f"intDiv(least(unit_t0, {until}), {DAY_MS}) AS entry_day",
+            *self._level_keys("unit_level"),
         ]
         columns += [f"{self._value(m, f'r_{i}', f'cap_{i}')} AS y_{i}" for i, m in enumerate(self.measures)]
         columns += [
@@ -505,6 +553,9 @@ class RollupQuery:
         self.params = {}
         prepared = ["unit_variant", "arrayPushFront(days, entry_day) AS element_days"]
         columns = ["unit_variant AS variant_index", "day", "max(unit_last_event_ms) AS last_event_ms"]
+        if self.dimension is not None:  # grouped by level too
+            prepared.append("unit_level")
+            columns.insert(0, "unit_level AS level")
         array_join = ["element_days AS day", "arrayEnumerate(element_days) AS k"]
         scalars: set[str] = set()
         merges = {"last_event_ms": "max"}
@@ -528,14 +579,15 @@ class RollupQuery:
         prepared += sorted(scalars) + ["unit_last_event_ms"]
         if not self.series_measures:
             prepared[1] = "[entry_day] AS element_days"
+        keys = ", ".join([*self._level_keys("unit_level"), "unit_variant", "day"])
         sql = select(
             columns,
             f"({select(prepared, f'({self._per_unit_values_sql()})')})",
             array_join=array_join,
-            group_by="unit_variant, day",
-            order_by="unit_variant, day",
+            group_by=keys,
+            order_by=keys,
         )
-        return self._statement(sql, ("variant_index", "day"), merges)
+        return self._statement(sql, (*self._level_keys("level"), "variant_index", "day"), merges)
 
 
 def day_date(day: int) -> dt.date:

@@ -24,6 +24,12 @@ MEASURE_KINDS = ("binomial", "count", "sum")
 METRIC_TYPES = ("binomial", "count", "sum", "ratio", "quantile")
 QUANTILE_SCOPES = ("unit", "event")
 
+# Dimension breakdowns (docs/analysis.md, "Dimension breakdowns")
+ENTRY_DAY = "entry_day"  # the dimension of each unit's entry day (UTC), not an attribute
+MISSING_LEVEL = "__missing__"  # the level of units whose first exposure lacks the attribute
+OTHER_LEVEL = "__other__"  # every level beyond the largest ones, pooled
+MAX_LEVELS = 20  # the largest levels kept as themselves
+
 
 @dataclass(frozen=True)
 class Measure:
@@ -141,3 +147,25 @@ class RollupSpec:
         """``until`` in milliseconds since the epoch (the resolution of event timestamps)."""
         delta = self.until.astimezone(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         return delta // dt.timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """What a breakdown groups units by: an exposure attribute's value on the unit's first exposure
+    (``attribute``), or, with ``attribute`` None, the unit's entry day.
+
+    ``levels``: the levels kept as themselves (the largest ones); every other level is pooled as
+    ``__other__``. None keeps every level as itself (the statement that finds the largest ones).
+    """
+
+    name: str
+    levels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("A dimension needs a name.")
+
+    @property
+    def attribute(self) -> str | None:
+        """The exposure attribute, or None for the entry day."""
+        return None if self.name == ENTRY_DAY else self.name

@@ -272,6 +272,7 @@ CLUSTER_SUITE = [
     "tests/analytics/test_cluster_shards.py",
     "tests/analytics/test_rollup.py",
     "tests/analytics/test_rollup_quantile.py",
+    "tests/analytics/test_rollup_dimensions.py",
     "tests/analytics/test_results.py",
     "tests/analytics/test_end_to_end.py",
     "tests/analytics/test_ingestion.py",

@@ -202,3 +202,50 @@ def test_rollup__percentile_caps_on_two_shards__the_pooled_percentile_of_every_s
     for metric in WINSORIZED[:3]:
         assert one.caps_used[metric.key] == pytest.approx(caps[metric.measure], rel=1e-12)
         assert two.caps_used[metric.key] == pytest.approx(doubled[metric.measure], rel=1e-12)
+
+
+def test_rollup_breakdown__two_shards_of_one_server__every_level_twice_the_single_server(
+    clickhouse, settings
+):
+    # Given exposures with a country attribute, a winsorized metric, a quantile metric
+    import dataclasses
+
+    from analytics.rollup import Measure, MetricSpec
+    from analytics.rollup.dimensions import attribute_names, rollup_breakdown
+    from tests.analytics.test_rollup_dimensions import generate as generate_attributed
+    from tests.analytics.test_rollup_dimensions import write_attributed
+
+    spec, rows, events = generate_attributed(seed=4, units=150)
+    winsorized = MetricSpec("revenue_p80", "sum", Measure("purchase", "sum", 72, cap_percentile=0.8))
+    spec = dataclasses.replace(spec, metrics=(*spec.metrics, winsorized))
+    write_attributed(rows)
+    write(events=events)
+
+    # When the breakdown runs on one server, on one shard and on two shards that are both this server
+    settings.CLICKHOUSE_CLUSTER = ""
+    single = rollup_breakdown(spec, "country")
+    settings.CLICKHOUSE_CLUSTER = ONE_SHARD
+    one = rollup_breakdown(spec, "country")
+    assert attribute_names(spec) == ["country", "plan"]
+    settings.CLICKHOUSE_CLUSTER = TWO_SHARDS
+    two = rollup_breakdown(spec, "country")
+    assert attribute_names(spec) == ["country", "plan"]
+
+    # Then the same levels in the same order, one shard's sums the single server's and two shards'
+    # exactly twice (each shard decided its units' levels; the initiator only added up)
+    names = [level for level, _ in single.levels]
+    assert (
+        len(names) >= 4 and [level for level, _ in one.levels] == [level for level, _ in two.levels] == names
+    )
+    additive = [m.key for m in spec.metrics if m.type != "quantile" and m.key != "revenue_p80"]
+    for breakdown, factor in ((one, 1), (two, 2)):
+        for (_, rollup), (_, expected) in zip(breakdown.levels, single.levels, strict=True):
+            assert rollup.units == {v: n * factor for v, n in expected.units.items()}
+            for key in additive:
+                assert_scaled(rollup.totals[key], expected.totals[key], factor)
+            for key in ("revenue_p90", "purchase_p50_event"):  # quantiles: every shard's observations
+                got, want = dict(rollup.totals[key]), dict(expected.totals[key])
+                assert {v: q.n for v, q in got.items()} == {v: q.n * factor for v, q in want.items()}
+    # and on two shards the cap is the pooled percentile of both shards' units, the same in every level
+    caps = {rollup.caps_used["revenue_p80"] for _, rollup in two.levels}
+    assert len(caps) == 1 and None not in caps

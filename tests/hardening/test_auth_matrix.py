@@ -242,6 +242,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/experiments/{key}/results/"): Row(
         signed_in(200), path="/api/v1/experiments/exp_running/results/"
     ),
+    ("GET", "/api/v1/experiments/{key}/results/dimensions/"): Row(
+        signed_in(200), path="/api/v1/experiments/exp_running/results/dimensions/"
+    ),
     ("POST", "/api/v1/experiments/{key}/results/refresh/"): Row(
         with_permission(202), path="/api/v1/experiments/exp_running/results/refresh/"
     ),
