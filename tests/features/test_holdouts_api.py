@@ -9,11 +9,11 @@ from config.exceptions import LockedWhileRunning, TransitionNotAllowed
 from experiments.bucketing import bucket
 from experiments.models import ExperimentStatus
 from experiments.services import experiment_start
-from features.sdk import exposures
 from features.config import snapshot_build
 from features.holdouts.models import HoldoutStatus
 from features.holdouts.services import holdout_create, holdout_start, holdout_stop, holdout_update
 from features.models import Environment, Feature
+from features.sdk import exposures
 from features.services import feature_create, sdk_key_create
 from tests.factories import ExperimentFactory, MetricFactory
 
