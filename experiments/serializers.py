@@ -1,11 +1,11 @@
 from rest_framework import serializers
 
-from config.serializers import TagsField
+from config.serializers import TagsField, WholeItemSerializer
 from experiments.models import MAX_VARIANT_WEIGHT, Experiment, MetricRole, validate_analysis_environments
 from metrics.models import Metric
 
 
-class VariantSerializer(serializers.Serializer):
+class VariantSerializer(WholeItemSerializer):
     key = serializers.SlugField(max_length=100)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     weight = serializers.FloatField(
@@ -18,7 +18,7 @@ class VariantSerializer(serializers.Serializer):
     )
 
 
-class MetricLinkSerializer(serializers.Serializer):
+class MetricLinkSerializer(WholeItemSerializer):
     metric = serializers.SlugRelatedField(
         slug_field="key", queryset=Metric.objects.all(), help_text="A metric's key."
     )

@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.serializers import TagsField
+from config.serializers import TagsField, WholeItemSerializer
 from features.models import Environment, Feature, cors_origin_error, cors_origins_parse
 from features.services import feature_environments_as_dict
 
@@ -27,7 +27,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         return value
 
 
-class PrerequisiteSerializer(serializers.Serializer):
+class PrerequisiteSerializer(WholeItemSerializer):
     feature = serializers.SlugRelatedField(
         slug_field="key", queryset=Feature.objects.all(), source="prerequisite"
     )

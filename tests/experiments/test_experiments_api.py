@@ -482,3 +482,34 @@ def test_experiment_update__put_full_object_while_running__200_ramped_and_varian
     experiment.refresh_from_db()
     assert (experiment.version, experiment.traffic_allocation) == (2, 0.7)
     assert _variants(experiment) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"metrics": [{}]}, ("metrics", 0, "metric")),
+        ({"metrics": [{"role": "guardrail"}]}, ("metrics", 0, "metric")),
+        ({"variants": [{"weight": 1}, {"key": "treatment"}]}, ("variants", 0, "key")),
+    ],
+)
+def test_experiment_patch__list_item_without_required_field__400_naming_it(pm_client, change, path):
+    # Given a draft (a PATCH is partial, but a list in it replaces the list whole)
+    experiment = ExperimentFactory()
+    # When an item of the list lacks a required field
+    response = pm_client.patch(detail_url(experiment.key), change, format="json")
+    # Then 400 names the field (it was a 500: KeyError in the service), and nothing changed
+    assert response.status_code == 400, response.content
+    errors = response.json()
+    field, index, name = path
+    assert name in errors[field][str(index)], errors
+    assert Experiment.objects.get(pk=experiment.pk).version == experiment.version
+
+
+def test_experiment_patch__metric_link_without_role__primary_by_default(pm_client):
+    experiment = ExperimentFactory()
+    MetricFactory(key="purchase_rate")
+    response = pm_client.patch(
+        detail_url(experiment.key), {"metrics": [{"metric": "purchase_rate"}]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["metrics"] == [{"metric": "purchase_rate", "role": "primary"}]

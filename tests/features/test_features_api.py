@@ -218,3 +218,13 @@ def test_feature_number__float_and_int_values__kept(pm_client):
     assert response.json()["default_value"] == 0.25
     response = pm_client.post(LIST_URL, payload(key="limit", type="number", default_value=3), format="json")
     assert response.json()["default_value"] == 3
+
+
+def test_feature_prerequisites__patch_item_without_value__400_naming_it(pm_client):
+    FeatureFactory(key="a")
+    FeatureFactory(key="b")
+    response = pm_client.patch(
+        reverse("feature-detail", args=["a"]), {"prerequisites": [{"feature": "b"}]}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "value" in response.json()["prerequisites"]["0"], response.json()
