@@ -400,8 +400,9 @@ def _evaluate(
     else:
         result = feature.fallthrough
         for rule in rules:
-            if rule.kind is EXPERIMENT and config.experiment_holdouts:
-                # The holdout first, as the SDK checks the rule's parent conditions before its condition.
+            if rule.experiment is not None and rule.kind is not ROLLOUT and config.experiment_holdouts:
+                # The holdout first, as the SDK checks the rule's parent conditions before its condition
+                # (also for an experiment rule that remote evaluation's forced variation made a force rule).
                 experiment = config.experiments.get(rule.experiment)
                 if experiment is not None and experiment.running and experiment.error is None:
                     holdout_key = config.experiment_holdouts.get(rule.experiment)

@@ -164,8 +164,11 @@ def _forced_variation_rule(
     hit = (rule.hits or {}).get(variant)
     if hit is None:
         return None
-    # No exposure: a forced variation is not a randomised assignment (GrowthBook tracks none).
-    return CompiledRule(FORCE, rule.label, None, hit=dataclasses.replace(hit, exposures=()))
+    # No exposure: a forced variation is not a randomised assignment (GrowthBook tracks none). The
+    # experiment stays named, so a holdout of it still skips its held-out units (features.evaluation).
+    return CompiledRule(
+        FORCE, rule.label, None, experiment=rule.experiment, hit=dataclasses.replace(hit, exposures=())
+    )
 
 
 def config_with_overrides(

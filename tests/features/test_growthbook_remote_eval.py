@@ -164,7 +164,9 @@ def test_remote_eval__forced_features_and_variations__as_the_javascript_sdk_appl
         "flags": flags,
         "units": units,
         "forcedFeatures": [["f_rollout", True], ["f_disabled", "qa"]],
-        "forcedVariations": {"exp_weights": 2, "exp_layer_1": 1, "exp_layer_2": 7},
+        # exp_held is held out by a holdout: its held-out units skip the rule even when forced (the
+        # SDK checks the rule's parent condition first)
+        "forcedVariations": {"exp_weights": 2, "exp_layer_1": 1, "exp_layer_2": 7, "exp_held": 1},
     }
     # When the JavaScript SDK applies them itself to the payload, and our server applies them
     local = run_node_sdk(growthbook_node, {**request, "mode": "local"}, tmp_path)
@@ -182,6 +184,10 @@ def test_remote_eval__forced_features_and_variations__as_the_javascript_sdk_appl
     assert "b" in column["f_experiment"] and set(column["f_experiment"]) <= {"b", "free-fallback", "off"}
     assert 2 in column["f_layer"]  # exp_layer_1 forced to treatment
     assert set(column["f_prerequisite"]) <= {1, 10}  # the forced parent lets every unit through
+    # exp_held forced to treatment, except for its held-out units (the next rule or the default)
+    assert "t" in column["f_held_experiment"] and "c" not in column["f_held_experiment"]
+    fell_through = set(column["f_held_experiment"]) - {"t"}
+    assert fell_through and fell_through <= {"off", "pro"}
 
 
 # --- the edge and its answers --------------------------------------------------------------------------
