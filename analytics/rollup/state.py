@@ -560,11 +560,19 @@ class StateQuery(RollupQuery):
         value_columns = ["total", "days", "increments", "last_ms", "pending_ms", "keys", "contents"]
         elements = [f"v.{i}" for i in range(2, 9)]
         if touched_only:
-            columns = [self._experiment(), self._refresh(), "toUInt8(1)", "v.1", "unit_id", *elements]
+            columns = [
+                self._experiment(),
+                self._refresh(),
+                "toUInt8(1)",
+                "v.1",
+                "unit_id",
+                *elements,
+                "toUInt8(1)",
+            ]
             sql = select(columns, f"({per_unit})", array_join=["unit_values AS v"])
             return self._insert(
                 "rollup_scratch_values",
-                ["experiment", "refresh_id", "phase", "value_key", "unit_id", *value_columns],
+                ["experiment", "refresh_id", "phase", "value_key", "unit_id", *value_columns, "changed"],
                 sql,
             )
         columns = [
@@ -632,6 +640,9 @@ class StateQuery(RollupQuery):
             "if(b.value_key = '', d.d6, least(b.pending_ms, d.d6))",
             "arrayConcat(b.keys, d.d7)",
             "arrayConcat(b.contents, d.d8)",
+            # new events changed the row (or it is new): only such rows are written back
+            "toUInt8(b.value_key = '' OR d.d2 != 0 OR notEmpty(d.d3) OR d.d5 > b.last_ms "
+            "OR d.d6 < b.pending_ms OR notEmpty(d.d7))",
         ]
         sql = select(
             columns,
@@ -640,7 +651,7 @@ class StateQuery(RollupQuery):
         return self._insert(
             "rollup_scratch_values",
             ["experiment", "refresh_id", "phase", "value_key", "unit_id", "total", "days", "increments",
-             "last_ms", "pending_ms", "keys", "contents"],
+             "last_ms", "pending_ms", "keys", "contents", "changed"],
             sql,
         )  # fmt: skip
 
@@ -675,7 +686,7 @@ class StateQuery(RollupQuery):
                 self._bind("version", "UInt64", self.version),
             ],
             "rollup_scratch_values",
-            where=self._scratch("rollup_scratch_values", 1),
+            where=f"{self._scratch('rollup_scratch_values', 1)} AND changed = 1",
         )
         statements.append(
             self._insert(

@@ -31,7 +31,8 @@ COMMENT 'Incremental roll-up: the event rows a refresh read as arrivals; dropped
 -- rollup_scratch_units, rollup_scratch_values: the touched units' state rows before (phase 0) and
 -- after (phase 1) one refresh, and the units it recomputes from their events (phase 2), so that the refresh reads the big state tables once (to copy the touched
 -- units' rows out) and everything else (the new rows, the sums before and after) from these small
--- tables. MergeTree, ORDER BY (experiment, refresh_id, phase, unit_id), dropped a day later.
+-- tables (changed: a value row phase 1 that differs from phase 0, the only ones written back). MergeTree,
+-- ORDER BY (experiment, refresh_id, phase, unit_id), dropped a day later.
 CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_units
 (
     experiment LowCardinality(String),
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_values
     pending_ms Int64,
     keys Array(UInt64),
     contents Array(UInt64),
+    changed UInt8,
     created_at DateTime DEFAULT now()
 )
 ENGINE = MergeTree
