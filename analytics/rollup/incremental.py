@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import secrets
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -64,7 +65,7 @@ class RollupState:
     metric_rows: tuple[dict[str, Any], ...] = ()
     first_exposure_ms: int | None = None
     updates: int = 0  # refreshes since the sums were last aggregated from the whole state
-    # This refresh's id (its read time, ms) and how many arrival rows it recorded: the next refresh
+    # This refresh's id (random, naming its rows of rollup_arrivals) and how many arrival rows it recorded: the next refresh
     # leaves those rows out (they are counted), and recomputes in full if they are gone.
     refresh_id: int = 0
     arrivals: int = 0
@@ -169,7 +170,8 @@ def rollup_refresh(
     else:
         generation, kind = uuid.uuid4().hex[:16], "full"
         logger.info("Experiment %s: full roll-up (%s).", spec.experiment, reason)
-    query = StateQuery(spec, units_key=units_key(spec, generation), version=version)
+    refresh_id = secrets.randbits(63)
+    query = StateQuery(spec, units_key=units_key(spec, generation), version=version, refresh_id=refresh_id)
     known = set(previous.value_keys) if previous is not None and reason is None else set()
     definitions = query.post_defs + query.pre_defs + query.key_defs
     stale = [d for d in definitions if d.key in known]
@@ -194,7 +196,7 @@ def rollup_refresh(
             previous_refresh=previous.refresh_id if kind == "incremental" else None,
         )
     )
-    arrivals = int(_run(query.arrivals_count_statement(version))[0]["rows"])
+    arrivals = int(_run(query.arrivals_count_statement(refresh_id))[0]["rows"])
     if kind == "incremental":
         _incremental_steps(query, previous, stale, lower=lower)
     else:
@@ -202,10 +204,12 @@ def rollup_refresh(
     if by_difference:  # the touched units' contributions before (previous analysis time) and after
         before = StateQuery(
             dataclasses.replace(spec, until=previous.until), units_key=query.units_key, version=version,
-            touched_only=True,
+            touched_only=True, refresh_id=refresh_id,
         )  # fmt: skip
         before.phase = 0
-        after = StateQuery(spec, units_key=query.units_key, version=version, touched_only=True)
+        after = StateQuery(
+            spec, units_key=query.units_key, version=version, touched_only=True, refresh_id=refresh_id
+        )
         old_units = _run(before.units_statement())
         unit_rows, first_ms = _units_updated(previous, old_units, _run(after.units_statement()))
         if first_ms is _UNKNOWN:  # an analysed unit left (now in two variants): find the new earliest
@@ -257,7 +261,7 @@ def rollup_refresh(
         metric_rows=tuple(_plain(row) for row in metric_rows),
         first_exposure_ms=first_ms,
         updates=previous.updates + 1 if by_difference else 0,
-        refresh_id=version,
+        refresh_id=refresh_id,
         arrivals=arrivals,
     )
     record_caps(rollup, full_spec, caps)

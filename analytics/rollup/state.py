@@ -6,10 +6,17 @@ docs/analysis.md, "Incremental refresh", has the design; in short:
   of every measure (count or sum in the window, before caps and 0/1 conversions), split by UTC day,
   and of every CUPED covariate (migrations_sql/0004). Both are keyed by hashes of what decides them
   (:func:`units_key`, :class:`ValueDef`), so a changed definition writes new rows beside the old ones.
-* :meth:`StateQuery.touched_statement` finds the units whose exposures or events arrived after the
-  previous watermark (``received_at``), or whose pending future-dated event the analysis time has now
-  passed; :meth:`units_statement_insert` and :meth:`values_statement_insert` recompute those units
-  from *all* their exposures and events, read by primary key (or every unit, for a full recompute).
+  A row kind of its own per event name (``keys``) lists the events the unit's values counted (key and
+  content hashes), so a replay is recognised without reading the events (migrations_sql/0006).
+* An incremental refresh records the event rows received after the previous watermark
+  (:meth:`StateQuery.arrivals_statement`, ``rollup_arrivals``), finds the units they and new
+  exposures touch (:meth:`~StateQuery.touched_statement`), copies those units' rows out of the state
+  once (:meth:`~StateQuery.snapshot_statements`, scratch phase 0), recomputes their t0 and variant
+  where exposures arrived, recomputes from their events only the few units whose t0 or variant
+  changed, whose pending event now counts or which received a changed replay
+  (:meth:`~StateQuery.recompute_statement`, :meth:`~StateQuery.values_insert_statement`), adds the
+  arrivals to every other touched unit's values (:meth:`~StateQuery.delta_statement`), and writes the
+  changed rows back (:meth:`~StateQuery.commit_statements`).
 * :meth:`StateQuery.metrics_statement` is the cold roll-up's own statement (``query.RollupQuery``)
   with its per-unit step reading the state instead of joining events to exposures: caps, conversions,
   running daily values and the ``GROUP BY (variant, day)`` are literally the same SQL, so an
@@ -95,10 +102,21 @@ class StateQuery(RollupQuery):
     row of a unit wins) and naming the refresh's touched units.
     """
 
-    def __init__(self, spec: RollupSpec, *, units_key: str, version: int, touched_only: bool = False) -> None:
+    def __init__(
+        self,
+        spec: RollupSpec,
+        *,
+        units_key: str,
+        version: int,
+        touched_only: bool = False,
+        refresh_id: int | None = None,
+    ) -> None:
         super().__init__(spec, exact_unit_keys=True)
         self.units_key = units_key
         self.version = version
+        # names this refresh's rows of rollup_touched, rollup_arrivals and the scratch tables: random,
+        # so that a refresh run again at the same read time never meets another one's rows
+        self.refresh_id = version if refresh_id is None else refresh_id
         # units_statement and metrics_statement over the touched units only: their contributions,
         # which an incremental refresh subtracts (before) and adds (after recomputing them)
         self.touched_only = touched_only
@@ -120,7 +138,7 @@ class StateQuery(RollupQuery):
         return self._bind("units_key", "String", self.units_key)
 
     def _refresh(self) -> str:
-        return self._bind("refresh_id", "UInt64", self.version)
+        return self._bind("refresh_id", "UInt64", self.refresh_id)
 
     def _insert(self, table: str, columns: list[str], sql: str) -> Statement:
         """``INSERT INTO table (columns) <sql>``: fixed table and column names, the builder's SELECT."""

@@ -350,6 +350,26 @@ def test_rollup_refresh__state_lost_or_asked__full_recompute(clickhouse):
     assert rollup.kind == "full"
 
 
+def test_rollup_refresh__previous_arrivals_gone__full_recompute(clickhouse):
+    from analytics import clickhouse as ch
+
+    # Given a state whose refresh listed the rows it counted beyond its watermark
+    scenario = Scenario(6)
+    now = START + 3 * DAY
+    scenario.send(
+        *scenario.new_units(30, since=START, now=now), received_at=now - 30 * dt.timedelta(seconds=1)
+    )
+    state = refresh(spec_at(now), None, now).state
+    assert state.arrivals > 0
+
+    # When that list is gone (its TTL passed: the experiment was not refreshed for a week)
+    ch.command("TRUNCATE TABLE rollup_arrivals")
+    rollup = refresh(spec_at(now + HOUR), state, now + HOUR)
+
+    # Then the refresh cannot tell counted rows from new ones, and recomputes everything
+    assert rollup.kind == "full"
+
+
 def test_rollup_state__round_trips_as_json():
     state = RollupState(
         generation="g", units_key="u", value_keys=("a", "b"), watermark=START, until=START + DAY, units=3,
