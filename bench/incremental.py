@@ -178,7 +178,14 @@ def run() -> list[Result]:
                 label = f"{size / 1e6:g}M events"
                 started = time.perf_counter()
                 _generate(size)
-                for table in ("rollup_units", "rollup_values", "rollup_touched"):
+                for table in (
+                    "rollup_units",
+                    "rollup_values",
+                    "rollup_touched",
+                    "rollup_arrivals",
+                    "rollup_scratch_units",
+                    "rollup_scratch_values",
+                ):
                     ch.command("TRUNCATE TABLE {table:Identifier}", {"table": table})
                 first_at = HISTORY_RECEIVED + dt.timedelta(hours=1)
                 begun = time.perf_counter()

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import secrets
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -38,7 +39,7 @@ from analytics.rollup.state import StateQuery, ValueDef, digest, units_key
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 2  # bump when the state's meaning changes: every experiment then recomputes
+STATE_FORMAT = 3  # bump when the state's meaning changes: every experiment then recomputes
 # Sums kept up to date by differences are re-aggregated from the state this often (in refreshes:
 # a day at the default 5-minute interval), so floating-point rounding cannot drift for months.
 REAGGREGATE_EVERY = 288
@@ -64,6 +65,10 @@ class RollupState:
     metric_rows: tuple[dict[str, Any], ...] = ()
     first_exposure_ms: int | None = None
     updates: int = 0  # refreshes since the sums were last aggregated from the whole state
+    # This refresh's id (random, naming its rows of rollup_arrivals) and how many arrival rows it recorded: the next refresh
+    # leaves those rows out (they are counted), and recomputes in full if they are gone.
+    refresh_id: int = 0
+    arrivals: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,6 +105,8 @@ class RollupState:
                 metric_rows=tuple(dict(row) for row in data.get("metric_rows", ())),
                 first_exposure_ms=data.get("first_exposure_ms"),
                 updates=int(data.get("updates", 0)),
+                refresh_id=int(data.get("refresh_id", 0)),
+                arrivals=int(data.get("arrivals", 0)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -133,6 +140,9 @@ def full_reason(spec: RollupSpec, previous: RollupState | None, *, full: bool) -
     units = int(_run(query.count_statement())[0]["units"])
     if units < previous.units:
         return f"state holds {units} unit rows, the last refresh left {previous.units} units"
+    arrivals = int(_run(query.arrivals_count_statement(previous.refresh_id))[0]["rows"])
+    if arrivals != previous.arrivals:  # dropped by their TTL (a week), or lost
+        return f"the last refresh's {previous.arrivals} arrival rows are not all there ({arrivals})"
     return None
 
 
@@ -160,9 +170,10 @@ def rollup_refresh(
     else:
         generation, kind = uuid.uuid4().hex[:16], "full"
         logger.info("Experiment %s: full roll-up (%s).", spec.experiment, reason)
-    query = StateQuery(spec, units_key=units_key(spec, generation), version=version)
+    refresh_id = secrets.randbits(63)
+    query = StateQuery(spec, units_key=units_key(spec, generation), version=version, refresh_id=refresh_id)
     known = set(previous.value_keys) if previous is not None and reason is None else set()
-    definitions = query.post_defs + query.pre_defs
+    definitions = query.post_defs + query.pre_defs + query.key_defs
     stale = [d for d in definitions if d.key in known]
     fresh = [d for d in definitions if d.key not in known]
     aggregation = aggregation_key(spec, query)
@@ -175,22 +186,31 @@ def rollup_refresh(
         and not spec.percentile_capped
     )
 
-    if kind == "incremental":
-        _command(
-            query.touched_statement(
-                watermark=previous.watermark, value_keys=sorted(known), previous_until=previous.until
-            )
+    # What this refresh counts beyond the state: the rows received after the previous watermark (or
+    # its own, for a full refresh), recorded before anything else reads events (see _counted_filter)
+    lower = watermark if kind == "full" else min(watermark, previous.watermark)
+    _command(
+        query.arrivals_statement(
+            after=lower,
+            new_after=previous.watermark if kind == "incremental" else None,
+            previous_refresh=previous.refresh_id if kind == "incremental" else None,
         )
-    if by_difference:  # the touched units' contributions as the previous refresh counted them
+    )
+    arrivals = int(_run(query.arrivals_count_statement(refresh_id))[0]["rows"])
+    if kind == "incremental":
+        _incremental_steps(query, previous, stale, lower=lower)
+    else:
+        _command(query.units_insert_statement(touched_only=False))
+    if by_difference:  # the touched units' contributions before (previous analysis time) and after
         before = StateQuery(
             dataclasses.replace(spec, until=previous.until), units_key=query.units_key, version=version,
-            touched_only=True,
+            touched_only=True, refresh_id=refresh_id,
         )  # fmt: skip
+        before.phase = 0
+        after = StateQuery(
+            spec, units_key=query.units_key, version=version, touched_only=True, refresh_id=refresh_id
+        )
         old_units = _run(before.units_statement())
-        old_metrics = _run(before.metrics_statement()) if spec.metrics else []
-    _command(query.units_insert_statement(touched_only=kind == "incremental"))
-    if by_difference:
-        after = StateQuery(spec, units_key=query.units_key, version=version, touched_only=True)
         unit_rows, first_ms = _units_updated(previous, old_units, _run(after.units_statement()))
         if first_ms is _UNKNOWN:  # an analysed unit left (now in two variants): find the new earliest
             first_ms = _first_exposure_ms(query)
@@ -201,12 +221,15 @@ def rollup_refresh(
         if row["variant_index"] > 0:
             row["first_exposure_ms"] = first_ms
     rollup, units_by_day, _ = read_units(spec, unit_rows)
-    if stale:
-        _command(query.values_insert_statement(stale, touched_only=True))
     if fresh and rollup.first_exposure_at is not None:
-        _command(query.values_insert_statement(fresh, touched_only=False, since=query_since(query, rollup)))
+        _command(
+            query.values_insert_statement(
+                fresh, touched_only=False, lower=lower, since=query_since(query, rollup)
+            )
+        )
     caps: dict[Measure, float | None] = {}
     if by_difference:
+        old_metrics = _run(before.metrics_statement()) if spec.metrics else []
         new_metrics = _run(after.metrics_statement()) if spec.metrics else []
         metric_rows = _metrics_updated(previous.metric_rows, old_metrics, new_metrics)
     elif spec.metrics and rollup.first_exposure_at is not None:
@@ -238,6 +261,8 @@ def rollup_refresh(
         metric_rows=tuple(_plain(row) for row in metric_rows),
         first_exposure_ms=first_ms,
         updates=previous.updates + 1 if by_difference else 0,
+        refresh_id=refresh_id,
+        arrivals=arrivals,
     )
     record_caps(rollup, full_spec, caps)
     rollup_quantiles(rollup, full_spec, None)
@@ -246,6 +271,33 @@ def rollup_refresh(
 
 
 _UNKNOWN: Any = object()
+
+
+def _incremental_steps(
+    query: StateQuery, previous: RollupState, stale: list[ValueDef], *, lower: dt.datetime
+) -> None:
+    """Bring the touched units' state up to date (docs/analysis.md, "Incremental refresh"): copy
+    their rows out (phase 0), recompute their t0 and variant from their exposures where exposures
+    arrived (phase 1), recompute from their events only the units whose t0 or variant changed, whose
+    pending event now counts or which received a changed replay, add the arrivals to the others'
+    values, and write the result back."""
+    _command(
+        query.touched_statement(
+            watermark=previous.watermark,
+            value_keys=sorted(previous.value_keys),
+            previous_until=previous.until,
+        )
+    )
+    stale_keys = sorted({d.key for d in stale})
+    for statement in query.snapshot_statements(stale_keys):
+        _command(statement)
+    _command(query.units_insert_statement(touched_only=True))
+    _command(query.recompute_statement())
+    if stale:
+        _command(query.values_insert_statement(stale, touched_only=True, lower=lower))
+        _command(query.delta_statement(stale))
+    for statement in query.commit_statements():
+        _command(statement)
 
 
 def aggregation_key(spec: RollupSpec, query: StateQuery) -> str:

@@ -6,10 +6,17 @@ docs/analysis.md, "Incremental refresh", has the design; in short:
   of every measure (count or sum in the window, before caps and 0/1 conversions), split by UTC day,
   and of every CUPED covariate (migrations_sql/0004). Both are keyed by hashes of what decides them
   (:func:`units_key`, :class:`ValueDef`), so a changed definition writes new rows beside the old ones.
-* :meth:`StateQuery.touched_statement` finds the units whose exposures or events arrived after the
-  previous watermark (``received_at``), or whose pending future-dated event the analysis time has now
-  passed; :meth:`units_statement_insert` and :meth:`values_statement_insert` recompute those units
-  from *all* their exposures and events, read by primary key (or every unit, for a full recompute).
+  A row kind of its own per event name (``keys``) lists the events the unit's values counted (key and
+  content hashes), so a replay is recognised without reading the events (migrations_sql/0006).
+* An incremental refresh records the event rows received after the previous watermark
+  (:meth:`StateQuery.arrivals_statement`, ``rollup_arrivals``), finds the units they and new
+  exposures touch (:meth:`~StateQuery.touched_statement`), copies those units' rows out of the state
+  once (:meth:`~StateQuery.snapshot_statements`, scratch phase 0), recomputes their t0 and variant
+  where exposures arrived, recomputes from their events only the few units whose t0 or variant
+  changed, whose pending event now counts or which received a changed replay
+  (:meth:`~StateQuery.recompute_statement`, :meth:`~StateQuery.values_insert_statement`), adds the
+  arrivals to every other touched unit's values (:meth:`~StateQuery.delta_statement`), and writes the
+  changed rows back (:meth:`~StateQuery.commit_statements`).
 * :meth:`StateQuery.metrics_statement` is the cold roll-up's own statement (``query.RollupQuery``)
   with its per-unit step reading the state instead of joining events to exposures: caps, conversions,
   running daily values and the ``GROUP BY (variant, day)`` are literally the same SQL, so an
@@ -60,6 +67,7 @@ class ValueDef:
     measure: Measure
     lookback_days: int | None = None  # set for a CUPED covariate
     series: bool = False  # keep (day, increment) per event: a metric with a time series uses it
+    keys: bool = False  # the unit's counted events of the measure's event name (key and content hashes)
 
     @property
     def is_covariate(self) -> bool:
@@ -82,6 +90,11 @@ def value_defs(query: RollupQuery, units: str) -> tuple[list[ValueDef], list[Val
     return [post(i, m) for i, m in enumerate(query.measures)], [pre(m, days) for m, days in query.covariates]
 
 
+def key_defs(query: RollupQuery, units: str) -> list[ValueDef]:
+    """One row kind per event name the metrics read: which events the unit's values counted."""
+    return [ValueDef(digest("keys", units, name), Measure(name, "count"), keys=True) for name in query.events]
+
+
 class StateQuery(RollupQuery):
     """The statements of an incremental refresh of ``spec`` over the state of ``units_key``.
 
@@ -89,18 +102,33 @@ class StateQuery(RollupQuery):
     row of a unit wins) and naming the refresh's touched units.
     """
 
-    def __init__(self, spec: RollupSpec, *, units_key: str, version: int, touched_only: bool = False) -> None:
+    def __init__(
+        self,
+        spec: RollupSpec,
+        *,
+        units_key: str,
+        version: int,
+        touched_only: bool = False,
+        refresh_id: int | None = None,
+    ) -> None:
         super().__init__(spec, exact_unit_keys=True)
         self.units_key = units_key
         self.version = version
+        # names this refresh's rows of rollup_touched, rollup_arrivals and the scratch tables: random,
+        # so that a refresh run again at the same read time never meets another one's rows
+        self.refresh_id = version if refresh_id is None else refresh_id
         # units_statement and metrics_statement over the touched units only: their contributions,
         # which an incremental refresh subtracts (before) and adds (after recomputing them)
         self.touched_only = touched_only
         self.post_defs, self.pre_defs = value_defs(self, units_key)
+        self.key_defs = key_defs(self, units_key)
+        # Read the touched units' rows of this refresh's scratch tables (0: before it, 1: after it)
+        # instead of the state tables, in units_statement and metrics_statement.
+        self.phase: int | None = None
 
     @property
     def value_keys(self) -> list[str]:
-        return sorted({d.key for d in self.post_defs + self.pre_defs})
+        return sorted({d.key for d in self.post_defs + self.pre_defs + self.key_defs})
 
     # --- shared pieces ----------------------------------------------------------------------------------
     def _experiment(self) -> str:
@@ -109,40 +137,136 @@ class StateQuery(RollupQuery):
     def _units_key(self) -> str:
         return self._bind("units_key", "String", self.units_key)
 
-    def _touched(self) -> str:
-        """``unit_id IN (this refresh's touched units)``."""
-        refresh = self._bind("refresh_id", "UInt64", self.version)
-        touched = select(
-            ["unit_id"],
-            "rollup_touched",
-            where=f"experiment = {self._experiment()} AND refresh_id = {refresh}",
-        )
-        return f"unit_id IN ({touched})"
+    def _refresh(self) -> str:
+        return self._bind("refresh_id", "UInt64", self.refresh_id)
 
-    # --- 1. touched units --------------------------------------------------------------------------------
+    def _insert(self, table: str, columns: list[str], sql: str) -> Statement:
+        """``INSERT INTO table (columns) <sql>``: fixed table and column names, the builder's SELECT."""
+        return Statement(f"INSERT INTO {table} ({', '.join(columns)}) {sql}", self.params)
+
+    def _touched(self, reasons: int | None = None) -> str:
+        """``unit_id IN (this refresh's touched units)`` (those touched for one of ``reasons`` only)."""
+        where = f"experiment = {self._experiment()} AND refresh_id = {self._refresh()}"
+        if reasons is not None:
+            where += f" AND bitAnd(reasons, {self._bind(f'reasons_{reasons}', 'UInt8', reasons)}) != 0"
+        return f"unit_id IN ({select(['unit_id'], 'rollup_touched', where=where)})"
+
+    def _recomputed(self) -> str:
+        """``unit_id IN (the units this refresh recomputes from their events)``."""
+        where = f"experiment = {self._experiment()} AND refresh_id = {self._refresh()} AND phase = 2"
+        return f"unit_id IN ({select(['unit_id'], 'rollup_scratch_units', where=where)})"
+
+    def _scratch(self, table: str, phase: int) -> str:
+        """This refresh's rows of a scratch table at ``phase`` (a WHERE clause)."""
+        phase_value = self._bind(f"phase_{phase}", "UInt8", phase)
+        return (
+            f"experiment = {self._experiment()} AND refresh_id = {self._refresh()} AND phase = {phase_value}"
+        )
+
+    def _arrival_rows(self, refresh: str, *, new_only: bool) -> str:
+        """A refresh's arrivals with the columns the value tuples read (``code`` over ``self.events``)."""
+        events = self._bind("events", "Array(String)", self.events)
+        codes = self._bind("event_codes", "Array(UInt8)", list(range(1, len(self.events) + 1)))
+        where = f"experiment = {self._experiment()} AND refresh_id = {refresh} AND name IN {events}"
+        if new_only:
+            where += " AND new = 1"
+        return select(
+            [
+                "unit_id",
+                "ts",
+                f"transform(name, {events}, {codes}, 0) AS code",
+                "value",
+                "environment",
+                "cityHash64(name, event_id, month) AS h",
+                "cityHash64(ts, value, environment) AS c",
+            ],
+            "rollup_arrivals",
+            where=where,
+        )
+
+    def _counted_keys(self, phase: int) -> str:
+        """(unit_id, key hash, content hash) of every event the touched units' state counted."""
+        keys = self._bind("key_value_keys", "Array(String)", sorted(d.key for d in self.key_defs))
+        where = f"{self._scratch('rollup_scratch_values', phase)} AND value_key IN {keys}"
+        return select(
+            ["unit_id", "kc.1 AS h", "kc.2 AS c"],
+            "rollup_scratch_values",
+            where=where,
+            array_join=["arrayZip(keys, contents) AS kc"],
+        )
+
+    # --- 1. arrivals and touched units ----------------------------------------------------------------
+    def arrivals_statement(
+        self, *, after: dt.datetime, new_after: dt.datetime | None, previous_refresh: int | None
+    ) -> Statement:
+        """Record the event rows received after ``after`` (of every environment: a replay from another
+        one replaces a counted event); ``new`` marks those received after ``new_after`` and not
+        listed by the previous refresh (already counted there). A full refresh passes no
+        ``new_after``: it records, for the next refresh, what it counted beyond its watermark."""
+        self.params = {}
+        experiment, refresh = self._experiment(), self._refresh()
+        events = self._bind("events", "Array(String)", self.events)
+        lower = self._bind("after", "DateTime64(3, 'UTC')", after)
+        row = "(name, unit_id, event_id, toUnixTimestamp64Milli(timestamp), value, environment, received_at)"
+        if new_after is None or previous_refresh is None:
+            new = "toUInt8(0)"
+        else:
+            since = self._bind("new_after", "DateTime64(3, 'UTC')", new_after)
+            counted = select(
+                ["name", "unit_id", "event_id", "ts", "value", "environment", "received_at"],
+                "rollup_arrivals",
+                where=f"experiment = {experiment} AND refresh_id = "
+                f"{self._bind('previous_refresh', 'UInt64', previous_refresh)}",
+            )
+            new = f"toUInt8(received_at > {since} AND {row} NOT IN ({counted}))"
+        columns = [
+            experiment,
+            refresh,
+            "unit_id",
+            "name",
+            "event_id",
+            "toUnixTimestamp64Milli(timestamp)",
+            "value",
+            "environment",
+            "toYYYYMM(timestamp)",
+            "received_at",
+            new,
+        ]
+        sql = select(columns, "events", where=f"name IN {events} AND received_at > {lower}")
+        return self._insert(
+            "rollup_arrivals",
+            ["experiment", "refresh_id", "unit_id", "name", "event_id", "ts", "value", "environment",
+             "month", "received_at", "new"],
+            sql,
+        )  # fmt: skip
+
+    def arrivals_count_statement(self, refresh: int) -> Statement:
+        """How many arrival rows a refresh recorded (from the primary index)."""
+        self.params = {}
+        where = f"experiment = {self._experiment()} AND refresh_id = {self._bind('count_refresh', 'UInt64', refresh)}"
+        return Statement(select(["count() AS rows"], "rollup_arrivals", where=where), self.params)
+
     def touched_statement(
         self, *, watermark: dt.datetime, value_keys: list[str], previous_until: dt.datetime
     ) -> Statement:
-        """Write the units this refresh recomputes: exposures or events received after ``watermark``,
-        units with a pending event the analysis time has now passed (``value_keys``: the state's), and
-        units whose t0 was at or after the previous analysis time (their entry day was that time's)."""
+        """Write the units this refresh touches, with why (bits, migrations_sql/0006): new events
+        (1), exposures received after ``watermark`` (2), a pending event the analysis time has now
+        passed (4, ``value_keys``: the state's), a t0 at or after the previous analysis time, whose
+        entry day was that time's (8)."""
         self.params = {}
         experiment = self._experiment()
         after = self._bind("watermark", "DateTime64(3, 'UTC')", watermark)
         environments = self._environment_filter()
         arrivals = [
             select(
-                ["unit_id"],
-                "exposures",
-                where=f"experiment = {experiment} AND received_at > {after}{environments}",
+                ["unit_id", "toUInt8(1) AS reason"],
+                "rollup_arrivals",
+                where=f"experiment = {experiment} AND refresh_id = {self._refresh()} AND new = 1",
             ),
             select(
-                ["unit_id"],
-                "events",
-                where=(
-                    f"name IN {self._bind('events', 'Array(String)', self.events)} "
-                    f"AND received_at > {after}{environments}"
-                ),
+                ["unit_id", "toUInt8(2) AS reason"],
+                "exposures",
+                where=f"experiment = {experiment} AND received_at > {after}{environments}",
             ),
         ]
         if value_keys:
@@ -150,7 +274,7 @@ class StateQuery(RollupQuery):
             until = self._bind("until_ms", "Int64", self.spec.until_ms)
             arrivals.append(
                 select(
-                    ["unit_id"],
+                    ["unit_id", "toUInt8(4) AS reason"],
                     "rollup_values",
                     where=f"experiment = {experiment} AND value_key IN {keys} AND pending_ms < {until}",
                 )
@@ -160,72 +284,162 @@ class StateQuery(RollupQuery):
         )
         arrivals.append(
             select(
-                ["unit_id"],
+                ["unit_id", "toUInt8(8) AS reason"],
                 "rollup_units",
                 where=f"experiment = {experiment} AND units_key = {self._units_key()} AND t0_ms >= {previous}",
             )
         )
-        refresh = self._bind("refresh_id", "UInt64", self.version)
         units = select(
-            [experiment, refresh, "unit_id"], f"({' UNION ALL '.join(arrivals)})", group_by="unit_id"
+            [experiment, self._refresh(), "unit_id", "groupBitOr(reason)"],
+            f"({' UNION ALL '.join(arrivals)})",
+            group_by="unit_id",
         )
-        return Statement(f"INSERT INTO rollup_touched (experiment, refresh_id, unit_id) {units}", self.params)
+        return self._insert("rollup_touched", ["experiment", "refresh_id", "unit_id", "reasons"], units)
 
-    # --- 2. units ----------------------------------------------------------------------------------------
+    # --- 2. the touched units before, and their exposures after -------------------------------------------
+    def snapshot_statements(self, value_keys: list[str]) -> list[Statement]:
+        """Copy the touched units' current state rows (``value_keys``' values) to the scratch tables,
+        phase 0: the one read of the state tables that grows with the history."""
+        self.params = {}
+        experiment, refresh = self._experiment(), self._refresh()
+        where = f"experiment = {experiment} AND units_key = {self._units_key()} AND {self._touched()}"
+        unit_columns = ["t0_ms", "variant_index", "last_exposure_ms"]
+        units = select(
+            [experiment, refresh, "toUInt8(0)", "unit_id", *(f"argMax({c}, version)" for c in unit_columns)],
+            "rollup_units",
+            where=where,
+            group_by="unit_id",
+        )
+        statements = [
+            self._insert(
+                "rollup_scratch_units",
+                ["experiment", "refresh_id", "phase", "unit_id", *unit_columns],
+                units,
+            )
+        ]
+        self.params = {}
+        experiment, refresh = self._experiment(), self._refresh()
+        keys = self._bind("value_keys", "Array(String)", value_keys)
+        value_columns = ["total", "days", "increments", "last_ms", "pending_ms", "keys", "contents"]
+        values = select(
+            [experiment, refresh, "toUInt8(0)", "value_key", "unit_id",
+             *(f"argMax({c}, version)" for c in value_columns)],
+            "rollup_values",
+            where=f"experiment = {experiment} AND value_key IN {keys} AND {self._touched()}",
+            group_by="unit_id, value_key",
+        )  # fmt: skip
+        statements.append(
+            self._insert(
+                "rollup_scratch_values",
+                ["experiment", "refresh_id", "phase", "value_key", "unit_id", *value_columns],
+                values,
+            )
+        )
+        return statements
+
     def units_insert_statement(self, *, touched_only: bool) -> Statement:
-        """Recompute ``rollup_units`` from every exposure of the touched units (or of every unit)."""
+        """Each unit's t0 and variant from every one of its exposures: of every unit (a full
+        recompute, into ``rollup_units``), or of the touched units (into the scratch table, phase 1:
+        recomputed for units with new exposures, copied from phase 0 for the others)."""
         self.params = {}
         experiment = self._experiment()
         variants = self._bind("variants", "Array(String)", list(self.spec.variants))
         indexes = self._bind("variant_indexes", "Array(Int16)", list(range(1, len(self.spec.variants) + 1)))
         where = f"experiment = {experiment}{self._environment_filter()}"
         if touched_only:
-            where += f" AND {self._touched()}"
+            where += f" AND {self._touched(2)}"
         rows = select(
             ["unit_id", "timestamp", f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant"],
             "exposures",
             where=where,
         )
-        columns = [
-            experiment,
-            self._units_key(),
-            "unit_id",
+        computed = [
             "toUnixTimestamp64Milli(min(timestamp))",
             "if(min(exposed_variant) = max(exposed_variant), min(exposed_variant), -1)",
             "toUnixTimestamp64Milli(max(timestamp))",
-            self._bind("version", "UInt64", self.version),
         ]
-        sql = select(columns, f"({rows})", group_by="unit_id")
-        return Statement(
-            "INSERT INTO rollup_units (experiment, units_key, unit_id, t0_ms, variant_index, "
-            f"last_exposure_ms, version) {sql}",
-            self.params,
+        unit_columns = ["t0_ms", "variant_index", "last_exposure_ms"]
+        if not touched_only:
+            columns = [experiment, self._units_key(), "unit_id", *computed,
+                       self._bind("version", "UInt64", self.version)]  # fmt: skip
+            return self._insert(
+                "rollup_units",
+                ["experiment", "units_key", "unit_id", *unit_columns, "version"],
+                select(columns, f"({rows})", group_by="unit_id"),
+            )
+        refresh = self._refresh()
+        recomputed = select([experiment, refresh, "toUInt8(1)", "unit_id", *computed], f"({rows})",
+                            group_by="unit_id")  # fmt: skip
+        copied = select(
+            [experiment, refresh, "toUInt8(1)", "unit_id", *unit_columns],
+            "rollup_scratch_units",
+            where=f"{self._scratch('rollup_scratch_units', 0)} AND NOT {self._touched(2)}",
+        )
+        return self._insert(
+            "rollup_scratch_units",
+            ["experiment", "refresh_id", "phase", "unit_id", *unit_columns],
+            f"{recomputed} UNION ALL {copied}",
         )
 
+    def recompute_statement(self) -> Statement:
+        """Write the touched units whose values must be recomputed from their events (phase 2):
+        a pending event now counts, t0 or the variant changed (or the unit is new), or an arrival
+        replays a counted event with another timestamp, value or environment (or two arrivals
+        share a key but not their content). Everything else is added to the state as it is."""
+        self.params = {}
+        experiment, refresh = self._experiment(), self._refresh()
+        after = select(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units",
+                       where=self._scratch("rollup_scratch_units", 1))  # fmt: skip
+        before = select(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units",
+                        where=self._scratch("rollup_scratch_units", 0))  # fmt: skip
+        changed = select(
+            ["a.unit_id AS unit_id"],
+            f"({after}) AS a LEFT JOIN ({before}) AS b ON a.unit_id = b.unit_id",
+            where="a.variant_index > 0 AND (b.unit_id = '' OR b.t0_ms != a.t0_ms OR b.variant_index != a.variant_index)",
+        )
+        pending = select(
+            ["unit_id"],
+            "rollup_touched",
+            where=f"experiment = {experiment} AND refresh_id = {refresh} "
+            f"AND bitAnd(reasons, {self._bind('reasons_4', 'UInt8', 4)}) != 0",
+        )
+        arrivals = self._arrival_rows(refresh, new_only=True)
+        replaced = select(
+            ["a.unit_id AS unit_id"],
+            f"({arrivals}) AS a INNER JOIN ({self._counted_keys(0)}) AS k ON a.unit_id = k.unit_id AND a.h = k.h",
+            where="a.c != k.c",
+        )
+        clashing = select(["unit_id"], f"({arrivals})", group_by="unit_id, h", having="uniqExact(c) > 1")
+        units = select(
+            [experiment, refresh, "toUInt8(2)", "unit_id"],
+            f"({' UNION ALL '.join([changed, pending, replaced, clashing])})",
+            group_by="unit_id",
+        )
+        return self._insert("rollup_scratch_units", ["experiment", "refresh_id", "phase", "unit_id"], units)
+
     def _state_units(self, *, valid_only: bool, touched_only: bool = False) -> str:
-        """The current row of each unit (of the touched ones only: then by ``argMax`` of the version
-        over just their rows, which costs far less than ``FINAL``'s merge of every row)."""
-        where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
+        """The current row of each unit (``FINAL``), or the touched units' rows of the scratch table at
+        ``phase`` (1 when not set)."""
         columns = ["unit_id", "t0_ms", "variant_index", "last_exposure_ms"]
         if not touched_only:
+            where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
             return select(
                 columns, "rollup_units FINAL", where=where + (" AND variant_index > 0" if valid_only else "")
             )
-        latest = ["unit_id", *(f"argMax({c}, version) AS {c}" for c in columns[1:])]
+        phase = 1 if self.phase is None else self.phase
+        where = self._scratch("rollup_scratch_units", phase)
         return select(
-            latest,
-            "rollup_units",
-            where=f"{where} AND {self._touched()}",
-            group_by="unit_id",
-            having="variant_index > 0" if valid_only else None,
+            columns, "rollup_scratch_units", where=where + (" AND variant_index > 0" if valid_only else "")
         )
 
     def _state_values(self, where: str) -> str:
-        """The current row of each (unit, value key) of the touched units (see ``_state_units``)."""
-        columns = ["total", "days", "increments", "last_ms"]
-        latest = ["unit_id", "value_key", *(f"argMax({c}, version) AS {c}" for c in columns)]
+        """The touched units' values of the scratch table at ``phase``."""
+        columns = ["unit_id", "value_key", "total", "days", "increments", "last_ms"]
+        phase = 1 if self.phase is None else self.phase
         return select(
-            latest, "rollup_values", where=f"{where} AND {self._touched()}", group_by="unit_id, value_key"
+            columns,
+            "rollup_scratch_values",
+            where=f"{where} AND {self._scratch('rollup_scratch_values', phase)}",
         )
 
     def count_statement(self) -> Statement:
@@ -257,11 +471,19 @@ class StateQuery(RollupQuery):
 
     # --- 3. values ---------------------------------------------------------------------------------------
     def _value_tuple(self, definition: ValueDef, code: int) -> str:
-        """``(key, total, days, increments, last_ms, pending_ms)`` of one value row, per unit."""
+        """``(key, total, days, increments, last_ms, pending_ms, keys, contents)`` of one value row, per
+        unit, over the joined rows ``e`` (events or arrivals) and ``u`` (the unit's t0)."""
         measure = definition.measure
         until = self._bind("until_ms", "Int64", self.spec.until_ms)
         never = self._bind("never_ms", "Int64", NEVER_MS)
         key = self._bind(f"key_{definition.key}", "String", definition.key)
+        no_days, no_increments = "CAST([], 'Array(Int32)')", "CAST([], 'Array(Float64)')"
+        if definition.keys:  # every event of the name, whatever its time: a replay of any may arrive
+            matches = f"e.code = {code}"
+            return (
+                f"({key}, toFloat64(countIf({matches})), {no_days}, {no_increments}, toInt64(0), {never}, "
+                f"groupArrayIf(e.h, {matches}), groupArrayIf(e.c, {matches}))"
+            )
         condition = f"e.code = {code} AND e.ts < {until}"
         if definition.is_covariate:
             lookback = self._bind(
@@ -279,69 +501,217 @@ class StateQuery(RollupQuery):
             by_event = f"groupArrayIf((toInt32(intDiv(e.ts, {DAY_MS})), toFloat64({increment})), {condition})"
             days, increments = f"arrayMap(t -> t.1, {by_event})", f"arrayMap(t -> t.2, {by_event})"
         else:
-            days, increments = "CAST([], 'Array(Int32)')", "CAST([], 'Array(Float64)')"
+            days, increments = no_days, no_increments
         last = f"maxIf(e.ts, e.code = {code} AND e.ts < {until})"
         pending = f"min(if(e.code = {code} AND e.ts >= {until}, e.ts, {never}))"
-        return f"({key}, {total}, {days}, {increments}, {last}, {pending})"
+        empty = "CAST([], 'Array(UInt64)')"
+        return f"({key}, {total}, {days}, {increments}, {last}, {pending}, {empty}, {empty})"
+
+    def _per_unit_values(self, definitions: list[ValueDef], rows: str, units: str, join: str) -> str:
+        """(unit_id, value tuples) per unit: ``rows`` (with code over ``self.events``) joined to
+        ``units`` (the build side; RIGHT JOIN gives units without rows their zero rows)."""
+        unique = list({d.key: d for d in definitions}.values())
+        tuples = ", ".join(self._value_tuple(d, self._code(d.measure)) for d in unique)
+        return select(
+            ["u.unit_id AS unit_id", f"[{tuples}] AS unit_values"],
+            f"({rows}) AS e {join} ({units}) AS u ON e.unit_id = u.unit_id",
+            group_by="u.unit_id",
+        )
+
+    def _counted_filter(self, lower: dt.datetime) -> str:
+        """Rows this refresh may count: received by ``lower`` (its arrivals' lower bound), or read
+        as arrivals; a row that became visible since is the next refresh's arrival."""
+        bound = self._bind("counted_by", "DateTime64(3, 'UTC')", lower)
+        listed = select(
+            ["name", "unit_id", "event_id", "received_at"],
+            "rollup_arrivals",
+            where=f"experiment = {self._experiment()} AND refresh_id = {self._refresh()}",
+        )
+        return f"(received_at <= {bound} OR (name, unit_id, event_id, received_at) IN ({listed}))"
 
     def values_insert_statement(
-        self, definitions: list[ValueDef], *, touched_only: bool, since: dt.datetime | None = None
+        self,
+        definitions: list[ValueDef],
+        *,
+        touched_only: bool,
+        lower: dt.datetime,
+        since: dt.datetime | None = None,
     ) -> Statement:
-        """Recompute ``definitions``' rows of ``rollup_values`` for the touched units (or every unit).
-
-        Touched units get a row for every definition, zeros included, so a row that no longer applies
-        is replaced; a full pass writes rows for units with events only (the others have none to
-        replace) and reads events from ``since`` on (the earliest look-back of any unit).
-        """
+        """Compute ``definitions``' rows from the units' events: for every unit (into
+        ``rollup_values``; reading events from ``since`` on, the earliest look-back of any unit), or
+        for the units this refresh recomputes (into the scratch table, phase 1: a row for every
+        definition, zeros included, so a row that no longer applies is replaced). Only rows
+        received by ``lower`` or read as this refresh's arrivals count (``_counted_filter``)."""
         self.params = {}
-        names = sorted({d.measure.event for d in definitions})
-        codes = {name: position for position, name in enumerate(names, start=1)}
-        events = self._bind("value_events", "Array(String)", names)
-        where = f"name IN {events}{self._environment_filter()}"
+        events = self._bind("events", "Array(String)", self.events)
+        where = f"name IN {events}{self._environment_filter()} AND {self._counted_filter(lower)}"
         if touched_only:
-            where += f" AND {self._touched()}"
+            where += f" AND {self._recomputed()}"
         if since is not None:
             since_value = self._bind("since", "DateTime64(3, 'UTC')", since)
             where += f" AND timestamp >= {since_value}"
-        code_values = self._bind("value_codes", "Array(UInt8)", list(codes.values()))
+        codes = self._bind("event_codes", "Array(UInt8)", list(range(1, len(self.events) + 1)))
         rows = select(
             [
                 "unit_id",
                 "toUnixTimestamp64Milli(timestamp) AS ts",
-                f"transform(name, {events}, {code_values}, 0) AS code",
+                f"transform(name, {events}, {codes}, 0) AS code",
                 "value",
+                "cityHash64(name, event_id, toYYYYMM(timestamp)) AS h",
+                "cityHash64(toUnixTimestamp64Milli(timestamp), value, environment) AS c",
             ],
             "events_dedup",
             where=where,
         )
-        unique = list({d.key: d for d in definitions}.values())
-        tuples = ", ".join(self._value_tuple(d, codes[d.measure.event]) for d in unique)
-        # The units are the hash join's build side (the right one), events stream through; touched
-        # units without any event still get their (zero) rows, hence RIGHT JOIN.
-        join = "RIGHT JOIN" if touched_only else "INNER JOIN"
-        per_unit = select(
-            ["u.unit_id AS unit_id", f"[{tuples}] AS unit_values"],
-            f"({rows}) AS e {join} ({self._state_units(valid_only=True, touched_only=touched_only)}) AS u "
-            "ON e.unit_id = u.unit_id",
-            group_by="u.unit_id",
+        if touched_only:
+            units = select(["unit_id", "t0_ms"], f"({self._state_units(valid_only=True, touched_only=True)})",
+                           where=self._recomputed())  # fmt: skip
+        else:
+            units = self._state_units(valid_only=True)
+        # The units are the hash join's build side (the right one), events stream through.
+        per_unit = self._per_unit_values(
+            definitions, rows, units, "RIGHT JOIN" if touched_only else "INNER JOIN"
         )
+        return self._write_values(per_unit, touched_only=touched_only)
+
+    def _write_values(self, per_unit: str, *, touched_only: bool) -> Statement:
+        value_columns = ["total", "days", "increments", "last_ms", "pending_ms", "keys", "contents"]
+        elements = [f"v.{i}" for i in range(2, 9)]
+        if touched_only:
+            columns = [
+                self._experiment(),
+                self._refresh(),
+                "toUInt8(1)",
+                "v.1",
+                "unit_id",
+                *elements,
+                "toUInt8(1)",
+            ]
+            sql = select(columns, f"({per_unit})", array_join=["unit_values AS v"])
+            return self._insert(
+                "rollup_scratch_values",
+                ["experiment", "refresh_id", "phase", "value_key", "unit_id", *value_columns, "changed"],
+                sql,
+            )
         columns = [
             self._experiment(),
             "v.1",
             "unit_id",
-            "v.2",
-            "v.3",
-            "v.4",
-            "v.5",
-            "v.6",
+            *elements,
             self._bind("version", "UInt64", self.version),
         ]
         sql = select(columns, f"({per_unit})", array_join=["unit_values AS v"])
-        return Statement(
-            "INSERT INTO rollup_values (experiment, value_key, unit_id, total, days, increments, last_ms, "
-            f"pending_ms, version) {sql}",
-            self.params,
+        return self._insert(
+            "rollup_values", ["experiment", "value_key", "unit_id", *value_columns, "version"], sql
         )
+
+    def delta_statement(self, definitions: list[ValueDef]) -> Statement:
+        """The touched units that are not recomputed, after: their values before plus their new
+        events' (scratch phase 1). An arrival that repeats a counted event exactly adds nothing;
+        identical arrivals count once."""
+        self.params = {}
+        arrivals = self._arrival_rows(self._refresh(), new_only=True)
+        environments = self._environment_filter()
+        counted = select(["unit_id", "h"], f"({self._counted_keys(0)})")
+        rows = select(
+            ["*"],
+            f"({arrivals})",
+            where=f"(unit_id, h) NOT IN ({counted}){environments}",
+        )
+        rows += " LIMIT 1 BY unit_id, h"
+        units = select(
+            ["unit_id", "t0_ms"],
+            f"({self._state_units(valid_only=True, touched_only=True)})",
+            where=f"NOT {self._recomputed()}",
+        )
+        per_unit = self._per_unit_values(definitions, rows, units, "RIGHT JOIN")
+        delta = select(
+            ["unit_id", "v.1 AS value_key", *(f"v.{i} AS d{i}" for i in range(2, 9))],
+            f"({per_unit})",
+            array_join=["unit_values AS v"],
+        )
+        before = select(
+            [
+                "unit_id",
+                "value_key",
+                "total",
+                "days",
+                "increments",
+                "last_ms",
+                "pending_ms",
+                "keys",
+                "contents",
+            ],
+            "rollup_scratch_values",
+            where=self._scratch("rollup_scratch_values", 0),
+        )
+        columns = [
+            self._experiment(),
+            self._refresh(),
+            "toUInt8(1)",
+            "d.value_key",
+            "d.unit_id",
+            "b.total + d.d2",
+            "arrayConcat(b.days, d.d3)",
+            "arrayConcat(b.increments, d.d4)",
+            "greatest(b.last_ms, d.d5)",
+            "if(b.value_key = '', d.d6, least(b.pending_ms, d.d6))",
+            "arrayConcat(b.keys, d.d7)",
+            "arrayConcat(b.contents, d.d8)",
+            # new events changed the row (or it is new): only such rows are written back
+            "toUInt8(b.value_key = '' OR d.d2 != 0 OR notEmpty(d.d3) OR d.d5 > b.last_ms "
+            "OR d.d6 < b.pending_ms OR notEmpty(d.d7))",
+        ]
+        sql = select(
+            columns,
+            f"({delta}) AS d LEFT JOIN ({before}) AS b ON d.unit_id = b.unit_id AND d.value_key = b.value_key",
+        )
+        return self._insert(
+            "rollup_scratch_values",
+            ["experiment", "refresh_id", "phase", "value_key", "unit_id", "total", "days", "increments",
+             "last_ms", "pending_ms", "keys", "contents", "changed"],
+            sql,
+        )  # fmt: skip
+
+    def commit_statements(self) -> list[Statement]:
+        """Write the touched units' rows after this refresh (scratch phase 1) to the state tables."""
+        self.params = {}
+        unit_columns = ["t0_ms", "variant_index", "last_exposure_ms"]
+        units = select(
+            [
+                self._experiment(),
+                self._units_key(),
+                "unit_id",
+                *unit_columns,
+                self._bind("version", "UInt64", self.version),
+            ],
+            "rollup_scratch_units",
+            where=f"{self._scratch('rollup_scratch_units', 1)} AND {self._touched(2)}",
+        )
+        statements = [
+            self._insert(
+                "rollup_units", ["experiment", "units_key", "unit_id", *unit_columns, "version"], units
+            )
+        ]
+        self.params = {}
+        value_columns = ["total", "days", "increments", "last_ms", "pending_ms", "keys", "contents"]
+        values = select(
+            [
+                self._experiment(),
+                "value_key",
+                "unit_id",
+                *value_columns,
+                self._bind("version", "UInt64", self.version),
+            ],
+            "rollup_scratch_values",
+            where=f"{self._scratch('rollup_scratch_values', 1)} AND changed = 1",
+        )
+        statements.append(
+            self._insert(
+                "rollup_values", ["experiment", "value_key", "unit_id", *value_columns, "version"], values
+            )
+        )
+        return statements
 
     # --- 4. aggregation ----------------------------------------------------------------------------------
     def _per_unit_sql(self) -> str:

@@ -227,6 +227,44 @@ def test_rollup_refresh__event_dated_after_the_analysis_time__counted_once_that_
     assert dict(later.totals["revenue"])["control"].sum == 5.0
 
 
+def test_rollup_refresh__replays_after_the_state_counted_them__equal_to_cold_each_time(clickhouse):
+    # Given units whose events the state has counted (the arrivals are added to it, not re-read)
+    now = START + 3 * DAY
+    units = [f"u{i}" for i in range(6)]
+    counted = [
+        Event(unit, "purchase", START + (i + 1) * HOUR, 10.0 + i, uuid.uuid4())
+        for i, unit in enumerate(units)
+    ]
+    write(
+        [Exposure(unit, VARIANTS[i % 3], START) for i, unit in enumerate(units)],
+        counted,
+        received_at=now - HOUR,
+    )
+    state = refresh(spec_at(now), None, now).state
+    first, second, third, fourth, fifth, sixth = counted
+
+    # When replays arrive: the same row again; the same event_id with another value, from another
+    # environment, and dated in another month; and two new rows sharing an event_id but not a value
+    twin = uuid.uuid4()
+    replays = [
+        first,
+        dataclasses.replace(second, value=99.0),
+        dataclasses.replace(third, environment="development"),
+        dataclasses.replace(fourth, timestamp=START - 20 * DAY),  # April: its own partition, counts too
+        Event(fifth.unit_id, "purchase", START + 30 * HOUR, 5.0, twin),
+        Event(fifth.unit_id, "purchase", START + 30 * HOUR, 7.0, twin),
+        dataclasses.replace(sixth, value=sixth.value),  # identical again, in the same batch as the others
+    ]
+    for step, batch in enumerate([replays[:4], replays[4:], replays]):
+        now += HOUR
+        write(events=batch, received_at=now - 2 * MARGIN)
+        rollup = refresh(spec_at(now), state, now)  # equal to the cold refresh of the same rows
+
+        # Then each refresh stays incremental and equals the cold roll-up
+        assert rollup.kind == "incremental", step
+        state = rollup.state
+
+
 def test_rollup_refresh__metric_definitions_change__only_changed_metrics_recomputed(clickhouse):
     scenario = Scenario(5)
     now = START + 3 * DAY
@@ -309,6 +347,26 @@ def test_rollup_refresh__state_lost_or_asked__full_recompute(clickhouse):
     scenario.send(*rows, received_at=now - HOUR)  # the raw data again, stamped long ago
     rollup = refresh(spec_at(now + 2 * HOUR), state, now + 2 * HOUR)
 
+    assert rollup.kind == "full"
+
+
+def test_rollup_refresh__previous_arrivals_gone__full_recompute(clickhouse):
+    from analytics import clickhouse as ch
+
+    # Given a state whose refresh listed the rows it counted beyond its watermark
+    scenario = Scenario(6)
+    now = START + 3 * DAY
+    scenario.send(
+        *scenario.new_units(30, since=START, now=now), received_at=now - 30 * dt.timedelta(seconds=1)
+    )
+    state = refresh(spec_at(now), None, now).state
+    assert state.arrivals > 0
+
+    # When that list is gone (its TTL passed: the experiment was not refreshed for a week)
+    ch.command("TRUNCATE TABLE rollup_arrivals")
+    rollup = refresh(spec_at(now + HOUR), state, now + HOUR)
+
+    # Then the refresh cannot tell counted rows from new ones, and recomputes everything
     assert rollup.kind == "full"
 
 

@@ -55,12 +55,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     # subqueries (made the same way) and fixed table and column names.
     **{
         ("analytics/rollup/state.py", f"StateQuery.{function}"): "placeholders and the builder's subqueries"
-        for function in (
-            "touched_statement",
-            "units_insert_statement",
-            "values_insert_statement",
-            "delete_statements",
-        )
+        for function in ("_insert", "delete_statements")
     },
     ("analytics/rollup/incremental.py", "_first_exposure_ms"): "the builder's subquery, placeholders only",
     # INSERT statements name the table and its columns through quote_table()/column_list(), which
