@@ -51,27 +51,38 @@ def _moment(when: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def payload_date(environment_id: int, content_hash: str, fallback: float) -> float:
+def payload_date(environment_id: int, content_hash: str, built_at: float) -> float:
     """When the environment first served the payload whose features hash to ``content_hash``, since
-    the payload it served before (unix time); ``fallback`` when the cache is unreachable.
+    the payload it served before (unix time); ``built_at`` (when the configuration was read from the
+    database) when the cache is unreachable.
 
-    The environment's last (hash, date) is kept under one cache key. A new hash is dated by a claim
-    keyed by the hash and the date it follows (``cache.add``: the first process wins, and every
-    process moving from the same last payload to the same new one agrees on its date), so a payload
-    that comes back (A, B, then A again) gets a date later than B's.
+    The environment's last (hash, date, built_at) is kept under one cache key. A new hash is dated by
+    a claim keyed by the hash and the date it follows (``cache.add``: the first process wins, and
+    every process moving from the same last payload to the same new one agrees on its date), so a
+    payload that comes back (A, B, then A again) gets a date later than B's. A process still serving
+    a configuration read before the one last dated (its generation is checked once a second) serves
+    older content: it gets that content's own date (or one just before the last), and never moves
+    the last date, so the dates of newer content do not change under the SDKs.
     """
     last_key = f"flags:payload-date:{environment_id}"
     last = cache_call(cache.get, last_key)
     if isinstance(last, dict) and last.get("hash") == content_hash:
         return last["date"]
     if cache_missing(last):
-        return fallback
+        return built_at
     if not isinstance(last, dict):
-        last = {"hash": "", "date": 0.0}
+        last = {"hash": "", "date": 0.0, "built_at": 0.0}
+    dated_key = f"flags:payload-date:{environment_id}:{content_hash}"
+    if built_at < last.get("built_at", 0.0):  # older content than the payload last dated
+        dated = cache_call(cache.get, dated_key)
+        return dated if isinstance(dated, float) else last["date"] - 0.001
     candidate = max(time.time(), last["date"] + 0.001)
-    claim_key = f"flags:payload-date:{environment_id}:{content_hash}:{last['date']!r}"
+    claim_key = f"{dated_key}:{last['date']!r}"
     if cache_call(cache.add, claim_key, candidate, DATE_TTL) is True:
-        cache_call(cache.set, last_key, {"hash": content_hash, "date": candidate}, DATE_TTL)
+        cache_call(
+            cache.set, last_key, {"hash": content_hash, "date": candidate, "built_at": built_at}, DATE_TTL
+        )
+        cache_call(cache.set, dated_key, candidate, DATE_TTL)
         return candidate
     claimed = cache_call(cache.get, claim_key)
     return claimed if isinstance(claimed, float) else candidate

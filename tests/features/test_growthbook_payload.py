@@ -298,3 +298,24 @@ def test_payload__unknown_key__401_json_reason(client_key):
 @pytest.mark.django_db
 def test_payload__post__405(client_key):
     assert Client().post(f"/api/features/{client_key}").status_code == 405
+
+
+def test_payload_date__a_process_serving_older_content__never_moves_the_newer_contents_date():
+    # Given payload H1 dated from a configuration read at t=100, then H2 read at t=200 (a change)
+    from django.core.cache import cache
+
+    from features.sdk.payload import payload_date
+
+    cache.delete("flags:payload-date:991")
+    d1 = payload_date(991, "H1", 100.0)
+    d2 = payload_date(991, "H2", 200.0)
+    assert d2 > d1
+    # When a process whose generation is up to a second stale still serves its configuration of t=100
+    stale = payload_date(991, "H1", 100.0)
+    # Then it gets H1's own date, and H2 keeps its date everywhere (one date, so one ETag, per content)
+    assert stale == d1
+    assert payload_date(991, "H2", 200.0) == d2
+    # And content that comes back by a later change (read at t=300) is dated after H2
+    assert payload_date(991, "H1", 300.0) > d2
+    # A stale process whose older content was never dated here gets a date before the last one
+    assert payload_date(991, "H0", 50.0) < payload_date(991, "H1", 300.0)
