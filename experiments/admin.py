@@ -134,6 +134,8 @@ class ExperimentForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk and (problem := self.instance.managed_problem):
+            raise ValidationError(problem)  # a holdout's or a safe rollout's: it changes with its owner
         if self.instance.pk:
             current = Experiment.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
             loaded = cleaned.get("loaded_version")

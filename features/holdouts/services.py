@@ -23,6 +23,7 @@ from experiments.models import (
     Experiment,
     ExperimentMetric,
     ExperimentStatus,
+    ManagedBy,
     MetricRole,
     Variant,
 )
@@ -233,6 +234,8 @@ def holdout_start(
         hash_attribute=locked.hash_attribute,
         analysis_environments=list(locked.environments),
         started_at=now,
+        managed_by=ManagedBy.HOLDOUT,
+        managed_by_name=locked.key,
     )
     Variant.objects.create(experiment=experiment, key=HELD_OUT, name="Held out", weight=1.0, position=0)
     Variant.objects.create(
