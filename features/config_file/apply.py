@@ -42,7 +42,7 @@ from features.config_file.plan import (
     document_validate,
 )
 from features.governance.services import feature_delete as feature_delete_governed
-from features.governance.services import feature_write
+from features.governance.services import feature_write, holdout_write
 from features.holdouts.models import Holdout, HoldoutStatus
 from features.holdouts.serializers import HoldoutSerializer
 from features.holdouts.services import (
@@ -100,7 +100,9 @@ class Writes:
         self, holdout: Holdout | None, operation: str, user: AbstractBaseUser | None, run: Any
     ) -> Any:
         """A holdout's write (``operation``: create, update, start, stop or delete)."""
-        return run()
+        if not self.hold_protected:
+            return run()
+        return holdout_write(holdout=holdout, operation=operation, user=user, run=run)
 
     def feature_delete(self, feature: Feature, user: AbstractBaseUser | None) -> None:
         if self.hold_protected:
@@ -262,14 +264,8 @@ def _holdout(item: dict[str, Any], change: Change, user: AbstractBaseUser | None
     instance = Holdout.objects.filter(key=item["key"]).first()
     if instance is None:
         writable = {f: v for f, v in item.items() if f not in HOLDOUT_READ_ONLY}
-        instance = writes.holdout(
-            None,
-            "create",
-            user,
-            lambda: holdout_create(user=user, **_valid(HoldoutSerializer(data=writable))),
-        )
-        if instance is None:  # held for approval
-            return
+        # A new holdout is a draft, which serves nothing: its creation never waits for approval.
+        instance = holdout_create(user=user, **_valid(HoldoutSerializer(data=writable)))
     else:
         fields = _changed(change) - HOLDOUT_READ_ONLY
         if fields:
