@@ -153,7 +153,9 @@ def test_admin__start_action__held_with_a_link_to_the_change_request(holdout, cl
 
     change_request = ChangeRequest.objects.get()
     assert "requires approval" in response.content.decode()
-    assert reverse("admin:features_changerequest_change", args=[change_request.pk]) in response.content.decode()
+    assert (
+        reverse("admin:features_changerequest_change", args=[change_request.pk]) in response.content.decode()
+    )
     assert Holdout.objects.get(key="q1").status == HoldoutStatus.DRAFT
 
 
