@@ -446,8 +446,10 @@ class ExperimentAdmin(ApprovalHeldSave, ServiceDeletion, SimpleHistoryAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             buttons = []
+            # A holdout's or a safe rollout's experiment changes only with its owner: no buttons, a note.
+            context["managed_problem"] = obj.managed_problem
             for name, (allowed_from, _) in TRANSITIONS.items():
-                if obj.status not in allowed_from:
+                if obj.status not in allowed_from or obj.managed_problem:
                     continue
                 url = reverse("admin:experiments_experiment_lifecycle", args=[obj.pk, name])
                 if name == "start":  # the pre-flight check first; it has the "Start now" button

@@ -53,7 +53,7 @@ class HoldoutForm(forms.ModelForm):
     )
     held_out_experiments = forms.ModelMultipleChoiceField(
         label="Experiments",
-        queryset=Experiment.objects.filter(holdout__isnull=True),
+        queryset=Experiment.objects.filter(managed_by=""),
         required=False,
         widget=FilteredSelectMultiple("experiments", is_stacked=False),
         help_text="Held-out units are never in these experiments.",
@@ -211,10 +211,10 @@ class HoldoutAdmin(ApprovalHeldSave, _ServiceSave, ServiceDeletion, SimpleHistor
             except ApprovalRequired as held:
                 approval_held_message(request, held)
             except (DomainError, ValidationError) as exc:
-                messages.error(request, f"{holdout.key}: {getattr(exc, 'message', exc)}")
+                messages.error(request, f"Holdout {holdout.key}: {getattr(exc, 'message', exc)}")
             else:
                 messages.success(
-                    request, f"{holdout.key}: {'started' if operation == 'start' else 'stopped'}."
+                    request, f"Holdout {holdout.key}: {'started' if operation == 'start' else 'stopped'}."
                 )
 
     @admin.action(description="Start the selected holdouts", permissions=["change"])

@@ -16,7 +16,7 @@ class HoldoutSerializer(serializers.ModelSerializer):
     experiments = serializers.SlugRelatedField(
         many=True,
         slug_field="key",
-        queryset=Experiment.objects.filter(holdout__isnull=True),
+        queryset=Experiment.objects.filter(managed_by=""),
         required=False,
     )
     metrics = serializers.SlugRelatedField(

@@ -74,9 +74,11 @@ def holdout_links_validate(
         errors["experiments"] = (
             f"Already in another holdout (an experiment is in one at most): {', '.join(names)}."
         )
-    internal = [e.key for e in experiments if Holdout.objects.filter(experiment=e).exists()]
+    internal = [e.key for e in experiments if e.managed_by]
     if internal:
-        errors["experiments"] = f"A holdout's own experiment cannot be held out: {', '.join(internal)}."
+        errors["experiments"] = (
+            f"A holdout's or a safe rollout's own experiment cannot be held out: {', '.join(internal)}."
+        )
     if errors:
         raise ValidationError(errors)
 
