@@ -23,7 +23,7 @@ class HoldoutSerializer(serializers.ModelSerializer):
         many=True, slug_field="key", queryset=Metric.objects.all(), required=False
     )
     environments = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
-    experiment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    experiment = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     coverage = serializers.FloatField(
         read_only=True, help_text="Share of units hashed into the holdout or its measurement sample."
     )
