@@ -4,15 +4,15 @@
 
 1. ``demo_workspace_create``: the admin user, 9 metrics (one a quantile: p90 order value; one
    winsorized: revenue capped at its 99th percentile), 4 running experiments, 6 flags (one under a safe
-   rollout) and an SDK key (anything that exists is left alone);
+   rollout), a running holdout and an SDK key (anything that exists is left alone);
 2. ``demo_traffic_write``: about 100,000 simulated users over the last 14 days, each exposed to the
    four experiments as production traffic (the environment the experiments analyse), with the
    attributes their SDK sent (country, browser, plan), their purchases and errors, inserted into the
    ingestion path's ClickHouse tables (``analytics.ingestion.services.EXPOSURES`` / ``EVENTS``) in large
    batches. Skipped when the demo experiments already have exposures in ClickHouse, and every event has
    a deterministic ``event_id``, so a replay collapses instead of doubling the traffic;
-3. ``demo_experiments_backdate``: each experiment's ``started_at`` (and the safe rollout's) set back to
-   its first exposure, so the admin says "running for 14 days";
+3. ``demo_experiments_backdate``: each experiment's ``started_at`` (and the safe rollout's and the
+   holdout's) set back to its first exposure, so the admin says "running for 14 days";
 4. ``demo_results_refresh``: the results of the experiments computed now, the safe rollout's internal
    experiment last: its refresh runs the safe rollout's real check, which rolls the new search back.
 
@@ -36,6 +36,14 @@ The stories, with the parameters below (so anyone can check that the platform fi
   ``NEW_SEARCH_ERROR_FACTOR`` times as often, so the first refresh finds search errors significantly up
   inside the rollout and rolls it back to 0%: the flag's history and its safe rollout show the evidence.
 
+* ``checkout_holdout``: a holdout of ``HOLDOUT_PERCENTAGE`` (10%) of users, kept out of the checkout
+  work (the ``checkout_button`` and ``free_shipping`` experiments, and so the ``new_checkout`` flag
+  they serve, which answers its default to them); as many again are measured as the general
+  population. Held-out users see the blue button and pay for shipping; half of the general population
+  sees the green button (+15% purchase rate), so the holdout's results (the real pipeline on its
+  internal experiment ``holdout-checkout_holdout``) show the checkout work's combined lift, about
+  +7.5% purchase rate, with an interval that the 10% of users held out can afford.
+
 Every user has a purchase propensity drawn from a Beta distribution (mean ``BASE_PURCHASE_RATE``) that
 also drives purchases in the 14 days before their first exposure, so CUPED has a correlated pre-period.
 A few checkout users (``MULTIPLE_EXPOSURE_SHARE``) saw both variants, to show the warning.
@@ -57,9 +65,13 @@ from django.utils import timezone
 from analytics import clickhouse
 from analytics.ingestion.services import EVENTS, EXPOSURES
 from analytics.results.services import experiment_results_refresh
+from experiments.assignment import assign
 from experiments.bucketing import assign_variant, in_rollout
 from experiments.models import Experiment
 from experiments.services import experiment_create, experiment_start
+from features.evaluation import HELD_OUT, CompiledExperiment, holdout_compile
+from features.holdouts.models import Holdout, HoldoutStatus
+from features.holdouts.services import holdout_create, holdout_start
 from features.models import Environment, Feature, SafeRollout, SafeRolloutStatus, SdkKey
 from features.services import feature_create, sdk_key_create
 from metrics.models import Metric
@@ -245,6 +257,11 @@ NEW_SEARCH_COVERAGE = 0.2
 SAFE_ROLLOUT_DAYS = 3
 SEARCH_ERRORS_PER_DAY = 0.03
 NEW_SEARCH_ERROR_FACTOR = 2.5
+HOLDOUT_KEY = "checkout_holdout"
+HOLDOUT_PERCENTAGE = 10.0  # held out; as many again measured as the general population
+HOLDOUT_EXPERIMENTS = ("checkout_button", "free_shipping")
+HOLDOUT_FLAGS = ("new_checkout",)
+HOLDOUT_METRICS = ("purchase_rate", "revenue")
 DEMO_ENVIRONMENT = "production"
 EVENT_NAMESPACE = uuid.UUID("8a4f2c1e-5d3b-4e7a-9c6f-0b1d2e3f4a5b")  # deterministic demo event ids
 
@@ -399,6 +416,22 @@ def demo_workspace_create(*, admin_password: str) -> DemoWorkspace:
             feature_create(user=admin, **spec)
             created.append(f"feature {spec['key']}")
 
+    if not Holdout.objects.filter(key=HOLDOUT_KEY).exists():
+        holdout = holdout_create(
+            user=admin,
+            key=HOLDOUT_KEY,
+            name="Checkout holdout",
+            description="Demo: 10% of users kept out of this half-year's checkout work, to measure its "
+            "combined lift.",
+            percentage=HOLDOUT_PERCENTAGE,
+            environments=[DEMO_ENVIRONMENT],
+            features=list(Feature.objects.filter(key__in=HOLDOUT_FLAGS)),
+            experiments=list(Experiment.objects.filter(key__in=HOLDOUT_EXPERIMENTS)),
+            metrics=list(Metric.objects.filter(key__in=HOLDOUT_METRICS)),
+        )
+        holdout_start(holdout=holdout, user=admin)
+        created.append(f"holdout {HOLDOUT_KEY}")
+
     sdk_key = None
     development = Environment.objects.get(key="development")
     if not SdkKey.objects.filter(environment=development, name="demo").exists():
@@ -427,9 +460,20 @@ def demo_safe_rollout() -> SafeRollout | None:
     )
 
 
+def demo_holdout() -> Holdout | None:
+    """The checkout holdout, once started (its internal experiment exists then)."""
+    return (
+        Holdout.objects.select_related("experiment").filter(key=HOLDOUT_KEY, experiment__isnull=False).first()
+    )
+
+
 def _demo_experiment_keys() -> list[str]:
-    safe = demo_safe_rollout()
-    return [*EXPERIMENT_KEYS, *([safe.experiment.key] if safe is not None else [])]
+    safe, holdout = demo_safe_rollout(), demo_holdout()
+    return [
+        *EXPERIMENT_KEYS,
+        *([safe.experiment.key] if safe is not None else []),
+        *([holdout.experiment.key] if holdout is not None else []),
+    ]
 
 
 def demo_exposure_counts() -> dict[str, dict]:
@@ -490,6 +534,33 @@ class _Monitor:
         return "treatment" if in_rollout(NEW_SEARCH_FLAG, unit_id, NEW_SEARCH_COVERAGE) else "control"
 
 
+@dataclass(frozen=True)
+class _HoldoutArm:
+    """The checkout holdout as the simulation sees it: its internal experiment, compiled as the flag
+    evaluation compiles it (seed, coverage, two equal variants), and what it holds users out of."""
+
+    experiment: str
+    compiled: CompiledExperiment
+    experiments: frozenset[str]
+
+    @classmethod
+    def of(cls, holdout: Holdout) -> _HoldoutArm:
+        raw = {
+            "experiment": holdout.experiment.key,
+            "seed": holdout.seed,
+            "coverage": holdout.coverage,
+            "hash_attribute": holdout.hash_attribute,
+        }
+        compiled = holdout_compile(holdout.key, raw)
+        keys = frozenset(holdout.experiments.values_list("key", flat=True))
+        return cls(experiment=holdout.experiment.key, compiled=compiled, experiments=keys)
+
+    def variant_of(self, unit_id: str) -> str | None:
+        """``holdout``, ``general`` (its measurement sample) or None (neither: served as usual)."""
+        assignment = assign(self.compiled, unit_id, {"id": unit_id})
+        return assignment.variant if assignment.in_experiment else None
+
+
 def _draw(rng: np.random.Generator, table: tuple[tuple[str, float], ...], count: int) -> np.ndarray:
     return rng.choice([key for key, _ in table], size=count, p=[share for _, share in table])
 
@@ -503,6 +574,7 @@ def _simulate_chunk(
     now: dt.datetime,
     arms: dict[str, _Arm],
     monitor: _Monitor | None = None,
+    holdout: _HoldoutArm | None = None,
 ) -> tuple[list[tuple], list[tuple]]:
     """Exposure and event rows (the tables' column order) of users ``first`` .. ``first + count - 1``.
 
@@ -540,7 +612,15 @@ def _simulate_chunk(
             "plan": str(plans[offset]),
         }
         variants = {key: arm.variant_of(unit_id) for key, arm in arms.items()}
+        held = holdout.variant_of(unit_id) if holdout is not None else None
+        # Held out: never in the held-out experiments (no exposure, served as the control is).
+        held_out_of = holdout.experiments if held == HELD_OUT else frozenset()
+        if held is not None:  # evaluated for a held-out experiment: exposed to the holdout
+            exposures.append((holdout.experiment, held, unit_id, t0, now, DEMO_ENVIRONMENT, attributes))
         for key, variant in variants.items():
+            if key in held_out_of:
+                variants[key] = arms[key].variants[0]
+                continue
             if (
                 key == banner.key
                 and variant != banner.variants[0]
@@ -548,7 +628,7 @@ def _simulate_chunk(
             ):
                 continue  # the banner's logging lost this exposure: the SRM story
             exposures.append((key, variant, unit_id, t0, now, DEMO_ENVIRONMENT, attributes))
-        if seen_twice[offset] < MULTIPLE_EXPOSURE_SHARE:
+        if seen_twice[offset] < MULTIPLE_EXPOSURE_SHARE and checkout.key not in held_out_of:
             other = next(v for v in checkout.variants if v != variants[checkout.key])
             second_visit = t0 + dt.timedelta(seconds=float(since_t0[offset]) / 2)
             exposures.append((checkout.key, other, unit_id, second_visit, now, DEMO_ENVIRONMENT, attributes))
@@ -617,10 +697,21 @@ def demo_traffic_write(
     monitor = None
     if safe is not None and safe.status == SafeRolloutStatus.MONITORING:
         monitor = _Monitor(safe.experiment.key, now - dt.timedelta(days=min(SAFE_ROLLOUT_DAYS, days)))
+    running = demo_holdout()
+    holdout = (
+        _HoldoutArm.of(running) if running is not None and running.status == HoldoutStatus.RUNNING else None
+    )
     written_exposures = written_events = done = 0
     for first, count in _chunks(units):
         exposures, events = _simulate_chunk(
-            first=first, count=count, seed=seed, start=start, now=now, arms=arms, monitor=monitor
+            first=first,
+            count=count,
+            seed=seed,
+            start=start,
+            now=now,
+            arms=arms,
+            monitor=monitor,
+            holdout=holdout,
         )
         # Straight into ClickHouse in large batches (the write path's tables and columns): the demo checked
         # that ClickHouse answers, so the spool that protects acknowledged API writes is not needed.
@@ -640,12 +731,14 @@ def demo_experiments_backdate() -> dict[str, dt.datetime]:
     and ``started_at`` is not part of the flag configuration, so no cache needs to know.
     """
     backdated = {}
-    safe = demo_safe_rollout()
+    safe, holdout = demo_safe_rollout(), demo_holdout()
     for key, counts in demo_exposure_counts().items():
         Experiment.objects.filter(key=key, started_at__isnull=False).update(started_at=counts["first"])
         if safe is not None and key == safe.experiment.key:
             # The safe rollout's hours run from its start (the finish is counted from it).
             SafeRollout.objects.filter(pk=safe.pk).update(started_at=counts["first"])
+        if holdout is not None and key == holdout.experiment.key:
+            Holdout.objects.filter(pk=holdout.pk).update(started_at=counts["first"])
         backdated[key] = counts["first"]
     return backdated
 

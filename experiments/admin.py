@@ -134,6 +134,8 @@ class ExperimentForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk and (problem := self.instance.managed_problem):
+            raise ValidationError(problem)  # a holdout's or a safe rollout's: it changes with its owner
         if self.instance.pk:
             current = Experiment.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
             loaded = cleaned.get("loaded_version")
@@ -444,8 +446,10 @@ class ExperimentAdmin(ApprovalHeldSave, ServiceDeletion, SimpleHistoryAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             buttons = []
+            # A holdout's or a safe rollout's experiment changes only with its owner: no buttons, a note.
+            context["managed_problem"] = obj.managed_problem
             for name, (allowed_from, _) in TRANSITIONS.items():
-                if obj.status not in allowed_from:
+                if obj.status not in allowed_from or obj.managed_problem:
                     continue
                 url = reverse("admin:experiments_experiment_lifecycle", args=[obj.pk, name])
                 if name == "start":  # the pre-flight check first; it has the "Start now" button

@@ -164,6 +164,20 @@ def hash_attributes_problem(hash_attribute: str, fallback_attribute: str) -> str
     return None
 
 
+class ManagedBy(models.TextChoices):
+    """What owns an internal experiment: it changes only through its owner (``experiments.services``)."""
+
+    HOLDOUT = "holdout", "holdout"
+    SAFE_ROLLOUT = "safe_rollout", "safe rollout"
+
+
+# What to do instead of changing an internal experiment directly, by owner.
+MANAGED_INSTEAD = {
+    ManagedBy.HOLDOUT: "stop the holdout instead",
+    ManagedBy.SAFE_ROLLOUT: "change or remove the flag rule's safe rollout instead",
+}
+
+
 class Experiment(models.Model):
     key = models.SlugField(
         max_length=100, unique=True, help_text="Short name used by the API and SDKs, e.g. checkout_button."
@@ -283,6 +297,13 @@ class Experiment(models.Model):
     )
     decision_reason = models.TextField(blank=True, editable=False)
 
+    # An internal experiment (a holdout's or a safe rollout's) names its owner here; the experiments'
+    # services refuse to change it (409), so it changes only with its owner. Empty: an ordinary one.
+    managed_by = models.CharField(max_length=16, choices=ManagedBy.choices, blank=True, editable=False)
+    managed_by_name = models.CharField(
+        max_length=200, blank=True, editable=False, help_text="Which holdout or safe rollout owns it."
+    )
+
     version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -304,6 +325,15 @@ class Experiment(models.Model):
     @property
     def seed(self) -> str:
         return self.hash_seed or self.key
+
+    @property
+    def managed_problem(self) -> str | None:
+        """Why this experiment may not be changed directly (it belongs to a holdout or a safe
+        rollout), or None for an ordinary experiment."""
+        if not self.managed_by:
+            return None
+        owner = ManagedBy(self.managed_by)
+        return f"This experiment belongs to {owner.label} {self.managed_by_name}; {MANAGED_INSTEAD[owner]}."
 
     @property
     def is_locked(self) -> bool:

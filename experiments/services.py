@@ -240,8 +240,18 @@ def traffic_allocation_validate(*, experiment: Experiment, traffic_allocation: f
         )
 
 
+def experiment_unmanaged_validate(*, experiment: Experiment) -> None:
+    """An internal experiment (a holdout's or a safe rollout's, ``Experiment.managed_by``) changes only
+    through its owner (409 naming it): stopping, re-weighting or deleting it here would break the
+    holdout or the safe rollout that relies on it."""
+    if problem := experiment.managed_problem:
+        raise Conflict(problem)
+
+
 def _lock(experiment: Experiment, version: int | None) -> Experiment:
+    """The row, locked for this transaction; refused when stale (``version``) or internal."""
     locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    experiment_unmanaged_validate(experiment=locked)
     if version is not None and version != locked.version:
         raise StaleVersion(
             f"This experiment was changed by someone else (version {locked.version}, you sent {version}). "
@@ -299,6 +309,7 @@ def experiment_update(
 def experiment_delete_validate(*, experiment: Experiment) -> None:
     """Only drafts and archived experiments can be deleted (409): a running, paused or stopped one
     holds results and decisions someone may still need. The admin asks this before it confirms."""
+    experiment_unmanaged_validate(experiment=experiment)
     if experiment.status not in DELETABLE_STATUSES:
         raise TransitionNotAllowed(
             f"Only draft or archived experiments can be deleted; this one is {experiment.status}. "

@@ -23,7 +23,15 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from experiments.models import Engine, Experiment, ExperimentMetric, ExperimentStatus, MetricRole, Variant
+from experiments.models import (
+    Engine,
+    Experiment,
+    ExperimentMetric,
+    ExperimentStatus,
+    ManagedBy,
+    MetricRole,
+    Variant,
+)
 from features.models import FeatureRule, RuleType, SafeRollout, SafeRolloutStatus
 from metrics.models import Metric
 
@@ -44,6 +52,11 @@ HISTORY_REASON_LENGTH = 100  # simple_history's history_change_reason column
 
 def experiment_key_for(rule: FeatureRule) -> str:
     return f"safe-rollout-{rule.pk}"
+
+
+def safe_rollout_name(rule: FeatureRule) -> str:
+    """How its internal experiment names the safe rollout that owns it."""
+    return f"of {rule.feature.key} in {rule.environment.key}"
 
 
 @transaction.atomic
@@ -80,7 +93,7 @@ def safe_rollout_start(
         raise ValidationError({"rule": "This rule already has a safe rollout."})
     experiment = Experiment.objects.create(
         key=experiment_key_for(rule),
-        name=f"Safe rollout of {rule.feature.key} in {rule.environment.key}",
+        name=f"Safe rollout {safe_rollout_name(rule)}",
         description="Internal: created by a safe rollout; its results decide the rollout.",
         status=ExperimentStatus.RUNNING,
         owner=user if user is not None and user.is_authenticated else None,
@@ -89,6 +102,8 @@ def safe_rollout_start(
         sequential=True,
         analysis_environments=[rule.environment.key],
         started_at=now,
+        managed_by=ManagedBy.SAFE_ROLLOUT,
+        managed_by_name=safe_rollout_name(rule),
     )
     Variant.objects.create(experiment=experiment, key="control", name="Not rolled out", weight=1.0 - coverage)
     Variant.objects.create(

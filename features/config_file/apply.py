@@ -1,6 +1,6 @@
 """Importing a document: every object through the API's serializer and its app's service, in one
 transaction, in an order where references exist before they are used (environments, metrics with
-denominators last, experiments, flags, then flags' prerequisites, then deletions).
+denominators last, experiments, flags, then flags' prerequisites, holdouts, then deletions).
 
 A dry run does the whole import and rolls it back, so it finds every error a real import would.
 """
@@ -31,6 +31,7 @@ from experiments.services import (
 )
 from features.config_file.plan import (
     DELETE_ORDER,
+    HOLDOUT_LIFECYCLE_RECORD,
     LIFECYCLE_RECORD,
     SINGULAR,
     Change,
@@ -41,7 +42,16 @@ from features.config_file.plan import (
     document_validate,
 )
 from features.governance.services import feature_delete as feature_delete_governed
-from features.governance.services import feature_write
+from features.governance.services import feature_write, holdout_write
+from features.holdouts.models import Holdout, HoldoutStatus
+from features.holdouts.serializers import HoldoutSerializer
+from features.holdouts.services import (
+    holdout_create,
+    holdout_delete,
+    holdout_start,
+    holdout_stop,
+    holdout_update,
+)
 from features.models import Environment, Feature
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from features.services import environment_delete, feature_create, feature_delete, feature_update
@@ -50,6 +60,13 @@ from metrics.serializers import MetricSerializer
 from metrics.services import metric_create, metric_delete, metric_update
 
 EXPERIMENT_READ_ONLY = frozenset({"status", *LIFECYCLE_RECORD})
+HOLDOUT_READ_ONLY = frozenset({"status", *HOLDOUT_LIFECYCLE_RECORD})
+# A holdout's way from one status to another: (action, the record field its time comes from).
+HOLDOUT_PATHS = {
+    (HoldoutStatus.DRAFT, HoldoutStatus.RUNNING): [("start", "started_at")],
+    (HoldoutStatus.DRAFT, HoldoutStatus.STOPPED): [("start", "started_at"), ("stop", "stopped_at")],
+    (HoldoutStatus.RUNNING, HoldoutStatus.STOPPED): [("stop", "stopped_at")],
+}
 
 
 class Writes:
@@ -78,6 +95,14 @@ class Writes:
         if not self.hold_protected:
             return run()
         return experiment_write(experiment=experiment, operation=operation, user=user, run=run, params=params)
+
+    def holdout(
+        self, holdout: Holdout | None, operation: str, user: AbstractBaseUser | None, run: Any
+    ) -> Any:
+        """A holdout's write (``operation``: create, update, start, stop or delete)."""
+        if not self.hold_protected:
+            return run()
+        return holdout_write(holdout=holdout, operation=operation, user=user, run=run)
 
     def feature_delete(self, feature: Feature, user: AbstractBaseUser | None) -> None:
         if self.hold_protected:
@@ -141,6 +166,9 @@ def _metric(item: dict[str, Any], change: Change, user: AbstractBaseUser | None,
 
 def _experiment(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
     instance = Experiment.objects.filter(key=item["key"]).first()
+    if instance is not None and (problem := instance.managed_problem):
+        # An internal experiment comes back with its holdout or safe rollout, not as an experiment.
+        raise ConfigFileError(f"{problem} Leave it out of the file.", kind="experiments", key=item["key"])
     writable = {f: v for f, v in item.items() if f not in EXPERIMENT_READ_ONLY}
     if instance is None:
         data = _valid(ExperimentSerializer(data=writable))
@@ -230,11 +258,60 @@ def _feature_prerequisites(
     writes.feature(instance, user, lambda: feature_update(feature=instance, user=user, **fields))
 
 
+def _holdout(item: dict[str, Any], change: Change, user: AbstractBaseUser | None, writes: Writes) -> None:
+    """Created or changed through the holdouts' services, then started or stopped at the times the
+    file records (its internal experiment is created by the start, with the same times)."""
+    instance = Holdout.objects.filter(key=item["key"]).first()
+    if instance is None:
+        writable = {f: v for f, v in item.items() if f not in HOLDOUT_READ_ONLY}
+        # A new holdout is a draft, which serves nothing: its creation never waits for approval.
+        instance = holdout_create(user=user, **_valid(HoldoutSerializer(data=writable)))
+    else:
+        fields = _changed(change) - HOLDOUT_READ_ONLY
+        if fields:
+            serializer = HoldoutSerializer(instance, data={f: item[f] for f in fields}, partial=True)
+            data = _valid(serializer)
+            current = instance
+            instance = writes.holdout(
+                current, "update", user, lambda: holdout_update(holdout=current, user=user, **data)
+            )
+    target = item.get("status", instance.status)
+    if target == instance.status:
+        return
+    path = HOLDOUT_PATHS.get((instance.status, target))
+    if path is None:
+        raise ConfigFileError(
+            f"cannot go from {instance.status} to {target}: a holdout goes from draft to running to stopped",
+            kind="holdouts",
+            key=item["key"],
+            field="status",
+        )
+    services = {"start": holdout_start, "stop": holdout_stop}
+    for action, record in path:
+        now = canonical("holdouts", record, item.get(record))
+        current = instance
+        instance = writes.holdout(
+            current,
+            action,
+            user,
+            lambda action=action, current=current, now=now: services[action](
+                holdout=current, user=user, now=now
+            ),
+        )
+
+
 def _delete(kind: str, key: str, user: AbstractBaseUser | None, writes: Writes) -> None:
     if kind == "features":
         writes.feature_delete(Feature.objects.get(key=key), user)
     elif kind == "experiments":
         experiment_delete(experiment=Experiment.objects.get(key=key))
+    elif kind == "holdouts":
+        writes.holdout(
+            Holdout.objects.get(key=key),
+            "delete",
+            user,
+            lambda: holdout_delete(holdout=Holdout.objects.get(key=key)),
+        )
     elif kind == "metrics":
         metric_delete(metric=Metric.objects.get(key=key))
     else:
@@ -247,6 +324,7 @@ STEPS = (
     ("experiments", _experiment),
     ("features", _feature),
     ("features", _feature_prerequisites),
+    ("holdouts", _holdout),
 )
 
 

@@ -23,8 +23,12 @@ from features.config_file.export import (
     environment_item,
     experiment_item,
     feature_item,
+    holdout_item,
+    holdouts_for_export,
     metric_item,
+    ordinary_experiments,
 )
+from features.holdouts.serializers import HoldoutSerializer
 from features.models import Environment, Feature, RuleType
 from features.serializers import EnvironmentSerializer, FeatureSerializer
 from metrics.serializers import MetricSerializer
@@ -34,11 +38,14 @@ SINGULAR = {
     "metrics": "metric",
     "experiments": "experiment",
     "features": "feature",
+    "holdouts": "holdout",
 }
 
 # An experiment's record of its lifecycle: set by the transitions themselves, restored from the file
 # only by an import that makes the transition (a new experiment, or a status that changes).
 LIFECYCLE_RECORD = ("started_at", "stopped_at", "decision_variant", "decision_reason", "layer_slice_start")
+# A holdout's: when it started and stopped, restored by the import that starts or stops it.
+HOLDOUT_LIFECYCLE_RECORD = ("started_at", "stopped_at")
 DATETIME_FIELDS = frozenset({"scheduled_start_at", "scheduled_stop_at", "started_at", "stopped_at"})
 
 
@@ -132,6 +139,7 @@ ALLOWED_FIELDS = {
     "metrics": _fields(MetricSerializer),
     "experiments": _fields(ExperimentSerializer) | {"layer_slice_start"},
     "features": _fields(FeatureSerializer),
+    "holdouts": _fields(HoldoutSerializer) - {"experiment", "coverage"},
 }
 
 
@@ -139,7 +147,7 @@ def document_validate(document: Any) -> dict[str, list[dict[str, Any]]]:
     """The document's objects by kind; ``ConfigFileError`` for a document of the wrong shape."""
     if not isinstance(document, Mapping):
         raise ConfigFileError(
-            "the file must hold a mapping with version, environments, metrics, experiments, features"
+            "the file must hold a mapping with version, environments, metrics, experiments, features, holdouts"
         )
     if document.get("version") != DOCUMENT_VERSION:
         raise ConfigFileError(f"version must be {DOCUMENT_VERSION} (this platform's configuration format)")
@@ -223,6 +231,8 @@ def canonical(kind: str, field: str, value: Any) -> Any:
         return _instant(value)
     if kind == "experiments" and field == "variants" and isinstance(value, list):
         return [_variant(variant) for variant in value]
+    if kind == "holdouts" and field in ("features", "experiments", "metrics") and isinstance(value, list):
+        return sorted(str(key) for key in value)
     if kind == "experiments" and field == "metrics" and isinstance(value, list):
         return [_metric_link(link) for link in value]
     if kind == "features" and field == "prerequisites" and isinstance(value, list):
@@ -264,18 +274,19 @@ def object_changes(
     if current is None:
         return [FieldChange(field, None, value) for field, value in desired.items() if field != "key"]
     changes: list[FieldChange] = []
+    record = {"experiments": LIFECYCLE_RECORD, "holdouts": HOLDOUT_LIFECYCLE_RECORD}.get(kind, ())
     for field, value in desired.items():
-        if field == "key" or (kind == "experiments" and field in LIFECYCLE_RECORD):
+        if field == "key" or field in record:
             continue
         if kind == "features" and field == "environments":
             changes.extend(_environment_changes(current.get("environments") or {}, value))
             continue
         if canonical(kind, field, value) != canonical(kind, field, current.get(field)):
             changes.append(FieldChange(field, current.get(field), value))
-    if kind == "experiments" and any(change.field == "status" for change in changes):
+    if record and any(change.field == "status" for change in changes):
         changes.extend(
             FieldChange(field, current.get(field), desired[field])
-            for field in LIFECYCLE_RECORD
+            for field in record
             if field in desired
             and canonical(kind, field, desired[field]) != canonical(kind, field, current.get(field))
         )
@@ -284,7 +295,6 @@ def object_changes(
 
 def current_items(kind: str) -> dict[str, dict[str, Any]]:
     """The database's objects of ``kind`` as the export shows them, by key."""
-    from experiments.models import Experiment
     from metrics.models import Metric
 
     if kind == "environments":
@@ -295,8 +305,10 @@ def current_items(kind: str) -> dict[str, dict[str, Any]]:
             for m in Metric.objects.select_related("denominator").prefetch_related("tags")
         }
     if kind == "experiments":
-        experiments = Experiment.objects.prefetch_related("variants", "metric_links__metric", "tags")
+        experiments = ordinary_experiments().prefetch_related("variants", "metric_links__metric", "tags")
         return {e.key: experiment_item(e) for e in experiments}
+    if kind == "holdouts":
+        return {h.key: holdout_item(h) for h in holdouts_for_export()}
     features = Feature.objects.prefetch_related(
         "tags",
         "environment_settings__environment",
@@ -307,7 +319,7 @@ def current_items(kind: str) -> dict[str, dict[str, Any]]:
     return {f.key: feature_item(f) for f in features}
 
 
-DELETE_ORDER = ("features", "experiments", "metrics", "environments")
+DELETE_ORDER = ("holdouts", "features", "experiments", "metrics", "environments")
 
 
 def config_plan(objects: Mapping[str, Iterable[Mapping[str, Any]]], *, prune: bool = False) -> Plan:

@@ -22,6 +22,7 @@ MODELS = {
     "metrics": "metrics.%s_metric",
     "experiments": "experiments.%s_experiment",
     "features": "features.%s_feature",
+    "holdouts": "features.%s_holdout",
 }
 
 
@@ -56,11 +57,11 @@ class _YAMLParserText(YAMLParser):
 
 class CanImportConfiguration(permissions.BasePermission):
     """An import may create and change objects of every kind (and with ``prune`` delete them): it
-    needs those permissions on environments, metrics, experiments and flags."""
+    needs those permissions on environments, metrics, experiments, flags and holdouts."""
 
     message = (
         "Importing a configuration needs the add and change permissions (and delete, with prune) on "
-        "environments, metrics, experiments and feature flags."
+        "environments, metrics, experiments, feature flags and holdouts."
     )
 
     def has_permission(self, request, view) -> bool:
@@ -99,6 +100,7 @@ DOCUMENT_EXAMPLE = OpenApiExample(
         ],
         "metrics": [{"key": "purchase", "name": "Purchase", "type": "binomial", "event": "purchase"}],
         "experiments": [],
+        "holdouts": [],
         "features": [
             {
                 "key": "new_checkout",

@@ -2,7 +2,7 @@
 
 - "Change requests": the list (what, where, who, whether it is outdated) and each one's page with its
   diff and the Approve / Reject buttons (Approve applies it). Read only otherwise: a change request is
-  made by saving the flag or experiment it changes.
+  made by saving the flag, experiment or holdout it changes.
 - "Scheduled changes": schedule a switch or a coverage change (the flag's page links here with the flag
   filled in), cancel a pending one.
 - The flag's page: its save goes through ``feature_write`` (held as a change request when it changes
@@ -116,7 +116,7 @@ class ChangeRequestAdmin(SimpleHistoryAdmin):
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
-        return False  # made by saving the flag or experiment it changes
+        return False  # made by saving the flag, experiment or holdout it changes
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # reviewed with the buttons, never edited
@@ -198,6 +198,8 @@ def _target_url(change_request: ChangeRequest) -> str | None:
         return reverse("admin:features_feature_change", args=[change_request.feature_id])
     if change_request.experiment_id:
         return reverse("admin:experiments_experiment_change", args=[change_request.experiment_id])
+    if change_request.holdout_id:
+        return reverse("admin:features_holdout_change", args=[change_request.holdout_id])
     return None
 
 

@@ -27,11 +27,14 @@ class ChangeOperation(models.TextChoices):
     EXPERIMENT_START = "experiment.start", "Start an experiment"
     EXPERIMENT_STOP = "experiment.stop", "Stop an experiment"
     EXPERIMENT_UPDATE = "experiment.update", "Change an experiment (ramp-up, schedule)"
+    HOLDOUT_START = "holdout.start", "Start a holdout"
+    HOLDOUT_STOP = "holdout.stop", "Stop a holdout"
+    HOLDOUT_UPDATE = "holdout.update", "Change a running holdout"
     SCHEDULE_CREATE = "schedule.create", "Schedule a flag change"
 
 
 class ChangeRequest(models.Model):
-    """A change to a flag or an experiment that serves an environment requiring approval.
+    """A change to a flag, an experiment or a holdout that serves an environment requiring approval.
 
     Proposed with the change (``params``: the arguments of the service that applies it) and its diff
     against the state at that time; approved by another user with the permission, which applies it
@@ -50,8 +53,11 @@ class ChangeRequest(models.Model):
     experiment = models.ForeignKey(
         Experiment, null=True, blank=True, on_delete=models.SET_NULL, related_name="change_requests"
     )
+    holdout = models.ForeignKey(
+        "features.Holdout", null=True, blank=True, on_delete=models.SET_NULL, related_name="change_requests"
+    )
     target_key = models.CharField(
-        max_length=100, help_text="The flag's or experiment's key (kept if it is deleted)."
+        max_length=100, help_text="The flag's, experiment's or holdout's key (kept if it is deleted)."
     )
     environments = models.JSONField(
         default=list, blank=True, help_text="The approval-requiring environments the change affects."

@@ -6,7 +6,7 @@ from typing import Any
 from django.urls import NoReverseMatch, reverse
 
 from features.governance.models import ChangeRequest, ChangeRequestStatus, ScheduledChange
-from features.governance.state import experiment_state, feature_state, fingerprint, part
+from features.governance.state import experiment_state, feature_state, fingerprint, holdout_state, part
 from features.models import Feature
 
 
@@ -21,7 +21,7 @@ def change_request_scope(change_request: ChangeRequest) -> list[str]:
 
 def change_request_current_fingerprint(change_request: ChangeRequest) -> str | None:
     """The fingerprint of the target's state now, comparable with ``base_fingerprint``; None when the
-    target is gone (a flag or experiment deleted since)."""
+    target is gone (a flag, experiment or holdout deleted since)."""
     operation = change_request.operation
     if operation == "feature.create":
         exists = Feature.objects.filter(key=change_request.params.get("key")).exists()
@@ -39,6 +39,10 @@ def change_request_current_fingerprint(change_request: ChangeRequest) -> str | N
         if change_request.experiment_id is None:
             return None
         return fingerprint(experiment_state(change_request.experiment))
+    if operation.startswith("holdout."):
+        if change_request.holdout_id is None:
+            return None
+        return fingerprint(holdout_state(change_request.holdout))
     return change_request.base_fingerprint  # a schedule is checked when it runs
 
 
@@ -59,11 +63,12 @@ def _url(name: str, *args: Any) -> str | None:
 def change_request_data(change_request: ChangeRequest) -> dict[str, Any]:
     """The change request as the API shows it."""
     cr = change_request
-    target_type = (
-        "feature"
-        if cr.operation.startswith("feature.") or cr.operation == "schedule.create"
-        else "experiment"
-    )
+    if cr.operation.startswith("feature.") or cr.operation == "schedule.create":
+        target_type = "feature"
+    elif cr.operation.startswith("holdout."):
+        target_type = "holdout"
+    else:
+        target_type = "experiment"
     return {
         "id": cr.pk,
         "url": _url("changerequest-detail", cr.pk),

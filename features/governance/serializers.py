@@ -15,7 +15,7 @@ from features.models import Environment, Feature
 
 
 class TargetSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["feature", "experiment"])
+    type = serializers.ChoiceField(choices=["feature", "experiment", "holdout"])
     key = serializers.CharField()
 
 

@@ -1,4 +1,4 @@
-"""What a flag or an experiment is, as plain JSON data, and the difference between two such states.
+"""What a flag, an experiment or a holdout is, as plain JSON data, and the difference between two such states.
 
 A change request shows its change as a diff of these states (before: when proposed; after: what
 applying does) and remembers a fingerprint of the part of the state it touches, so applying can tell
@@ -13,6 +13,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 from experiments.models import Experiment
+from features.holdouts.models import Holdout
 from features.models import Environment, Feature
 from features.services import feature_environments_as_dict
 
@@ -107,6 +108,38 @@ def experiment_state(experiment: Experiment) -> dict[str, Any]:
         ],
     )
     return _jsonable(state)
+
+
+# What a running holdout serves (who is held out, where, of what): changing it needs approval where it
+# serves an environment that requires approval. Its name, description and metrics only describe it.
+HOLDOUT_SERVED_FIELDS = (
+    "percentage",
+    "hash_seed",
+    "hash_attribute",
+    "environments",
+    "features",
+    "experiments",
+)
+
+
+def holdout_state(holdout: Holdout) -> dict[str, Any]:
+    """The holdout as the API shows it (flags, experiments and metrics by key), with its status."""
+    holdout = Holdout.objects.get(pk=holdout.pk)
+    return _jsonable(
+        {
+            "key": holdout.key,
+            "name": holdout.name,
+            "description": holdout.description,
+            "status": holdout.status,
+            "percentage": holdout.percentage,
+            "hash_seed": holdout.hash_seed,
+            "hash_attribute": holdout.hash_attribute,
+            "environments": list(holdout.environments),
+            "features": sorted(holdout.features.values_list("key", flat=True)),
+            "experiments": sorted(holdout.experiments.values_list("key", flat=True)),
+            "metrics": sorted(holdout.metrics.values_list("key", flat=True)),
+        }
+    )
 
 
 def diff(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:

@@ -13,9 +13,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin import ServiceDeletion
-from config.exceptions import DomainError
+from config.admin import ApprovalHeldSave, ServiceDeletion, approval_held_message
+from config.exceptions import ApprovalRequired, DomainError
 from experiments.models import Experiment
+from features.governance.services import holdout_write
 from features.holdouts.models import HOLDOUT_LOCKED_FIELDS, Holdout, HoldoutStatus
 from features.holdouts.services import (
     EDITABLE_FIELDS,
@@ -52,7 +53,7 @@ class HoldoutForm(forms.ModelForm):
     )
     held_out_experiments = forms.ModelMultipleChoiceField(
         label="Experiments",
-        queryset=Experiment.objects.filter(holdout__isnull=True),
+        queryset=Experiment.objects.filter(managed_by=""),
         required=False,
         widget=FilteredSelectMultiple("experiments", is_stacked=False),
         help_text="Held-out units are never in these experiments.",
@@ -95,8 +96,32 @@ class HoldoutForm(forms.ModelForm):
         return cleaned
 
 
+class _ServiceSave:
+    """The form's save through the holdouts' services (``ApprovalHeldSave`` runs it, or holds it)."""
+
+    def save_model(self, request, obj: Holdout, form: HoldoutForm, change: bool) -> None:
+        data = form.cleaned_data
+        links = {
+            "features": list(data.get("held_out_flags") or []),
+            "experiments": list(data.get("held_out_experiments") or []),
+            "metrics": list(data.get("metrics") or []),
+        }
+        # Locked fields of a started holdout are disabled: their cleaned value is the stored one.
+        fields = {name: data[name] for name in EDITABLE_FIELDS if name in data}
+        if change:
+            saved = holdout_update(holdout=obj, user=request.user, **links, **fields)
+        else:
+            saved = holdout_create(user=request.user, **links, **fields)
+        obj.pk = saved.pk
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # The services wrote the flags, experiments and metrics (save_model).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+
 @admin.register(Holdout)
-class HoldoutAdmin(ServiceDeletion, SimpleHistoryAdmin):
+class HoldoutAdmin(ApprovalHeldSave, _ServiceSave, ServiceDeletion, SimpleHistoryAdmin):
     form = HoldoutForm
     list_display = [
         "name_and_key",
@@ -169,39 +194,33 @@ class HoldoutAdmin(ServiceDeletion, SimpleHistoryAdmin):
     def delete_service(self, obj: Holdout) -> None:
         holdout_delete(holdout=obj)
 
-    def save_model(self, request, obj: Holdout, form: HoldoutForm, change: bool) -> None:
-        data = form.cleaned_data
-        links = {
-            "features": list(data.get("held_out_flags") or []),
-            "experiments": list(data.get("held_out_experiments") or []),
-            "metrics": list(data.get("metrics") or []),
-        }
-        # Locked fields of a started holdout are disabled: their cleaned value is the stored one.
-        fields = {name: data[name] for name in EDITABLE_FIELDS if name in data}
-        if change:
-            saved = holdout_update(holdout=obj, user=request.user, **links, **fields)
-        else:
-            saved = holdout_create(user=request.user, **links, **fields)
-        obj.pk = saved.pk
+    def held_write(self, request, obj: Holdout, change: bool, run: Any) -> Any:
+        """A save that changes what a running holdout serves in an environment requiring approval is
+        held as a change request (``ApprovalHeldSave``, ``features.governance.services.holdouts``)."""
+        return holdout_write(holdout=obj if change else None, operation="update", user=request.user, run=run)
 
-    def save_related(self, request, form, formsets, change) -> None:
-        # The services wrote the flags, experiments and metrics (save_model).
-        for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
-
-    def _lifecycle(self, request, queryset, service, verb: str) -> None:
+    def _lifecycle(self, request, queryset, service, operation: str) -> None:
         for holdout in queryset:
             try:
-                service(holdout=holdout, user=request.user)
+                holdout_write(
+                    holdout=holdout,
+                    operation=operation,
+                    user=request.user,
+                    run=lambda holdout=holdout: service(holdout=holdout, user=request.user),
+                )
+            except ApprovalRequired as held:
+                approval_held_message(request, held)
             except (DomainError, ValidationError) as exc:
-                messages.error(request, f"{holdout.key}: {getattr(exc, 'message', exc)}")
+                messages.error(request, f"Holdout {holdout.key}: {getattr(exc, 'message', exc)}")
             else:
-                messages.success(request, f"{holdout.key}: {verb}.")
+                messages.success(
+                    request, f"Holdout {holdout.key}: {'started' if operation == 'start' else 'stopped'}."
+                )
 
     @admin.action(description="Start the selected holdouts", permissions=["change"])
     def start_selected(self, request, queryset) -> None:
-        self._lifecycle(request, queryset, holdout_start, "started")
+        self._lifecycle(request, queryset, holdout_start, "start")
 
     @admin.action(description="Stop the selected holdouts", permissions=["change"])
     def stop_selected(self, request, queryset) -> None:
-        self._lifecycle(request, queryset, holdout_stop, "stopped")
+        self._lifecycle(request, queryset, holdout_stop, "stop")

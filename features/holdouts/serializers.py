@@ -16,14 +16,14 @@ class HoldoutSerializer(serializers.ModelSerializer):
     experiments = serializers.SlugRelatedField(
         many=True,
         slug_field="key",
-        queryset=Experiment.objects.filter(holdout__isnull=True),
+        queryset=Experiment.objects.filter(managed_by=""),
         required=False,
     )
     metrics = serializers.SlugRelatedField(
         many=True, slug_field="key", queryset=Metric.objects.all(), required=False
     )
     environments = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
-    experiment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    experiment = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     coverage = serializers.FloatField(
         read_only=True, help_text="Share of units hashed into the holdout or its measurement sample."
     )

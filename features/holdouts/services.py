@@ -23,6 +23,7 @@ from experiments.models import (
     Experiment,
     ExperimentMetric,
     ExperimentStatus,
+    ManagedBy,
     MetricRole,
     Variant,
 )
@@ -73,9 +74,11 @@ def holdout_links_validate(
         errors["experiments"] = (
             f"Already in another holdout (an experiment is in one at most): {', '.join(names)}."
         )
-    internal = [e.key for e in experiments if Holdout.objects.filter(experiment=e).exists()]
+    internal = [e.key for e in experiments if e.managed_by]
     if internal:
-        errors["experiments"] = f"A holdout's own experiment cannot be held out: {', '.join(internal)}."
+        errors["experiments"] = (
+            f"A holdout's or a safe rollout's own experiment cannot be held out: {', '.join(internal)}."
+        )
     if errors:
         raise ValidationError(errors)
 
@@ -233,6 +236,8 @@ def holdout_start(
         hash_attribute=locked.hash_attribute,
         analysis_environments=list(locked.environments),
         started_at=now,
+        managed_by=ManagedBy.HOLDOUT,
+        managed_by_name=locked.key,
     )
     Variant.objects.create(experiment=experiment, key=HELD_OUT, name="Held out", weight=1.0, position=0)
     Variant.objects.create(

@@ -1,9 +1,10 @@
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from features.governance.services import holdout_write
 from features.holdouts.models import Holdout
 from features.holdouts.serializers import HoldoutSerializer
 from features.holdouts.services import LIFECYCLE_SERVICES, holdout_create, holdout_delete, holdout_update
@@ -31,12 +32,22 @@ RUNNING_EXAMPLE = OpenApiExample(
 )
 
 
+# Starting, stopping or changing a running holdout that covers an environment requiring approval is held
+# as a change request (features.governance.services.holdouts).
+HELD = OpenApiResponse(
+    description="Held for approval: the holdout covers an environment that requires approval. The body is "
+    "the change request (`/api/v1/change-requests/{id}/`, also in `Location`); it applies once someone "
+    "else approves it."
+)
+
+
 def _lifecycle_schema(verb: str, description: str) -> dict:
     return extend_schema(
         summary=f"{verb.capitalize()} the holdout",
-        description=description + " Refused with 409 when the holdout's status does not allow it.",
+        description=description + " Refused with 409 when the holdout's status does not allow it. Needs "
+        "approval (202) when the holdout covers an environment that requires approval.",
         request=None,
-        responses={200: HoldoutSerializer},
+        responses={200: HoldoutSerializer, 202: HELD},
         examples=[RUNNING_EXAMPLE],
     )
 
@@ -53,14 +64,19 @@ def _lifecycle_schema(verb: str, description: str) -> dict:
     ),
     partial_update=extend_schema(
         summary="Change a holdout",
-        description="Key, percentage, hash seed and hash attribute are locked once started (409).",
+        description="Key, percentage, hash seed and hash attribute are locked once started (409). A "
+        "change of what a running holdout serves (its flags, experiments, environments) in an environment "
+        "that requires approval answers 202 with the change request.",
+        responses={200: HoldoutSerializer, 202: HELD},
         examples=[
             OpenApiExample(
                 "Hold out one more flag", value={"features": ["new_checkout", "search_v2", "dark_mode"]}
             )
         ],
     ),
-    update=extend_schema(summary="Replace a holdout", examples=[HOLDOUT_EXAMPLE]),
+    update=extend_schema(
+        summary="Replace a holdout", examples=[HOLDOUT_EXAMPLE], responses={200: HoldoutSerializer, 202: HELD}
+    ),
     destroy=extend_schema(summary="Delete a holdout", description="Only drafts; otherwise 409."),
     start=_lifecycle_schema(
         "start", "Draft → running: creates its internal experiment (`experiment`) and holds units out."
@@ -86,7 +102,13 @@ class HoldoutViewSet(viewsets.ModelViewSet):
         partial = kwargs.pop("partial", False)
         serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        holdout = holdout_update(holdout=serializer.instance, user=request.user, **serializer.validated_data)
+        current, data = serializer.instance, serializer.validated_data
+        holdout = holdout_write(
+            holdout=current,
+            operation="update",
+            user=request.user,
+            run=lambda: holdout_update(holdout=current, user=request.user, **data),
+        )
         return Response(self.get_serializer(self._reload(holdout)).data)
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
@@ -97,7 +119,13 @@ class HoldoutViewSet(viewsets.ModelViewSet):
         return self.get_queryset().get(pk=holdout.pk)
 
     def _lifecycle(self, request: Request, action_name: str) -> Response:
-        holdout = LIFECYCLE_SERVICES[action_name](holdout=self.get_object(), user=request.user)
+        current = self.get_object()
+        holdout = holdout_write(
+            holdout=current,
+            operation=action_name,
+            user=request.user,
+            run=lambda: LIFECYCLE_SERVICES[action_name](holdout=current, user=request.user),
+        )
         return Response(self.get_serializer(self._reload(holdout)).data)
 
     @action(detail=True, methods=["post"])

@@ -8,9 +8,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from analytics.demo import EXPERIMENT_KEYS
+from analytics import clickhouse as ch
+from analytics.demo import EXPERIMENT_KEYS, HOLDOUT_KEY
 from analytics.models import ExperimentResult
 from experiments.models import Experiment, ExperimentStatus
+from features.holdouts.models import Holdout, HoldoutStatus
 from features.models import Feature, SafeRollout, SafeRolloutStatus
 from metrics.models import Metric
 
@@ -65,7 +67,7 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
 
     results = {r.experiment.key: r.payload for r in ExperimentResult.objects.select_related("experiment")}
     safe = SafeRollout.objects.select_related("rule", "experiment").get(rule__feature__key="new_search")
-    assert set(results) == {*EXPERIMENT_KEYS, safe.experiment.key}
+    assert set(results) == {*EXPERIMENT_KEYS, safe.experiment.key, f"holdout-{HOLDOUT_KEY}"}
     # ... of the production traffic the demo simulates, which is what its experiments analyse
     assert all(payload["analysis"]["environments"] == ["production"] for payload in results.values())
     # checkout_button: a real lift in purchase rate, measured near its +12%
@@ -111,6 +113,73 @@ def test_demo_command__run_twice__stories_come_out_and_nothing_doubles(clickhous
         reason and reason.startswith("Safe rollout rolled back: search_errors +") for reason in reasons
     )
     assert timezone.now() - safe.started_at > dt.timedelta(days=2, hours=23)
+    # checkout_holdout: 10% held out of the checkout experiments, as many measured; its results come
+    # from the roll-up of its internal experiment's exposures, started when its traffic did
+    holdout = Holdout.objects.select_related("experiment").get(key=HOLDOUT_KEY)
+    assert holdout.status == HoldoutStatus.RUNNING and holdout.experiment.key == "holdout-checkout_holdout"
+    assert timezone.now() - holdout.started_at > dt.timedelta(days=13, hours=23)
+    held = results[holdout.experiment.key]
+    units = held["srm"]["units"]
+    assert held["srm"]["ok"] is True
+    assert units["holdout"] == pytest.approx(0.1 * UNITS, rel=0.1)
+    assert units["general"] == pytest.approx(0.1 * UNITS, rel=0.1)
+    held_out_checkout = ch.query(
+        "SELECT count() AS n FROM exposures WHERE experiment = 'checkout_button' AND unit_id IN "
+        "(SELECT unit_id FROM exposures WHERE experiment = {key:String} AND variant = 'holdout')",
+        {"key": holdout.experiment.key},
+    )
+    assert held_out_checkout[0]["n"] == 0
+    lift = _primary(held)  # the general population over the held-out users: the checkout work's lift
+    assert held["metrics"][0]["metric"] in ("purchase_rate", "revenue")
+    assert -0.3 < lift["relative"]["estimate"] < 0.5
+
+
+def test_demo_simulation__holdout__held_out_users_in_no_checkout_experiment_and_growthbook_rule():
+    # Given the simulation of 20,000 users with a 10% holdout of the checkout experiments
+    from analytics.demo import HOLDOUT_EXPERIMENTS, HOLDOUT_PERCENTAGE, _Arm, _HoldoutArm, _simulate_chunk
+    from experiments.bucketing import bucket
+    from features.evaluation import holdout_compile
+
+    now = timezone.now()
+    arms = {
+        key: _Arm(key=key, seed=key, variants=("control", "treatment"), weights=(0.5, 0.5))
+        for key in EXPERIMENT_KEYS
+    }
+    coverage = 2 * HOLDOUT_PERCENTAGE / 100
+    holdout = _HoldoutArm(
+        experiment="holdout-h",
+        compiled=holdout_compile("h", {"experiment": "holdout-h", "seed": "h-seed", "coverage": coverage}),
+        experiments=frozenset(HOLDOUT_EXPERIMENTS),
+    )
+
+    # When
+    exposures, _ = _simulate_chunk(
+        first=0, count=UNITS, seed=7, start=now - dt.timedelta(days=14), now=now, arms=arms, holdout=holdout
+    )
+
+    # Then the holdout's groups are GrowthBook's bucket ranges for two equal variants at coverage 2p
+    # (version-2 hash of the seed in [0, p): held out; in [0.5, 0.5 + p): the general population's
+    # sample), computed here independently of the platform's assignment code
+    groups = {unit: variant for key, variant, unit, *_ in exposures if key == "holdout-h"}
+    share = HOLDOUT_PERCENTAGE / 100
+    expected = {}
+    for index in range(UNITS):
+        unit_id = f"demo-user-{index:06d}"
+        n = bucket("h-seed", unit_id, 2)
+        if n < share:
+            expected[unit_id] = "holdout"
+        elif 0.5 <= n < 0.5 + share:
+            expected[unit_id] = "general"
+    assert groups == expected
+    held = {unit for unit, variant in groups.items() if variant == "holdout"}
+    assert len(held) == pytest.approx(UNITS * HOLDOUT_PERCENTAGE / 100, rel=0.1)
+    # ... held-out users are in none of the held-out experiments, and in the others as usual
+    in_experiment = {}
+    for key, _, unit, *_ in exposures:
+        in_experiment.setdefault(key, set()).add(unit)
+    for key in HOLDOUT_EXPERIMENTS:
+        assert not in_experiment[key] & held
+    assert held <= in_experiment["homepage_aa"]
 
 
 def test_demo_simulation__free_shipping__bigger_baskets_in_germany_only():

@@ -1,5 +1,6 @@
 """The README tour's screenshots of the full demo (``make demo``, 100,000 users): the quantile metric,
-the winsorized metric and the rolled-back safe rollout, at 1440 × 900 in Chromium.
+the winsorized metric, the rolled-back safe rollout and the checkout holdout's results, at 1440 × 900
+in Chromium.
 
 Run against a server holding the demo (log in ``admin`` / ``admin``)::
 
@@ -68,6 +69,16 @@ def take(base_url: str, username: str = "admin", password: str = "admin") -> Non
         page.wait_for_selector("text=Rolled back")
         assert "regression" in page.inner_text("#content")
         page.screenshot(path=str(DOCS / "safe-rollout-rolled-back.png"))
+
+        # The checkout holdout: its results page, reached from the holdout, compares the held-out users
+        # with the general population's sample
+        page.goto("/admin/features/holdout/")
+        page.click("#result_list a:has-text('Checkout holdout')")
+        page.click("text=Results: held out vs. general population")
+        page.wait_for_selector("table.numbers")
+        page.wait_for_timeout(1000)  # the charts' drawing
+        assert "General population" in page.inner_text("#content")
+        page.screenshot(path=str(DOCS / "holdout-results.png"))
         browser.close()
 
 

@@ -17,6 +17,7 @@ from features.governance.services.common import (
     history_reason_fill,
     protected_environment_keys,
 )
+from features.governance.services.holdouts import holdout_write
 from features.governance.services.schedules import (
     scheduled_change_cancel,
     scheduled_change_create,
@@ -36,6 +37,7 @@ __all__ = [
     "feature_write",
     "history_reason",
     "history_reason_fill",
+    "holdout_write",
     "protected_environment_keys",
     "scheduled_change_cancel",
     "scheduled_change_create",

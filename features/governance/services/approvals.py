@@ -57,9 +57,11 @@ from features.governance.services.common import (
     StaleChangeRequest,
     approval_required,
     change_request_open,
+    dry_run,
     history_reason,
     protected_environment_keys,
 )
+from features.governance.services.holdouts import holdout_change_apply
 from features.governance.services.schedules import scheduled_change_save
 from features.governance.state import (
     EXPERIMENT_GOVERNED,
@@ -77,7 +79,6 @@ from features.services import feature_create, feature_environments_as_dict, feat
 from features.services import feature_delete as services_feature_delete
 
 T = TypeVar("T")
-S = TypeVar("S")
 
 
 def experiment_protected_environments(experiment: Experiment, protected: set[str] | None = None) -> list[str]:
@@ -109,27 +110,6 @@ def _feature_environments(scope: list[str], protected: set[str]) -> list[str]:
 # --- proposing ----------------------------------------------------------------------------------------
 
 
-class _Undo(Exception):
-    """Raised inside the dry run's atomic block to roll it back (with its on-commit callbacks)."""
-
-
-def _dry_run(run: Callable[[], T], inspect: Callable[[T], S], hold: Callable[[S], bool]) -> tuple[T, S, bool]:
-    """Run a write in an atomic block and ``inspect`` its result; when ``hold(seen)``, roll the block
-    back. Rolling back an atomic block (not a bare savepoint) also discards the on-commit callbacks
-    the write registered (cache invalidation, webhooks), so a held write leaves no trace."""
-    outcome: list[Any] = []
-    try:
-        with transaction.atomic():
-            result = run()
-            seen = inspect(result)
-            outcome[:] = [result, seen]
-            if hold(seen):
-                raise _Undo
-    except _Undo:
-        return outcome[0], outcome[1], True
-    return outcome[0], outcome[1], False
-
-
 def feature_write(
     *, feature: Feature | None, user: AbstractBaseUser | None, run: Callable[[], Feature], comment: str = ""
 ) -> Feature:
@@ -155,7 +135,7 @@ def feature_write(
             scope = scope_of(diff(before, after))
             return scope, _feature_environments(scope, protected)
 
-        result, after, held = _dry_run(run, feature_state, lambda after: bool(touched(after)[1]))
+        result, after, held = dry_run(run, feature_state, lambda after: bool(touched(after)[1]))
         if not held:
             return result
         scope, environments = touched(after)
@@ -284,7 +264,7 @@ def experiment_gate(
                 return False
             return operation != "update" or bool(changed(after)[1] & set(EXPERIMENT_GOVERNED))
 
-        result, after, held = _dry_run(run, lambda result: experiment_state(experiment), needs_approval)
+        result, after, held = dry_run(run, lambda result: experiment_state(experiment), needs_approval)
         if not held:
             return result
         environments = environments_of(after)
@@ -330,7 +310,9 @@ def change_request_approve(
         locked = _lock_open(change_request)
         with history_reason(f"change request #{locked.pk} approved by {user.get_username()}"):
             _apply(locked, user)
-        locked.refresh_from_db(fields=["feature", "experiment"])  # a deleted flag's link is now null
+        locked.refresh_from_db(
+            fields=["feature", "experiment", "holdout"]
+        )  # a deleted flag's link is now null
         now = timezone.now()
         locked.status = ChangeRequestStatus.APPLIED
         locked.reviewed_by, locked.reviewed_at, locked.applied_at = user, now, now
@@ -403,6 +385,8 @@ def _apply(change_request: ChangeRequest, user: AbstractBaseUser) -> None:
             experiment_update(experiment=experiment, user=user, version=experiment.version, **params)
         else:
             LIFECYCLE_SERVICES[action](experiment=experiment, user=user, version=experiment.version, **params)
+    elif operation.startswith("holdout."):
+        holdout_change_apply(change_request, user)
     elif operation == ChangeOperation.SCHEDULE_CREATE:
         feature = Feature.objects.filter(key=params["feature"]).first()
         environment = Environment.objects.filter(key=params["environment"]).first()

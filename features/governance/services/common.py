@@ -3,10 +3,11 @@ require approval, and opening a change request."""
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 
 from config.exceptions import ApprovalRequired, Conflict
@@ -16,6 +17,9 @@ from features.governance.selectors import change_request_data
 from features.models import Environment
 
 APPROVE_PERMISSION = "features.approve_changerequest"
+
+T = TypeVar("T")
+S = TypeVar("S")
 
 
 class StaleChangeRequest(Conflict):
@@ -73,3 +77,27 @@ def change_request_open(*, user: AbstractBaseUser | None, comment: str = "", **f
     change_request.save()
     signals.send_on_commit(signals.change_request_opened, change_request)
     return change_request
+
+
+# --- proposing: a write run, inspected, and undone when it must wait ----------------------------------
+
+
+class _Undo(Exception):
+    """Raised inside the dry run's atomic block to roll it back (with its on-commit callbacks)."""
+
+
+def dry_run(run: Callable[[], T], inspect: Callable[[T], S], hold: Callable[[S], bool]) -> tuple[T, S, bool]:
+    """Run a write in an atomic block and ``inspect`` its result; when ``hold(seen)``, roll the block
+    back. Rolling back an atomic block (not a bare savepoint) also discards the on-commit callbacks
+    the write registered (cache invalidation, webhooks), so a held write leaves no trace."""
+    outcome: list[Any] = []
+    try:
+        with transaction.atomic():
+            result = run()
+            seen = inspect(result)
+            outcome[:] = [result, seen]
+            if hold(seen):
+                raise _Undo
+    except _Undo:
+        return outcome[0], outcome[1], True
+    return outcome[0], outcome[1], False
