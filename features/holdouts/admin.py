@@ -52,7 +52,7 @@ class HoldoutForm(forms.ModelForm):
     )
     held_out_experiments = forms.ModelMultipleChoiceField(
         label="Experiments",
-        queryset=Experiment.objects.filter(holdout__isnull=True),
+        queryset=Experiment.objects.filter(holdout__isnull=True, safe_rollout__isnull=True),
         required=False,
         widget=FilteredSelectMultiple("experiments", is_stacked=False),
         help_text="Held-out units are never in these experiments.",

@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.exceptions import Conflict, LockedWhileRunning, TransitionNotAllowed
@@ -62,7 +63,8 @@ def _save(holdout: Holdout, user: AbstractBaseUser | None) -> None:
 def holdout_links_validate(
     holdout: Holdout, features: Sequence[Feature], experiments: Sequence[Experiment]
 ) -> None:
-    """A flag or an experiment is in one holdout at most; a holdout's own experiment is in none."""
+    """A flag or an experiment is in one holdout at most; an internal experiment (a holdout's own, a
+    safe rollout's) is in none."""
     errors: dict[str, str] = {}
     other = {"holdout_id": holdout.pk} if holdout.pk is not None else {}
     taken = HoldoutFeature.objects.filter(feature__in=features).exclude(**other)
@@ -73,9 +75,18 @@ def holdout_links_validate(
         errors["experiments"] = (
             f"Already in another holdout (an experiment is in one at most): {', '.join(names)}."
         )
-    internal = [e.key for e in experiments if Holdout.objects.filter(experiment=e).exists()]
+    # An internal experiment (a holdout's, a safe rollout's) is analysed but never assigns anyone through
+    # an experiment rule, so holding it out would hold nobody out.
+    internal = sorted(
+        Experiment.objects.filter(pk__in=[e.pk for e in experiments])
+        .filter(Q(holdout__isnull=False) | Q(safe_rollout__isnull=False))
+        .values_list("key", flat=True)
+    )
     if internal:
-        errors["experiments"] = f"A holdout's own experiment cannot be held out: {', '.join(internal)}."
+        errors["experiments"] = (
+            "An internal experiment (a holdout's or a safe rollout's) cannot be held out; nobody would "
+            f"be: {', '.join(internal)}."
+        )
     if errors:
         raise ValidationError(errors)
 
