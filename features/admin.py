@@ -44,7 +44,7 @@ from features.models import (
     SdkKeyKind,
 )
 from features.rule_editor import draft_config, draft_rules_clean, rule_editor_data
-from features.safe_rollouts import safe_rollout_start
+from features.safe_rollouts import FINISH_AFTER_HOURS_MAX, safe_rollout_start
 from features.services import (
     environment_delete,
     environment_delete_validate,
@@ -322,7 +322,11 @@ class SafeRolloutForm(forms.Form):
     rule = forms.ModelChoiceField(queryset=FeatureRule.objects.none(), label="Rollout rule")
     metrics = forms.ModelMultipleChoiceField(queryset=Metric.objects.all(), label="Guardrail metrics")
     finish_after_hours = forms.IntegerField(
-        required=False, min_value=1, label="Finish after (hours)", help_text="Empty: never finish on its own."
+        required=False,
+        min_value=1,
+        max_value=FINISH_AFTER_HOURS_MAX,
+        label="Finish after (hours)",
+        help_text="At most a year (8760 hours). Empty: never finish on its own.",
     )
 
     def __init__(self, feature: Feature, *args: Any, **kwargs: Any) -> None:

@@ -353,6 +353,20 @@ def _same_value(actual: Any, required: Any) -> bool:
     )
 
 
+def _serves_nobody(config: CompiledConfig, rules: tuple[CompiledRule, ...]) -> bool:
+    """No rule, or only experiment rules of experiments that are not running: rules that GrowthBook's
+    payload leaves out (``features.growthbook``). Its SDKs then never evaluate the flag's prerequisites,
+    which the payload writes as the rules' parent conditions, so they track none of the prerequisites'
+    exposures; the flag's value is its default whether they pass or not, so neither do we."""
+    for rule in rules:
+        if rule.kind is not EXPERIMENT:
+            return False
+        experiment = config.experiments.get(rule.experiment)
+        if experiment is not None and experiment.running:
+            return False
+    return True
+
+
 def _evaluate_isolated(
     config: CompiledConfig, feature: CompiledFeature, unit_id: str, attributes: Mapping[str, Any]
 ) -> Evaluation:
@@ -376,7 +390,7 @@ def _evaluate(
         exposures = _holdout_exposure(held)
         if held is not None and held.variant == HELD_OUT:
             return dataclasses.replace(feature.held_out, exposures=exposures)
-    if feature.prerequisites:
+    if feature.prerequisites and not _serves_nobody(config, feature.rules):
         for prerequisite_key, required in feature.prerequisites:
             prerequisite = config.features.get(prerequisite_key)
             if prerequisite is None or depth >= MAX_PREREQUISITE_DEPTH:

@@ -22,7 +22,8 @@ whose attribute ``id`` is its unit id, exactly what ``features.evaluation`` give
   every rule, without ``gate``. A gate answers ``null`` when it fails (the specification's
   ``getFeatureResult(null, "prerequisite")``), while our evaluation answers the default value; a
   failed non-gating parent condition skips the rule, so with every rule skipped the SDK answers
-  ``defaultValue``, as we do.
+  ``defaultValue``, as we do. A flag left without rules here never evaluates its prerequisites in the
+  SDK, so tracks none of their exposures: our evaluation skips them too (``_serves_nobody``).
 
 Holdouts (``features.holdouts.models``), as GrowthBook's back-end writes them: each running holdout
 serving the environment that holds something out is a feature ``$holdout:<holdout key>`` with

@@ -48,6 +48,11 @@ __all__ = [
 safe_rollout_rolled_back = Signal()
 
 HISTORY_REASON_LENGTH = 100  # simple_history's history_change_reason column
+# The internal experiment's alpha bounds (experiments.models.Experiment.alpha's validators).
+ALPHA_MIN, ALPHA_MAX = 0.0001, 0.5
+# A year: a monitoring meant to finish later than that should never finish by itself (null). Also keeps
+# the value inside the database's integer column (a huge number was a 500).
+FINISH_AFTER_HOURS_MAX = 8760
 
 
 def experiment_key_for(rule: FeatureRule) -> str:
@@ -85,10 +90,15 @@ def safe_rollout_start(
         )
     if not metrics:
         raise ValidationError({"metrics": "Give at least one guardrail metric."})
-    if finish_after_hours is not None and finish_after_hours <= 0:
-        raise ValidationError({"finish_after_hours": "Must be a positive number of hours, or empty."})
-    if not 0.0 < alpha < 1.0:
-        raise ValidationError({"alpha": "Must be between 0 and 1."})
+    if finish_after_hours is not None and not 0 < finish_after_hours <= FINISH_AFTER_HOURS_MAX:
+        raise ValidationError(
+            {
+                "finish_after_hours": f"Must be a whole number of hours from 1 to {FINISH_AFTER_HOURS_MAX} "
+                "(a year), or empty."
+            }
+        )
+    if not ALPHA_MIN <= alpha <= ALPHA_MAX:
+        raise ValidationError({"alpha": f"Must be between {ALPHA_MIN:g} and {ALPHA_MAX:g}."})
     if SafeRollout.objects.filter(rule=rule).exists():
         raise ValidationError({"rule": "This rule already has a safe rollout."})
     experiment = Experiment.objects.create(
@@ -246,11 +256,16 @@ def safe_rollout_settings_clean(value: Any, *, rule: Mapping[str, Any], where: s
     if missing:
         raise refuse(".metrics", f"there is no metric {', '.join(f'“{key}”' for key in missing)}.")
     alpha = value.get("alpha", DEFAULT_ALPHA)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
-        raise refuse(".alpha", "must be a number between 0 and 1 (exclusive).")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not ALPHA_MIN <= alpha <= ALPHA_MAX:
+        raise refuse(".alpha", f"must be a number from {ALPHA_MIN:g} to {ALPHA_MAX:g}.")
     hours = value.get("finish_after_hours")
-    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int) or hours <= 0):
-        raise refuse(".finish_after_hours", "must be a positive whole number of hours, or null (never).")
+    if hours is not None and (
+        isinstance(hours, bool) or not isinstance(hours, int) or not 0 < hours <= FINISH_AFTER_HOURS_MAX
+    ):
+        raise refuse(
+            ".finish_after_hours",
+            f"must be a whole number of hours from 1 to {FINISH_AFTER_HOURS_MAX} (a year), or null (never).",
+        )
     return {"metrics": list(metrics), "alpha": float(alpha), "finish_after_hours": hours}
 
 
@@ -262,18 +277,36 @@ def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     )
 
 
+# What makes a written rule the same rule as a stored one, besides its safe-rollout settings. Coverage is
+# left out: a monitored rule's coverage change is refused on its own (services._write_rules), and a
+# rolled-back or finished rule is written back with the coverage its decision set.
+RULE_IDENTITY_FIELDS = ("type", "condition", "value", "hash_attribute", "fallback_attribute")
+
+
 def safe_rollouts_match(
-    existing: Sequence[SafeRollout], wanted: Sequence[Mapping[str, Any] | None]
+    existing: Sequence[SafeRollout],
+    rules: Sequence[Mapping[str, Any]],
+    wanted: Sequence[Mapping[str, Any] | None],
 ) -> list[SafeRollout | None]:
     """Which existing safe rollout of an environment each rule written there keeps: the first one not
-    yet taken with the same settings (rules are replaced as a list, so a rule written back unchanged
-    keeps its monitoring, its history and its evidence; changed settings start a new one)."""
+    yet taken (in the order of ``existing``) whose rule is the written rule (``RULE_IDENTITY_FIELDS``
+    of ``rules``, given as they will be stored) and whose settings are ``wanted``'s. Rules are replaced as
+    a list, so a rule written back unchanged keeps its monitoring, its history and its evidence, and never
+    takes over another rule's; a changed rule or changed settings start a new one."""
     free = list(existing)
     kept: list[SafeRollout | None] = []
-    for settings in wanted:
+    for rule, settings in zip(rules, wanted, strict=True):
         match = None
         if settings is not None:
-            match = next((s for s in free if _same_settings(safe_rollout_settings(s), settings)), None)
+            match = next(
+                (
+                    s
+                    for s in free
+                    if all(getattr(s.rule, field) == rule[field] for field in RULE_IDENTITY_FIELDS)
+                    and _same_settings(safe_rollout_settings(s), settings)
+                ),
+                None,
+            )
             if match is not None:
                 free.remove(match)
         kept.append(match)

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from config.serializers import TagsField, WholeItemSerializer
 from features.models import Environment, Feature, cors_origin_error, cors_origins_parse
+from features.safe_rollouts import ALPHA_MAX, ALPHA_MIN, FINISH_AFTER_HOURS_MAX
 from features.services import feature_environments_as_dict
 
 
@@ -45,11 +46,18 @@ SAFE_ROLLOUT_SCHEMA = {
     "required": ["metrics"],
     "properties": {
         "metrics": {"type": "array", "items": {"type": "string"}, "description": "Guardrail metric keys."},
-        "alpha": {"type": "number", "default": 0.05, "description": "Shared by the guardrails (Bonferroni)."},
+        "alpha": {
+            "type": "number",
+            "default": 0.05,
+            "minimum": ALPHA_MIN,
+            "maximum": ALPHA_MAX,
+            "description": "Shared by the guardrails (Bonferroni).",
+        },
         "finish_after_hours": {
             "type": "integer",
             "nullable": True,
             "minimum": 1,
+            "maximum": FINISH_AFTER_HOURS_MAX,
             "description": "Finish (coverage 1) after this many hours without a regression; null: never.",
         },
         "status": {"type": "string", "enum": ["monitoring", "rolled_back", "finished"], "readOnly": True},

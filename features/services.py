@@ -245,9 +245,10 @@ def _write_environments(
 def _write_rules(
     feature: Feature, env: Environment, rules: Sequence[Mapping[str, Any]], *, user: AbstractBaseUser | None
 ) -> None:
-    """Replace the rules of ``feature`` in ``env``. A rule written with the ``safe_rollout`` settings of
-    one already there keeps that rule's row and its monitoring (features.safe_rollouts
-    ``safe_rollouts_match``); others are made anew, starting their monitoring when they carry one."""
+    """Replace the rules of ``feature`` in ``env``. A rule written as one already there (the same
+    condition, value and hash attributes) with the same ``safe_rollout`` settings keeps that rule's row
+    and its monitoring (features.safe_rollouts ``safe_rollouts_match``); others are made anew, starting
+    their monitoring when they carry one."""
     wanted = [safe_rollout_settings_clean(rule.get("safe_rollout"), rule=rule, where="") for rule in rules]
     existing = list(
         SafeRollout.objects.filter(rule__feature=feature, rule__environment=env)
@@ -255,25 +256,12 @@ def _write_rules(
         .prefetch_related("experiment__metric_links__metric")
         .order_by("rule__position", "rule_id")
     )
-    kept = safe_rollouts_match(existing, wanted)
+    fields_list = [_rule_fields(rule, position) for position, rule in enumerate(rules)]
+    kept = safe_rollouts_match(existing, fields_list, wanted)
     kept_rule_ids = [safe.rule_id for safe in kept if safe is not None]
     safe_rollouts_dropped([safe for safe in existing if safe.rule_id not in kept_rule_ids])
     FeatureRule.objects.filter(feature=feature, environment=env).exclude(pk__in=kept_rule_ids).delete()
-    for position, (rule, settings, safe) in enumerate(zip(rules, wanted, kept, strict=True)):
-        experiment = rule.get("experiment")
-        if isinstance(experiment, str):
-            experiment = Experiment.objects.get(key=experiment)
-        fields = {
-            "position": position,
-            "type": rule["type"],
-            "condition": rule.get("condition") or {},
-            "value": rule.get("value"),
-            "coverage": rule.get("coverage"),
-            "hash_attribute": rule.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
-            "fallback_attribute": rule.get("fallback_attribute") or "",
-            "experiment": experiment,
-            "variant_values": rule.get("values"),
-        }
+    for position, (fields, settings, safe) in enumerate(zip(fields_list, wanted, kept, strict=True)):
         if safe is None:
             created = FeatureRule.objects.create(feature=feature, environment=env, **fields)
             if settings is not None:
@@ -304,6 +292,24 @@ def _write_rules(
         for name, value in fields.items():
             setattr(safe.rule, name, value)
         safe.rule.save()
+
+
+def _rule_fields(rule: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """A rule as written to the API, as its FeatureRule row stores it."""
+    experiment = rule.get("experiment")
+    if isinstance(experiment, str):
+        experiment = Experiment.objects.get(key=experiment)
+    return {
+        "position": position,
+        "type": rule["type"],
+        "condition": rule.get("condition") or {},
+        "value": rule.get("value"),
+        "coverage": rule.get("coverage"),
+        "hash_attribute": rule.get("hash_attribute") or UNIT_ID_ATTRIBUTE,
+        "fallback_attribute": rule.get("fallback_attribute") or "",
+        "experiment": experiment,
+        "variant_values": rule.get("values"),
+    }
 
 
 def _write_prerequisites(feature: Feature, prerequisites: Sequence[Mapping[str, Any]]) -> None:

@@ -63,7 +63,8 @@ def _save(holdout: Holdout, user: AbstractBaseUser | None) -> None:
 def holdout_links_validate(
     holdout: Holdout, features: Sequence[Feature], experiments: Sequence[Experiment]
 ) -> None:
-    """A flag or an experiment is in one holdout at most; a holdout's own experiment is in none."""
+    """A flag or an experiment is in one holdout at most; an internal experiment (a holdout's own, a
+    safe rollout's) is in none."""
     errors: dict[str, str] = {}
     other = {"holdout_id": holdout.pk} if holdout.pk is not None else {}
     taken = HoldoutFeature.objects.filter(feature__in=features).exclude(**other)
@@ -74,10 +75,13 @@ def holdout_links_validate(
         errors["experiments"] = (
             f"Already in another holdout (an experiment is in one at most): {', '.join(names)}."
         )
-    internal = [e.key for e in experiments if e.managed_by]
+    # An internal experiment (a holdout's, a safe rollout's) is analysed but never assigns anyone through
+    # an experiment rule, so holding it out would hold nobody out.
+    internal = sorted(e.key for e in experiments if e.managed_by)
     if internal:
         errors["experiments"] = (
-            f"A holdout's or a safe rollout's own experiment cannot be held out: {', '.join(internal)}."
+            "An internal experiment (a holdout's or a safe rollout's) cannot be held out; nobody would "
+            f"be: {', '.join(internal)}."
         )
     if errors:
         raise ValidationError(errors)

@@ -246,7 +246,13 @@ def test_evaluate_feature__prerequisites_chained__each_level_evaluated_for_the_u
 
 def test_evaluate_feature__prerequisite_cycle__depth_limit_fails_it():
     # Saving refuses cycles; a damaged snapshot still must not recurse forever.
-    config = compiled({"a": flag(prerequisites=[("b", True)]), "b": flag(prerequisites=[("a", True)])})
+    # (With rules: a flag without any never evaluates its prerequisites, as GrowthBook's SDKs.)
+    config = compiled(
+        {
+            "a": flag(rules=[force(True)], prerequisites=[("b", True)]),
+            "b": flag(rules=[force(True)], prerequisites=[("a", True)]),
+        }
+    )
     assert evaluate_feature(config, "a", "u", {}).reason == Reason.PREREQUISITE_FAILED
 
 

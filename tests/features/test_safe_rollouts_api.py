@@ -97,6 +97,66 @@ def test_write_back__same_settings__keeps_the_rule_its_monitoring_and_evidence(p
     assert production_rules(pm_client)[1]["safe_rollout"]["evidence"] == kept.evidence
 
 
+def us_de_rules(us_coverage: float, de_coverage: float) -> list[dict]:
+    return [
+        rollout(coverage=us_coverage, condition={"country": "US"}, safe_rollout=MONITOR),
+        rollout(coverage=de_coverage, condition={"country": "DE"}, safe_rollout=MONITOR),
+    ]
+
+
+@pytest.mark.parametrize(("us_coverage", "de_coverage"), [(0.2, 0.2), (0.1, 0.3)])
+def test_write__one_of_two_alike_monitored_rules_removed__the_other_keeps_its_own(
+    pm_client, guardrails, us_coverage, de_coverage
+):
+    # Given two rollout rules with the same safe-rollout settings, for US and for DE, each with evidence
+    assert create(pm_client, *us_de_rules(us_coverage, de_coverage)).status_code == 201
+    us, de = SafeRollout.objects.order_by("rule__position")
+    SafeRollout.objects.filter(pk=us.pk).update(evidence={"seen": "US"})
+    SafeRollout.objects.filter(pk=de.pk).update(evidence={"seen": "DE"})
+    de_as_read = production_rules(pm_client)[1]
+
+    # When only the DE rule is written back, exactly as read
+    response = write_rules(pm_client, [de_as_read])
+
+    # Then DE keeps its own rule row, monitoring and evidence; US's monitoring is the one that stops
+    assert response.status_code == 200, response.json()
+    kept = SafeRollout.objects.get()
+    assert kept.pk == de.pk and kept.rule_id == de.rule_id and kept.experiment_id == de.experiment_id
+    assert kept.evidence == {"seen": "DE"} and kept.rule.condition == {"country": "DE"}
+    assert kept.rule.coverage == de_coverage and kept.status == SafeRolloutStatus.MONITORING
+    us.experiment.refresh_from_db()
+    de.experiment.refresh_from_db()
+    assert us.experiment.status == ExperimentStatus.STOPPED
+    assert de.experiment.status == ExperimentStatus.RUNNING
+    assert production_rules(pm_client)[0]["safe_rollout"]["experiment"] == de.experiment.key
+
+
+def test_write__alike_monitored_rules_swapped__each_keeps_its_own(pm_client, guardrails):
+    assert create(pm_client, *us_de_rules(0.1, 0.3)).status_code == 201
+    us, de = SafeRollout.objects.order_by("rule__position")
+    us_as_read, de_as_read = production_rules(pm_client)
+
+    response = write_rules(pm_client, [de_as_read, us_as_read])
+
+    assert response.status_code == 200, response.json()
+    assert SafeRollout.objects.get(pk=de.pk).rule.position == 0
+    assert SafeRollout.objects.get(pk=us.pk).rule.position == 1
+    assert SafeRollout.objects.filter(status=SafeRolloutStatus.MONITORING).count() == 2
+
+
+def test_write__monitored_rule_with_another_condition__starts_a_new_monitoring(pm_client, guardrails):
+    create(pm_client, rollout(condition={"country": "US"}, safe_rollout=MONITOR))
+    first = SafeRollout.objects.get()
+
+    response = write_rules(pm_client, [rollout(condition={"country": "DE"}, safe_rollout=MONITOR)])
+
+    assert response.status_code == 200, response.json()
+    second = SafeRollout.objects.get()
+    assert second.pk != first.pk and second.rule.condition == {"country": "DE"}
+    first.experiment.refresh_from_db()
+    assert first.experiment.status == ExperimentStatus.STOPPED
+
+
 def test_rolled_back__shows_status_evidence_and_coverage_zero__and_writes_back(pm_client, guardrails):
     create(pm_client, rollout(safe_rollout=MONITOR))
     safe = SafeRollout.objects.get()
@@ -174,12 +234,32 @@ def test_write__coverage_changed_while_monitoring__refused_naming_coverage(pm_cl
             "safe_rollout.alpha: must be",
         ),
         (
+            rollout(safe_rollout={"metrics": ["checkout_errors"], "alpha": 0.6}),
+            "production rule 1: safe_rollout.alpha: must be a number from 0.0001 to 0.5",
+        ),
+        (
+            rollout(safe_rollout={"metrics": ["checkout_errors"], "alpha": 0}),
+            "safe_rollout.alpha: must be",
+        ),
+        (
             rollout(safe_rollout={"metrics": ["checkout_errors"], "finish_after_hours": 0}),
-            "production rule 1: safe_rollout.finish_after_hours: must be a positive",
+            "production rule 1: safe_rollout.finish_after_hours: must be a whole number of hours from 1",
         ),
         (
             rollout(safe_rollout={"metrics": ["checkout_errors"], "finish_after_hours": 1.5}),
-            "safe_rollout.finish_after_hours: must be a positive",
+            "safe_rollout.finish_after_hours: must be a whole number",
+        ),
+        (
+            rollout(safe_rollout={"metrics": ["checkout_errors"], "finish_after_hours": 10**20}),
+            "production rule 1: safe_rollout.finish_after_hours: must be a whole number of hours from 1 to 8760",
+        ),
+        (
+            rollout(safe_rollout={"metrics": ["checkout_errors"], "finish_after_hours": 8761}),
+            "safe_rollout.finish_after_hours: must be a whole number of hours from 1 to 8760",
+        ),
+        (
+            rollout(safe_rollout={"metrics": ["checkout_errors"], "finish_after_hours": 1e20}),
+            "safe_rollout.finish_after_hours: must be a whole number",
         ),
         (
             rollout(safe_rollout={"metrics": ["checkout_errors"], "alfa": 0.1}),
@@ -209,6 +289,41 @@ def test_create__invalid_safe_rollout__400_naming_the_field(pm_client, guardrail
     assert not SafeRollout.objects.exists() and not FeatureRule.objects.exists()
 
 
+def test_create__bounds_of_alpha_and_hours__accepted(pm_client, guardrails):
+    response = create(
+        pm_client,
+        rollout(safe_rollout={"metrics": ["checkout_errors"], "alpha": 0.5, "finish_after_hours": 8760}),
+    )
+
+    assert response.status_code == 201, response.json()
+    safe = SafeRollout.objects.get()
+    assert safe.finish_after_hours == 8760 and safe.experiment.alpha == 0.5
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"), [({"finish_after_hours": 10**20}, "finish_after_hours"), ({"alpha": 0.9}, "alpha")]
+)
+def test_safe_rollout_start__out_of_bounds__validation_error_naming_the_field(guardrails, settings, field):
+    # The admin's "Safe rollouts" panel starts monitoring through this service, not the flags API.
+    from django.core.exceptions import ValidationError
+
+    from features.safe_rollouts import safe_rollout_start
+    from features.services import feature_create
+
+    feature = feature_create(
+        user=None,
+        key="new_checkout",
+        name="New checkout",
+        environments={"production": {"rules": [rollout()]}},
+    )
+
+    with pytest.raises(ValidationError) as raised:
+        safe_rollout_start(rule=feature.rules.get(), metrics=guardrails, **settings)
+
+    assert set(raised.value.message_dict) == {field}
+    assert not SafeRollout.objects.exists()
+
+
 def test_schema__rule_items_describe_safe_rollout(pm_client):
     schema = pm_client.get(reverse("schema"), {"format": "json"}).json()
     environments = schema["components"]["schemas"]["Feature"]["properties"]["environments"]
@@ -223,6 +338,9 @@ def test_schema__rule_items_describe_safe_rollout(pm_client):
         "decided_at",
         "evidence",
     }
+    settings = rule["properties"]["safe_rollout"]["properties"]
+    assert (settings["alpha"]["minimum"], settings["alpha"]["maximum"]) == (0.0001, 0.5)
+    assert (settings["finish_after_hours"]["minimum"], settings["finish_after_hours"]["maximum"]) == (1, 8760)
 
 
 def test_config_export__safe_rollout_settings_only__and_a_plan_of_it_is_empty(pm_client, guardrails):
