@@ -169,7 +169,10 @@ def _computed_once(key: str, compute: Callable[[], dict[str, Any]], what: str) -
                         return value
                     finally:
                         _release(*slot)
-                computing = f"{breakdown_max_concurrent()} other breakdowns are being computed"
+                computing = (
+                    f"as many other breakdowns as may be computed at once ({breakdown_max_concurrent()}) "
+                    "are being computed"
+                )
             finally:
                 _release(lock, token)
         remaining = deadline - time.monotonic()
