@@ -26,6 +26,7 @@ class DomainError(Exception):
 
     status_code = status.HTTP_400_BAD_REQUEST
     code = "invalid"
+    headers: dict[str, str] | None = None  # response headers, such as a 503's Retry-After
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -101,7 +102,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         if exc.field:
             body[exc.field] = [exc.message]
-        return Response(body, status=exc.status_code)
+        return Response(body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
     elif isinstance(exc, ObjectDoesNotExist):

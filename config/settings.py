@@ -252,6 +252,15 @@ RESULTS_REFRESH_MIN_INTERVAL_SECONDS = env.int("RESULTS_REFRESH_MIN_INTERVAL_SEC
 # Running experiments' results are refreshed this often (the schedule's interval when
 # `manage.py migrate` installs it; the admin's "Periodic tasks" edits it afterwards).
 RESULTS_REFRESH_INTERVAL_MINUTES = env.int("RESULTS_REFRESH_INTERVAL_MINUTES", default=5)
+# Dimension breakdowns (GET .../results/?dimension=) each read every event of the experiment: at most
+# this many compute at once (across processes through the cache; past it 503 with Retry-After), and
+# a request for a breakdown another request is computing waits this long for it, then answers 503.
+RESULTS_BREAKDOWN_MAX_CONCURRENT = env.int("RESULTS_BREAKDOWN_MAX_CONCURRENT", default=2)
+RESULTS_BREAKDOWN_WAIT_SECONDS = env.float("RESULTS_BREAKDOWN_WAIT_SECONDS", default=5.0)
+if RESULTS_BREAKDOWN_MAX_CONCURRENT < 1:
+    raise ImproperlyConfigured("RESULTS_BREAKDOWN_MAX_CONCURRENT must be at least 1.")
+if RESULTS_BREAKDOWN_WAIT_SECONDS < 0:
+    raise ImproperlyConfigured("RESULTS_BREAKDOWN_WAIT_SECONDS must be 0 or more.")
 # Incremental refresh: rows stamped this long before a refresh started are still read again by the
 # next one (inserts in flight, clock skew between processes); keep it above CLICKHOUSE_QUERY_TIMEOUT.
 ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default=300)

@@ -179,14 +179,30 @@ class ExperimentResultsView(APIView):
             "exposure; the 20 largest levels and `__other__`) its units, SRM check and metrics, each "
             "level analysed as its units alone, computed on demand and cached until the next refresh. "
             "Per-level p-values are not corrected across levels (a warning says so): exploratory. "
-            "400 naming `dimension` and the available dimensions when it is unknown."
+            "400 naming `dimension` and the available dimensions when it is unknown. A breakdown is "
+            "computed once, whoever asks: while another request computes it (or while "
+            "`RESULTS_BREAKDOWN_MAX_CONCURRENT` breakdowns compute, 2 by default), a request waits a "
+            "few seconds for it, then answers 503 `breakdown_busy` with `Retry-After`."
         ),
-        parameters=[ResultsQuerySerializer],
+        parameters=[
+            ResultsQuerySerializer,
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                response=[503],
+                description="With `code` `breakdown_busy`: seconds after which to ask again.",
+            ),
+        ],
         responses={
             200: ResultsSerializer,
             400: OpenApiResponse(description="Unknown `dimension` (the message lists the available ones)."),
             404: OpenApiResponse(description="No such experiment."),
-            503: OpenApiResponse(description="ClickHouse could not compute the breakdown."),
+            503: OpenApiResponse(
+                description="`breakdown_unavailable`: ClickHouse could not compute the breakdown; "
+                "`breakdown_busy` (with `Retry-After`): another request is computing it, or the most "
+                "breakdowns that may compute at once are computing."
+            ),
         },
         examples=[RESULTS_EXAMPLE],
         tags=["experiments"],

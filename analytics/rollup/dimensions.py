@@ -103,6 +103,24 @@ class DimensionQuery(RollupQuery):
         sql = select(["name"], f"({sql})", order_by="name", limit=ATTRIBUTE_NAMES_LIMIT)
         return Statement(sql, self.params)
 
+    def attribute_exists_statement(self, name: str) -> Statement:
+        """One row when some exposure that :meth:`attribute_names_statement` reads carries the
+        attribute ``name``, none otherwise: whether ``name`` is a dimension, also past the listed
+        names' limit. Stops at the first such exposure (per shard on a cluster)."""
+        self.params = {}
+        experiment = self._bind("experiment", "String", self.spec.experiment)
+        attribute = self._bind("attribute", "String", name)
+        sql = select(
+            ["1 AS found"],
+            self._table("exposures"),
+            where=f"experiment = {experiment}{self._environment_filter()} AND mapContains(attributes, {attribute})",
+            limit=1,
+        )
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            sql = select(["found"], f"cluster({cluster}, view({sql}))", limit=1)
+        return Statement(sql, self.params)
+
 
 def levels_statement(spec: RollupSpec, dimension: Dimension, *, shards: Shards | None = None) -> Statement:
     """:meth:`DimensionQuery.levels_statement` of ``dimension`` (its raw levels ranked)."""
@@ -114,6 +132,13 @@ def attribute_names(spec: RollupSpec) -> list[str]:
     """The attribute names of :meth:`DimensionQuery.attribute_names_statement`."""
     statement = DimensionQuery(spec, shards=rollup_shards()).attribute_names_statement()
     return [str(row["name"]) for row in clickhouse.query(statement.sql, statement.params)]
+
+
+def attribute_exists(spec: RollupSpec, name: str) -> bool:
+    """Whether the experiment's analysed exposures carry the attribute ``name``
+    (:meth:`DimensionQuery.attribute_exists_statement`)."""
+    statement = DimensionQuery(spec, shards=rollup_shards()).attribute_exists_statement(name)
+    return bool(clickhouse.query(statement.sql, statement.params))
 
 
 def level_name(dimension: Dimension, code: int) -> str:
@@ -218,6 +243,7 @@ __all__ = [
     "ENTRY_DAY",
     "Breakdown",
     "DimensionQuery",
+    "attribute_exists",
     "attribute_names",
     "levels_statement",
     "rollup_breakdown",

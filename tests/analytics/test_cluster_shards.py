@@ -211,7 +211,7 @@ def test_rollup_breakdown__two_shards_of_one_server__every_level_twice_the_singl
     import dataclasses
 
     from analytics.rollup import Measure, MetricSpec
-    from analytics.rollup.dimensions import attribute_names, rollup_breakdown
+    from analytics.rollup.dimensions import attribute_exists, attribute_names, rollup_breakdown
     from tests.analytics.test_rollup_dimensions import generate as generate_attributed
     from tests.analytics.test_rollup_dimensions import write_attributed
 
@@ -227,9 +227,11 @@ def test_rollup_breakdown__two_shards_of_one_server__every_level_twice_the_singl
     settings.CLICKHOUSE_CLUSTER = ONE_SHARD
     one = rollup_breakdown(spec, "country")
     assert attribute_names(spec) == ["country", "plan"]
+    assert attribute_exists(spec, "plan") and not attribute_exists(spec, "planet")
     settings.CLICKHOUSE_CLUSTER = TWO_SHARDS
     two = rollup_breakdown(spec, "country")
     assert attribute_names(spec) == ["country", "plan"]
+    assert attribute_exists(spec, "plan") and not attribute_exists(spec, "planet")
 
     # Then the same levels in the same order, one shard's sums the single server's and two shards'
     # exactly twice (each shard decided its units' levels; the initiator only added up)

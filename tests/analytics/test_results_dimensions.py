@@ -152,6 +152,56 @@ def test_results_api__unknown_dimension__400_naming_dimension_and_the_available_
         assert "entry_day, browser, country" in body["dimension"][0]
 
 
+def test_results_api__more_attribute_names_than_listed__an_unlisted_attribute_still_breaks_down(
+    clickhouse, pm_client, monkeypatch
+):
+    # Given exposures carrying 201 attribute names a000..a200 before "browser", "country" and
+    # "zz_plan" in name order (the listing shows the first 200 names only), zz_plan on one unit
+    from analytics.results import breakdown as breakdown_module
+    from analytics.rollup.dimensions import ATTRIBUTE_NAMES_LIMIT
+
+    experiment = experiment_with_metrics("shop")
+    traffic()
+    many = {f"a{i:03d}": "x" for i in range(ATTRIBUTE_NAMES_LIMIT + 1)}
+    wide = Exposure("wide", "control", T0, experiment="shop")
+    write_attributed([AttributedExposure(wide, {**many, "zz_plan": "pro"})])
+    experiment_results_refresh(experiment_id=experiment.pk)
+    checked = []
+    real = breakdown_module.attribute_exists
+    monkeypatch.setattr(
+        breakdown_module, "attribute_exists", lambda spec, name: checked.append(name) or real(spec, name)
+    )
+    listed = pm_client.get(reverse("experiment-results-dimensions", args=["shop"])).json()["dimensions"]
+    assert listed == ["entry_day", *sorted(many)[:ATTRIBUTE_NAMES_LIMIT]]
+
+    # When the results are broken down by attributes past the listing's limit
+    by_plan = results(pm_client, "shop", dimension="zz_plan")
+    by_country = results(pm_client, "shop", dimension="country")
+
+    # Then each is a breakdown (the attribute itself was looked up), and a name no exposure carries
+    # is still refused, naming the listing's limit; each answer looked up once (then cached)
+    assert by_plan.status_code == 200, by_plan.content
+    levels = by_plan.json()["dimension"]["levels"]
+    assert [(lv["level"], lv["units"]) for lv in levels] == [("__missing__", 168), ("pro", 1)]
+    assert by_country.status_code == 200, by_country.content
+    assert [lv["level"] for lv in by_country.json()["dimension"]["levels"]] == [
+        "de",
+        "fr",
+        "se",
+        "__missing__",
+    ]
+    for _ in range(2):
+        refused = results(pm_client, "shop", dimension="zz_nope")
+        assert refused.status_code == 400, refused.content
+        assert refused.json()["code"] == "unknown_dimension"
+        assert (
+            f"the first {ATTRIBUTE_NAMES_LIMIT} attribute names by name); 'zz_nope' is not one"
+            in (refused.json()["dimension"][0])
+        )
+    assert results(pm_client, "shop", dimension="zz_plan").status_code == 200
+    assert checked == ["zz_plan", "country", "zz_nope"]
+
+
 def test_results_api__dimensions_endpoint__entry_day_and_attribute_names(clickhouse, pm_client):
     experiment_with_metrics("shop")
     traffic()

@@ -33,6 +33,16 @@ def test_settings__debug_off_without_secret_key__improperly_configured():
 
 
 @pytest.mark.slow  # starts Python processes of its own
+@pytest.mark.parametrize(
+    "name, value", [("RESULTS_BREAKDOWN_MAX_CONCURRENT", "0"), ("RESULTS_BREAKDOWN_WAIT_SECONDS", "-1")]
+)
+def test_settings__impossible_breakdown_limits__improperly_configured_naming_the_setting(name, value):
+    result = _settings_process(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+@pytest.mark.slow  # starts Python processes of its own
 def test_settings__debug_off_with_secret_key_and_hosts__loads():
     result = _settings_process(
         DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 50, DJANGO_ALLOWED_HOSTS="example.com"
