@@ -1,0 +1,177 @@
+"""The suite on every core (tests/support/parallel.py): each pytest-xdist worker's own share of the
+shared services, the serial tests' lock, and the order tests are handed out in."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from tests.support import parallel
+from tests.support.parallel import RunLock
+
+
+# --- each worker's share ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("worker", "already", "expected"),
+    [
+        ("gw3", None, "ci-7-gw3"),  # a worker: its own prefix
+        ("gw3", "gw3", "ci-7"),  # a pytest started by a test of that worker: the prefix it inherited
+        (None, None, "ci-7"),  # one process: as given
+    ],
+)
+def test_worker_environment__cache_prefix__suffixed_once_per_worker(monkeypatch, worker, already, expected):
+    monkeypatch.setenv("CACHE_KEY_PREFIX", "ci-7")
+    for name, value in (("PYTEST_XDIST_WORKER", worker), ("TESTS_PARALLEL_WORKER", already)):
+        monkeypatch.setenv(name, value or "")  # restored afterwards, whatever the hook sets
+        if value is None:
+            monkeypatch.delenv(name)
+
+    parallel.pytest_load_initial_conftests(early_config=None)
+
+    assert os.environ["CACHE_KEY_PREFIX"] == expected
+
+
+@pytest.mark.django_db
+def test_this_worker__cache_prefix_and_test_database__its_own():
+    worker = parallel.worker_id()
+    if worker is None:
+        pytest.skip("one process: nothing is shared (make test runs the workers)")
+    assert connection.settings_dict["NAME"].endswith(f"_{worker}")  # pytest-django's per-worker database
+    if "django_redis" in settings.CACHES["default"]["BACKEND"]:
+        assert settings.CACHES["default"]["KEY_PREFIX"].endswith(f"-{worker}")
+        assert cache.make_key("flags:changed").startswith(settings.CACHES["default"]["KEY_PREFIX"] + ":")
+
+
+def test_cache_clear__redis__deletes_this_process_keys_only():
+    if "django_redis" not in settings.CACHES["default"]["BACKEND"]:
+        pytest.skip("needs Redis (REDIS_URL): CI sets it")
+    from django_redis import get_redis_connection
+
+    redis = get_redis_connection("default")
+    elsewhere = f"{settings.CACHES['default']['KEY_PREFIX']}-elsewhere:1:kept"  # another worker's key
+    redis.set(elsewhere, b"1")
+    try:
+        cache.set("mine", 1)
+        cache.clear()
+        assert cache.get("mine") is None
+        assert redis.get(elsewhere) == b"1"
+    finally:
+        redis.delete(elsewhere)
+
+
+# --- the serial tests' lock -------------------------------------------------------------------------------
+def _held(path: Path) -> bool:
+    """Whether another open file holds a lock on ``path``."""
+    with path.open("ab") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
+
+
+def test_run_lock__serial_test__waits_for_the_running_test_and_holds_back_the_next(tmp_path):
+    # Given a test running on one worker (each RunLock opens the files anew, as each worker does)
+    running, serial, late = RunLock(tmp_path), RunLock(tmp_path), RunLock(tmp_path)
+    log: list[str] = []
+    release_serial = threading.Event()
+
+    def serial_test() -> None:
+        with serial.hold(exclusive=True):
+            log.append("serial in")
+            release_serial.wait(30)
+            log.append("serial out")
+
+    def late_test() -> None:
+        with late.hold(exclusive=False):
+            log.append("late in")
+
+    with running.hold(exclusive=False):
+        # When a serial test arrives on another worker
+        serial_thread = threading.Thread(target=serial_test)
+        serial_thread.start()
+        deadline = time.monotonic() + 30
+        while not _held(tmp_path / "run.gate"):  # it closed the gate and waits for the room
+            assert time.monotonic() < deadline, "the serial test never reached the lock"
+            time.sleep(0.01)
+        # Then it waits for the running test, and a test arriving meanwhile waits behind it
+        late_thread = threading.Thread(target=late_test)
+        late_thread.start()
+        time.sleep(0.2)  # room for a broken lock to let either in
+        assert log == []
+    release_serial.set()
+    serial_thread.join(30)
+    late_thread.join(30)
+    assert log == ["serial in", "serial out", "late in"]
+    for lock in (running, serial, late):
+        lock.close()
+
+
+def test_run_lock__tests_of_several_workers__run_side_by_side(tmp_path):
+    first, second = RunLock(tmp_path), RunLock(tmp_path)
+    with first.hold(exclusive=False), second.hold(exclusive=False):
+        assert _held(tmp_path / "run.room")
+    assert not _held(tmp_path / "run.room") and not _held(tmp_path / "run.gate")
+    first.close()
+    second.close()
+
+
+# --- the order tests are handed out in --------------------------------------------------------------------
+class FakeItem:
+    def __init__(self, name: str, *marks: pytest.MarkDecorator, fixtures: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.marks = {mark.mark.name: mark.mark for mark in marks}
+        self.fixturenames = fixtures
+
+    def get_closest_marker(self, name: str):
+        return self.marks.get(name)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class FakeConfig:
+    workerinput = {"workerid": "gw0"}
+
+
+def test_order__in_a_worker__database_groups_kept_serial_first_heavy_early():
+    expected = [
+        FakeItem("serial load test", pytest.mark.slow, pytest.mark.serial),
+        FakeItem("unit test"),
+        FakeItem("cluster suite", pytest.mark.slow),
+        FakeItem("api test", fixtures=("db",)),
+        FakeItem("fuzzing", pytest.mark.django_db, pytest.mark.slow),
+        FakeItem("admin test", pytest.mark.django_db),
+        FakeItem("sdk streaming", pytest.mark.django_db(transaction=True), pytest.mark.slow),
+        FakeItem("browser", pytest.mark.browser, fixtures=("live_server",)),
+        FakeItem("live server test", fixtures=("live_server",)),
+        FakeItem("transactional test", fixtures=("transactional_db",)),
+    ]
+    items = random.Random(7).sample(expected, len(expected))
+
+    parallel.pytest_collection_modifyitems(FakeConfig(), items)
+
+    # without the database: serial, short, heavy; then with it: heavy first; transactional ones last
+    names = [item.name for item in items]
+    assert names[:3] == ["serial load test", "unit test", "cluster suite"]
+    assert names[3] == "fuzzing" and set(names[4:6]) == {"api test", "admin test"}
+    assert set(names[6:8]) == {"sdk streaming", "browser"}
+    assert set(names[8:]) == {"live server test", "transactional test"}
+
+
+def test_order__one_process__left_as_collected():
+    items = [FakeItem("b", pytest.mark.slow), FakeItem("a", fixtures=("transactional_db",))]
+
+    parallel.pytest_collection_modifyitems(type("Config", (), {})(), items)
+
+    assert [item.name for item in items] == ["b", "a"]
