@@ -37,12 +37,14 @@ serve: install
 	@echo "Serving on http://$(HOST):$(PORT)/admin/  (API docs: /api/docs, health: /api/health). Ctrl-C stops."
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 3
 
-# pytest-xdist: one worker per core (XDIST= runs one process; XDIST="-n 4 --dist loadgroup" four).
+# pytest-xdist: one worker per core; XDIST= runs one process (for --pdb, or to compare).
 # Each worker has its own test database, Redis key prefix (so its own streams channel), chDB
-# directory, temporary directories and ports, so with REDIS_URL and DATABASE_URL set too (CI); the
-# load test runs alone, slow tests are sent out first (tests/support/parallel.py). loadgroup hands
-# out tests one at a time as workers free up, keeping an xdist_group's tests on one worker.
-XDIST ?= -n auto --dist loadgroup
+# directory, temporary directories and ports, with DATABASE_URL and REDIS_URL set too (CI); the
+# serial (load) test runs while the others wait, heavy tests are handed out first
+# (tests/support/parallel.py). loadgroup hands out tests one at a time as workers free up, an
+# xdist_group's tests together on one worker, in the order collected (--no-loadscope-reorder: the
+# transactional tests must stay last).
+XDIST ?= -n auto --dist loadgroup --no-loadscope-reorder
 
 test: install
 	$(BIN)/ruff check .

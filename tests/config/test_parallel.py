@@ -144,13 +144,13 @@ class FakeConfig:
     workerinput = {"workerid": "gw0"}
 
 
-def test_order__in_a_worker__database_groups_kept_serial_first_heavy_early():
+def test_order__in_a_worker__serial_first_heavy_early_transactional_last():
     expected = [
         FakeItem("serial load test", pytest.mark.slow, pytest.mark.serial),
         FakeItem("unit test"),
         FakeItem("cluster suite", pytest.mark.slow),
         FakeItem("api test", fixtures=("db",)),
-        FakeItem("fuzzing", pytest.mark.django_db, pytest.mark.slow),
+        FakeItem("fuzzing", pytest.mark.django_db, pytest.mark.slow, pytest.mark.fuzz),
         FakeItem("admin test", pytest.mark.django_db),
         FakeItem("sdk streaming", pytest.mark.django_db(transaction=True), pytest.mark.slow),
         FakeItem("browser", pytest.mark.browser, fixtures=("live_server",)),
@@ -161,11 +161,12 @@ def test_order__in_a_worker__database_groups_kept_serial_first_heavy_early():
 
     parallel.pytest_collection_modifyitems(FakeConfig(), items)
 
-    # without the database: serial, short, heavy; then with it: heavy first; transactional ones last
+    # serial first, short tests without the database, heavy ones (the fuzzer first), short ones with the
+    # database; transactional ones last (they empty the tables), heavy ones first
     names = [item.name for item in items]
-    assert names[:3] == ["serial load test", "unit test", "cluster suite"]
-    assert names[3] == "fuzzing" and set(names[4:6]) == {"api test", "admin test"}
-    assert set(names[6:8]) == {"sdk streaming", "browser"}
+    assert names[:4] == ["serial load test", "unit test", "fuzzing", "cluster suite"]
+    assert set(names[4:6]) == {"api test", "admin test"}
+    assert names[6:8] == ["sdk streaming", "browser"]
     assert set(names[8:]) == {"live server test", "transactional test"}
 
 

@@ -526,13 +526,14 @@ def test_delivery__ipv6_loopback_receiver__host_header_bracketed():
         address_family = socket.AF_INET6
 
     try:
-        server = Server6(("::1", 8389), Handler)
+        server = Server6(("::1", 0), Handler)  # a port the system picks: tests run side by side
     except OSError as exc:  # no IPv6 loopback on this machine
         pytest.skip(f"IPv6 loopback unavailable: {exc}")
+    port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         webhook_create(
-            user=None, name="v6", url="http://[::1]:8389/hook", event_types=[EventType.FLAG_CHANGED]
+            user=None, name="v6", url=f"http://[::1]:{port}/hook", event_types=[EventType.FLAG_CHANGED]
         )
         feature_create(user=None, key="dark_mode", name="Dark mode", type="boolean", default_value=False)
         delivery = WebhookDelivery.objects.get()
@@ -542,7 +543,7 @@ def test_delivery__ipv6_loopback_receiver__host_header_bracketed():
         server.server_close()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.response_code) == ("delivered", 204)
-    assert seen == ["[::1]:8389"]
+    assert seen == [f"[::1]:{port}"]
 
 
 def test_admin__send_again__failed_delivery_queued_and_delivered(

@@ -31,8 +31,9 @@ from typing import IO
 
 import pytest
 
-# Marks of tests that take seconds to minutes each (pyproject.toml's markers), sent out first.
-HEAVY_MARKERS = ("serial", "load", "slow", "browser", "fuzz")
+# Marks of tests that take seconds to minutes each (pyproject.toml's markers), sent out early, the
+# longest kinds first: the fuzzer (minutes), slow tests (up to two), the load test, the browser's.
+HEAVY_MARKERS = ("fuzz", "slow", "load", "browser")
 _ISOLATED = "TESTS_PARALLEL_WORKER"  # the worker whose settings the environment already holds
 
 
@@ -78,23 +79,30 @@ def _database_order(item: pytest.Item) -> int:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a worker, the order tests are handed out in (every worker sorts the same way: xdist needs the
-    same order everywhere; this runs last, after the directories' conftests added their markers): by
-    ``_database_order``, and in each group ``serial`` tests first, then
+    same order everywhere; this runs last, after the directories' conftests added their markers):
 
-    - without the database: short tests, then heavy ones (the load test, serial, starts at once while
-      the other workers are in short tests, so they wait for it as little as can be);
-    - with the database, transactional or not: heavy tests, then short ones, so that the longest do not
-      start last and leave one worker running alone at the end.
+    1. ``serial`` tests, at once, while the other workers are in their first tests, short ones (2.),
+       so that they wait for it as little as can be;
+    2. short tests without the database;
+    3. heavy tests, with the database or not, the longest kinds first (``HEAVY_MARKERS``): the
+       fuzzer's minutes start early instead of last, leaving one worker running alone at the end;
+    4. short tests with the database;
+    5. transactional tests (they must stay last: ``_database_order``), heavy ones first.
     """
     if not hasattr(config, "workerinput"):
         return
 
     def order(item: pytest.Item) -> tuple[int, int]:
         database = _database_order(item)
-        if item.get_closest_marker("serial") is not None:
-            return database, 0
-        heavy = any(item.get_closest_marker(name) for name in HEAVY_MARKERS)
-        return database, (1 + heavy if database == 0 else 2 - heavy)
+        serial = item.get_closest_marker("serial") is not None
+        weight = next((i for i, name in enumerate(HEAVY_MARKERS) if item.get_closest_marker(name)), None)
+        if database == 2:
+            return (5, -1) if serial else (5, weight) if weight is not None else (6, 0)
+        if serial:
+            return 1, 0
+        if weight is None:
+            return (2, 0) if database == 0 else (4, 0)
+        return 3, weight
 
     items.sort(key=order)
 
