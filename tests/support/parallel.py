@@ -57,22 +57,26 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 
 def _database_order(item: pytest.Item) -> int:
-    """0: tests without the database, 1: in a transaction rolled back, 2: transactional (live server).
+    """0: without the database; 1: in a transaction rolled back; transactional (live server): 2 with
+    ``serialized_rollback``, 3 without.
 
-    pytest-django sorts the last two as Django does, transactional ones last: they empty the tables when
-    they end (``serialized_rollback`` restores the data migrations' rows at their start, not after), so
-    a test in a transaction after one would miss those rows. Tests without the database may go first.
+    Transactional tests empty the tables when they end, so they come last, as pytest-django and Django
+    order them: a test in a transaction after one would miss the data migrations' rows. Among them, a
+    test without ``serialized_rollback`` has its flush re-create content types and permissions (new
+    ids), on which the next one's ``serialized_rollback`` restore would fail (duplicate key): they
+    come after all those with it. Tests without the database may go anywhere.
     """
     from pytest_django.fixtures import validate_django_db
 
     fixtures = getattr(item, "fixturenames", ())
     marker = item.get_closest_marker("django_db")
     transactional = "transactional_db" in fixtures or "live_server" in fixtures
+    serialized = False
     if marker is not None:
-        transaction, reset_sequences, *_ = validate_django_db(marker)
+        transaction, reset_sequences, _, serialized, _ = validate_django_db(marker)
         transactional = transactional or transaction or reset_sequences
     if transactional:
-        return 2
+        return 2 if serialized else 3
     return 1 if marker is not None or "db" in fixtures else 0
 
 
@@ -87,24 +91,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     3. heavy tests, with the database or not, the longest kinds first (``HEAVY_MARKERS``): the
        fuzzer's minutes start early instead of last, leaving one worker running alone at the end;
     4. short tests with the database;
-    5. transactional tests (they must stay last: ``_database_order``), heavy ones first.
+    5. transactional tests, last (``_database_order``), heavy ones first.
     """
     if not hasattr(config, "workerinput"):
         return
+    if config.getvalue("loadgroup"):
+        _groups_in_node_ids(items)
 
-    def order(item: pytest.Item) -> tuple[int, int]:
+    def order(item: pytest.Item) -> tuple[int, int, int]:
         database = _database_order(item)
         serial = item.get_closest_marker("serial") is not None
         weight = next((i for i, name in enumerate(HEAVY_MARKERS) if item.get_closest_marker(name)), None)
-        if database == 2:
-            return (5, -1) if serial else (5, weight) if weight is not None else (6, 0)
+        if database >= 2:  # transactional: serialized_rollback first, then heavy ones first
+            return 5, database, -1 if serial else len(HEAVY_MARKERS) if weight is None else weight
         if serial:
-            return 1, 0
+            return 1, 0, 0
         if weight is None:
-            return (2, 0) if database == 0 else (4, 0)
-        return 3, weight
+            return (2, 0, 0) if database == 0 else (4, 0, 0)
+        return 3, 0, weight
 
     items.sort(key=order)
+
+
+def _groups_in_node_ids(items: list[pytest.Item]) -> None:
+    """``xdist_group``: the group's name after ``@`` in the node id, as pytest-xdist's ``loadgroup``
+    reads it. pytest-xdist 3.8 writes it where pytest 9.2 no longer reads node ids from (``_nodeid``;
+    now ``_id``), so the groups' tests were dealt out one by one (pytest-xdist issue #1386). Does
+    nothing where pytest-xdist's own suffix took effect."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # a pytest before 9.2: pytest-xdist's suffix works
+        return
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = sorted(
+            {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default")) for mark in marks}
+        )
+        suffix = "@" + "_".join(names)
+        if names and hasattr(item, "_id") and not item.nodeid.endswith(suffix):
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 class RunLock:
