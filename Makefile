@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11+:
 #   make demo   installs, migrates, seeds demo data and serves on http://127.0.0.1:8000
-#   make test   installs and runs the test suite
+#   make test   installs and runs the test suite, on every core (XDIST= for one process)
 # While developing: make test-fast (the suite without browser, fuzzing, load and slow tests).
 PYTHON ?= python3
 VENV ?= .venv
@@ -37,16 +37,23 @@ serve: install
 	@echo "Serving on http://$(HOST):$(PORT)/admin/  (API docs: /api/docs, health: /api/health). Ctrl-C stops."
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --timeout-graceful-shutdown 3
 
+# pytest-xdist: one worker per core; XDIST= runs one process (for --pdb, or to compare).
+# Each worker has its own test database, Redis key prefix (so its own streams channel), chDB
+# directory, temporary directories and ports, with DATABASE_URL and REDIS_URL set too (CI); the
+# serial (load) test runs while the others wait, heavy tests are handed out first
+# (tests/support/parallel.py). loadgroup hands out tests one at a time as workers free up, an
+# xdist_group's tests together on one worker, in the order collected (--no-loadscope-reorder: the
+# transactional tests must stay last).
+XDIST ?= -n auto --dist loadgroup --no-loadscope-reorder
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The quick subset: no browser, fuzzing, load tests, statistical simulations or other slow tests
-# (markers in pyproject.toml), on every core (pytest-xdist). The workers would share one Redis
-# database: with REDIS_URL set, run them in one process with XDIST= (empty).
+# (markers in pyproject.toml), on every core like make test.
 FAST := not slow and not browser and not fuzz and not load
-XDIST ?= -n auto
 test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports

@@ -38,6 +38,26 @@ def _celery_eager():
     app.conf.task_eager_propagates = True
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_clear_own_keys():
+    """``cache.clear()`` deletes this test process's keys (its ``KEY_PREFIX``) only. With Redis,
+    django-redis would empty the whole database (FLUSHDB) under the other pytest-xdist workers, whose
+    keys live there under prefixes of their own (tests/support/parallel.py), and under anyone else's."""
+    from django.conf import settings
+
+    if "django_redis" not in settings.CACHES["default"]["BACKEND"]:
+        yield
+        return
+    from django_redis.client import DefaultClient
+
+    def clear(self, client=None) -> None:
+        self.delete_pattern("*", client=client)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DefaultClient, "clear", clear)
+        yield
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -266,7 +266,10 @@ def _browser_through_proxy(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow  # production processes of their own (~5 s each, after ~15 s of collectstatic and migrate)
+# production processes of their own (~5 s each, after ~15 s of collectstatic and migrate); the
+# xdist_group keeps the tests of the module-scoped build on one pytest-xdist worker, built once
+@pytest.mark.slow
+@pytest.mark.xdist_group("compose_built")
 @pytest.mark.parametrize(
     "platform_host",
     [
@@ -300,6 +303,7 @@ def test_compose_web_settings__browser_through_proxy__admin_login_works(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("compose_built")
 def test_compose_web_settings__given_allowed_hosts_and_origins__passed_through(tmp_path, built):
     # Given an operator who sets the Django variables themselves (a proxy of their own on 8443)
     compose_env = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,13 +24,17 @@ def growthbook_node() -> Path:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: the JavaScript SDK tests need node 20+ and npm")
     stamp = NODE_DIR / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (NODE_DIR / "package-lock.json").stat().st_mtime:
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            check=True,
-            timeout=300,
-        )
+    # One install at a time: pytest-xdist workers (and test runs side by side) share this directory,
+    # and ``npm ci`` starts by deleting node_modules. The others wait, then find it installed.
+    with (NODE_DIR / ".npm-install.lock").open("ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.stat().st_mtime < (NODE_DIR / "package-lock.json").stat().st_mtime:
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=NODE_DIR,
+                check=True,
+                timeout=300,
+            )
     return NODE_DIR
 
 

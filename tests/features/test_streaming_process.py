@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,8 +24,9 @@ import pytest
 pytestmark = pytest.mark.slow  # a migrated workspace and a server of its own: ~40 s
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 8315
 WAIT = 15.0
+# uvicorn on port 0 (the system picks a free one: tests run side by side under pytest-xdist) says where
+STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def _read_event(response: http.client.HTTPResponse, deadline: float) -> dict:
@@ -77,23 +79,22 @@ def workspace(tmp_path):
 
     manage("migrate", "--noinput", "-v0")
     key = manage("create_sdk_key", "production", "--client").strip().splitlines()[-1]
-    log = (tmp_path / "uvicorn.log").open("w")
+    log_path = tmp_path / "uvicorn.log"
+    log = log_path.open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORT),
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", "0",
          "--timeout-graceful-shutdown", "2"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=0.5).close()
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "uvicorn.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.2)
-        yield key, manage
+        while not (started := STARTED.search(log_path.read_text())):
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.2)
+        port = int(started.group(1))
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+        yield key, manage, port
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -101,16 +102,16 @@ def workspace(tmp_path):
 
 
 def test_stream_process__config_asgi__advertises_streams_and_carries_changes_from_another_process(workspace):
-    key, manage = workspace
+    key, manage, port = workspace
     # The payload, from the same process (Django in its threads), advertises streaming
-    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=WAIT)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     connection.request("GET", f"/api/features/{key}")
     response = connection.getresponse()
     response.read()
     assert response.status == 200
     assert response.getheader("x-sse-support") == "enabled"
     # The stream opens with the payload
-    stream = http.client.HTTPConnection("127.0.0.1", PORT, timeout=WAIT)
+    stream = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     stream.request("GET", f"/sub/{key}", headers={"Accept": "text/event-stream"})
     events = stream.getresponse()
     assert events.status == 200

@@ -40,18 +40,19 @@ from features.services import feature_create, feature_update, sdk_key_create
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
 
 WAIT = 10.0
-PORTS = {"in-process": 8311, "redis": 8312}
 
 
 class LiveStreamServer:
-    def __init__(self, app: StreamingApp, port: int) -> None:
+    """uvicorn in a thread, on a port the system picks (tests run side by side under pytest-xdist)."""
+
+    def __init__(self, app: StreamingApp) -> None:
         self.app = app
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = ""
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
                 host="127.0.0.1",
-                port=port,
+                port=0,
                 lifespan="on",
                 log_level="warning",
                 timeout_graceful_shutdown=1,
@@ -62,6 +63,8 @@ class LiveStreamServer:
     def __enter__(self) -> LiveStreamServer:
         self.thread.start()
         _until(lambda: self.server.started, "the server to start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     def __exit__(self, *exc) -> None:
@@ -96,7 +99,7 @@ def stream_server(request, settings, monkeypatch):
     # the test database when it is dropped (the stream server closes its own when it stops).
     monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 0)
     app = StreamingApp(fallback=WSGIMiddleware(get_wsgi_application(), workers=4))
-    with LiveStreamServer(app, PORTS[notification]) as server:
+    with LiveStreamServer(app) as server:
         server.notification = notification
         yield server
 

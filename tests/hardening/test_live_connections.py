@@ -21,7 +21,9 @@ import pytest
 
 from bench.server import BenchPlatform
 
-pytestmark = pytest.mark.slow  # a migrated platform and a gunicorn of its own: about 40 s
+# a migrated platform and a gunicorn of its own (module-scoped, about 40 s): the xdist_group keeps
+# the module's tests on one pytest-xdist worker, so it starts once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live_connections")]
 
 MIB = 1024 * 1024
 PAIRS = 15  # an early answer, then a normal request, on one connection; each pair raced before the fix

@@ -27,7 +27,9 @@ import pytest
 from bench.server import BenchPlatform
 from tests.hardening.conftest import write_artifact
 
-pytestmark = pytest.mark.slow
+# serial: the throughput and latencies it reports (test-artifacts/) are the platform's own, so no other
+# test shares the cores meanwhile (under pytest-xdist the other workers wait; tests/support/parallel.py)
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_SECONDS = float(os.environ.get("HARDENING_LOAD_SECONDS", "20"))  # at most 30: CI's budget

@@ -1,4 +1,5 @@
-"""A real HTTP receiver for webhook tests, on this worktree's test ports (8380-8389).
+"""A real HTTP receiver for webhook tests, on a loopback port the system picks (tests run side by side
+under pytest-xdist, so no fixed port).
 
 It records every request (path, headers, raw body) and answers with the statuses it is given in
 turn (200 once they run out). ``hold`` makes it keep each request open until the test releases it,
@@ -13,8 +14,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
-PORTS = range(8380, 8390)
 
 
 @dataclasses.dataclass
@@ -62,14 +61,7 @@ class Receiver:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-        for port in PORTS:
-            try:
-                self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-                break
-            except OSError:
-                continue
-        else:
-            raise RuntimeError("no free port in 8380-8389 for the test receiver")
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
