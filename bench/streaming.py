@@ -155,8 +155,8 @@ def _rates(evaluate_port: int, stream_port: int, key: str, workdir: Path) -> tup
 
     def measure() -> float:
         if use_wrk:
-            return _load_wrk(evaluate_port, "/api/v1/evaluate", body, headers, seconds, workdir)
-        return _load_python(evaluate_port, "/api/v1/evaluate", body, headers, seconds)
+            return _load_wrk(evaluate_port, [("/api/v1/evaluate", body)], headers, seconds, workdir)
+        return _load_python(evaluate_port, [("/api/v1/evaluate", body)], headers, seconds)
 
     without: list[float] = []
     with_streams: list[float] = []

@@ -48,3 +48,21 @@ def test_bench_runner__quick__short_durations_unless_set(fake_entries, monkeypat
 def test_bench_runner__unknown_entry__usage_error(capsys):
     with pytest.raises(SystemExit):
         runner.main(["nope"])
+
+
+@pytest.mark.slow
+def test_bench_streaming__quick__runs_to_its_table():
+    # The streaming benchmark shares the evaluate benchmark's load generators: a change of their
+    # signature once broke it unnoticed (make bench is not part of the suite), so one quick run here.
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "streaming"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "FAILED" not in done.stdout
+    assert "| streaming | evaluate with 1000 idle streams" in done.stdout
