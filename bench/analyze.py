@@ -24,12 +24,11 @@ FINAL costs nothing. The refresh over freshly inserted, unmerged parts is report
 import datetime as dt
 import os
 import resource
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import Result
+from bench.common import Result, embedded_clickhouse
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 UNTIL = START + dt.timedelta(days=21)
@@ -345,85 +344,68 @@ def run() -> list[Result]:
     import django
 
     django.setup()
-    from django.conf import settings
 
     from analytics import clickhouse as ch
-    from analytics.clickhouse import migrations
 
     spec, plan = _spec_and_plan()
     join_params = {
         "names": sorted({m.event for metric in spec.metrics for m in metric.measures}),
         "experiment": spec.experiment,
     }
-    saved = settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bench-analyze-") as data_dir:
-        settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = (
-            data_dir,
-            "",
-            600,
-        )
-        ch.reset()
-        try:
-            migrations.migrate()
-            for size in SIZES:
-                label = f"{size / 1e6:g}M events"
-                started = time.perf_counter()
-                _generate(size)
-                print(f"{label}: generated in {time.perf_counter() - started:.1f} s", flush=True)
-                fresh, _, _ = _best(lambda: _refresh(spec, plan), 1)
-                _optimize()
-                _refresh(spec, plan)  # warm-up
-                scan = refresh = read = join = refresh_cpu = float("inf")
-                ours = None
-                for _ in range(ROUNDS):  # interleaved, so all see the same machine
-                    scan = min(scan, _best(_scan, 1)[0])
-                    read = min(read, _best(lambda: ch.query(COLUMNS_SQL), 1)[0])
-                    join = min(join, _best(lambda: ch.query(JOIN_SQL, join_params), 1)[0])
-                    elapsed, ours, cpu = _best(lambda: _refresh(spec, plan), 1)
-                    refresh, refresh_cpu = min(refresh, elapsed), min(refresh_cpu, cpu)
-                pandas_seconds, theirs, pandas_cpu = _best(
-                    lambda: pandas_refresh(spec, plan), 1 if size > 2_000_000 else 2
-                )
-                _check_same(ours, theirs)
-                rollup = ours["rollup"]
-                print(
-                    f"{label}: {sum(rollup.units.values()):,} units; refresh {refresh * 1000:,.0f} ms "
-                    f"(unmerged parts: {fresh * 1000:,.0f} ms), scan {scan * 1000:,.0f} ms "
-                    f"({refresh / scan:.1f}x), reading the 4 columns {read * 1000:,.0f} ms "
-                    f"({refresh / read:.1f}x), joining events to first exposures {join * 1000:,.0f} ms "
-                    f"({join / scan:.1f}x the scan), pandas {pandas_seconds * 1000:,.0f} ms "
-                    f"({pandas_seconds / refresh:.1f}x slower than the refresh); pandas and roll-up agree. "
-                    f"CPU time: refresh {refresh_cpu:.2f} s, pandas {pandas_cpu:.2f} s; load average "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-                    flush=True,
-                )
-                results += [
-                    Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
-                           value=refresh * 1000, baseline=f"{SCAN_SQL}, {label}",
-                           baseline_value=scan * 1000, unit="ms", higher_is_better=False,
-                           goal="ratio <= 3" if size >= 10_000_000 else ""),
-                    Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
-                           value=refresh * 1000, baseline=f"pandas over the raw rows, same results, {label}",
-                           baseline_value=pandas_seconds * 1000, unit="ms", higher_is_better=False,
-                           goal="ratio <= 0.1 (10x faster)" if size >= 10_000_000 else ""),
-                    Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
-                           value=refresh * 1000, baseline=f"reading unit_id, name, timestamp, value, {label}",
-                           baseline_value=read * 1000, unit="ms", higher_is_better=False),
-                    Result(entry="analyze", measured=f"events joined to first exposures, nothing computed, {label}",
-                           value=join * 1000, baseline=f"{SCAN_SQL}, {label}",
-                           baseline_value=scan * 1000, unit="ms", higher_is_better=False),
-                    Result(entry="analyze", measured=f"full refresh CPU time (all threads), {label}",
-                           value=refresh_cpu * 1000, baseline=f"pandas CPU time, {label}",
-                           baseline_value=pandas_cpu * 1000, unit="ms", higher_is_better=False),
-                    Result(entry="analyze", measured=f"full refresh, unmerged parts, {label}",
-                           value=fresh * 1000, baseline=f"{SCAN_SQL}, {label}",
-                           baseline_value=scan * 1000, unit="ms", higher_is_better=False),
-                ]  # fmt: skip
-        finally:
-            ch.reset()
-            from analytics.clickhouse.embedded import close_engine
-
-            close_engine()
-            settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = saved
+    with embedded_clickhouse(prefix="bench-analyze-", timeout=600):
+        for size in SIZES:
+            label = f"{size / 1e6:g}M events"
+            started = time.perf_counter()
+            _generate(size)
+            print(f"{label}: generated in {time.perf_counter() - started:.1f} s", flush=True)
+            fresh, _, _ = _best(lambda: _refresh(spec, plan), 1)
+            _optimize()
+            _refresh(spec, plan)  # warm-up
+            scan = refresh = read = join = refresh_cpu = float("inf")
+            ours = None
+            for _ in range(ROUNDS):  # interleaved, so all see the same machine
+                scan = min(scan, _best(_scan, 1)[0])
+                read = min(read, _best(lambda: ch.query(COLUMNS_SQL), 1)[0])
+                join = min(join, _best(lambda: ch.query(JOIN_SQL, join_params), 1)[0])
+                elapsed, ours, cpu = _best(lambda: _refresh(spec, plan), 1)
+                refresh, refresh_cpu = min(refresh, elapsed), min(refresh_cpu, cpu)
+            pandas_seconds, theirs, pandas_cpu = _best(
+                lambda: pandas_refresh(spec, plan), 1 if size > 2_000_000 else 2
+            )
+            _check_same(ours, theirs)
+            rollup = ours["rollup"]
+            print(
+                f"{label}: {sum(rollup.units.values()):,} units; refresh {refresh * 1000:,.0f} ms "
+                f"(unmerged parts: {fresh * 1000:,.0f} ms), scan {scan * 1000:,.0f} ms "
+                f"({refresh / scan:.1f}x), reading the 4 columns {read * 1000:,.0f} ms "
+                f"({refresh / read:.1f}x), joining events to first exposures {join * 1000:,.0f} ms "
+                f"({join / scan:.1f}x the scan), pandas {pandas_seconds * 1000:,.0f} ms "
+                f"({pandas_seconds / refresh:.1f}x slower than the refresh); pandas and roll-up agree. "
+                f"CPU time: refresh {refresh_cpu:.2f} s, pandas {pandas_cpu:.2f} s; load average "
+                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+                flush=True,
+            )
+            results += [
+                Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
+                       value=refresh * 1000, baseline=f"{SCAN_SQL}, {label}",
+                       baseline_value=scan * 1000, unit="ms", higher_is_better=False,
+                       goal="ratio <= 3" if size >= 10_000_000 else ""),
+                Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
+                       value=refresh * 1000, baseline=f"pandas over the raw rows, same results, {label}",
+                       baseline_value=pandas_seconds * 1000, unit="ms", higher_is_better=False,
+                       goal="ratio <= 0.1 (10x faster)" if size >= 10_000_000 else ""),
+                Result(entry="analyze", measured=f"full refresh (roll-up + stats), {label}",
+                       value=refresh * 1000, baseline=f"reading unit_id, name, timestamp, value, {label}",
+                       baseline_value=read * 1000, unit="ms", higher_is_better=False),
+                Result(entry="analyze", measured=f"events joined to first exposures, nothing computed, {label}",
+                       value=join * 1000, baseline=f"{SCAN_SQL}, {label}",
+                       baseline_value=scan * 1000, unit="ms", higher_is_better=False),
+                Result(entry="analyze", measured=f"full refresh CPU time (all threads), {label}",
+                       value=refresh_cpu * 1000, baseline=f"pandas CPU time, {label}",
+                       baseline_value=pandas_cpu * 1000, unit="ms", higher_is_better=False),
+                Result(entry="analyze", measured=f"full refresh, unmerged parts, {label}",
+                       value=fresh * 1000, baseline=f"{SCAN_SQL}, {label}",
+                       baseline_value=scan * 1000, unit="ms", higher_is_better=False),
+            ]  # fmt: skip
     return results

@@ -1,3 +1,6 @@
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 
@@ -31,3 +34,30 @@ class Result:
                 f"{r.baseline_value:,.2f} {r.unit} | {r.ratio:.3f} | {r.goal} |"
             )
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def embedded_clickhouse(prefix: str, timeout: int) -> Iterator[None]:
+    """A migrated embedded ClickHouse (chDB) in a temporary directory for one benchmark, with a longer
+    query timeout; the settings, the client and the engine are put back after (Django is set up)."""
+    from django.conf import settings
+
+    from analytics import clickhouse as ch
+    from analytics.clickhouse import migrations
+    from analytics.clickhouse.embedded import close_engine
+
+    saved = settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT
+    with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
+        settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = (
+            data_dir,
+            "",
+            timeout,
+        )
+        ch.reset()
+        try:
+            migrations.migrate()
+            yield
+        finally:
+            ch.reset()
+            close_engine()
+            settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = saved

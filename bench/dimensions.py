@@ -14,10 +14,9 @@ best of a few interleaved runs:
 """
 
 import os
-import tempfile
 
 from bench.analyze import _best, _generate, _optimize, _refresh, _spec_and_plan
-from bench.common import Result
+from bench.common import Result, embedded_clickhouse
 
 SIZES = [int(s) for s in os.environ.get("BENCH_DIMENSIONS_EVENTS", "1000000,10000000").split(",")]
 ROUNDS = int(os.environ.get("BENCH_DIMENSIONS_ROUNDS", "3"))
@@ -51,56 +50,37 @@ def run() -> list[Result]:
     import django
 
     django.setup()
-    from django.conf import settings
-
-    from analytics import clickhouse as ch
-    from analytics.clickhouse import migrations
 
     spec, plan = _spec_and_plan()
-    saved = settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bench-dimensions-") as data_dir:
-        settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = (
-            data_dir,
-            "",
-            600,
-        )
-        ch.reset()
-        try:
-            migrations.migrate()
-            for size in SIZES:
-                label = f"{size / 1e6:g}M events"
-                _generate(size)
-                _attributes()
-                _optimize()
-                _refresh(spec, plan)  # warm-up
-                refresh = country = day = float("inf")
-                levels: dict[str, int] = {}
-                for _ in range(ROUNDS):  # interleaved, so all see the same machine
-                    refresh = min(refresh, _best(lambda: _refresh(spec, plan), 1)[0])
-                    elapsed, documents, _ = _best(lambda: _breakdown(spec, plan, "country"), 1)
-                    country, levels["country"] = min(country, elapsed), len(documents)
-                    elapsed, documents, _ = _best(lambda: _breakdown(spec, plan, "entry_day"), 1)
-                    day, levels["entry_day"] = min(day, elapsed), len(documents)
-                print(
-                    f"{label}: refresh {refresh * 1000:,.0f} ms; breakdown by country ({levels['country']} "
-                    f"levels) {country * 1000:,.0f} ms ({country / refresh:.2f}x), by entry_day "
-                    f"({levels['entry_day']} levels) {day * 1000:,.0f} ms ({day / refresh:.2f}x); load average "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-                    flush=True,
-                )
-                results += [
-                    Result(entry="dimensions", measured=f"breakdown by country, {levels['country']} levels, {label}",
-                           value=country * 1000, baseline=f"full refresh of the experiment, {label}",
-                           baseline_value=refresh * 1000, unit="ms", higher_is_better=False),
-                    Result(entry="dimensions", measured=f"breakdown by entry_day, {levels['entry_day']} levels, {label}",
-                           value=day * 1000, baseline=f"full refresh of the experiment, {label}",
-                           baseline_value=refresh * 1000, unit="ms", higher_is_better=False),
-                ]  # fmt: skip
-        finally:
-            ch.reset()
-            from analytics.clickhouse.embedded import close_engine
-
-            close_engine()
-            settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = saved
+    with embedded_clickhouse(prefix="bench-dimensions-", timeout=600):
+        for size in SIZES:
+            label = f"{size / 1e6:g}M events"
+            _generate(size)
+            _attributes()
+            _optimize()
+            _refresh(spec, plan)  # warm-up
+            refresh = country = day = float("inf")
+            levels: dict[str, int] = {}
+            for _ in range(ROUNDS):  # interleaved, so all see the same machine
+                refresh = min(refresh, _best(lambda: _refresh(spec, plan), 1)[0])
+                elapsed, documents, _ = _best(lambda: _breakdown(spec, plan, "country"), 1)
+                country, levels["country"] = min(country, elapsed), len(documents)
+                elapsed, documents, _ = _best(lambda: _breakdown(spec, plan, "entry_day"), 1)
+                day, levels["entry_day"] = min(day, elapsed), len(documents)
+            print(
+                f"{label}: refresh {refresh * 1000:,.0f} ms; breakdown by country ({levels['country']} "
+                f"levels) {country * 1000:,.0f} ms ({country / refresh:.2f}x), by entry_day "
+                f"({levels['entry_day']} levels) {day * 1000:,.0f} ms ({day / refresh:.2f}x); load average "
+                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+                flush=True,
+            )
+            results += [
+                Result(entry="dimensions", measured=f"breakdown by country, {levels['country']} levels, {label}",
+                       value=country * 1000, baseline=f"full refresh of the experiment, {label}",
+                       baseline_value=refresh * 1000, unit="ms", higher_is_better=False),
+                Result(entry="dimensions", measured=f"breakdown by entry_day, {levels['entry_day']} levels, {label}",
+                       value=day * 1000, baseline=f"full refresh of the experiment, {label}",
+                       baseline_value=refresh * 1000, unit="ms", higher_is_better=False),
+            ]  # fmt: skip
     return results

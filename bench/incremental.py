@@ -21,12 +21,11 @@ the history, then the new rows stay in their own fresh parts, as under live inge
 import datetime as dt
 import math
 import os
-import tempfile
 import time
 from dataclasses import fields
 
 from bench.analyze import START, UNTIL, _spec_and_plan
-from bench.common import Result
+from bench.common import Result, embedded_clickhouse
 
 SIZES = [int(s) for s in os.environ.get("BENCH_INCREMENTAL_EVENTS", "1000000,10000000,30000000").split(",")]
 NEW = float(os.environ.get("BENCH_INCREMENTAL_NEW", "0.01"))
@@ -154,89 +153,70 @@ def run() -> list[Result]:
     import django
 
     django.setup()
-    from django.conf import settings
 
     from analytics import clickhouse as ch
-    from analytics.clickhouse import migrations
     from analytics.rollup import rollup_run
     from analytics.rollup.incremental import rollup_refresh
 
     spec, plan = _spec_and_plan()
-    saved = settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT
     results: list[Result] = []
     incremental_ms: dict[int, float] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-incremental-") as data_dir:
-        settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = (
-            data_dir,
-            "",
-            1200,
-        )
-        ch.reset()
-        try:
-            migrations.migrate()
-            for size in SIZES:
-                label = f"{size / 1e6:g}M events"
-                started = time.perf_counter()
-                _generate(size)
-                for table in (
-                    "rollup_units",
-                    "rollup_values",
-                    "rollup_touched",
-                    "rollup_arrivals",
-                    "rollup_scratch_units",
-                    "rollup_scratch_values",
-                ):
-                    ch.command("TRUNCATE TABLE {table:Identifier}", {"table": table})
-                first_at = HISTORY_RECEIVED + dt.timedelta(hours=1)
+    with embedded_clickhouse(prefix="bench-incremental-", timeout=1200):
+        for size in SIZES:
+            label = f"{size / 1e6:g}M events"
+            started = time.perf_counter()
+            _generate(size)
+            for table in (
+                "rollup_units",
+                "rollup_values",
+                "rollup_touched",
+                "rollup_arrivals",
+                "rollup_scratch_units",
+                "rollup_scratch_values",
+            ):
+                ch.command("TRUNCATE TABLE {table:Identifier}", {"table": table})
+            first_at = HISTORY_RECEIVED + dt.timedelta(hours=1)
+            begun = time.perf_counter()
+            first = rollup_refresh(spec, previous=None, read_at=first_at, watermark=first_at - MARGIN)
+            build = time.perf_counter() - begun
+            print(f"{label}: generated in {begun - started:.1f} s, state built in {build:.1f} s", flush=True)
+            incremental = cold = float("inf")
+            state = first.state
+            for round_ in range(ROUNDS):  # successive refreshes, each after its own arrivals
+                read_at = READ_AT + round_ * dt.timedelta(minutes=5)
+                new = _arrive(size, round_ + 1, read_at - dt.timedelta(seconds=30))
                 begun = time.perf_counter()
-                first = rollup_refresh(spec, previous=None, read_at=first_at, watermark=first_at - MARGIN)
-                build = time.perf_counter() - begun
-                print(
-                    f"{label}: generated in {begun - started:.1f} s, state built in {build:.1f} s", flush=True
-                )
-                incremental = cold = float("inf")
-                state = first.state
-                for round_ in range(ROUNDS):  # successive refreshes, each after its own arrivals
-                    read_at = READ_AT + round_ * dt.timedelta(minutes=5)
-                    new = _arrive(size, round_ + 1, read_at - dt.timedelta(seconds=30))
-                    begun = time.perf_counter()
-                    ours = rollup_refresh(spec, previous=state, read_at=read_at, watermark=read_at - MARGIN)
-                    _document(spec, plan, ours)
-                    incremental = min(incremental, time.perf_counter() - begun)
-                    assert ours.kind == "incremental", ours.kind
-                    state = ours.state
-                    begun = time.perf_counter()
-                    theirs = rollup_run(spec)
-                    _document(spec, plan, theirs)
-                    cold = min(cold, time.perf_counter() - begun)
-                _check_same(ours, theirs)
-                incremental_ms[size] = incremental * 1000
-                print(
-                    f"{label}: {new:,} new events a refresh; incremental {incremental * 1000:,.0f} ms, cold {cold * 1000:,.0f} ms "
-                    f"({incremental / cold:.2f}); incremental and cold agree; load average "
-                    f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
-                    flush=True,
-                )
-                results.append(
-                    Result(entry="incremental", measured=f"incremental refresh, {NEW:.0%} new events, {label}",
-                           value=incremental * 1000, baseline=f"cold refresh of the same rows, {label}",
-                           baseline_value=cold * 1000, unit="ms", higher_is_better=False,
-                           goal="ratio <= 0.15" if size == 10_000_000 else "")
-                )  # fmt: skip
-            smallest = min(incremental_ms)
-            for size, value in incremental_ms.items():
-                if size == smallest:
-                    continue
-                results.append(
-                    Result(entry="incremental", measured=f"incremental refresh, {size / 1e6:g}M events",
-                           value=value, baseline=f"incremental refresh, {smallest / 1e6:g}M events",
-                           baseline_value=incremental_ms[smallest], unit="ms", higher_is_better=False,
-                           goal="ratio <= 1.5")
-                )  # fmt: skip
-        finally:
-            ch.reset()
-            from analytics.clickhouse.embedded import close_engine
-
-            close_engine()
-            settings.CLICKHOUSE_DATA_DIR, settings.CLICKHOUSE_URL, settings.CLICKHOUSE_QUERY_TIMEOUT = saved
+                ours = rollup_refresh(spec, previous=state, read_at=read_at, watermark=read_at - MARGIN)
+                _document(spec, plan, ours)
+                incremental = min(incremental, time.perf_counter() - begun)
+                assert ours.kind == "incremental", ours.kind
+                state = ours.state
+                begun = time.perf_counter()
+                theirs = rollup_run(spec)
+                _document(spec, plan, theirs)
+                cold = min(cold, time.perf_counter() - begun)
+            _check_same(ours, theirs)
+            incremental_ms[size] = incremental * 1000
+            print(
+                f"{label}: {new:,} new events a refresh; incremental {incremental * 1000:,.0f} ms, cold {cold * 1000:,.0f} ms "
+                f"({incremental / cold:.2f}); incremental and cold agree; load average "
+                f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+                flush=True,
+            )
+            results.append(
+                Result(entry="incremental", measured=f"incremental refresh, {NEW:.0%} new events, {label}",
+                       value=incremental * 1000, baseline=f"cold refresh of the same rows, {label}",
+                       baseline_value=cold * 1000, unit="ms", higher_is_better=False,
+                       goal="ratio <= 0.15" if size == 10_000_000 else "")
+            )  # fmt: skip
+        smallest = min(incremental_ms)
+        for size, value in incremental_ms.items():
+            if size == smallest:
+                continue
+            results.append(
+                Result(entry="incremental", measured=f"incremental refresh, {size / 1e6:g}M events",
+                       value=value, baseline=f"incremental refresh, {smallest / 1e6:g}M events",
+                       baseline_value=incremental_ms[smallest], unit="ms", higher_is_better=False,
+                       goal="ratio <= 1.5")
+            )  # fmt: skip
     return results
