@@ -35,12 +35,11 @@ from django.utils import timezone
 from rest_framework import status
 
 from analytics.clickhouse import ClickHouseError
-from analytics.results.analysis import results_document
 from analytics.results.document import DimensionBreakdown, DimensionLevel, Notice, ResultsDocument
 from analytics.results.selectors import experiment_results_get
 from analytics.results.services import (
-    experiment_analysis_plan,
     experiment_analysis_time,
+    experiment_results_document,
     experiment_rollup_spec,
 )
 from analytics.rollup.dimensions import (
@@ -242,15 +241,7 @@ def _unlisted_attribute(
 
 def _level(level: str, rollup: Rollup, experiment: Experiment, computed_at: dt.datetime) -> DimensionLevel:
     """One level's block: the results document of its roll-up alone (SRM, metrics)."""
-    document = results_document(
-        experiment=experiment.key,
-        rollup=rollup,
-        metrics=experiment_analysis_plan(experiment),
-        weights=[v.weight for v in experiment.variants.all()],
-        srm_threshold=experiment.srm_threshold,
-        correction=experiment.correction,
-        computed_at=computed_at,
-    )
+    document = experiment_results_document(experiment, rollup, computed_at=computed_at)
     return DimensionLevel(
         level=level, units=sum(rollup.units.values()), srm=document.srm, metrics=document.metrics
     )

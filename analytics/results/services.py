@@ -99,6 +99,22 @@ def experiment_rollup_spec(*, experiment: Experiment, until: dt.datetime) -> Rol
     )
 
 
+def experiment_results_document(
+    experiment: Experiment, rollup: Rollup, *, computed_at: dt.datetime
+) -> ResultsDocument:
+    """The engine's analysis of a roll-up of ``experiment`` (its metrics, weights, SRM threshold and
+    correction): the whole experiment's, or one dimension level's (``analytics.results.breakdown``)."""
+    return results_document(
+        experiment=experiment.key,
+        rollup=rollup,
+        metrics=experiment_analysis_plan(experiment),
+        weights=[v.weight for v in experiment.variants.all()],
+        srm_threshold=experiment.srm_threshold,
+        correction=experiment.correction,
+        computed_at=computed_at,
+    )
+
+
 def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     """How each metric is analysed: the experiment's engine settings with the metric's own."""
     prior = None
@@ -163,15 +179,7 @@ def experiment_results_compute(
         rollup = rollup_run(spec)
         rollup.kind = "full"
     started = time.perf_counter()
-    document = results_document(
-        experiment=experiment.key,
-        rollup=rollup,
-        metrics=experiment_analysis_plan(experiment),
-        weights=[v.weight for v in experiment.variants.all()],
-        srm_threshold=experiment.srm_threshold,
-        correction=experiment.correction,
-        computed_at=now,
-    )
+    document = experiment_results_document(experiment, rollup, computed_at=now)
     analysis = dataclasses.replace(
         document.analysis or Analysis(),
         alpha=experiment.alpha,
