@@ -39,7 +39,7 @@ from analytics.rollup.state import StateQuery, ValueDef, digest, units_key
 
 logger = logging.getLogger(__name__)
 
-STATE_FORMAT = 3  # bump when the state's meaning changes: every experiment then recomputes
+STATE_FORMAT = 4  # bump when the state's meaning changes: every experiment then recomputes
 # Sums kept up to date by differences are re-aggregated from the state this often (in refreshes:
 # a day at the default 5-minute interval), so floating-point rounding cannot drift for months.
 REAGGREGATE_EVERY = 288
@@ -173,7 +173,7 @@ def rollup_refresh(
     refresh_id = secrets.randbits(63)
     query = StateQuery(spec, units_key=units_key(spec, generation), version=version, refresh_id=refresh_id)
     known = set(previous.value_keys) if previous is not None and reason is None else set()
-    definitions = query.post_defs + query.pre_defs + query.key_defs
+    definitions = query.post_defs + query.pre_defs
     stale = [d for d in definitions if d.key in known]
     fresh = [d for d in definitions if d.key not in known]
     aggregation = aggregation_key(spec, query)
@@ -224,7 +224,11 @@ def rollup_refresh(
     if fresh and rollup.first_exposure_at is not None:
         _command(
             query.values_insert_statement(
-                fresh, touched_only=False, lower=lower, since=query_since(query, rollup)
+                fresh,
+                touched_only=False,
+                lower=lower,
+                since=query_since(query, rollup),
+                merge=kind == "incremental",
             )
         )
     caps: dict[Measure, float | None] = {}
@@ -281,13 +285,7 @@ def _incremental_steps(
     arrived (phase 1), recompute from their events only the units whose t0 or variant changed, whose
     pending event now counts or which received a changed replay, add the arrivals to the others'
     values, and write the result back."""
-    _command(
-        query.touched_statement(
-            watermark=previous.watermark,
-            value_keys=sorted(previous.value_keys),
-            previous_until=previous.until,
-        )
-    )
+    _command(query.touched_statement(watermark=previous.watermark, previous_until=previous.until))
     stale_keys = sorted({d.key for d in stale})
     for statement in query.snapshot_statements(stale_keys):
         _command(statement)

@@ -67,11 +67,14 @@ def test_format_query__a_broken_statement__refused(clickhouse_schema):
 
 
 def test_cluster_layout__replicated__unit_tables_sharded_replicated_and_distributed(clickhouse_schema):
-    formatted, alters = {}, []
+    formatted, alters, drops = {}, [], []
     for statement in _cluster_statements(_layout()):
         sql = _format(statement)
         if sql.startswith("ALTER TABLE"):
             alters.append(sql)
+            continue
+        if sql.startswith("DROP TABLE"):  # 0007 replaces the roll-up's value tables
+            drops.append(sql)
             continue
         name = re.match(r"CREATE (?:TABLE|VIEW|DATABASE) IF NOT EXISTS (\S+)", sql)[1]
         formatted[name] = sql
@@ -95,6 +98,10 @@ def test_cluster_layout__replicated__unit_tables_sharded_replicated_and_distribu
         )
         assert f"FROM experiments.{table} FINAL" in formatted[f"experiments.{table}_dedup"]
         assert f"FROM experiments.{table}_local FINAL" in formatted[f"experiments.{table}_dedup_local"]
+    # a dropped sharded table goes on every node, its Distributed table and its local one
+    assert "DROP TABLE IF EXISTS experiments.rollup_values ON CLUSTER platform" in drops
+    assert "DROP TABLE IF EXISTS experiments.rollup_values_local ON CLUSTER platform" in drops
+    assert "experiments.rollup_values_local" in formatted
     # schema_migrations has no unit_id: one full copy on every node, one replication path for all
     assert (
         "ReplicatedMergeTree('/clickhouse/tables/all/experiments/schema_migrations', '{shard}-{replica}')"

@@ -1,0 +1,69 @@
+-- The incremental roll-up's values, one row per unit (docs/analysis.md, "Incremental refresh").
+--
+-- 0004 kept a row per unit and raw measure, about ten per unit, so that looking the touched units up
+-- read every row of the experiment's state (touched units are scattered over it): at 10M events that
+-- lookup alone cost more than a cold refresh. A unit's values now sit in one row, an array with an
+-- element per raw measure, covariate or list of counted events (key: the ValueDef's hash), so the
+-- lookup reads a tenth of the rows and the aggregation reads each unit once. State format 4 (the
+-- analysis code) recomputes every experiment in full once, so the old rows are not converted.
+--
+-- rollup_values: vals holds, per element, the raw value in the window before caps and 0/1 conversions
+-- (total), the same split by the events' UTC days (days, increments: what a daily series needs), the
+-- latest such event before the analysis time (last_ms), the earliest at or after it (pending_ms), and
+-- for a list of counted events the events' key and content hashes (keys, contents: a replay is
+-- recognised without reading events). pending_ms (the row's) is the least of its elements': a refresh
+-- after that time recomputes the unit. ReplacingMergeTree(version), read FINAL or by argMax(version).
+--
+-- ORDER BY (experiment, units_key, unit_id): one experiment's current units, looked up by unit_id.
+DROP TABLE IF EXISTS {database}.rollup_values;
+
+DROP TABLE IF EXISTS {database}.rollup_scratch_values;
+
+CREATE TABLE IF NOT EXISTS {database}.rollup_values
+(
+    experiment LowCardinality(String),
+    units_key String,
+    unit_id String,
+    vals Array(Tuple(
+        key LowCardinality(String),
+        total Float64,
+        days Array(Int32),
+        increments Array(Float64),
+        last_ms Int64,
+        pending_ms Int64
+    )),
+    seen_low UInt64,
+    seen_high UInt64,
+    pending_ms Int64,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (experiment, units_key, unit_id)
+COMMENT 'Incremental roll-up: each unit''s raw measure values, one row per unit; read FINAL';
+
+-- rollup_scratch_values: the touched units' rows before (phase 0) and after (phase 1) one refresh;
+-- changed marks a phase 1 row that differs from phase 0 (the only ones written back). Dropped a day
+-- later.
+CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_values
+(
+    experiment LowCardinality(String),
+    refresh_id UInt64,
+    phase UInt8,
+    unit_id String,
+    vals Array(Tuple(
+        key LowCardinality(String),
+        total Float64,
+        days Array(Int32),
+        increments Array(Float64),
+        last_ms Int64,
+        pending_ms Int64
+    )),
+    seen_low UInt64,
+    seen_high UInt64,
+    changed UInt8,
+    created_at DateTime DEFAULT now()
+)
+ENGINE = MergeTree
+ORDER BY (experiment, refresh_id, phase, unit_id)
+TTL created_at + INTERVAL 1 DAY
+COMMENT 'Incremental roll-up: touched units'' values before and after a refresh; dropped after a day';
