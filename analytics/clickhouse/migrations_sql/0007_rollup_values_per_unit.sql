@@ -1,18 +1,18 @@
 -- The incremental roll-up's values, one row per unit (docs/analysis.md, "Incremental refresh").
 --
--- 0004 kept a row per unit and raw measure, about ten per unit, so that looking the touched units up
--- read every row of the experiment's state (touched units are scattered over it): at 10M events that
--- lookup alone cost more than a cold refresh. A unit's values now sit in one row, an array with an
--- element per raw measure, covariate or list of counted events (key: the ValueDef's hash), so the
--- lookup reads a tenth of the rows and the aggregation reads each unit once. State format 4 (the
--- analysis code) recomputes every experiment in full once, so the old rows are not converted.
+-- 0004 and 0006 kept a row per unit and raw measure (about ten per unit) plus, per event name, every
+-- counted event's key and content hashes: a state as large as the events, scattered by unit, so that
+-- copying the touched units out read all of it and cost more than a cold refresh. A unit's values now
+-- sit in one row, and a 128-bit filter replaces the hashes. State format 4 (the analysis code)
+-- recomputes every experiment in full once, so the old rows are dropped, not converted.
 --
--- rollup_values: vals holds, per element, the raw value in the window before caps and 0/1 conversions
--- (total), the same split by the events' UTC days (days, increments: what a daily series needs), the
--- latest such event before the analysis time (last_ms), the earliest at or after it (pending_ms), and
--- for a list of counted events the events' key and content hashes (keys, contents: a replay is
--- recognised without reading events). pending_ms (the row's) is the least of its elements': a refresh
--- after that time recomputes the unit. ReplacingMergeTree(version), read FINAL or by argMax(version).
+-- rollup_values: vals holds an element per raw measure or covariate (key: its value_key): the raw
+-- value in the window before caps and 0/1 conversions (total), the same split by the events' UTC
+-- days (days, increments: what a daily series needs), the latest such event before the analysis
+-- time (last_ms) and the earliest at or after it (pending_ms). pending_ms (the row's) is the least
+-- of its elements': a refresh after that time recomputes the unit. seen_low and seen_high: the
+-- filter of counted events (three bits per event from its key hash), so that an arrival that might
+-- replay one is recognised without reading events. ReplacingMergeTree(version): the newest row wins.
 --
 -- ORDER BY (experiment, units_key, unit_id): one experiment's current units, looked up by unit_id.
 DROP TABLE IF EXISTS {database}.rollup_values;
