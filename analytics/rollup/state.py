@@ -318,20 +318,31 @@ class StateQuery(RollupQuery):
         self.params = {}
         experiment, refresh = self._experiment(), self._refresh()
         keys = self._bind("value_keys", "Array(String)", value_keys)
-        where = f"experiment = {experiment} AND units_key = {self._units_key()} AND {self._touched()}"
-        # each touched unit's newest row: found from two narrow columns, then read whole, so that no
+        # a unit's row sits under its entry day (the sorting key's third column): the touched units'
+        # (day, unit) pairs, from their rows copied just before, read only the days that hold them
+        days = select(
+            [f"toInt32(intDiv(t0_ms, {DAY_MS}))", "unit_id"],
+            "rollup_scratch_units",
+            where=self._scratch("rollup_scratch_units", 0),
+        )
+        where = (
+            f"experiment = {experiment} AND units_key = {self._units_key()} AND (day, unit_id) IN ({days})"
+        )
+        # each touched unit's newest row: found from narrow columns, then read whole, so that no
         # array is aggregated
-        newest = select(["unit_id", "max(version)"], "rollup_values", where=where, group_by="unit_id")
+        newest = select(
+            ["day", "unit_id", "max(version)"], "rollup_values", where=where, group_by="day, unit_id"
+        )
         values = select(
-            [experiment, refresh, "toUInt8(0)", "unit_id", f"arrayFilter(v -> has({keys}, v.1), vals)",
+            [experiment, refresh, "toUInt8(0)", "unit_id", "day", f"arrayFilter(v -> has({keys}, v.1), vals)",
              "seen_low", "seen_high"],
             "rollup_values",
-            where=f"{where} AND (unit_id, version) IN ({newest})",
+            where=f"{where} AND (day, unit_id, version) IN ({newest})",
         )  # fmt: skip
         statements.append(
             self._insert(
                 "rollup_scratch_values",
-                ["experiment", "refresh_id", "phase", "unit_id", "vals", "seen_low", "seen_high"],
+                ["experiment", "refresh_id", "phase", "unit_id", "day", "vals", "seen_low", "seen_high"],
                 values,
             )
         )
@@ -434,6 +445,22 @@ class StateQuery(RollupQuery):
             columns, "rollup_scratch_units", where=where + (" AND variant_index > 0" if valid_only else "")
         )
 
+    def _current_values(self, *, all_units: bool) -> str:
+        """(unit_id, day, vals, seen_low, seen_high): each unit's row under its current entry day (rows
+        left under another day, and empty ones, are not), of every unit or of the analysed ones."""
+        values = select(
+            ["unit_id", "day", "vals", "seen_low", "seen_high"],
+            "rollup_values FINAL",
+            where=f"experiment = {self._experiment()} AND units_key = {self._units_key()}",
+        )
+        units = select(["unit_id", f"toInt32(intDiv(t0_ms, {DAY_MS})) AS day"],
+                       f"({self._state_units(valid_only=not all_units)})")  # fmt: skip
+        return select(
+            ["v.unit_id AS unit_id", "v.day AS day", "v.vals AS vals", "v.seen_low AS seen_low",
+             "v.seen_high AS seen_high"],
+            f"({values}) AS v INNER JOIN ({units}) AS u ON v.unit_id = u.unit_id AND v.day = u.day",
+        )  # fmt: skip
+
     def _state_values(self) -> str:
         """(unit_id, vals) of the touched units' rows of the scratch table at ``phase``."""
         phase = 1 if self.phase is None else self.phase
@@ -508,6 +535,7 @@ class StateQuery(RollupQuery):
         return select(
             [
                 "u.unit_id AS unit_id",
+                f"toInt32(intDiv(any(u.t0_ms), {DAY_MS})) AS day",
                 f"[{tuples}] AS unit_values",
                 # every event read (any time, the analysed environments): a replay of any may arrive
                 f"groupBitOrIf({low}, e.code > 0) AS seen_low",
@@ -583,25 +611,32 @@ class StateQuery(RollupQuery):
         of the same keys (a definition's new measures, computed for every unit) and dropping those of
         keys no longer defined."""
         if touched_only:
-            columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", "unit_values",
+            columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", "day", "unit_values",
                        "seen_low", "seen_high", "toUInt8(1)"]  # fmt: skip
             return self._insert(
                 "rollup_scratch_values",
-                ["experiment", "refresh_id", "phase", "unit_id", "vals", "seen_low", "seen_high", "changed"],
+                [
+                    "experiment",
+                    "refresh_id",
+                    "phase",
+                    "unit_id",
+                    "day",
+                    "vals",
+                    "seen_low",
+                    "seen_high",
+                    "changed",
+                ],
                 select(columns, f"({per_unit})"),
             )
         experiment, units_key = self._experiment(), self._units_key()
         version = self._bind("version", "UInt64", self.version + (1 if merge else 0))
         if merge:  # after this refresh's own rows (version + 1): the state read FINAL includes them
             kept = self._bind("value_keys", "Array(String)", self.value_keys)
-            state = select(
-                ["unit_id", "vals", "seen_low", "seen_high"],
-                "rollup_values FINAL",
-                where=f"experiment = {experiment} AND units_key = {units_key}",
-            )
+            state = self._current_values(all_units=True)
             per_unit = select(
                 [
                     "if(n.unit_id = '', o.unit_id, n.unit_id) AS unit_id",
+                    "if(n.unit_id = '', o.day, n.day) AS day",
                     f"arrayConcat(arrayFilter(v -> has({kept}, v.1) AND NOT has(arrayMap(x -> x.1, "
                     "n.unit_values), v.1), o.vals), n.unit_values) AS unit_values",
                     "bitOr(o.seen_low, n.seen_low) AS seen_low",
@@ -614,6 +649,7 @@ class StateQuery(RollupQuery):
             experiment,
             units_key,
             "unit_id",
+            "day",
             "unit_values",
             f"arrayMin(arrayPushBack(arrayMap(v -> v.6, unit_values), {never}))",
             "seen_low",
@@ -622,7 +658,17 @@ class StateQuery(RollupQuery):
         ]
         return self._insert(
             "rollup_values",
-            ["experiment", "units_key", "unit_id", "vals", "pending_ms", "seen_low", "seen_high", "version"],
+            [
+                "experiment",
+                "units_key",
+                "unit_id",
+                "day",
+                "vals",
+                "pending_ms",
+                "seen_low",
+                "seen_high",
+                "version",
+            ],
             select(columns, f"({per_unit})"),
         )
 
@@ -667,6 +713,7 @@ class StateQuery(RollupQuery):
         joined = select(
             [
                 "d.unit_id AS unit_id",
+                "d.day AS day",
                 f"{pairs} AS pairs",
                 "bitOr(b.seen_low, d.seen_low) AS seen_low",
                 "bitOr(b.seen_high, d.seen_high) AS seen_high",
@@ -675,11 +722,21 @@ class StateQuery(RollupQuery):
             ],
             f"({per_unit}) AS d LEFT JOIN ({before}) AS b ON d.unit_id = b.unit_id",
         )
-        columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", combined, "seen_low",
+        columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", "day", combined, "seen_low",
                    "seen_high", changed]  # fmt: skip
         return self._insert(
             "rollup_scratch_values",
-            ["experiment", "refresh_id", "phase", "unit_id", "vals", "seen_low", "seen_high", "changed"],
+            [
+                "experiment",
+                "refresh_id",
+                "phase",
+                "unit_id",
+                "day",
+                "vals",
+                "seen_low",
+                "seen_high",
+                "changed",
+            ],
             select(columns, f"({joined})"),
         )
 
@@ -705,43 +762,51 @@ class StateQuery(RollupQuery):
         ]
         self.params = {}
         never = self._bind("never_ms", "Int64", NEVER_MS)
+        version = self._bind("version", "UInt64", self.version)
         values = select(
             [
                 self._experiment(),
                 self._units_key(),
                 "unit_id",
+                "day",
                 "vals",
                 f"arrayMin(arrayPushBack(arrayMap(v -> v.6, vals), {never}))",
                 "seen_low",
                 "seen_high",
-                self._bind("version", "UInt64", self.version),
+                version,
             ],
             "rollup_scratch_values",
             where=f"{self._scratch('rollup_scratch_values', 1)} AND changed = 1",
         )
+        # a unit whose t0 moved to another day leaves its row under the old day: an empty row of the
+        # same version replaces it there, so that nothing (its pending time) is read from it again
+        before = select(
+            ["unit_id", "day"], "rollup_scratch_values", where=self._scratch("rollup_scratch_values", 0)
+        )
+        after = select(
+            ["unit_id", "t0_ms"], "rollup_scratch_units", where=self._scratch("rollup_scratch_units", 1)
+        )
+        empty = "CAST([], 'Array(Tuple(String, Float64, Array(Int32), Array(Float64), Int64, Int64))')"
+        tombstones = select(
+            [self._experiment(), self._units_key(), "b.unit_id", "b.day", empty, never, "toUInt64(0)",
+             "toUInt64(0)", version],
+            f"({before}) AS b INNER JOIN ({after}) AS a ON b.unit_id = a.unit_id",
+            where=f"b.day != intDiv(a.t0_ms, {DAY_MS})",
+        )  # fmt: skip
         statements.append(
             self._insert(
                 "rollup_values",
-                [
-                    "experiment",
-                    "units_key",
-                    "unit_id",
-                    "vals",
-                    "pending_ms",
-                    "seen_low",
-                    "seen_high",
-                    "version",
-                ],
-                values,
+                ["experiment", "units_key", "unit_id", "day", "vals", "pending_ms", "seen_low", "seen_high",
+                 "version"],
+                f"{values} UNION ALL {tombstones}",
             )
-        )
+        )  # fmt: skip
         return statements
 
     # --- 4. aggregation ----------------------------------------------------------------------------------
     def _per_unit_sql(self) -> str:
         """The cold roll-up's per-unit relation (variant, t0, raw values, covariates, daily series),
         read from the state: the rest of ``metrics_statement`` is unchanged."""
-        experiment = self._experiment()
         keys = self._bind("value_keys", "Array(String)", self.value_keys)
 
         def element(definition: ValueDef) -> str:
@@ -764,14 +829,7 @@ class StateQuery(RollupQuery):
                     f"tupleElement({element(definition)}, 4))"
                 )
             columns.append(f"arraySort(arrayConcat({', '.join(parts)})) AS series")
-        if self.touched_only:
-            source = self._state_values()
-        else:
-            source = select(
-                ["unit_id", "vals"],
-                "rollup_values FINAL",
-                where=f"experiment = {experiment} AND units_key = {self._units_key()}",
-            )
+        source = self._state_values() if self.touched_only else self._current_values(all_units=False)
         current = select(["unit_id", f"arrayFilter(v -> has({keys}, v.1), vals) AS vs"], f"({source})")
         values = select(columns, f"({current})")
         unit_columns = [

@@ -14,7 +14,14 @@
 -- filter of counted events (three bits per event from its key hash), so that an arrival that might
 -- replay one is recognised without reading events. ReplacingMergeTree(version): the newest row wins.
 --
--- ORDER BY (experiment, units_key, unit_id): one experiment's current units, looked up by unit_id.
+-- day: the UTC day of the unit's t0 when the row was written. ORDER BY (experiment, units_key, day,
+-- unit_id): the units that receive most new events (those exposed recently) sit together, so looking
+-- the touched units up by (day, unit_id) reads a few days' granules, not the whole state; granules
+-- of 256 rows, so that the few touched units of the other days (late exposures, replays) cost a
+-- small granule each. A unit
+-- whose t0 moves to another day is written under the new one, and an empty row of the same version
+-- replaces its row under the old one; readers of the whole state join each row to the unit's
+-- current t0.
 DROP TABLE IF EXISTS {database}.rollup_values;
 
 DROP TABLE IF EXISTS {database}.rollup_scratch_values;
@@ -24,6 +31,7 @@ CREATE TABLE IF NOT EXISTS {database}.rollup_values
     experiment LowCardinality(String),
     units_key String,
     unit_id String,
+    day Int32,
     vals Array(Tuple(
         key LowCardinality(String),
         total Float64,
@@ -38,7 +46,8 @@ CREATE TABLE IF NOT EXISTS {database}.rollup_values
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
-ORDER BY (experiment, units_key, unit_id)
+ORDER BY (experiment, units_key, day, unit_id)
+SETTINGS index_granularity = 256
 COMMENT 'Incremental roll-up: each unit''s raw measure values, one row per unit; read FINAL';
 
 -- rollup_scratch_values: the touched units' rows before (phase 0) and after (phase 1) one refresh;
@@ -50,6 +59,7 @@ CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_values
     refresh_id UInt64,
     phase UInt8,
     unit_id String,
+    day Int32,
     vals Array(Tuple(
         key LowCardinality(String),
         total Float64,
