@@ -168,11 +168,11 @@ def run() -> list[Result]:
             _generate(size)
             for table in (
                 "rollup_units",
-                "rollup_values",
+                "rollup_unit_values",
                 "rollup_touched",
                 "rollup_arrivals",
                 "rollup_scratch_units",
-                "rollup_scratch_values",
+                "rollup_scratch_unit_values",
             ):
                 ch.command("TRUNCATE TABLE {table:Identifier}", {"table": table})
             first_at = HISTORY_RECEIVED + dt.timedelta(hours=1)

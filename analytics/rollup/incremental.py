@@ -69,6 +69,9 @@ class RollupState:
     # leaves those rows out (they are counted), and recomputes in full if they are gone.
     refresh_id: int = 0
     arrivals: int = 0
+    # The highest row version this refresh wrote: rows of a higher one were written by a refresh that
+    # failed after writing them, so the stored sums do not include them (see _written_since)
+    version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,6 +110,7 @@ class RollupState:
                 updates=int(data.get("updates", 0)),
                 refresh_id=int(data.get("refresh_id", 0)),
                 arrivals=int(data.get("arrivals", 0)),
+                version=int(data.get("version", 0)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -163,7 +167,9 @@ def rollup_refresh(
     started = time.perf_counter()
     full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: recomputed whole, every time
     reason = full_reason(spec, previous, full=full)
-    version = _ms(read_at)
+    # Even: a definition change writes its merged rows at version + 1, which must stay below the
+    # next refresh's version even if that one reads a millisecond later
+    version = 2 * _ms(read_at)
     if reason is None:
         assert previous is not None
         generation, kind = previous.generation, "incremental"
@@ -184,6 +190,7 @@ def rollup_refresh(
         and previous.updates < REAGGREGATE_EVERY
         # a percentile cap moves with every unit's value: then every unit's contribution changes
         and not spec.percentile_capped
+        and not _written_since(query, previous)
     )
 
     # What this refresh counts beyond the state: the rows received after the previous watermark (or
@@ -267,6 +274,7 @@ def rollup_refresh(
         updates=previous.updates + 1 if by_difference else 0,
         refresh_id=refresh_id,
         arrivals=arrivals,
+        version=version + 1,
     )
     record_caps(rollup, full_spec, caps)
     rollup_quantiles(rollup, full_spec, None)
@@ -334,6 +342,17 @@ def _units_updated(
     elif valid_after is not None:
         first_ms = valid_after if first_ms is None else min(first_ms, valid_after)
     return [row for row in rows.values() if row["units"]], first_ms
+
+
+def _written_since(query: StateQuery, previous: RollupState) -> bool:
+    """Whether the state holds rows written after ``previous`` saved its sums: a refresh that failed
+    after committing its rows (its sums were never stored), so differences from the stored sums would
+    leave its changes out. Then the sums are aggregated from the whole state (``by_difference`` off)."""
+    for statement in query.version_statements():
+        rows = _run(statement)
+        if rows and rows[0]["version"] is not None and int(rows[0]["version"]) > previous.version:
+            return True
+    return False
 
 
 def _first_exposure_ms(query: StateQuery) -> int | None:

@@ -2,7 +2,7 @@
 
 docs/analysis.md, "Incremental refresh", has the design; in short:
 
-* ``rollup_units`` holds each unit's t0 and variant index, ``rollup_values`` each unit's *raw* value
+* ``rollup_units`` holds each unit's t0 and variant index, ``rollup_unit_values`` each unit's *raw* value
   of every measure (count or sum in the window, before caps and 0/1 conversions), split by UTC day,
   and of every CUPED covariate (migrations_sql/0004). Both are keyed by hashes of what decides them
   (:func:`units_key`, :class:`ValueDef`), so a changed definition writes new rows beside the old ones.
@@ -60,7 +60,7 @@ def raw_kind(measure: Measure) -> str:
 
 @dataclass(frozen=True)
 class ValueDef:
-    """One row kind of ``rollup_values``: a measure's in-window raw value (with its events' days when
+    """One row kind of ``rollup_unit_values``: a measure's in-window raw value (with its events' days when
     a metric with a time series needs them), or a covariate's."""
 
     key: str
@@ -194,8 +194,8 @@ class StateQuery(RollupQuery):
         """(unit_id, seen_low, seen_high): the touched units' filters of counted events at ``phase``."""
         return select(
             ["unit_id", "seen_low", "seen_high"],
-            "rollup_scratch_values",
-            where=self._scratch("rollup_scratch_values", phase),
+            "rollup_scratch_unit_values",
+            where=self._scratch("rollup_scratch_unit_values", phase),
         )
 
     # --- 1. arrivals and touched units ----------------------------------------------------------------
@@ -270,12 +270,7 @@ class StateQuery(RollupQuery):
                 "exposures",
                 where=f"experiment = {experiment} AND received_at > {after}{environments}",
             ),
-            # a row replaced since may still show its old pending time: the unit is recomputed, exactly
-            select(
-                ["unit_id", "toUInt8(4) AS reason"],
-                "rollup_values",
-                where=f"experiment = {experiment} AND units_key = {self._units_key()} AND pending_ms < {until}",
-            ),
+            self._pending_units(until),
         ]
         previous = self._bind(
             "previous_until_ms", "Int64", (previous_until - EPOCH) // dt.timedelta(milliseconds=1)
@@ -293,6 +288,25 @@ class StateQuery(RollupQuery):
             group_by="unit_id",
         )
         return self._insert("rollup_touched", ["experiment", "refresh_id", "unit_id", "reasons"], units)
+
+    def _pending_units(self, until: str) -> str:
+        """(unit_id, 4): units whose newest row has an event dated at or after ``until`` (an older row,
+        replaced but not yet merged away, may still show one that has been counted since)."""
+        state = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
+        candidates = select(
+            ["day", "unit_id"], "rollup_unit_values", where=f"{state} AND pending_ms < {until}"
+        )
+        newest = select(
+            ["day", "unit_id", "max(version)"],
+            "rollup_unit_values",
+            where=f"{state} AND (day, unit_id) IN ({candidates})",
+            group_by="day, unit_id",
+        )
+        return select(
+            ["unit_id", "toUInt8(4) AS reason"],
+            "rollup_unit_values",
+            where=f"{state} AND pending_ms < {until} AND (day, unit_id, version) IN ({newest})",
+        )
 
     # --- 2. the touched units before, and their exposures after -------------------------------------------
     def snapshot_statements(self, value_keys: list[str]) -> list[Statement]:
@@ -331,17 +345,18 @@ class StateQuery(RollupQuery):
         # each touched unit's newest row: found from narrow columns, then read whole, so that no
         # array is aggregated
         newest = select(
-            ["day", "unit_id", "max(version)"], "rollup_values", where=where, group_by="day, unit_id"
+            ["day", "unit_id", "max(version)"], "rollup_unit_values", where=where, group_by="day, unit_id"
         )
         values = select(
             [experiment, refresh, "toUInt8(0)", "unit_id", "day", f"arrayFilter(v -> has({keys}, v.1), vals)",
              "seen_low", "seen_high"],
-            "rollup_values",
+            "rollup_unit_values",
             where=f"{where} AND (day, unit_id, version) IN ({newest})",
         )  # fmt: skip
+        values += " LIMIT 1 BY unit_id"  # one row even if two share the newest version
         statements.append(
             self._insert(
-                "rollup_scratch_values",
+                "rollup_scratch_unit_values",
                 ["experiment", "refresh_id", "phase", "unit_id", "day", "vals", "seen_low", "seen_high"],
                 values,
             )
@@ -450,7 +465,7 @@ class StateQuery(RollupQuery):
         left under another day, and empty ones, are not), of every unit or of the analysed ones."""
         values = select(
             ["unit_id", "day", "vals", "seen_low", "seen_high"],
-            "rollup_values FINAL",
+            "rollup_unit_values FINAL",
             where=f"experiment = {self._experiment()} AND units_key = {self._units_key()}",
         )
         units = select(["unit_id", f"toInt32(intDiv(t0_ms, {DAY_MS})) AS day"],
@@ -465,8 +480,19 @@ class StateQuery(RollupQuery):
         """(unit_id, vals) of the touched units' rows of the scratch table at ``phase``."""
         phase = 1 if self.phase is None else self.phase
         return select(
-            ["unit_id", "vals"], "rollup_scratch_values", where=self._scratch("rollup_scratch_values", phase)
+            ["unit_id", "vals"],
+            "rollup_scratch_unit_values",
+            where=self._scratch("rollup_scratch_unit_values", phase),
         )
+
+    def version_statements(self) -> list[Statement]:
+        """The highest row version of the state's units and values (two narrow columns)."""
+        statements = []
+        for table in ("rollup_units", "rollup_unit_values"):
+            self.params = {}
+            where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
+            statements.append(Statement(select(["max(version) AS version"], table, where=where), self.params))
+        return statements
 
     def count_statement(self) -> Statement:
         """How many unit rows the state holds, every version (at least the units the last refresh
@@ -566,7 +592,7 @@ class StateQuery(RollupQuery):
         merge: bool = False,
     ) -> Statement:
         """Compute ``definitions``' rows from the units' events: for every unit (into
-        ``rollup_values``; reading events from ``since`` on, the earliest look-back of any unit), or
+        ``rollup_unit_values``; reading events from ``since`` on, the earliest look-back of any unit), or
         for the units this refresh recomputes (into the scratch table, phase 1: a row for every
         definition, zeros included, so a row that no longer applies is replaced). Only rows
         received by ``lower`` or read as this refresh's arrivals count (``_counted_filter``)."""
@@ -603,9 +629,12 @@ class StateQuery(RollupQuery):
         per_unit = self._per_unit_values(
             definitions, rows, units, "RIGHT JOIN" if touched_only else "INNER JOIN"
         )
-        return self._write_values(per_unit, touched_only=touched_only, merge=merge)
+        fresh = sorted({d.key for d in definitions})
+        return self._write_values(per_unit, touched_only=touched_only, merge=merge, fresh=fresh)
 
-    def _write_values(self, per_unit: str, *, touched_only: bool, merge: bool = False) -> Statement:
+    def _write_values(
+        self, per_unit: str, *, touched_only: bool, merge: bool = False, fresh: list[str] | None = None
+    ) -> Statement:
         """Write ``per_unit``'s (unit_id, unit_values, seen_low, seen_high) rows: to the scratch table
         (phase 1), or to the state; ``merge``: into each unit's current row, replacing the elements
         of the same keys (a definition's new measures, computed for every unit) and dropping those of
@@ -614,7 +643,7 @@ class StateQuery(RollupQuery):
             columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", "day", "unit_values",
                        "seen_low", "seen_high", "toUInt8(1)"]  # fmt: skip
             return self._insert(
-                "rollup_scratch_values",
+                "rollup_scratch_unit_values",
                 [
                     "experiment",
                     "refresh_id",
@@ -631,14 +660,15 @@ class StateQuery(RollupQuery):
         experiment, units_key = self._experiment(), self._units_key()
         version = self._bind("version", "UInt64", self.version + (1 if merge else 0))
         if merge:  # after this refresh's own rows (version + 1): the state read FINAL includes them
-            kept = self._bind("value_keys", "Array(String)", self.value_keys)
+            # the unit's elements of the other current keys, then the fresh ones (a unit with no fresh
+            # values keeps none of an older computation of a fresh key: a metric removed and added again)
+            kept = self._bind("kept_keys", "Array(String)", sorted(set(self.value_keys) - set(fresh or ())))
             state = self._current_values(all_units=True)
             per_unit = select(
                 [
                     "if(n.unit_id = '', o.unit_id, n.unit_id) AS unit_id",
                     "if(n.unit_id = '', o.day, n.day) AS day",
-                    f"arrayConcat(arrayFilter(v -> has({kept}, v.1) AND NOT has(arrayMap(x -> x.1, "
-                    "n.unit_values), v.1), o.vals), n.unit_values) AS unit_values",
+                    f"arrayConcat(arrayFilter(v -> has({kept}, v.1), o.vals), n.unit_values) AS unit_values",
                     "bitOr(o.seen_low, n.seen_low) AS seen_low",
                     "bitOr(o.seen_high, n.seen_high) AS seen_high",
                 ],
@@ -657,7 +687,7 @@ class StateQuery(RollupQuery):
             version,
         ]
         return self._insert(
-            "rollup_values",
+            "rollup_unit_values",
             [
                 "experiment",
                 "units_key",
@@ -688,8 +718,8 @@ class StateQuery(RollupQuery):
         per_unit = self._per_unit_values(definitions, rows, units, "RIGHT JOIN")
         before = select(
             ["unit_id", "vals", "seen_low", "seen_high"],
-            "rollup_scratch_values",
-            where=self._scratch("rollup_scratch_values", 0),
+            "rollup_scratch_unit_values",
+            where=self._scratch("rollup_scratch_unit_values", 0),
         )
         # each new element t (the arrivals' values) with the unit's element b of the same key before
         # (an empty-keyed default when there was none)
@@ -725,7 +755,7 @@ class StateQuery(RollupQuery):
         columns = [self._experiment(), self._refresh(), "toUInt8(1)", "unit_id", "day", combined, "seen_low",
                    "seen_high", changed]  # fmt: skip
         return self._insert(
-            "rollup_scratch_values",
+            "rollup_scratch_unit_values",
             [
                 "experiment",
                 "refresh_id",
@@ -775,27 +805,32 @@ class StateQuery(RollupQuery):
                 "seen_high",
                 version,
             ],
-            "rollup_scratch_values",
-            where=f"{self._scratch('rollup_scratch_values', 1)} AND changed = 1",
+            "rollup_scratch_unit_values",
+            where=f"{self._scratch('rollup_scratch_unit_values', 1)} AND changed = 1",
         )
-        # a unit whose t0 moved to another day leaves its row under the old day: an empty row of the
-        # same version replaces it there, so that nothing (its pending time) is read from it again
+        # a unit whose t0 moved to another day leaves its row under the old day, and a unit no longer
+        # analysed (now in several variants) is never recomputed: an empty row of the same version
+        # replaces that row, so that its pending time cannot touch the unit at every refresh
         before = select(
-            ["unit_id", "day"], "rollup_scratch_values", where=self._scratch("rollup_scratch_values", 0)
+            ["unit_id", "day"],
+            "rollup_scratch_unit_values",
+            where=self._scratch("rollup_scratch_unit_values", 0),
         )
         after = select(
-            ["unit_id", "t0_ms"], "rollup_scratch_units", where=self._scratch("rollup_scratch_units", 1)
+            ["unit_id", "t0_ms", "variant_index"],
+            "rollup_scratch_units",
+            where=self._scratch("rollup_scratch_units", 1),
         )
         empty = "CAST([], 'Array(Tuple(String, Float64, Array(Int32), Array(Float64), Int64, Int64))')"
         tombstones = select(
             [self._experiment(), self._units_key(), "b.unit_id", "b.day", empty, never, "toUInt64(0)",
              "toUInt64(0)", version],
             f"({before}) AS b INNER JOIN ({after}) AS a ON b.unit_id = a.unit_id",
-            where=f"b.day != intDiv(a.t0_ms, {DAY_MS})",
+            where=f"b.day != intDiv(a.t0_ms, {DAY_MS}) OR a.variant_index <= 0",
         )  # fmt: skip
         statements.append(
             self._insert(
-                "rollup_values",
+                "rollup_unit_values",
                 ["experiment", "units_key", "unit_id", "day", "vals", "pending_ms", "seen_low", "seen_high",
                  "version"],
                 f"{values} UNION ALL {tombstones}",
@@ -850,7 +885,7 @@ class StateQuery(RollupQuery):
     def delete_statements(self) -> list[Statement]:
         """Drop the experiment's rows of other generations and definitions (after a full recompute)."""
         statements = []
-        for table in ("rollup_units", "rollup_values"):
+        for table in ("rollup_units", "rollup_unit_values"):
             self.params = {}
             sql = f"DELETE FROM {table} WHERE experiment = {self._experiment()} AND units_key != {self._units_key()}"  # noqa: S608 - placeholders only
             statements.append(Statement(sql, self.params))

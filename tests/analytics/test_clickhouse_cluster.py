@@ -101,7 +101,7 @@ def test_cluster_layout__replicated__unit_tables_sharded_replicated_and_distribu
     # a dropped sharded table goes on every node, its Distributed table and its local one
     assert "DROP TABLE IF EXISTS experiments.rollup_values ON CLUSTER platform" in drops
     assert "DROP TABLE IF EXISTS experiments.rollup_values_local ON CLUSTER platform" in drops
-    assert "experiments.rollup_values_local" in formatted
+    assert "experiments.rollup_unit_values_local" in formatted  # a new name, so a new replication path
     # schema_migrations has no unit_id: one full copy on every node, one replication path for all
     assert (
         "ReplicatedMergeTree('/clickhouse/tables/all/experiments/schema_migrations', '{shard}-{replica}')"

@@ -40,11 +40,11 @@ def test_migrate__new_database__creates_every_table_and_records_the_versions(fre
         ("exposures", "ReplacingMergeTree"),
         ("exposures_dedup", "View"),
         ("rollup_arrivals", "MergeTree"),
+        ("rollup_scratch_unit_values", "MergeTree"),
         ("rollup_scratch_units", "MergeTree"),
-        ("rollup_scratch_values", "MergeTree"),
         ("rollup_touched", "ReplacingMergeTree"),
+        ("rollup_unit_values", "ReplacingMergeTree"),
         ("rollup_units", "ReplacingMergeTree"),
-        ("rollup_values", "ReplacingMergeTree"),
         ("schema_migrations", "MergeTree"),
     ]
     assert all(state.applied and not state.changed for state in migrations.status())

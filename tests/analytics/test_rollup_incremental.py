@@ -311,6 +311,103 @@ def test_rollup_refresh__experiment_stops__late_data_before_the_stop_counts(clic
         state = rollup.state
 
 
+REVENUE = MetricSpec("revenue", "sum", Measure("purchase", "sum"))
+VIEWS = MetricSpec("views", "sum", Measure("view", "count"))
+
+
+def test_rollup_refresh__metric_removed_then_added_again__no_stale_value_kept(clickhouse):
+    # Given a unit whose purchase counted for revenue, and revenue then removed
+    now = START + DAY
+    purchase = Event("u1", "purchase", START + HOUR, 10.0, uuid.uuid4())
+    write([Exposure("u1", "control", START), Exposure("u2", "treatment", START)],
+          [purchase, Event("u2", "view", START + HOUR, 1.0, uuid.uuid4())], received_at=now - HOUR)  # fmt: skip
+    state = refresh(spec_at(now, (REVENUE, VIEWS)), None, now).state
+    now += HOUR
+    state = refresh(spec_at(now, (VIEWS,)), state, now).state
+    # When the purchase is replaced by a replay from an environment not analysed, while no metric
+    # reads purchases (the unit is not touched), and revenue comes back
+    now += HOUR
+    write(events=[dataclasses.replace(purchase, environment="development")], received_at=now - 2 * MARGIN)
+    state = refresh(spec_at(now, (VIEWS,)), state, now).state
+    now += HOUR
+    rollup = refresh(spec_at(now, (REVENUE, VIEWS)), state, now)
+
+    # Then revenue is computed again for every unit, the untouched one included (refresh() compares)
+    assert rollup.kind == "incremental" and rollup.recomputed_metrics == ("revenue",)
+
+
+def test_rollup_refresh__previous_refresh_failed_after_writing_state__sums_aggregated_again(
+    clickhouse, monkeypatch
+):
+    from analytics.clickhouse import ClickHouseError
+    from analytics.rollup.state import StateQuery
+
+    now = START + DAY
+    write([Exposure("u1", "control", START)], [Event("u1", "purchase", START + HOUR, 10.0, uuid.uuid4())],
+          received_at=now - HOUR)  # fmt: skip
+    state = refresh(spec_at(now, (REVENUE,)), None, now).state
+    now += HOUR
+    write([Exposure("u2", "treatment", now - 2 * HOUR)],
+          [Event("u1", "purchase", now - 2 * HOUR, 5.0, uuid.uuid4())], received_at=now - 2 * MARGIN)  # fmt: skip
+
+    # When a refresh fails after writing the touched units' state (a timeout), so its sums are lost
+    def timeout(self):
+        raise ClickHouseError("timeout after the state was written")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StateQuery, "units_statement", timeout)
+        with pytest.raises(ClickHouseError):
+            rollup_refresh(spec_at(now, (REVENUE,)), previous=state, read_at=now, watermark=now - MARGIN)
+
+    # Then the next refresh, from the last saved state, aggregates the state again and is right
+    now += HOUR
+    rollup = refresh(spec_at(now, (REVENUE,)), state, now)
+    assert rollup.kind == "incremental" and rollup.state.updates == 0
+
+
+def test_rollup_refresh__a_millisecond_after_a_definition_change__each_unit_counted_once(clickhouse):
+    now = START + DAY
+    write([Exposure("u1", "control", START), Exposure("u2", "treatment", START)],
+          [Event("u1", "purchase", START + HOUR, 10.0, uuid.uuid4())], received_at=now - HOUR)  # fmt: skip
+    state = refresh(spec_at(now, (REVENUE,)), None, now).state
+    now += HOUR
+    state = refresh(spec_at(now, (REVENUE, VIEWS)), state, now).state  # views merged into every row
+    write(events=[Event("u1", "purchase", now - 2 * HOUR, 5.0, uuid.uuid4())],
+          received_at=now - 30 * dt.timedelta(seconds=1))  # fmt: skip
+    now += MS  # the next refresh reads a millisecond later
+    state = refresh(spec_at(now, (REVENUE, VIEWS)), state, now).state
+    now += HOUR
+    write(events=[Event("u1", "purchase", now - 2 * HOUR, 1.0, uuid.uuid4())], received_at=now - 2 * MARGIN)
+
+    assert refresh(spec_at(now, (REVENUE, VIEWS)), state, now).kind == "incremental"
+
+
+def test_rollup_refresh__unit_seen_in_a_second_variant__not_recomputed_at_every_refresh(clickhouse):
+    from analytics import clickhouse as ch
+
+    # Given a unit with an event dated after the analysis time, then seen in a second variant
+    now = START + DAY
+    write([Exposure("u1", "control", START), Exposure("u2", "treatment", START)],
+          [Event("u1", "purchase", now + 30 * dt.timedelta(minutes=1), 4.0, uuid.uuid4()),
+           Event("u2", "purchase", START + HOUR, 3.0, uuid.uuid4())], received_at=now - HOUR)  # fmt: skip
+    state = refresh(spec_at(now), None, now).state
+    now += HOUR
+    write([Exposure("u1", "treatment", START + HOUR)], received_at=now - 2 * MARGIN)
+    state = refresh(spec_at(now), state, now).state
+
+    # When later refreshes run after its pending event's time
+    for _ in range(2):
+        now += HOUR
+        state = refresh(spec_at(now), state, now).state
+
+    # Then the unit, no longer analysed, is not touched again for that event
+    touched = ch.query(
+        "SELECT count() AS n FROM rollup_touched WHERE experiment = 'exp' AND refresh_id = {r:UInt64}",
+        {"r": state.refresh_id},
+    )
+    assert touched == [{"n": 0}]
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

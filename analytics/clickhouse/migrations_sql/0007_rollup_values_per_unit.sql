@@ -4,9 +4,12 @@
 -- counted event's key and content hashes: a state as large as the events, scattered by unit, so that
 -- copying the touched units out read all of it and cost more than a cold refresh. A unit's values now
 -- sit in one row, and a 128-bit filter replaces the hashes. State format 4 (the analysis code)
--- recomputes every experiment in full once, so the old rows are dropped, not converted.
+-- recomputes every experiment in full once, so the old tables (rollup_values, rollup_scratch_values) are
+-- dropped, not converted. The new tables have names of their own: on a replicated cluster a table
+-- created again under a dropped one's name would meet its replication path, which ClickHouse removes
+-- from Keeper only some minutes after an asynchronous DROP.
 --
--- rollup_values: vals holds an element per raw measure or covariate (key: its value_key): the raw
+-- rollup_unit_values: vals holds an element per raw measure or covariate (key: its value_key): the raw
 -- value in the window before caps and 0/1 conversions (total), the same split by the events' UTC
 -- days (days, increments: what a daily series needs), the latest such event before the analysis
 -- time (last_ms) and the earliest at or after it (pending_ms). pending_ms (the row's) is the least
@@ -26,7 +29,7 @@ DROP TABLE IF EXISTS {database}.rollup_values;
 
 DROP TABLE IF EXISTS {database}.rollup_scratch_values;
 
-CREATE TABLE IF NOT EXISTS {database}.rollup_values
+CREATE TABLE IF NOT EXISTS {database}.rollup_unit_values
 (
     experiment LowCardinality(String),
     units_key String,
@@ -50,10 +53,10 @@ ORDER BY (experiment, units_key, day, unit_id)
 SETTINGS index_granularity = 256
 COMMENT 'Incremental roll-up: each unit''s raw measure values, one row per unit; read FINAL';
 
--- rollup_scratch_values: the touched units' rows before (phase 0) and after (phase 1) one refresh;
+-- rollup_scratch_unit_values: the touched units' rows before (phase 0) and after (phase 1) one refresh;
 -- changed marks a phase 1 row that differs from phase 0 (the only ones written back). Dropped a day
 -- later.
-CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_values
+CREATE TABLE IF NOT EXISTS {database}.rollup_scratch_unit_values
 (
     experiment LowCardinality(String),
     refresh_id UInt64,
