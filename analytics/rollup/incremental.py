@@ -348,11 +348,8 @@ def _written_since(query: StateQuery, previous: RollupState) -> bool:
     """Whether the state holds rows written after ``previous`` saved its sums: a refresh that failed
     after committing its rows (its sums were never stored), so differences from the stored sums would
     leave its changes out. Then the sums are aggregated from the whole state (``by_difference`` off)."""
-    for statement in query.version_statements():
-        rows = _run(statement)
-        if rows and rows[0]["version"] is not None and int(rows[0]["version"]) > previous.version:
-            return True
-    return False
+    rows = _run(query.version_statement())
+    return bool(rows) and rows[0]["version"] is not None and int(rows[0]["version"]) > previous.version
 
 
 def _first_exposure_ms(query: StateQuery) -> int | None:

@@ -2,18 +2,20 @@
 
 docs/analysis.md, "Incremental refresh", has the design; in short:
 
-* ``rollup_units`` holds each unit's t0 and variant index, ``rollup_unit_values`` each unit's *raw* value
-  of every measure (count or sum in the window, before caps and 0/1 conversions), split by UTC day,
-  and of every CUPED covariate (migrations_sql/0004). Both are keyed by hashes of what decides them
-  (:func:`units_key`, :class:`ValueDef`), so a changed definition writes new rows beside the old ones.
-  A row kind of its own per event name (``keys``) lists the events the unit's values counted (key and
-  content hashes), so a replay is recognised without reading the events (migrations_sql/0006).
+* ``rollup_units`` holds each unit's t0 and variant index (migrations_sql/0004),
+  ``rollup_unit_values`` one row per unit (migrations_sql/0007): an array with the unit's *raw* value
+  of every measure (count or sum in the window, before caps and 0/1 conversions), split by UTC day
+  where a series needs it, and of every CUPED covariate, each element keyed by a hash of what decides
+  it (:class:`ValueDef`), so a changed metric recomputes only its own elements; and a 128-bit filter
+  of the events the values counted (:func:`bloom_bits`), so a possible replay is recognised without
+  reading events. Rows are sorted by the unit's entry day, so the recently exposed (and most active)
+  units sit together. Both tables are keyed by :func:`units_key`, new at every full recompute.
 * An incremental refresh records the event rows received after the previous watermark
   (:meth:`StateQuery.arrivals_statement`, ``rollup_arrivals``), finds the units they and new
   exposures touch (:meth:`~StateQuery.touched_statement`), copies those units' rows out of the state
   once (:meth:`~StateQuery.snapshot_statements`, scratch phase 0), recomputes their t0 and variant
   where exposures arrived, recomputes from their events only the few units whose t0 or variant
-  changed, whose pending event now counts or which received a changed replay
+  changed, whose pending event now counts or which received a possible replay
   (:meth:`~StateQuery.recompute_statement`, :meth:`~StateQuery.values_insert_statement`), adds the
   arrivals to every other touched unit's values (:meth:`~StateQuery.delta_statement`), and writes the
   changed rows back (:meth:`~StateQuery.commit_statements`).
@@ -485,14 +487,13 @@ class StateQuery(RollupQuery):
             where=self._scratch("rollup_scratch_unit_values", phase),
         )
 
-    def version_statements(self) -> list[Statement]:
-        """The highest row version of the state's units and values (two narrow columns)."""
-        statements = []
-        for table in ("rollup_units", "rollup_unit_values"):
-            self.params = {}
-            where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
-            statements.append(Statement(select(["max(version) AS version"], table, where=where), self.params))
-        return statements
+    def version_statement(self) -> Statement:
+        """The highest row version of the state's units and values (two narrow columns), one row."""
+        self.params = {}
+        where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
+        units = select(["max(version)"], "rollup_units", where=where)
+        values = select(["max(version)"], "rollup_unit_values", where=where)
+        return Statement(f"SELECT greatest(({units}), ({values})) AS version", self.params)  # noqa: S608 - built by select()
 
     def count_statement(self) -> Statement:
         """How many unit rows the state holds, every version (at least the units the last refresh
