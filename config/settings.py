@@ -268,8 +268,9 @@ if RESULTS_BREAKDOWN_WAIT_SECONDS < 0:
 # Incremental refresh: rows stamped this long before a refresh started are still read again by the
 # next one (inserts in flight, clock skew between processes); keep it above CLICKHOUSE_QUERY_TIMEOUT.
 ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default=300)
-# Incremental refresh from per-unit state (docs/analysis.md). Off by default: exact, but measured
-# slower than a cold refresh (1.8x at 1M events, 2.2x at 10M, 2026-12-07); never on a cluster yet.
+# Incremental refresh from per-unit state (docs/analysis.md), per shard on a cluster. Off by default:
+# exact, but measured slower than a cold refresh below ~30M events (2.15x at 1M, 1.31x at 10M, 0.94x
+# at 30M, 2026-12-07).
 ROLLUP_INCREMENTAL = env.bool("ROLLUP_INCREMENTAL", default=False)
 
 # --- SDK endpoints --------------------------------------------------------------------------------

@@ -142,9 +142,9 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
 
 
 def rollup_incremental_enabled() -> bool:
-    """Whether refreshes run incrementally (``ROLLUP_INCREMENTAL``, never on a cluster yet: the state
-    statements do not run per shard). Otherwise every refresh is the cold roll-up."""
-    return settings.ROLLUP_INCREMENTAL and not settings.CLICKHOUSE_CLUSTER
+    """Whether refreshes run incrementally (``ROLLUP_INCREMENTAL``; on a cluster too, the state per
+    shard). Otherwise every refresh is the cold roll-up."""
+    return settings.ROLLUP_INCREMENTAL
 
 
 def arrivals_watermark(read_at: dt.datetime) -> dt.datetime:

@@ -22,10 +22,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
+
 from analytics import clickhouse
 from analytics.clickhouse import ClickHouseError
+from analytics.clickhouse.client import cluster_insert_settings
 from analytics.rollup.quantile import rollup_quantiles, without_quantiles
-from analytics.rollup.query import QUERY_SETTINGS, Statement
+from analytics.rollup.query import QUERY_SETTINGS, Shards, Statement
 from analytics.rollup.refresh import (
     Rollup,
     empty_metrics,
@@ -33,6 +36,8 @@ from analytics.rollup.refresh import (
     read_metrics,
     read_units,
     record_caps,
+    rollup_shards,
+    shard_slots,
 )
 from analytics.rollup.spec import Measure, RollupSpec
 from analytics.rollup.state import StateQuery, ValueDef, digest, units_key
@@ -125,10 +130,30 @@ def _run(statement: Statement) -> list[dict[str, Any]]:
 
 
 def _command(statement: Statement) -> None:
-    clickhouse.command(statement.sql, statement.params, settings=QUERY_SETTINGS)
+    """An ``INSERT ... SELECT`` (or ``DELETE``); on a cluster with the inserts' settings (rows on their
+    shards when it returns, the quorum), and the rows sent through the initiator
+    (``parallel_distributed_insert_select``, 2 by default since ClickHouse 25, would have each shard
+    insert what it selects into its own table: right on a cluster of distinct servers, but where two
+    shards are one server, as in the test suite, each would write every unit, and ``shardNum()`` reads
+    0 there, so the shard cannot keep its own units; see ``StateQuery._owned``)."""
+    insert = cluster_insert_settings(settings.CLICKHOUSE_CLUSTER, settings.CLICKHOUSE_INSERT_QUORUM)
+    if insert:
+        insert["parallel_distributed_insert_select"] = 0
+    clickhouse.command(statement.sql, statement.params, settings={**QUERY_SETTINGS, **insert})
 
 
-def full_reason(spec: RollupSpec, previous: RollupState | None, *, full: bool) -> str | None:
+def state_shards() -> Shards | None:
+    """Where the state lives: per shard of ``CLICKHOUSE_CLUSTER`` (with the tables' routing, which
+    the state's writes follow), else None (one server)."""
+    shards = rollup_shards()
+    if shards is None:
+        return None
+    return dataclasses.replace(shards, slots=shard_slots(shards.cluster))
+
+
+def full_reason(
+    spec: RollupSpec, previous: RollupState | None, *, full: bool, shards: Shards | None = None
+) -> str | None:
     """Why this refresh must recompute everything (None: it can be incremental)."""
     if full:
         return "requested"
@@ -140,7 +165,7 @@ def full_reason(spec: RollupSpec, previous: RollupState | None, *, full: bool) -
         return "experiment definition changed"
     if spec.until < previous.until:
         return "analysis time moved back"
-    query = StateQuery(spec, units_key=previous.units_key, version=0)
+    query = StateQuery(spec, units_key=previous.units_key, version=0, shards=shards)
     units = int(_run(query.count_statement())[0]["units"])
     if units < previous.units:
         return f"state holds {units} unit rows, the last refresh left {previous.units} units"
@@ -166,7 +191,8 @@ def rollup_refresh(
     """
     started = time.perf_counter()
     full_spec, spec = spec, without_quantiles(spec)  # quantile metrics: recomputed whole, every time
-    reason = full_reason(spec, previous, full=full)
+    shards = state_shards()
+    reason = full_reason(spec, previous, full=full, shards=shards)
     # Even: a definition change writes its merged rows at version + 1, which must stay below the
     # next refresh's version even if that one reads a millisecond later
     version = 2 * _ms(read_at)
@@ -177,7 +203,9 @@ def rollup_refresh(
         generation, kind = uuid.uuid4().hex[:16], "full"
         logger.info("Experiment %s: full roll-up (%s).", spec.experiment, reason)
     refresh_id = secrets.randbits(63)
-    query = StateQuery(spec, units_key=units_key(spec, generation), version=version, refresh_id=refresh_id)
+    query = StateQuery(
+        spec, units_key=units_key(spec, generation), version=version, refresh_id=refresh_id, shards=shards
+    )
     known = set(previous.value_keys) if previous is not None and reason is None else set()
     definitions = query.post_defs + query.pre_defs
     stale = [d for d in definitions if d.key in known]
@@ -211,12 +239,13 @@ def rollup_refresh(
     if by_difference:  # the touched units' contributions before (previous analysis time) and after
         before = StateQuery(
             dataclasses.replace(spec, until=previous.until), units_key=query.units_key, version=version,
-            touched_only=True, refresh_id=refresh_id,
+            touched_only=True, refresh_id=refresh_id, shards=shards,
         )  # fmt: skip
         before.phase = 0
         after = StateQuery(
-            spec, units_key=query.units_key, version=version, touched_only=True, refresh_id=refresh_id
-        )
+            spec, units_key=query.units_key, version=version, touched_only=True, refresh_id=refresh_id,
+            shards=shards,
+        )  # fmt: skip
         old_units = _run(before.units_statement())
         unit_rows, first_ms = _units_updated(previous, old_units, _run(after.units_statement()))
         if first_ms is _UNKNOWN:  # an analysed unit left (now in two variants): find the new earliest
@@ -245,7 +274,9 @@ def rollup_refresh(
         metric_rows = _metrics_updated(previous.metric_rows, old_metrics, new_metrics)
     elif spec.metrics and rollup.first_exposure_at is not None:
         if spec.percentile_capped:  # from the state's raw values, as the cold roll-up from events
-            caps = percentile_caps(StateQuery(spec, units_key=query.units_key, version=version), rollup)
+            caps = percentile_caps(
+                StateQuery(spec, units_key=query.units_key, version=version, shards=shards), rollup
+            )
         query.caps = caps
         metric_rows = _run(query.metrics_statement())
     else:
@@ -277,7 +308,7 @@ def rollup_refresh(
         version=version + 1,
     )
     record_caps(rollup, full_spec, caps)
-    rollup_quantiles(rollup, full_spec, None)
+    rollup_quantiles(rollup, full_spec, rollup_shards())
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
 
@@ -354,9 +385,9 @@ def _written_since(query: StateQuery, previous: RollupState) -> bool:
 
 def _first_exposure_ms(query: StateQuery) -> int | None:
     query.params = {}
-    sql = f"SELECT min(t0_ms) AS first FROM ({query._state_units(valid_only=True)})"  # noqa: S608 - placeholders only
-    rows = _run(Statement(sql, query.params))
-    return int(rows[0]["first"]) if rows and rows[0]["first"] else None
+    sql = f"SELECT minOrNull(t0_ms) AS first FROM ({query._state_units(valid_only=True)})"  # noqa: S608 - placeholders only
+    rows = _run(query._merged(sql, {"first": "min"}))  # a shard without units answers NULL
+    return int(rows[0]["first"]) if rows and rows[0]["first"] is not None else None
 
 
 def _metrics_updated(

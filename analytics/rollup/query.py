@@ -172,6 +172,10 @@ class Shards:
 
     cluster: str
     database: str
+    # The Distributed tables' routing, slot by slot (cityHash64(unit_id) % len(slots) picks one): the
+    # shard number owning it. Needed by statements that write per-unit rows (the incremental state).
+    slots: tuple[int, ...] = ()
+    replicated: bool = False  # the shard-local tables are Replicated* (statements on them: ON CLUSTER)
 
     def table(self, name: str) -> str:
         """The shard's own part of a table or view (``<name>_local``, see analytics.clickhouse.cluster)."""

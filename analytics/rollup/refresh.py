@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from analytics import clickhouse
+from analytics.clickhouse import ClickHouseError
 from analytics.rollup.quantile import rollup_quantiles, without_quantiles
 from analytics.rollup.query import (
     QUERY_SETTINGS,
@@ -84,7 +85,29 @@ def rollup_shards() -> Shards | None:
     """Where the roll-up runs: per shard of ``CLICKHOUSE_CLUSTER``, else None (one server)."""
     if not settings.CLICKHOUSE_CLUSTER:
         return None
-    return Shards(cluster=settings.CLICKHOUSE_CLUSTER, database=clickhouse.database_name())
+    return Shards(
+        cluster=settings.CLICKHOUSE_CLUSTER,
+        database=clickhouse.database_name(),
+        replicated=settings.CLICKHOUSE_CLUSTER_REPLICATED,
+    )
+
+
+def shard_slots(cluster: str) -> tuple[int, ...]:
+    """How ``Distributed`` tables over ``cluster`` route a row: slot ``k`` (``sharding key % slots``)
+    goes to the shard numbered ``slots[k]``; every shard has as many slots as its weight, in order
+    (ClickHouse's ``slot_to_shard``)."""
+    rows = clickhouse.query(
+        "SELECT shard_num, any(shard_weight) AS weight FROM system.clusters "
+        "WHERE cluster = {cluster:String} GROUP BY shard_num ORDER BY shard_num",
+        {"cluster": cluster},
+        use_database=False,
+    )
+    slots = tuple(int(row["shard_num"]) for row in rows for _ in range(int(row["weight"])))
+    if not slots:
+        raise ClickHouseError(
+            f"ClickHouse knows no cluster {cluster!r} (system.clusters), or it has no shard."
+        )
+    return slots
 
 
 def rollup_run(spec: RollupSpec) -> Rollup:

@@ -35,7 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from analytics.rollup.query import DAY_MS, HOUR_MS, RollupQuery, Statement, select
+from analytics.rollup.query import DAY_MS, HOUR_MS, RollupQuery, Shards, Statement, select
 from analytics.rollup.spec import Measure, RollupSpec
 
 NEVER_MS = 2**63 - 1
@@ -119,8 +119,9 @@ class StateQuery(RollupQuery):
         version: int,
         touched_only: bool = False,
         refresh_id: int | None = None,
+        shards: Shards | None = None,
     ) -> None:
-        super().__init__(spec, exact_unit_keys=True)
+        super().__init__(spec, exact_unit_keys=True, shards=shards)
         self.units_key = units_key
         self.version = version
         # names this refresh's rows of rollup_touched, rollup_arrivals and the scratch tables: random,
@@ -149,20 +150,43 @@ class StateQuery(RollupQuery):
         return self._bind("refresh_id", "UInt64", self.refresh_id)
 
     def _insert(self, table: str, columns: list[str], sql: str) -> Statement:
-        """``INSERT INTO table (columns) <sql>``: fixed table and column names, the builder's SELECT."""
+        """``INSERT INTO table (columns) <sql>``: fixed table and column names, the builder's SELECT.
+
+        On a cluster ``sql`` runs on every shard over the shard's own tables, each shard keeping the
+        rows of the units it owns (:meth:`_owned`), and the ``Distributed`` table sends every row back
+        to its unit's shard: a unit's state is written where its events and exposures are."""
+        if self.shards is not None:
+            cluster = self._bind("cluster", "String", self.shards.cluster)
+            # the columns named by position: a computed column's own name does not survive the trip
+            owned = select(["*"], f"({sql}) AS r ({', '.join(columns)})", where=self._owned())
+            sql = select(["*"], f"cluster({cluster}, view({owned}))")
         return Statement(f"INSERT INTO {table} ({', '.join(columns)}) {sql}", self.params)
+
+    def _owned(self) -> str:
+        """The row's unit belongs to the shard running the statement, by the ``Distributed`` tables'
+        routing: ``cityHash64(unit_id)`` modulo the shards' total weight picks a slot, and the slots
+        go to the shards in order, ``weight`` each (``Shards.slots``). Every row of a shard's own
+        tables passes, as they were written through that routing; where two shards read the same
+        tables (the test suite's two shards of one server), each unit is written once."""
+        assert self.shards is not None and self.shards.slots, "the cluster's shard slots are needed"
+        slots = self._bind("shard_slots", "Array(UInt32)", list(self.shards.slots))
+        return f"{slots}[cityHash64(unit_id) % length({slots}) + 1] = shardNum()"
+
+    def _merged(self, sql: str, merges: dict[str, str]) -> Statement:
+        """A one-row answer: on a cluster, every shard's row merged by ``merges``."""
+        return self._statement(sql, (), merges)
 
     def _touched(self, reasons: int | None = None) -> str:
         """``unit_id IN (this refresh's touched units)`` (those touched for one of ``reasons`` only)."""
         where = f"experiment = {self._experiment()} AND refresh_id = {self._refresh()}"
         if reasons is not None:
             where += f" AND bitAnd(reasons, {self._bind(f'reasons_{reasons}', 'UInt8', reasons)}) != 0"
-        return f"unit_id IN ({select(['unit_id'], 'rollup_touched', where=where)})"
+        return f"unit_id IN ({select(['unit_id'], self._table('rollup_touched'), where=where)})"
 
     def _recomputed(self) -> str:
         """``unit_id IN (the units this refresh recomputes from their events)``."""
         where = f"experiment = {self._experiment()} AND refresh_id = {self._refresh()} AND phase = 2"
-        return f"unit_id IN ({select(['unit_id'], 'rollup_scratch_units', where=where)})"
+        return f"unit_id IN ({select(['unit_id'], self._table('rollup_scratch_units'), where=where)})"
 
     def _scratch(self, table: str, phase: int) -> str:
         """This refresh's rows of a scratch table at ``phase`` (a WHERE clause)."""
@@ -188,7 +212,7 @@ class StateQuery(RollupQuery):
                 "cityHash64(name, event_id, month) AS h",
                 "cityHash64(ts, value, environment) AS c",
             ],
-            "rollup_arrivals",
+            self._table("rollup_arrivals"),
             where=where,
         )
 
@@ -196,7 +220,7 @@ class StateQuery(RollupQuery):
         """(unit_id, seen_low, seen_high): the touched units' filters of counted events at ``phase``."""
         return select(
             ["unit_id", "seen_low", "seen_high"],
-            "rollup_scratch_unit_values",
+            self._table("rollup_scratch_unit_values"),
             where=self._scratch("rollup_scratch_unit_values", phase),
         )
 
@@ -219,7 +243,7 @@ class StateQuery(RollupQuery):
             since = self._bind("new_after", "DateTime64(3, 'UTC')", new_after)
             counted = select(
                 ["name", "unit_id", "event_id", "ts", "value", "environment", "received_at"],
-                "rollup_arrivals",
+                self._table("rollup_arrivals"),
                 where=f"experiment = {experiment} AND refresh_id = "
                 f"{self._bind('previous_refresh', 'UInt64', previous_refresh)}",
             )
@@ -237,7 +261,7 @@ class StateQuery(RollupQuery):
             "received_at",
             new,
         ]
-        sql = select(columns, "events", where=f"name IN {events} AND received_at > {lower}")
+        sql = select(columns, self._table("events"), where=f"name IN {events} AND received_at > {lower}")
         return self._insert(
             "rollup_arrivals",
             ["experiment", "refresh_id", "unit_id", "name", "event_id", "ts", "value", "environment",
@@ -249,7 +273,9 @@ class StateQuery(RollupQuery):
         """How many arrival rows a refresh recorded (from the primary index)."""
         self.params = {}
         where = f"experiment = {self._experiment()} AND refresh_id = {self._bind('count_refresh', 'UInt64', refresh)}"
-        return Statement(select(["count() AS rows"], "rollup_arrivals", where=where), self.params)
+        return self._merged(
+            select(["count() AS rows"], self._table("rollup_arrivals"), where=where), {"rows": "sum"}
+        )
 
     def touched_statement(self, *, watermark: dt.datetime, previous_until: dt.datetime) -> Statement:
         """Write the units this refresh touches, with why (bits, migrations_sql/0006): new events
@@ -264,12 +290,12 @@ class StateQuery(RollupQuery):
         arrivals = [
             select(
                 ["unit_id", "toUInt8(1) AS reason"],
-                "rollup_arrivals",
+                self._table("rollup_arrivals"),
                 where=f"experiment = {experiment} AND refresh_id = {self._refresh()} AND new = 1",
             ),
             select(
                 ["unit_id", "toUInt8(2) AS reason"],
-                "exposures",
+                self._table("exposures"),
                 where=f"experiment = {experiment} AND received_at > {after}{environments}",
             ),
             self._pending_units(until),
@@ -280,7 +306,7 @@ class StateQuery(RollupQuery):
         arrivals.append(
             select(
                 ["unit_id", "toUInt8(8) AS reason"],
-                "rollup_units",
+                self._table("rollup_units"),
                 where=f"experiment = {experiment} AND units_key = {self._units_key()} AND t0_ms >= {previous}",
             )
         )
@@ -296,17 +322,17 @@ class StateQuery(RollupQuery):
         replaced but not yet merged away, may still show one that has been counted since)."""
         state = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
         candidates = select(
-            ["day", "unit_id"], "rollup_unit_values", where=f"{state} AND pending_ms < {until}"
+            ["day", "unit_id"], self._table("rollup_unit_values"), where=f"{state} AND pending_ms < {until}"
         )
         newest = select(
             ["day", "unit_id", "max(version)"],
-            "rollup_unit_values",
+            self._table("rollup_unit_values"),
             where=f"{state} AND (day, unit_id) IN ({candidates})",
             group_by="day, unit_id",
         )
         return select(
             ["unit_id", "toUInt8(4) AS reason"],
-            "rollup_unit_values",
+            self._table("rollup_unit_values"),
             where=f"{state} AND pending_ms < {until} AND (day, unit_id, version) IN ({newest})",
         )
 
@@ -320,7 +346,7 @@ class StateQuery(RollupQuery):
         unit_columns = ["t0_ms", "variant_index", "last_exposure_ms"]
         units = select(
             [experiment, refresh, "toUInt8(0)", "unit_id", *(f"argMax({c}, version)" for c in unit_columns)],
-            "rollup_units",
+            self._table("rollup_units"),
             where=where,
             group_by="unit_id",
         )
@@ -338,7 +364,7 @@ class StateQuery(RollupQuery):
         # (day, unit) pairs, from their rows copied just before, read only the days that hold them
         days = select(
             [f"toInt32(intDiv(t0_ms, {DAY_MS}))", "unit_id"],
-            "rollup_scratch_units",
+            self._table("rollup_scratch_units"),
             where=self._scratch("rollup_scratch_units", 0),
         )
         where = (
@@ -347,12 +373,15 @@ class StateQuery(RollupQuery):
         # each touched unit's newest row: found from narrow columns, then read whole, so that no
         # array is aggregated
         newest = select(
-            ["day", "unit_id", "max(version)"], "rollup_unit_values", where=where, group_by="day, unit_id"
+            ["day", "unit_id", "max(version)"],
+            self._table("rollup_unit_values"),
+            where=where,
+            group_by="day, unit_id",
         )
         values = select(
             [experiment, refresh, "toUInt8(0)", "unit_id", "day", f"arrayFilter(v -> has({keys}, v.1), vals)",
              "seen_low", "seen_high"],
-            "rollup_unit_values",
+            self._table("rollup_unit_values"),
             where=f"{where} AND (day, unit_id, version) IN ({newest})",
         )  # fmt: skip
         values += " LIMIT 1 BY unit_id"  # one row even if two share the newest version
@@ -378,7 +407,7 @@ class StateQuery(RollupQuery):
             where += f" AND {self._touched(2)}"
         rows = select(
             ["unit_id", "timestamp", f"transform(variant, {variants}, {indexes}, 0) AS exposed_variant"],
-            "exposures",
+            self._table("exposures"),
             where=where,
         )
         computed = [
@@ -400,7 +429,7 @@ class StateQuery(RollupQuery):
                             group_by="unit_id")  # fmt: skip
         copied = select(
             [experiment, refresh, "toUInt8(1)", "unit_id", *unit_columns],
-            "rollup_scratch_units",
+            self._table("rollup_scratch_units"),
             where=f"{self._scratch('rollup_scratch_units', 0)} AND NOT {self._touched(2)}",
         )
         return self._insert(
@@ -417,9 +446,9 @@ class StateQuery(RollupQuery):
         is new, and is added to the state as it is."""
         self.params = {}
         experiment, refresh = self._experiment(), self._refresh()
-        after = select(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units",
+        after = select(["unit_id", "t0_ms", "variant_index"], self._table("rollup_scratch_units"),
                        where=self._scratch("rollup_scratch_units", 1))  # fmt: skip
-        before = select(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units",
+        before = select(["unit_id", "t0_ms", "variant_index"], self._table("rollup_scratch_units"),
                         where=self._scratch("rollup_scratch_units", 0))  # fmt: skip
         changed = select(
             ["a.unit_id AS unit_id"],
@@ -428,7 +457,7 @@ class StateQuery(RollupQuery):
         )
         pending = select(
             ["unit_id"],
-            "rollup_touched",
+            self._table("rollup_touched"),
             where=f"experiment = {experiment} AND refresh_id = {refresh} "
             f"AND bitAnd(reasons, {self._bind('reasons_4', 'UInt8', 4)}) != 0",
         )
@@ -454,12 +483,16 @@ class StateQuery(RollupQuery):
         if not touched_only:
             where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
             return select(
-                columns, "rollup_units FINAL", where=where + (" AND variant_index > 0" if valid_only else "")
+                columns,
+                f"{self._table('rollup_units')} FINAL",
+                where=where + (" AND variant_index > 0" if valid_only else ""),
             )
         phase = 1 if self.phase is None else self.phase
         where = self._scratch("rollup_scratch_units", phase)
         return select(
-            columns, "rollup_scratch_units", where=where + (" AND variant_index > 0" if valid_only else "")
+            columns,
+            self._table("rollup_scratch_units"),
+            where=where + (" AND variant_index > 0" if valid_only else ""),
         )
 
     def _current_values(self, *, all_units: bool) -> str:
@@ -467,7 +500,7 @@ class StateQuery(RollupQuery):
         left under another day, and empty ones, are not), of every unit or of the analysed ones."""
         values = select(
             ["unit_id", "day", "vals", "seen_low", "seen_high"],
-            "rollup_unit_values FINAL",
+            f"{self._table('rollup_unit_values')} FINAL",
             where=f"experiment = {self._experiment()} AND units_key = {self._units_key()}",
         )
         units = select(["unit_id", f"toInt32(intDiv(t0_ms, {DAY_MS})) AS day"],
@@ -483,7 +516,7 @@ class StateQuery(RollupQuery):
         phase = 1 if self.phase is None else self.phase
         return select(
             ["unit_id", "vals"],
-            "rollup_scratch_unit_values",
+            self._table("rollup_scratch_unit_values"),
             where=self._scratch("rollup_scratch_unit_values", phase),
         )
 
@@ -491,16 +524,18 @@ class StateQuery(RollupQuery):
         """The highest row version of the state's units and values (two narrow columns), one row."""
         self.params = {}
         where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
-        units = select(["max(version)"], "rollup_units", where=where)
-        values = select(["max(version)"], "rollup_unit_values", where=where)
-        return Statement(f"SELECT greatest(({units}), ({values})) AS version", self.params)  # noqa: S608 - built by select()
+        units = select(["max(version)"], self._table("rollup_units"), where=where)
+        values = select(["max(version)"], self._table("rollup_unit_values"), where=where)
+        return self._merged(f"SELECT greatest(({units}), ({values})) AS version", {"version": "max"})  # noqa: S608 - built by select()
 
     def count_statement(self) -> Statement:
         """How many unit rows the state holds, every version (at least the units the last refresh
         recorded, unless rows were lost); counted from the primary index, without reading rows."""
         self.params = {}
         where = f"experiment = {self._experiment()} AND units_key = {self._units_key()}"
-        return Statement(select(["count() AS units"], "rollup_units", where=where), self.params)
+        return self._merged(
+            select(["count() AS units"], self._table("rollup_units"), where=where), {"units": "sum"}
+        )
 
     def units_statement(self) -> Statement:
         """The cold ``units`` statement's answer (units per variant and entry day...), from the state."""
@@ -520,7 +555,13 @@ class StateQuery(RollupQuery):
             group_by="variant_index, entry_day",
             order_by="variant_index, entry_day",
         )
-        return Statement(sql, self.params)
+        merges = {
+            "units": "sum",
+            "first_exposure_ms": "min",
+            "last_exposure_ms": "max",
+            "key_collisions": "sum",
+        }
+        return self._statement(sql, ("variant_index", "entry_day"), merges)
 
     # --- 3. values ---------------------------------------------------------------------------------------
     def _value_tuple(self, definition: ValueDef, code: int) -> str:
@@ -578,7 +619,7 @@ class StateQuery(RollupQuery):
         bound = self._bind("counted_by", "DateTime64(3, 'UTC')", lower)
         listed = select(
             ["name", "unit_id", "event_id", "received_at"],
-            "rollup_arrivals",
+            self._table("rollup_arrivals"),
             where=f"experiment = {self._experiment()} AND refresh_id = {self._refresh()}",
         )
         return f"(received_at <= {bound} OR (name, unit_id, event_id, received_at) IN ({listed}))"
@@ -600,7 +641,7 @@ class StateQuery(RollupQuery):
         self.params = {}
         events = self._bind("events", "Array(String)", self.events)
         where = f"name IN {events}{self._environment_filter()} AND {self._counted_filter(lower)}"
-        source = "events_dedup"
+        source = self._table("events_dedup")
         if touched_only:
             source = f"({self._recomputed_events(events)})"
         if since is not None:
@@ -641,7 +682,7 @@ class StateQuery(RollupQuery):
         block = "toUInt64(splitByChar('_', _part)[2])"
         newest = select(
             ["unit_id", "name", "event_id", "timestamp", "value", "environment", "received_at"],
-            f"events PREWHERE {self._recomputed()}",
+            f"{self._table('events')} PREWHERE {self._recomputed()}",
             where=f"name IN {events}",
             order_by=f"{block} DESC, _part_offset DESC",
         )
@@ -733,7 +774,7 @@ class StateQuery(RollupQuery):
         per_unit = self._per_unit_values(definitions, rows, units, "RIGHT JOIN")
         before = select(
             ["unit_id", "vals", "seen_low", "seen_high"],
-            "rollup_scratch_unit_values",
+            self._table("rollup_scratch_unit_values"),
             where=self._scratch("rollup_scratch_unit_values", 0),
         )
         # each new element t (the arrivals' values) with the unit's element b of the same key before
@@ -797,7 +838,7 @@ class StateQuery(RollupQuery):
                 *unit_columns,
                 self._bind("version", "UInt64", self.version),
             ],
-            "rollup_scratch_units",
+            self._table("rollup_scratch_units"),
             where=f"{self._scratch('rollup_scratch_units', 1)} AND {self._touched(2)}",
         )
         statements = [
@@ -820,7 +861,7 @@ class StateQuery(RollupQuery):
                 "seen_high",
                 version,
             ],
-            "rollup_scratch_unit_values",
+            self._table("rollup_scratch_unit_values"),
             where=f"{self._scratch('rollup_scratch_unit_values', 1)} AND changed = 1",
         )
         # a unit whose t0 moved to another day leaves its row under the old day, and a unit no longer
@@ -828,12 +869,12 @@ class StateQuery(RollupQuery):
         # replaces that row, so that its pending time cannot touch the unit at every refresh
         before = select(
             ["unit_id", "day"],
-            "rollup_scratch_unit_values",
+            self._table("rollup_scratch_unit_values"),
             where=self._scratch("rollup_scratch_unit_values", 0),
         )
         after = select(
             ["unit_id", "t0_ms", "variant_index"],
-            "rollup_scratch_units",
+            self._table("rollup_scratch_units"),
             where=self._scratch("rollup_scratch_units", 1),
         )
         empty = "CAST([], 'Array(Tuple(String, Float64, Array(Int32), Array(Float64), Int64, Int64))')"
@@ -900,8 +941,15 @@ class StateQuery(RollupQuery):
     def delete_statements(self) -> list[Statement]:
         """Drop the experiment's rows of other generations and definitions (after a full recompute)."""
         statements = []
-        for table in ("rollup_units", "rollup_unit_values"):
+        for name in ("rollup_units", "rollup_unit_values"):
             self.params = {}
+            # on a cluster, from every shard's own table (ON CLUSTER where replicated: Keeper runs it
+            # on every node; else the cluster's shards are the connected server)
+            table = name
+            if self.shards is not None:
+                table = self.shards.table(name)
+                if self.shards.replicated:
+                    table += f" ON CLUSTER {self.shards.cluster}"
             sql = f"DELETE FROM {table} WHERE experiment = {self._experiment()} AND units_key != {self._units_key()}"  # noqa: S608 - placeholders only
             statements.append(Statement(sql, self.params))
         return statements

@@ -7,6 +7,7 @@ tables and the per-shard roll-up run for real inside chDB in the cluster suite
 (``test_cluster_suite__...`` below, which starts pytest with a chDB cluster configuration).
 """
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -156,6 +157,27 @@ def test_cluster_layout__not_replicated__file_engines_and_no_on_cluster():
     assert "ENGINE = ReplacingMergeTree\nPARTITION BY" in "\n".join(statements)
 
 
+@pytest.mark.parametrize("replicated", [True, False])
+def test_incremental_state_cleanup__cluster__every_shards_own_table(clickhouse_schema, replicated):
+    # The incremental roll-up's only statements that are not INSERT ... SELECT (which go through the
+    # Distributed tables, run for real in the cluster suite): dropping old generations' rows
+    from analytics.rollup import RollupSpec
+    from analytics.rollup.query import Shards
+    from analytics.rollup.state import StateQuery
+
+    shards = Shards(cluster="platform", database="experiments", slots=(1, 2), replicated=replicated)
+    spec = RollupSpec(experiment="exp", variants=("a", "b"), until=dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+
+    statements = StateQuery(spec, units_key="k", version=2, shards=shards).delete_statements()
+
+    formatted = [_format(statement.sql) for statement in statements]
+    on_cluster = " ON CLUSTER platform" if replicated else ""
+    assert [sql.split(" WHERE ")[0] for sql in formatted] == [
+        f"DELETE FROM experiments.rollup_units_local{on_cluster}",
+        f"DELETE FROM experiments.rollup_unit_values_local{on_cluster}",
+    ]
+
+
 @pytest.mark.parametrize(
     ("statement", "reason"),
     [
@@ -278,6 +300,8 @@ def test_cluster_compose__two_shards_of_two_replicas_and_three_keepers__consiste
 CLUSTER_SUITE = [
     "tests/analytics/test_cluster_shards.py",
     "tests/analytics/test_rollup.py",
+    "tests/analytics/test_rollup_incremental.py",
+    "tests/analytics/test_results_incremental.py",
     "tests/analytics/test_rollup_quantile.py",
     "tests/analytics/test_rollup_dimensions.py",
     "tests/analytics/test_results.py",

@@ -447,7 +447,7 @@ def test_rollup_refresh__state_lost_or_asked__full_recompute(clickhouse):
     assert rollup.kind == "full"
 
 
-def test_rollup_refresh__previous_arrivals_gone__full_recompute(clickhouse):
+def test_rollup_refresh__previous_arrivals_gone__full_recompute(clickhouse, settings):
     from analytics import clickhouse as ch
 
     # Given a state whose refresh listed the rows it counted beyond its watermark
@@ -460,7 +460,8 @@ def test_rollup_refresh__previous_arrivals_gone__full_recompute(clickhouse):
     assert state.arrivals > 0
 
     # When that list is gone (its TTL passed: the experiment was not refreshed for a week)
-    ch.command("TRUNCATE TABLE rollup_arrivals")
+    table = "rollup_arrivals_local" if settings.CLICKHOUSE_CLUSTER else "rollup_arrivals"  # a shard's own
+    ch.command("TRUNCATE TABLE {table:Identifier}", {"table": table})
     rollup = refresh(spec_at(now + HOUR), state, now + HOUR)
 
     # Then the refresh cannot tell counted rows from new ones, and recomputes everything
