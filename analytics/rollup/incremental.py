@@ -125,8 +125,18 @@ def _ms(when: dt.datetime) -> int:
     return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
 
 
+def _settings() -> dict[str, Any]:
+    """The statements' settings. On a cluster, each shard's first healthy replica answers
+    (``load_balancing = 'in_order'``, for reads and the inserts' replica alike), so a refresh reads
+    the rows it has just written even where an insert is acknowledged by one replica before the
+    others have it (``CLICKHOUSE_INSERT_QUORUM`` below the replica count)."""
+    if not settings.CLICKHOUSE_CLUSTER:
+        return dict(QUERY_SETTINGS)
+    return {**QUERY_SETTINGS, "load_balancing": "in_order"}
+
+
 def _run(statement: Statement) -> list[dict[str, Any]]:
-    return clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)
+    return clickhouse.query(statement.sql, statement.params, settings=_settings())
 
 
 def _command(statement: Statement) -> None:
@@ -139,7 +149,7 @@ def _command(statement: Statement) -> None:
     insert = cluster_insert_settings(settings.CLICKHOUSE_CLUSTER, settings.CLICKHOUSE_INSERT_QUORUM)
     if insert:
         insert["parallel_distributed_insert_select"] = 0
-    clickhouse.command(statement.sql, statement.params, settings={**QUERY_SETTINGS, **insert})
+    clickhouse.command(statement.sql, statement.params, settings={**_settings(), **insert})
 
 
 def state_shards() -> Shards | None:
@@ -275,7 +285,9 @@ def rollup_refresh(
     elif spec.metrics and rollup.first_exposure_at is not None:
         if spec.percentile_capped:  # from the state's raw values, as the cold roll-up from events
             caps = percentile_caps(
-                StateQuery(spec, units_key=query.units_key, version=version, shards=shards), rollup
+                StateQuery(spec, units_key=query.units_key, version=version, shards=shards),
+                rollup,
+                _settings(),
             )
         query.caps = caps
         metric_rows = _run(query.metrics_statement())

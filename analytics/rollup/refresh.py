@@ -151,11 +151,13 @@ def rollup_run(spec: RollupSpec) -> Rollup:
     return rollup
 
 
-def percentile_caps(query: RollupQuery, rollup: Rollup) -> dict[Measure, float | None]:
+def percentile_caps(
+    query: RollupQuery, rollup: Rollup, query_settings: dict[str, Any] | None = None
+) -> dict[Measure, float | None]:
     """The caps of the spec's percentile-capped measures, over the roll-up's analysed units (one
     query, before the metrics statement; NaN, when every value was a left-out zero, is no cap)."""
     statement = query.caps_statement(sum(rollup.units.values()))
-    row = clickhouse.query(statement.sql, statement.params, settings=QUERY_SETTINGS)[0]
+    row = clickhouse.query(statement.sql, statement.params, settings=query_settings or QUERY_SETTINGS)[0]
     caps: dict[Measure, float | None] = {}
     for k, measure in enumerate(query.spec.percentile_capped):
         value = row[f"cap_{k}"]

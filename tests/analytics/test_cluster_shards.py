@@ -296,3 +296,41 @@ def test_rollup_refresh__two_shards_of_one_server__incremental_equals_cold_every
         assert stored["rows"] == stored["versions"], table  # no row written twice
         if table == "rollup_units_local":  # every exposed unit (values: the analysed ones only)
             assert stored["units"] == len({e.unit_id for e in scenario.exposures})
+
+
+def test_rollup_refresh__cluster__every_statement_on_the_replica_it_wrote_to(
+    clickhouse, settings, monkeypatch
+):
+    # Given a spy on what the incremental refresh sends to ClickHouse
+    from analytics.rollup import incremental
+    from tests.analytics.test_rollup_incremental import DAY, HOUR, START, Scenario, refresh, spec_at
+
+    sent = []
+    for name in ("query", "command"):
+        original = getattr(incremental.clickhouse, name)
+
+        def spy(sql, params=None, *, _original=original, **kwargs):
+            sent.append((sql, kwargs.get("settings") or {}))
+            return _original(sql, params, **kwargs)
+
+        monkeypatch.setattr(incremental.clickhouse, name, spy)
+    settings.CLICKHOUSE_CLUSTER = TWO_SHARDS
+    scenario = Scenario(8)
+    now = START + 2 * DAY
+    scenario.send(*scenario.new_units(20, since=START, now=now), received_at=now - 30 * SECOND)
+
+    # When a full refresh, then an incremental one, run on the cluster
+    state = refresh(spec_at(now), None, now).state
+    scenario.send(*scenario.late_traffic(now + HOUR), received_at=now + HOUR - 30 * SECOND)
+    assert refresh(spec_at(now + HOUR), state, now + HOUR).kind == "incremental"
+
+    # Then every statement asks for each shard's first healthy replica (reads see the refresh's own
+    # writes without a quorum), and every write waits for its shard and goes through the initiator
+    state_statements = [(sql, options) for sql, options in sent if "rollup_" in sql]
+    assert len(state_statements) > 15
+    assert all(options.get("load_balancing") == "in_order" for _, options in state_statements)
+    inserts = [options for sql, options in state_statements if sql.startswith("INSERT")]
+    assert inserts and all(
+        o["distributed_foreground_insert"] == 1 and o["parallel_distributed_insert_select"] == 0
+        for o in inserts
+    )
