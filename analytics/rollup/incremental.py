@@ -320,7 +320,7 @@ def rollup_refresh(
         version=version + 1,
     )
     record_caps(rollup, full_spec, caps)
-    rollup_quantiles(rollup, full_spec, rollup_shards())
+    rollup_quantiles(rollup, full_spec, shards)
     rollup.duration_ms = (time.perf_counter() - started) * 1000
     return rollup
 

@@ -166,6 +166,15 @@ def select(
     return " ".join(clauses)
 
 
+# How the shards' rows of a units statement combine on a cluster (by variant and entry day)
+UNITS_MERGES = {
+    "units": "sum",
+    "first_exposure_ms": "min",
+    "last_exposure_ms": "max",
+    "key_collisions": "sum",
+}
+
+
 @dataclass(frozen=True)
 class Shards:
     """The roll-up runs per shard of ``cluster``, over the shard-local tables of ``database``."""
@@ -328,13 +337,7 @@ class RollupQuery:
         ]
         keys = ", ".join([*self._level_keys("level"), "variant_index", "entry_day"])
         sql = select(columns, f"({self._units_sql(summary=True)})", group_by=keys, order_by=keys)
-        merges = {
-            "units": "sum",
-            "first_exposure_ms": "min",
-            "last_exposure_ms": "max",
-            "key_collisions": "sum",
-        }
-        return self._statement(sql, (*self._level_keys("level"), "variant_index", "entry_day"), merges)
+        return self._statement(sql, (*self._level_keys("level"), "variant_index", "entry_day"), UNITS_MERGES)
 
     def _level_sql(self) -> str:
         """The unit's level (on the per-unit grouping of ``_units_sql``): its attribute on its first

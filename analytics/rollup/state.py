@@ -35,7 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from analytics.rollup.query import DAY_MS, HOUR_MS, RollupQuery, Shards, Statement, select
+from analytics.rollup.query import DAY_MS, HOUR_MS, UNITS_MERGES, RollupQuery, Shards, Statement, select
 from analytics.rollup.spec import Measure, RollupSpec
 
 NEVER_MS = 2**63 - 1
@@ -555,13 +555,7 @@ class StateQuery(RollupQuery):
             group_by="variant_index, entry_day",
             order_by="variant_index, entry_day",
         )
-        merges = {
-            "units": "sum",
-            "first_exposure_ms": "min",
-            "last_exposure_ms": "max",
-            "key_collisions": "sum",
-        }
-        return self._statement(sql, ("variant_index", "entry_day"), merges)
+        return self._statement(sql, ("variant_index", "entry_day"), UNITS_MERGES)
 
     # --- 3. values ---------------------------------------------------------------------------------------
     def _value_tuple(self, definition: ValueDef, code: int) -> str:
