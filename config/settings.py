@@ -269,8 +269,8 @@ if RESULTS_BREAKDOWN_WAIT_SECONDS < 0:
 # next one (inserts in flight, clock skew between processes); keep it above CLICKHOUSE_QUERY_TIMEOUT.
 ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default=300)
 # Incremental refresh from per-unit state (docs/analysis.md), per shard on a cluster. Off by default:
-# exact, but measured slower than a cold refresh below ~30M events (about 2.2x at 1M, 1.0-1.35x at
-# 10M, 0.8-0.95x at 30M, 2026-12-07).
+# exact, but measured no faster than a cold refresh below ~10M events (about 1.8x at 1M, 0.95-1.0x
+# at 10M, 0.77x at 30M, 2026-12-07 evening).
 ROLLUP_INCREMENTAL = env.bool("ROLLUP_INCREMENTAL", default=False)
 
 # --- SDK endpoints --------------------------------------------------------------------------------

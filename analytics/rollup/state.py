@@ -185,15 +185,15 @@ class StateQuery(RollupQuery):
 
     def _recomputed(self) -> str:
         """``unit_id IN (the units this refresh recomputes from their events)``."""
-        where = f"experiment = {self._experiment()} AND refresh_id = {self._refresh()} AND phase = 2"
-        return f"unit_id IN ({select(['unit_id'], self._table('rollup_scratch_units'), where=where)})"
+        return f"unit_id IN ({self._scratch_rows(['unit_id'], 'rollup_scratch_units', 2)})"
 
-    def _scratch(self, table: str, phase: int) -> str:
-        """This refresh's rows of a scratch table at ``phase`` (a WHERE clause)."""
+    def _scratch_rows(self, columns: list[str], table: str, phase: int, *, where: str | None = None) -> str:
+        """``columns`` of this refresh's rows of a scratch table at ``phase`` (and ``where``)."""
         phase_value = self._bind(f"phase_{phase}", "UInt8", phase)
-        return (
+        condition = (
             f"experiment = {self._experiment()} AND refresh_id = {self._refresh()} AND phase = {phase_value}"
         )
+        return select(columns, self._table(table), where=condition + (f" AND {where}" if where else ""))
 
     def _arrival_rows(self, refresh: str, *, new_only: bool) -> str:
         """A refresh's arrivals with the columns the value tuples read (``code`` over ``self.events``)."""
@@ -218,11 +218,7 @@ class StateQuery(RollupQuery):
 
     def _seen(self, phase: int) -> str:
         """(unit_id, seen_low, seen_high): the touched units' filters of counted events at ``phase``."""
-        return select(
-            ["unit_id", "seen_low", "seen_high"],
-            self._table("rollup_scratch_unit_values"),
-            where=self._scratch("rollup_scratch_unit_values", phase),
-        )
+        return self._scratch_rows(["unit_id", "seen_low", "seen_high"], "rollup_scratch_unit_values", phase)
 
     # --- 1. arrivals and touched units ----------------------------------------------------------------
     def arrivals_statement(
@@ -362,11 +358,7 @@ class StateQuery(RollupQuery):
         keys = self._bind("value_keys", "Array(String)", value_keys)
         # a unit's row sits under its entry day (the sorting key's third column): the touched units'
         # (day, unit) pairs, from their rows copied just before, read only the days that hold them
-        days = select(
-            [f"toInt32(intDiv(t0_ms, {DAY_MS}))", "unit_id"],
-            self._table("rollup_scratch_units"),
-            where=self._scratch("rollup_scratch_units", 0),
-        )
+        days = self._scratch_rows([f"toInt32(intDiv(t0_ms, {DAY_MS}))", "unit_id"], "rollup_scratch_units", 0)
         where = (
             f"experiment = {experiment} AND units_key = {self._units_key()} AND (day, unit_id) IN ({days})"
         )
@@ -427,11 +419,8 @@ class StateQuery(RollupQuery):
         refresh = self._refresh()
         recomputed = select([experiment, refresh, "toUInt8(1)", "unit_id", *computed], f"({rows})",
                             group_by="unit_id")  # fmt: skip
-        copied = select(
-            [experiment, refresh, "toUInt8(1)", "unit_id", *unit_columns],
-            self._table("rollup_scratch_units"),
-            where=f"{self._scratch('rollup_scratch_units', 0)} AND NOT {self._touched(2)}",
-        )
+        copied = self._scratch_rows([experiment, refresh, "toUInt8(1)", "unit_id", *unit_columns],
+                                    "rollup_scratch_units", 0, where=f"NOT {self._touched(2)}")  # fmt: skip
         return self._insert(
             "rollup_scratch_units",
             ["experiment", "refresh_id", "phase", "unit_id", *unit_columns],
@@ -446,10 +435,8 @@ class StateQuery(RollupQuery):
         is new, and is added to the state as it is."""
         self.params = {}
         experiment, refresh = self._experiment(), self._refresh()
-        after = select(["unit_id", "t0_ms", "variant_index"], self._table("rollup_scratch_units"),
-                       where=self._scratch("rollup_scratch_units", 1))  # fmt: skip
-        before = select(["unit_id", "t0_ms", "variant_index"], self._table("rollup_scratch_units"),
-                        where=self._scratch("rollup_scratch_units", 0))  # fmt: skip
+        after = self._scratch_rows(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units", 1)
+        before = self._scratch_rows(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units", 0)
         changed = select(
             ["a.unit_id AS unit_id"],
             f"({after}) AS a LEFT JOIN ({before}) AS b ON a.unit_id = b.unit_id",
@@ -488,11 +475,8 @@ class StateQuery(RollupQuery):
                 where=where + (" AND variant_index > 0" if valid_only else ""),
             )
         phase = 1 if self.phase is None else self.phase
-        where = self._scratch("rollup_scratch_units", phase)
-        return select(
-            columns,
-            self._table("rollup_scratch_units"),
-            where=where + (" AND variant_index > 0" if valid_only else ""),
+        return self._scratch_rows(
+            columns, "rollup_scratch_units", phase, where="variant_index > 0" if valid_only else None
         )
 
     def _current_values(self, *, all_units: bool) -> str:
@@ -514,11 +498,7 @@ class StateQuery(RollupQuery):
     def _state_values(self) -> str:
         """(unit_id, vals) of the touched units' rows of the scratch table at ``phase``."""
         phase = 1 if self.phase is None else self.phase
-        return select(
-            ["unit_id", "vals"],
-            self._table("rollup_scratch_unit_values"),
-            where=self._scratch("rollup_scratch_unit_values", phase),
-        )
+        return self._scratch_rows(["unit_id", "vals"], "rollup_scratch_unit_values", phase)
 
     def newer_rows_statement(self, version: int) -> Statement:
         """How many rows of the state's units and values have a version above ``version``, one row.
@@ -771,10 +751,8 @@ class StateQuery(RollupQuery):
             where=f"NOT {self._recomputed()}",
         )
         per_unit = self._per_unit_values(definitions, rows, units, "RIGHT JOIN")
-        before = select(
-            ["unit_id", "vals", "seen_low", "seen_high"],
-            self._table("rollup_scratch_unit_values"),
-            where=self._scratch("rollup_scratch_unit_values", 0),
+        before = self._scratch_rows(
+            ["unit_id", "vals", "seen_low", "seen_high"], "rollup_scratch_unit_values", 0
         )
         # each new element t (the arrivals' values) with the unit's element b of the same key before
         # (an empty-keyed default when there was none)
@@ -829,7 +807,7 @@ class StateQuery(RollupQuery):
         """Write the touched units' rows after this refresh (scratch phase 1) to the state tables."""
         self.params = {}
         unit_columns = ["t0_ms", "variant_index", "last_exposure_ms"]
-        units = select(
+        units = self._scratch_rows(
             [
                 self._experiment(),
                 self._units_key(),
@@ -837,8 +815,9 @@ class StateQuery(RollupQuery):
                 *unit_columns,
                 self._bind("version", "UInt64", self.version),
             ],
-            self._table("rollup_scratch_units"),
-            where=f"{self._scratch('rollup_scratch_units', 1)} AND {self._touched(2)}",
+            "rollup_scratch_units",
+            1,
+            where=self._touched(2),
         )
         statements = [
             self._insert(
@@ -848,7 +827,7 @@ class StateQuery(RollupQuery):
         self.params = {}
         never = self._bind("never_ms", "Int64", NEVER_MS)
         version = self._bind("version", "UInt64", self.version)
-        values = select(
+        values = self._scratch_rows(
             [
                 self._experiment(),
                 self._units_key(),
@@ -860,22 +839,15 @@ class StateQuery(RollupQuery):
                 "seen_high",
                 version,
             ],
-            self._table("rollup_scratch_unit_values"),
-            where=f"{self._scratch('rollup_scratch_unit_values', 1)} AND changed = 1",
+            "rollup_scratch_unit_values",
+            1,
+            where="changed = 1",
         )
         # a unit whose t0 moved to another day leaves its row under the old day, and a unit no longer
         # analysed (now in several variants) is never recomputed: an empty row of the same version
         # replaces that row, so that its pending time cannot touch the unit at every refresh
-        before = select(
-            ["unit_id", "day"],
-            self._table("rollup_scratch_unit_values"),
-            where=self._scratch("rollup_scratch_unit_values", 0),
-        )
-        after = select(
-            ["unit_id", "t0_ms", "variant_index"],
-            self._table("rollup_scratch_units"),
-            where=self._scratch("rollup_scratch_units", 1),
-        )
+        before = self._scratch_rows(["unit_id", "day"], "rollup_scratch_unit_values", 0)
+        after = self._scratch_rows(["unit_id", "t0_ms", "variant_index"], "rollup_scratch_units", 1)
         empty = "CAST([], 'Array(Tuple(String, Float64, Array(Int32), Array(Float64), Int64, Int64))')"
         tombstones = select(
             [self._experiment(), self._units_key(), "b.unit_id", "b.day", empty, never, "toUInt64(0)",
