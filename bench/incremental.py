@@ -204,7 +204,7 @@ def run() -> list[Result]:
                 flush=True,
             )
             results.append(
-                Result(entry="incremental", measured=f"incremental refresh, {NEW:.0%} new events, {label}",
+                Result(entry="incremental", measured=f"incremental refresh, {NEW * 100:g}% new events, {label}",
                        value=incremental * 1000, baseline=f"cold refresh of the same rows, {label}",
                        baseline_value=cold * 1000, unit="ms", higher_is_better=False,
                        goal="ratio <= 0.15" if size == 10_000_000 else "")

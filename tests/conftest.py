@@ -30,6 +30,17 @@ def _no_exposure_flusher_thread():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _incremental_refresh_by_setting_only():
+    """``ROLLUP_INCREMENTAL=auto`` (the default) switches an experiment to incremental refreshes once a
+    cold refresh of it took ``ROLLUP_INCREMENTAL_AUTO_MS``: out of reach here, so that how a test's
+    experiment refreshes never depends on how loaded the machine is. Tests of the switch set it."""
+    from django.test.utils import override_settings
+
+    with override_settings(ROLLUP_INCREMENTAL_AUTO_MS=10**12):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _celery_eager():
     """Tasks run in the test process, whatever broker REDIS_URL names."""
     from config.celery import app

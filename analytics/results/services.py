@@ -141,10 +141,22 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     ]
 
 
-def rollup_incremental_enabled() -> bool:
-    """Whether refreshes run incrementally (``ROLLUP_INCREMENTAL``; on a cluster too, the state per
-    shard). Otherwise every refresh is the cold roll-up."""
-    return settings.ROLLUP_INCREMENTAL
+def rollup_incremental_enabled(last_refresh: dict[str, Any] | None = None) -> bool:
+    """Whether this refresh keeps per-unit state and runs incrementally when it can (on a cluster too,
+    the state per shard); otherwise it is the cold roll-up, which keeps none.
+
+    ``ROLLUP_INCREMENTAL``: ``on`` for every experiment, ``off`` for none; ``auto`` for an experiment
+    that keeps state already, or whose last refresh, ``last_refresh`` (the stored
+    ``ExperimentResult.rollup_state``), was a cold roll-up that took ``ROLLUP_INCREMENTAL_AUTO_MS`` or
+    more: the incremental refresh is slower than the cold one on small experiments (docs/analysis.md,
+    "Incremental refresh")."""
+    mode = settings.ROLLUP_INCREMENTAL
+    if mode != "auto":
+        return mode == "on"
+    if RollupState.from_dict(last_refresh) is not None:
+        return True
+    cold_ms = last_refresh.get("cold_rollup_ms") if isinstance(last_refresh, dict) else None
+    return isinstance(cold_ms, int | float) and cold_ms >= settings.ROLLUP_INCREMENTAL_AUTO_MS
 
 
 def arrivals_watermark(read_at: dt.datetime) -> dt.datetime:
@@ -162,18 +174,20 @@ def experiment_results_compute(
     *,
     experiment: Experiment,
     now: dt.datetime | None = None,
+    incremental: bool = False,
     previous: RollupState | None = None,
     full: bool = False,
 ) -> tuple[ResultsDocument, Rollup]:
     """The results document of ``experiment`` as of ``now``, and the roll-up it came from.
 
-    The roll-up is incremental from ``previous`` (the state the last refresh left) when it can be,
-    full otherwise or when ``full`` (docs/analysis.md, "Incremental refresh").
+    ``incremental``: the roll-up keeps per-unit state, and is incremental from ``previous`` (the state
+    the last refresh left) when it can be, full otherwise or when ``full`` (docs/analysis.md,
+    "Incremental refresh"); else it is the cold roll-up.
     """
     now = now or timezone.now()
     watermark = arrivals_watermark(now)
     spec = experiment_rollup_spec(experiment=experiment, until=experiment_analysis_time(experiment, now))
-    if rollup_incremental_enabled():
+    if incremental:
         rollup = rollup_refresh(spec, previous=previous, read_at=now, watermark=watermark, full=full)
     else:  # the cold refresh: every event read, no state kept
         rollup = rollup_run(spec)
@@ -203,8 +217,9 @@ def experiment_results_refresh(
 ) -> ExperimentResult:
     """Recompute and store the results of the experiment ``experiment_id``; the stored snapshot.
 
-    Incremental from the state the last refresh left (``ExperimentResult.rollup_state``) unless
-    ``full`` or that state cannot be used (docs/analysis.md, "Incremental refresh").
+    Where the experiment refreshes incrementally (``rollup_incremental_enabled``): from the state the
+    last refresh left (``ExperimentResult.rollup_state``) unless ``full`` or that state cannot be used
+    (docs/analysis.md, "Incremental refresh"); elsewhere the cold roll-up.
 
     On failure the snapshot keeps its last good payload, records the error and its time, and the
     exception propagates (``ClickHouseUnavailable`` is transient: the Celery task retries it).
@@ -215,7 +230,10 @@ def experiment_results_refresh(
     started = time.perf_counter()
     try:
         document, rollup = experiment_results_compute(
-            experiment=experiment, previous=RollupState.from_dict(snapshot.rollup_state), full=full
+            experiment=experiment,
+            incremental=rollup_incremental_enabled(snapshot.rollup_state),
+            previous=RollupState.from_dict(snapshot.rollup_state),
+            full=full,
         )
     except Exception as exc:  # any failure is recorded on the snapshot, then re-raised
         snapshot.status = ResultStatus.FAILED
@@ -233,8 +251,13 @@ def experiment_results_refresh(
             **rollup.state.to_dict(),
             "recomputed_metrics": list(rollup.recomputed_metrics),
         }
-    else:  # a cold refresh: what the refresh block reports, and no state for the next one
-        snapshot.rollup_state = {"kind": rollup.kind, "watermark": None, "recomputed_metrics": []}
+    else:  # a cold refresh: what the refresh block reports, its time (ROLLUP_INCREMENTAL=auto), no state
+        snapshot.rollup_state = {
+            "kind": rollup.kind,
+            "watermark": None,
+            "recomputed_metrics": [],
+            "cold_rollup_ms": round(rollup.duration_ms),
+        }
     snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
     snapshot.duration_ms = round((time.perf_counter() - started) * 1000)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _incremental(settings):
-    settings.ROLLUP_INCREMENTAL = True
+    settings.ROLLUP_INCREMENTAL = "on"
 
 
 T0 = dt.datetime(2024, 5, 10, 12, 0, 0, tzinfo=dt.UTC)
@@ -82,8 +82,9 @@ def test_arrivals_watermark__spooled_rows_waiting__held_back_to_the_oldest_batch
 
 
 def test_experiment_results_refresh__incremental_off__every_refresh_cold_and_no_state(clickhouse, settings):
-    # Given incremental refresh switched off (the default)
-    settings.ROLLUP_INCREMENTAL = False
+    # Given incremental refresh switched off
+    settings.ROLLUP_INCREMENTAL = "off"
+    settings.ROLLUP_INCREMENTAL_AUTO_MS = 0
     experiment = running_experiment()
     traffic(20, 20)
 
@@ -91,8 +92,72 @@ def test_experiment_results_refresh__incremental_off__every_refresh_cold_and_no_
     experiment_results_refresh(experiment_id=experiment.pk)
     second = experiment_results_refresh(experiment_id=experiment.pk)
 
-    # Then both were full (cold) refreshes that kept no state, and the refresh block says so
-    assert second.rollup_state == {"kind": "full", "watermark": None, "recomputed_metrics": []}
+    # Then both were full (cold) refreshes that kept no state (only their time), and the refresh
+    # block says so
+    assert set(second.rollup_state) == {"kind", "watermark", "recomputed_metrics", "cold_rollup_ms"}
+    assert second.rollup_state["kind"] == "full"
+    assert "generation" not in second.rollup_state
     refresh = experiment_results_get(experiment=experiment).refresh
     assert refresh.kind == "full"
     assert refresh.watermark is None
+
+
+def test_experiment_results_refresh__auto_and_a_slow_cold_refresh__switches_to_incremental(
+    clickhouse, settings
+):
+    # Given the default mode, where every cold refresh counts as slow
+    settings.ROLLUP_INCREMENTAL = "auto"
+    settings.ROLLUP_INCREMENTAL_AUTO_MS = 0
+    experiment = running_experiment()
+    traffic(20, 20)
+
+    # When the experiment is refreshed three times, with new data before the third
+    first = experiment_results_refresh(experiment_id=experiment.pk)
+    first_state = dict(first.rollup_state)
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+    second_state = dict(second.rollup_state)
+    write(
+        [Exposure("late", "treatment", T0, experiment="checkout")],
+        [Event("late", "buy", T0 + dt.timedelta(hours=2))],
+    )
+    third = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then the first is cold and records its time, the second builds the state (a full refresh) and
+    # the third is incremental, counting the new unit
+    assert first_state["kind"] == "full" and "generation" not in first_state
+    assert first_state["cold_rollup_ms"] >= 0
+    assert second_state["kind"] == "full" and second_state["generation"]
+    assert third.rollup_state["kind"] == "incremental"
+    variants = {v["variant"]: v for v in third.payload["metrics"][0]["variants"]}
+    assert variants["treatment"]["units"] == 21
+
+
+def test_experiment_results_refresh__auto_and_fast_cold_refreshes__stays_cold(clickhouse, settings):
+    # Given the default mode, with cold refreshes faster than the switch
+    settings.ROLLUP_INCREMENTAL = "auto"
+    settings.ROLLUP_INCREMENTAL_AUTO_MS = 10**9
+    experiment = running_experiment()
+    traffic(20, 20)
+
+    # When the experiment is refreshed twice
+    experiment_results_refresh(experiment_id=experiment.pk)
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then both are cold: no state is kept
+    assert second.rollup_state["kind"] == "full"
+    assert "generation" not in second.rollup_state
+
+
+def test_experiment_results_refresh__auto_and_state_kept__stays_incremental(clickhouse, settings):
+    # Given an experiment that keeps state (refreshed while incremental refresh was on)
+    experiment = running_experiment()
+    traffic(20, 20)
+    experiment_results_refresh(experiment_id=experiment.pk)
+
+    # When it is refreshed in the default mode, however fast its cold refresh would be
+    settings.ROLLUP_INCREMENTAL = "auto"
+    settings.ROLLUP_INCREMENTAL_AUTO_MS = 10**9
+    second = experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then it goes on from its state
+    assert second.rollup_state["kind"] == "incremental"

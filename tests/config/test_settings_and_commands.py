@@ -9,14 +9,16 @@ from django.urls import reverse
 from features.models import SdkKey, hash_sdk_key
 
 
-def _settings_process(**env_overrides) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+def _settings_process(show: str = "DEBUG", **env_overrides) -> subprocess.CompletedProcess:
+    """Load the settings in a new process with ``env_overrides``; it prints the setting ``show``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ROLLUP_"))}
     env.update(env_overrides)
     return subprocess.run(
         [
             sys.executable,
             "-c",
-            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); django.setup(); from django.conf import settings; print(settings.DEBUG)",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings'); django.setup(); from django.conf import settings; "
+            f"print(settings.{show})",
         ],
         capture_output=True,
         text=True,
@@ -34,12 +36,30 @@ def test_settings__debug_off_without_secret_key__improperly_configured():
 
 @pytest.mark.slow  # starts Python processes of its own
 @pytest.mark.parametrize(
-    "name, value", [("RESULTS_BREAKDOWN_MAX_CONCURRENT", "0"), ("RESULTS_BREAKDOWN_WAIT_SECONDS", "-1")]
+    "name, value",
+    [
+        ("RESULTS_BREAKDOWN_MAX_CONCURRENT", "0"),
+        ("RESULTS_BREAKDOWN_WAIT_SECONDS", "-1"),
+        ("ROLLUP_INCREMENTAL", "sometimes"),
+        ("ROLLUP_INCREMENTAL_AUTO_MS", "-1"),
+    ],
 )
-def test_settings__impossible_breakdown_limits__improperly_configured_naming_the_setting(name, value):
+def test_settings__impossible_values__improperly_configured_naming_the_setting(name, value):
     result = _settings_process(**{name: value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+@pytest.mark.slow  # starts Python processes of its own
+@pytest.mark.parametrize(
+    "value, mode", [(None, "auto"), ("true", "on"), ("False", "off"), (" On ", "on"), ("auto", "auto")]
+)
+def test_settings__rollup_incremental__read_as_auto_on_or_off(value, mode):
+    result = _settings_process(
+        show="ROLLUP_INCREMENTAL", **({} if value is None else {"ROLLUP_INCREMENTAL": value})
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == mode
 
 
 @pytest.mark.slow  # starts Python processes of its own
