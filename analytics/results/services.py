@@ -141,21 +141,36 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
     ]
 
 
-def rollup_incremental_enabled(last_refresh: dict[str, Any] | None = None) -> bool:
+# With ROLLUP_INCREMENTAL=auto, after a refresh that was to build an experiment's state failed (the
+# build costs 3-5 cold refreshes, so it may pass the task's time limit where they did not), the
+# experiment stays on the cold refresh this long before the next attempt.
+AUTO_SWITCH_RETRY = dt.timedelta(days=1)
+
+
+def rollup_incremental_enabled(last_refresh: Any, *, now: dt.datetime) -> bool:
     """Whether this refresh keeps per-unit state and runs incrementally when it can (on a cluster too,
     the state per shard); otherwise it is the cold roll-up, which keeps none.
 
     ``ROLLUP_INCREMENTAL``: ``on`` for every experiment, ``off`` for none; ``auto`` for an experiment
     that keeps state already, or whose last refresh, ``last_refresh`` (the stored
     ``ExperimentResult.rollup_state``), was a cold roll-up that took ``ROLLUP_INCREMENTAL_AUTO_MS`` or
-    more: the incremental refresh is slower than the cold one on small experiments (docs/analysis.md,
+    more, unless building its state failed less than ``AUTO_SWITCH_RETRY`` before ``now``: the
+    incremental refresh is slower than the cold one on small experiments (docs/analysis.md,
     "Incremental refresh")."""
     mode = settings.ROLLUP_INCREMENTAL
     if mode != "auto":
         return mode == "on"
     if RollupState.from_dict(last_refresh) is not None:
         return True
-    cold_ms = last_refresh.get("cold_rollup_ms") if isinstance(last_refresh, dict) else None
+    if not isinstance(last_refresh, dict):
+        return False
+    try:
+        failed_at = dt.datetime.fromisoformat(last_refresh.get("auto_switch_failed_at") or "")
+    except (TypeError, ValueError):  # none recorded (or unreadable)
+        failed_at = None
+    if failed_at is not None and now - failed_at < AUTO_SWITCH_RETRY:
+        return False
+    cold_ms = last_refresh.get("cold_rollup_ms")
     return isinstance(cold_ms, int | float) and cold_ms >= settings.ROLLUP_INCREMENTAL_AUTO_MS
 
 
@@ -221,26 +236,32 @@ def experiment_results_refresh(
     last refresh left (``ExperimentResult.rollup_state``) unless ``full`` or that state cannot be used
     (docs/analysis.md, "Incremental refresh"); elsewhere the cold roll-up.
 
-    On failure the snapshot keeps its last good payload, records the error and its time, and the
-    exception propagates (``ClickHouseUnavailable`` is transient: the Celery task retries it).
+    On failure the snapshot keeps its last good payload, records the error and its time (and, for a
+    refresh that was to build the state under ``ROLLUP_INCREMENTAL=auto``, that the switch failed),
+    and the exception propagates (``ClickHouseUnavailable`` is transient: the Celery task retries it).
     Raises ``Experiment.DoesNotExist`` when there is no such experiment.
     """
     experiment = Experiment.objects.prefetch_related("variants").get(pk=experiment_id)
     snapshot, _ = ExperimentResult.objects.get_or_create(experiment=experiment)
     started = time.perf_counter()
+    previous_state = RollupState.from_dict(snapshot.rollup_state)
+    incremental = rollup_incremental_enabled(snapshot.rollup_state, now=timezone.now())
     try:
         document, rollup = experiment_results_compute(
-            experiment=experiment,
-            incremental=rollup_incremental_enabled(snapshot.rollup_state),
-            previous=RollupState.from_dict(snapshot.rollup_state),
-            full=full,
+            experiment=experiment, incremental=incremental, previous=previous_state, full=full
         )
     except Exception as exc:  # any failure is recorded on the snapshot, then re-raised
         snapshot.status = ResultStatus.FAILED
         snapshot.last_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
         snapshot.last_error_at = timezone.now()
         snapshot.refreshed_by = refreshed_by[:150]
-        snapshot.save(update_fields=["status", "last_error", "last_error_at", "refreshed_by", "updated_at"])
+        fields = ["status", "last_error", "last_error_at", "refreshed_by", "updated_at"]
+        if incremental and previous_state is None and settings.ROLLUP_INCREMENTAL == "auto":
+            # auto's switch to state failed: cold refreshes until AUTO_SWITCH_RETRY has passed
+            last = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
+            snapshot.rollup_state = {**last, "auto_switch_failed_at": snapshot.last_error_at.isoformat()}
+            fields.append("rollup_state")
+        snapshot.save(update_fields=fields)
         cache.delete(results_cache_key(experiment.pk))
         logger.warning("Results of %s could not be refreshed: %s", experiment.key, snapshot.last_error)
         raise
@@ -252,12 +273,15 @@ def experiment_results_refresh(
             "recomputed_metrics": list(rollup.recomputed_metrics),
         }
     else:  # a cold refresh: what the refresh block reports, its time (ROLLUP_INCREMENTAL=auto), no state
+        last = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
         snapshot.rollup_state = {
             "kind": rollup.kind,
             "watermark": None,
             "recomputed_metrics": [],
             "cold_rollup_ms": round(rollup.duration_ms),
         }
+        if "auto_switch_failed_at" in last:  # kept until auto tries the switch again
+            snapshot.rollup_state["auto_switch_failed_at"] = last["auto_switch_failed_at"]
     snapshot.computed_at = document.computed_at
     snapshot.status = ResultStatus.OK
     snapshot.duration_ms = round((time.perf_counter() - started) * 1000)

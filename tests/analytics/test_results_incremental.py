@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from analytics.clickhouse import ClickHouseUnavailable
 from analytics.models import ExperimentResult, SpoolBatch, SpoolKind
 from analytics.results.selectors import experiment_results_get
 from analytics.results.services import arrivals_watermark, experiment_results_refresh
@@ -130,6 +131,35 @@ def test_experiment_results_refresh__auto_and_a_slow_cold_refresh__switches_to_i
     assert third.rollup_state["kind"] == "incremental"
     variants = {v["variant"]: v for v in third.payload["metrics"][0]["variants"]}
     assert variants["treatment"]["units"] == 21
+
+
+def test_experiment_results_refresh__auto_switch_fails__cold_for_a_day_then_tried_again(
+    clickhouse, clickhouse_faults, settings
+):
+    # Given the default mode, every cold refresh counting as slow, and a first (cold) refresh
+    settings.ROLLUP_INCREMENTAL = "auto"
+    settings.ROLLUP_INCREMENTAL_AUTO_MS = 0
+    experiment = running_experiment()
+    traffic(20, 20)
+    experiment_results_refresh(experiment_id=experiment.pk)
+
+    # When the refresh that builds the state fails (its first write; the cold refresh only reads)
+    clickhouse_faults.unavailable(methods=("command",), times=1)
+    with pytest.raises(ClickHouseUnavailable):
+        experiment_results_refresh(experiment_id=experiment.pk)
+
+    # Then the next refreshes are cold, the failure remembered...
+    after = experiment_results_refresh(experiment_id=experiment.pk)
+    assert after.status == "ok"
+    assert after.rollup_state["kind"] == "full" and "generation" not in after.rollup_state
+    failed_at = dt.datetime.fromisoformat(after.rollup_state["auto_switch_failed_at"])
+    assert timezone.now() - failed_at < dt.timedelta(minutes=1)
+
+    # ...until a day has passed: then the switch is tried again, and builds the state
+    after.rollup_state["auto_switch_failed_at"] = (failed_at - dt.timedelta(days=1)).isoformat()
+    after.save(update_fields=["rollup_state"])
+    again = experiment_results_refresh(experiment_id=experiment.pk)
+    assert again.rollup_state["kind"] == "full" and again.rollup_state["generation"]
 
 
 def test_experiment_results_refresh__auto_and_fast_cold_refreshes__stays_cold(clickhouse, settings):
