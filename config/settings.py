@@ -271,9 +271,9 @@ ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default
 # Incremental refresh from per-unit state (docs/analysis.md), per shard on a cluster: "on" for every
 # experiment, "off" for none, "auto" (the default) for an experiment once a cold refresh of it took
 # ROLLUP_INCREMENTAL_AUTO_MS or more. It is exact everywhere but pays only on large experiments:
-# measured at 1.6-1.8x the cold refresh's time at 1M events, 0.95-1.2x at 10M, 0.77x at 30M with 1% new
-# events a refresh, and 0.54x at 10M with 0.1% (2026-12-07), where a cold refresh took 0.26 s at 1M,
-# 1.6-2.4 s at 10M and 5-7 s at 30M. "true"/"false" are read as "on"/"off".
+# measured at 1.8-2.0x the cold refresh's time at 1M events, 0.95-1.1x at 10M, 0.77-0.86x at 30M with
+# 1% new events a refresh, and 0.54x at 10M, 0.35x at 30M with 0.1% (2026-12-07), where a cold refresh
+# took 0.25-0.4 s at 1M, 1.6-2.4 s at 10M and 5-7 s at 30M. "true"/"false" are read as "on"/"off".
 ROLLUP_INCREMENTAL = env.str("ROLLUP_INCREMENTAL", default="auto").strip().lower()
 ROLLUP_INCREMENTAL = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(
     ROLLUP_INCREMENTAL, ROLLUP_INCREMENTAL
