@@ -52,6 +52,7 @@ from analytics.admin.summary import (
     p_value_text,
     percent,
     primary_sentences,
+    refresh_how,
     units_rows,
 )
 from analytics.clickhouse import ClickHouseError
@@ -305,6 +306,7 @@ class ExperimentResultAdmin(admin.ModelAdmin):
             last_error=refresh.last_error,
             last_error_ago=ago(refresh.last_error_at),
             refreshed_by=refresh.refreshed_by,
+            refresh_how=refresh_how(refresh),
             can_refresh=request.user.has_perm(CHANGE_EXPERIMENT),
             refresh_url=reverse("admin:analytics_experiment_results_refresh", args=[experiment.pk]),
             plotly_url=reverse("admin:analytics_plotly_js", args=[_plotly_version()]),

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from analytics.results import Comparison, MetricResult, ResultsDocument
+from analytics.results import Comparison, MetricResult, RefreshInfo, ResultsDocument
 
 Tone = Literal["good", "bad", "neutral"]
 
@@ -140,6 +140,22 @@ def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
     if (now - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment, now)} ago"
+
+
+def refresh_how(refresh: RefreshInfo) -> str:
+    """How the shown results were computed, in a sentence (the freshness line's tooltip): incremental
+    or full, and up to when every exposure and event is in them."""
+    if refresh.kind == "incremental":
+        how = "Incremental refresh: only the users that new data touched were recomputed (the same numbers as a full refresh)."
+    elif refresh.kind == "full" and refresh.watermark is not None:
+        how = "Full refresh from every event, keeping each user's state for the incremental refreshes that follow."
+    elif refresh.kind == "full":
+        how = "Full refresh from every event."
+    else:
+        return ""
+    if refresh.watermark is not None:
+        how += f" Every exposure and event received by {refresh.watermark.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC is in."
+    return how
 
 
 def comparison_tone(comparison: Comparison, *, higher_is_better: bool) -> Tone:

@@ -95,7 +95,9 @@ def test_results_page__with_results__charts_sentences_warnings_and_freshness(adm
         status=ExperimentStatus.RUNNING, started_at=timezone.now() - dt.timedelta(days=5)
     )
     ExperimentResult.objects.create(experiment=experiment, payload=results_payload(experiment.key, srm_ok=False),
-                                    computed_at=timezone.now(), refreshed_by="schedule")  # fmt: skip
+                                    computed_at=timezone.now(), refreshed_by="schedule",
+                                    rollup_state={"kind": "incremental", "watermark": "2026-12-07T15:59:03+00:00",
+                                                  "recomputed_metrics": []})  # fmt: skip
 
     # When
     response = admin_client.get(_results_url(experiment))
@@ -112,6 +114,8 @@ def test_results_page__with_results__charts_sentences_warnings_and_freshness(adm
     assert "Sample ratio mismatch." in page
     assert "Users in several variants." in page
     assert "computed 3\xa0minutes ago (schedule)" in page
+    assert 'title="Incremental refresh: only the users that new data touched' in page
+    assert "received by 2026-12-07 15:59 UTC is in." in page
     assert "9,000" in page  # users analysed
     assert "significantly worse" in page  # the guardrail's hover text in the forest plot
 

@@ -12,8 +12,9 @@ from analytics.admin.summary import (
     p_value_text,
     percent,
     primary_sentences,
+    refresh_how,
 )
-from analytics.results import Comparison, MetricResult, ResultsDocument
+from analytics.results import Comparison, MetricResult, RefreshInfo, ResultsDocument
 
 NAMES = {"control": "Blue button", "treatment": "Green button"}
 
@@ -306,3 +307,21 @@ def test_primary_sentences__no_primary_and_metric_error__every_metric_and_the_er
         "4.0%), 70% chance to beat control.",
         "Could not analyse AOV: zero variance",
     ]
+
+
+WATERMARK = dt.datetime(2026, 12, 7, 15, 59, 3, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "kind, watermark, expected",
+    [
+        ("incremental", WATERMARK, "Incremental refresh: only the users that new data touched were recomputed "
+         "(the same numbers as a full refresh). Every exposure and event received by 2026-12-07 15:59 UTC is in."),
+        ("full", WATERMARK, "Full refresh from every event, keeping each user's state for the incremental "
+         "refreshes that follow. Every exposure and event received by 2026-12-07 15:59 UTC is in."),
+        ("full", None, "Full refresh from every event."),
+        (None, None, ""),
+    ],
+)  # fmt: skip
+def test_refresh_how__kinds__say_how_and_up_to_when(kind, watermark, expected):
+    assert refresh_how(RefreshInfo(status="ok", kind=kind, watermark=watermark)) == expected
