@@ -274,10 +274,9 @@ ROLLUP_ARRIVAL_MARGIN_SECONDS = env.int("ROLLUP_ARRIVAL_MARGIN_SECONDS", default
 # measured at 1.8-2.0x the cold refresh's time at 1M events, 0.95-1.1x at 10M, 0.77-0.86x at 30M with
 # 1% new events a refresh, and 0.54x at 10M, 0.35x at 30M with 0.1% (2026-12-07), where a cold refresh
 # took 0.25-0.4 s at 1M, 1.6-2.4 s at 10M and 5-7 s at 30M. "true"/"false" are read as "on"/"off".
-ROLLUP_INCREMENTAL = env.str("ROLLUP_INCREMENTAL", default="auto").strip().lower()
-ROLLUP_INCREMENTAL = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(
-    ROLLUP_INCREMENTAL, ROLLUP_INCREMENTAL
-)
+_rollup_incremental = env.str("ROLLUP_INCREMENTAL", default="auto").strip().lower()
+_boolean_modes = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}
+ROLLUP_INCREMENTAL = _boolean_modes.get(_rollup_incremental, _rollup_incremental)
 if ROLLUP_INCREMENTAL not in ("auto", "on", "off"):
     raise ImproperlyConfigured("ROLLUP_INCREMENTAL must be auto, on or off (or true/false).")
 ROLLUP_INCREMENTAL_AUTO_MS = env.int("ROLLUP_INCREMENTAL_AUTO_MS", default=2000)

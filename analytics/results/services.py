@@ -147,12 +147,14 @@ def experiment_analysis_plan(experiment: Experiment) -> list[MetricAnalysis]:
 AUTO_SWITCH_RETRY = dt.timedelta(days=1)
 
 
-def rollup_incremental_enabled(last_refresh: Any, *, now: dt.datetime) -> bool:
+def rollup_incremental_enabled(
+    last_refresh: dict[str, Any], *, previous: RollupState | None, now: dt.datetime
+) -> bool:
     """Whether this refresh keeps per-unit state and runs incrementally when it can (on a cluster too,
     the state per shard); otherwise it is the cold roll-up, which keeps none.
 
     ``ROLLUP_INCREMENTAL``: ``on`` for every experiment, ``off`` for none; ``auto`` for an experiment
-    that keeps state already, or whose last refresh, ``last_refresh`` (the stored
+    that keeps state already (``previous``), or whose last refresh, ``last_refresh`` (the stored
     ``ExperimentResult.rollup_state``), was a cold roll-up that took ``ROLLUP_INCREMENTAL_AUTO_MS`` or
     more, unless building its state failed less than ``AUTO_SWITCH_RETRY`` before ``now``: the
     incremental refresh is slower than the cold one on small experiments (docs/analysis.md,
@@ -160,10 +162,8 @@ def rollup_incremental_enabled(last_refresh: Any, *, now: dt.datetime) -> bool:
     mode = settings.ROLLUP_INCREMENTAL
     if mode != "auto":
         return mode == "on"
-    if RollupState.from_dict(last_refresh) is not None:
+    if previous is not None:
         return True
-    if not isinstance(last_refresh, dict):
-        return False
     try:
         failed_at = dt.datetime.fromisoformat(last_refresh.get("auto_switch_failed_at") or "")
     except (TypeError, ValueError):  # none recorded (or unreadable)
@@ -244,8 +244,9 @@ def experiment_results_refresh(
     experiment = Experiment.objects.prefetch_related("variants").get(pk=experiment_id)
     snapshot, _ = ExperimentResult.objects.get_or_create(experiment=experiment)
     started = time.perf_counter()
-    previous_state = RollupState.from_dict(snapshot.rollup_state)
-    incremental = rollup_incremental_enabled(snapshot.rollup_state, now=timezone.now())
+    last = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
+    previous_state = RollupState.from_dict(last)
+    incremental = rollup_incremental_enabled(last, previous=previous_state, now=timezone.now())
     try:
         document, rollup = experiment_results_compute(
             experiment=experiment, incremental=incremental, previous=previous_state, full=full
@@ -258,7 +259,6 @@ def experiment_results_refresh(
         fields = ["status", "last_error", "last_error_at", "refreshed_by", "updated_at"]
         if incremental and previous_state is None and settings.ROLLUP_INCREMENTAL == "auto":
             # auto's switch to state failed: cold refreshes until AUTO_SWITCH_RETRY has passed
-            last = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
             snapshot.rollup_state = {**last, "auto_switch_failed_at": snapshot.last_error_at.isoformat()}
             fields.append("rollup_state")
         snapshot.save(update_fields=fields)
@@ -273,7 +273,6 @@ def experiment_results_refresh(
             "recomputed_metrics": list(rollup.recomputed_metrics),
         }
     else:  # a cold refresh: what the refresh block reports, its time (ROLLUP_INCREMENTAL=auto), no state
-        last = snapshot.rollup_state if isinstance(snapshot.rollup_state, dict) else {}
         snapshot.rollup_state = {
             "kind": rollup.kind,
             "watermark": None,
